@@ -1,0 +1,102 @@
+"""Ingest throughput: POST /ingest on a real `glimpze serve` vs a no-op JSON POST app, same server.
+
+    python -m bench.ingest [--seconds 10] [--connections 32] [--synchronous full]
+
+Both apps run under uvicorn on 127.0.0.1 with the same options; the load (wrk when installed)
+is bounded by --seconds. Targets (issue 2): ingest ≥ 0.5× the no-op rate, p99 ≤ 25 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from bench import loadgen
+from tests.server import REPO, UNLIMITED_PLAN, Server, free_port
+
+BODY = b'{"schema_type":"counter","content":{"title":"Active Users","count":2314,"unit":"users","trend":"up"}}'
+
+
+def start_noop() -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bench.noop_app:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+            "--no-server-header",
+        ],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            httpx.post(f"{url}/noop/x", content=BODY)
+            return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("the no-op app did not start")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--synchronous", choices=["full", "normal"], default="full")
+    parser.add_argument("--tool", choices=["wrk", "python"])
+    parser.add_argument("--log-level", default="warning", help="the server's log_level (info writes access logs)")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        server = Server(
+            Path(tmp), f'synchronous = "{args.synchronous}"\nlog_level = "{args.log_level}"\n' + UNLIMITED_PLAN
+        )
+        server.start()
+        noop, noop_url = start_noop()
+        try:
+            admin = {"Authorization": f"Bearer {server.admin_key()}"}
+            feed = httpx.post(
+                f"{server.url}/v1/feeds", json={"name": "bench", "schema_type": "counter"}, headers=admin
+            ).json()
+            headers = {"Authorization": f"Bearer {feed['write_key']}", "Content-Type": "application/json"}
+            ingest_url = f"{server.url}/ingest/{feed['id']}"
+            print(
+                f"{os.cpu_count()} CPUs, {args.connections} connections, {args.seconds:.0f} s per run, "
+                f"synchronous={args.synchronous}"
+            )
+            loadgen.run(f"{noop_url}/noop/x", BODY, headers, args.connections, 2, args.tool)  # warm-up
+            loadgen.run(ingest_url, BODY, headers, args.connections, 2, args.tool)
+            base = loadgen.run(f"{noop_url}/noop/x", BODY, headers, args.connections, args.seconds, args.tool)
+            print("no-op POST  ", base.line())
+            ingest = loadgen.run(ingest_url, BODY, headers, args.connections, args.seconds, args.tool)
+            print("ingest      ", ingest.line())
+            stored = httpx.get(f"{server.url}/v1/feeds/{feed['id']}/events?limit=1", headers=admin).json()
+            ratio = ingest.rps / base.rps
+            print(
+                f"ratio ingest/no-op: {ratio:.2f}  (target ≥ 0.50)   ingest p99: {ingest.p99_ms:.1f} ms "
+                f"(target ≤ 25)   last event stored: {stored['data'][0]['id'] if stored['data'] else None}"
+            )
+        finally:
+            noop.kill()
+            server.kill()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from glimpze.cli import main
+
+raise SystemExit(main())

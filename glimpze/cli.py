@@ -1,0 +1,303 @@
+"""The `glimpze` command: serve, and the admin commands that share the server's store code.
+
+Every subcommand takes --config and --data-dir; settings come from glimpze.toml, then GLIMPZE_*
+environment variables, then flags. Commands that write (keys, feeds) may run while the server
+serves: they go through the same store code and SQLite's busy timeout covers the overlap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import msgspec
+
+from glimpze import __version__
+from glimpze.config import Config, ConfigError, load
+from glimpze.core import Glimpze
+from glimpze.errors import GlimpzeError
+from glimpze.logs import setup as setup_logging
+
+log = logging.getLogger("glimpze")
+
+Command = Callable[[argparse.Namespace, Config], int]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 2
+    overrides = {
+        "host": getattr(args, "host", None),
+        "port": getattr(args, "port", None),
+        "data_dir": args.data_dir,
+    }
+    try:
+        config = load(args.config, overrides=overrides)
+    except ConfigError as exc:
+        print(f"glimpze: configuration error: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(config.log_level, config.log_format)
+    try:
+        return args.run(args, config)
+    except GlimpzeError as exc:
+        print(f"glimpze: {exc.detail}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="FILE", help="settings file (default: $GLIMPZE_CONFIG or ./glimpze.toml)")
+    common.add_argument("--data-dir", metavar="DIR", help="where the database and uploads live (default: ./data)")
+
+    parser = argparse.ArgumentParser(
+        prog="glimpze",
+        description="Self-hosted live widgets, push, approvals and signed webhooks from any HTTP call.",
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"glimpze {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve",
+        parents=[common],
+        help="run the server",
+        description="Run the HTTP server (API, ingest, widgets, dashboard) and the background jobs.",
+    )
+    serve.add_argument("--host", help="listen address (default 0.0.0.0)")
+    serve.add_argument("--port", type=int, help="listen port (default 8080)")
+    serve.set_defaults(run=cmd_serve)
+
+    keys = commands.add_parser(
+        "keys", parents=[common], help="project API keys", description="Create and list project API keys (gzp_…)."
+    )
+    keys_sub = keys.add_subparsers(title="actions", metavar="ACTION")
+    create = keys_sub.add_parser(
+        "create",
+        parents=[common],
+        help="mint a new API key",
+        description="Mint a new API key for a project; the secret is printed once.",
+    )
+    create.add_argument("--name", required=True, help="a label for the key, e.g. 'n8n'")
+    create.add_argument("--project", help="project id (default: the default project)")
+    create.add_argument("--json", action="store_true", help='print {"id": …, "key": …}')
+    create.set_defaults(run=cmd_keys_create)
+    listing = keys_sub.add_parser("list", parents=[common], help="list API keys")
+    listing.add_argument("--project", help="project id (default: the default project)")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    listing.set_defaults(run=cmd_keys_list)
+    keys.set_defaults(run=_help(keys))
+
+    feeds = commands.add_parser(
+        "feeds",
+        parents=[common],
+        help="feeds and their write keys",
+        description="Create and list feeds; rotate a feed's write key.",
+    )
+    feeds_sub = feeds.add_subparsers(title="actions", metavar="ACTION")
+    fcreate = feeds_sub.add_parser(
+        "create", parents=[common], help="create a feed", description="Create a feed; its write key is printed once."
+    )
+    fcreate.add_argument("--name", required=True)
+    fcreate.add_argument("--schema", required=True, choices=["summary", "status", "counter", "approval", "custom"])
+    fcreate.add_argument("--plan", help="plan name (default: default_plan)")
+    fcreate.add_argument("--project", help="project id (default: the default project)")
+    fcreate.add_argument("--json", action="store_true", help="print JSON")
+    fcreate.set_defaults(run=cmd_feeds_create)
+    flist = feeds_sub.add_parser("list", parents=[common], help="list feeds")
+    flist.add_argument("--project", help="project id (default: the default project)")
+    flist.add_argument("--json", action="store_true", help="print JSON")
+    flist.set_defaults(run=cmd_feeds_list)
+    frotate = feeds_sub.add_parser(
+        "rotate-key",
+        parents=[common],
+        help="replace a feed's write key",
+        description="Replace a feed's write key; the old key stops working.",
+    )
+    frotate.add_argument("feed_id")
+    frotate.add_argument("--project", help="project id (default: the default project)")
+    frotate.add_argument("--json", action="store_true", help="print JSON")
+    frotate.set_defaults(run=cmd_feeds_rotate)
+    feeds.set_defaults(run=_help(feeds))
+    return parser
+
+
+def _help(parser: argparse.ArgumentParser) -> Command:
+    def show(args: argparse.Namespace, config: Config) -> int:
+        parser.print_help()
+        return 2
+
+    return show
+
+
+# serve
+
+
+def cmd_serve(args: argparse.Namespace, config: Config) -> int:
+    import uvicorn
+
+    from glimpze.app import create_app
+
+    if config.public_url is None and not _is_loopback(config.host):
+        log.warning(
+            "public_url is not set: webhook and image URLs will say http://localhost:%d. "
+            "Set public_url in glimpze.toml (or GLIMPZE_PUBLIC_URL) to the address devices use.",
+            config.port,
+        )
+    app = create_app(config)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=config.host,
+            port=config.port,
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            proxy_headers=False,  # X-Forwarded-For is read by Glimpze itself, honouring trusted_proxies
+            timeout_graceful_shutdown=5,
+            lifespan="on",
+        )
+    )
+    log.info(
+        "glimpze %s listening on http://%s:%d (data in %s)",
+        __version__,
+        config.host,
+        config.port,
+        config.data_path.resolve(),
+    )
+    server.run()
+    return 0 if server.started else 1
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# admin commands
+
+
+def _run(config: Config, action: Callable[[Glimpze], Awaitable[Any]]) -> Any:
+    async def go() -> Any:
+        async with Glimpze(config) as glimpze:
+            return await action(glimpze)
+
+    return asyncio.run(go())
+
+
+async def _project(glimpze: Glimpze, project: str | None) -> str:
+    if project:
+        return (await glimpze.keys.get_project(project)).id
+    default, _ = await glimpze.keys.ensure_default_project(mint_admin_key=False)
+    return default.id
+
+
+def _print_json(value: Any) -> None:
+    print(msgspec.json.format(msgspec.json.encode(value), indent=2).decode())
+
+
+def cmd_keys_create(args: argparse.Namespace, config: Config) -> int:
+    async def action(glimpze: Glimpze) -> Any:
+        return await glimpze.keys.create(await _project(glimpze, args.project), args.name)
+
+    key = _run(config, action)
+    if args.json:
+        _print_json({"id": key.id, "key": key.key})
+    else:
+        print(f"Created API key {key.id} ({key.name}). It is shown only this once:\n\n    {key.key}\n")
+    return 0
+
+
+def cmd_keys_list(args: argparse.Namespace, config: Config) -> int:
+    async def action(glimpze: Glimpze) -> Any:
+        project = await _project(glimpze, args.project)
+        return await _all_pages(lambda after: glimpze.keys.list(project, after=after, limit=100))
+
+    keys = _run(config, action)
+    if args.json:
+        _print_json(keys)
+        return 0
+    _table(
+        ["ID", "NAME", "PREFIX", "CREATED", "LAST USED"],
+        [[k.id, k.name, k.prefix + "…", k.created_at, k.last_used_at or "never"] for k in keys],
+    )
+    return 0
+
+
+def cmd_feeds_create(args: argparse.Namespace, config: Config) -> int:
+    async def action(glimpze: Glimpze) -> Any:
+        return await glimpze.feeds.create(await _project(glimpze, args.project), args.name, args.schema, args.plan)
+
+    feed = _run(config, action)
+    if args.json:
+        _print_json(feed)
+    else:
+        print(
+            f"Created {feed.schema_type} feed {feed.id} ({feed.name}, plan {feed.plan}).\n"
+            f"  Webhook URL: {feed.webhook_url}\n"
+            f"  Write key (shown only this once): {feed.write_key}"
+        )
+    return 0
+
+
+def cmd_feeds_list(args: argparse.Namespace, config: Config) -> int:
+    async def action(glimpze: Glimpze) -> Any:
+        project = await _project(glimpze, args.project)
+        return await _all_pages(lambda after: glimpze.feeds.list(project, after=after, limit=100))
+
+    feeds = _run(config, action)
+    if args.json:
+        _print_json(feeds)
+        return 0
+    _table(
+        ["ID", "NAME", "SCHEMA", "PLAN", "WEBHOOK URL"],
+        [[f.id, f.name, f.schema_type, f.plan, f.webhook_url] for f in feeds],
+    )
+    return 0
+
+
+def cmd_feeds_rotate(args: argparse.Namespace, config: Config) -> int:
+    async def action(glimpze: Glimpze) -> Any:
+        return await glimpze.feeds.rotate_key(await _project(glimpze, args.project), args.feed_id)
+
+    feed = _run(config, action)
+    if args.json:
+        _print_json({"id": feed.id, "write_key": feed.write_key})
+    else:
+        print(f"New write key for {feed.id} (the old one no longer works):\n\n    {feed.write_key}\n")
+    return 0
+
+
+async def _all_pages(fetch: Callable[[Any], Awaitable[Any]]) -> list[Any]:
+    from glimpze.pagination import decode_cursor
+
+    items: list[Any] = []
+    after = None
+    while True:
+        page = await fetch(after)
+        items.extend(page.data)
+        if page.next_cursor is None:
+            return items
+        after = decode_cursor(page.next_cursor, int)
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> None:
+    if not rows:
+        print("(none)")
+        return
+    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows)]
+    for row in [headers, *rows]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())

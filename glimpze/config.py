@@ -1,0 +1,218 @@
+"""Settings: declared once here, loaded from glimpze.toml < GLIMPZE_* environment < CLI flags.
+
+Every field of `Config` and its tables is documented in the repository's `glimpze.toml`
+(a test keeps the two in step). Loading never happens at import time: the CLI calls `load()`
+and passes the result to `create_app()`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from glimpze.validation import path_parts
+
+DEFAULT_CONFIG_FILE = "glimpze.toml"
+ENV_PREFIX = "GLIMPZE_"
+
+
+class ConfigError(Exception):
+    """A setting is missing, misspelt or out of range; the message names where."""
+
+
+class Plan(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    events_per_minute: int
+    events_per_day: int
+    history_days: int
+    custom_feeds: int
+
+
+DEFAULT_PLANS: dict[str, Plan] = {
+    "free": Plan(events_per_minute=6, events_per_day=100, history_days=7, custom_feeds=0),
+    "pro": Plan(events_per_minute=60, events_per_day=1000, history_days=14, custom_feeds=1),
+    "power": Plan(events_per_minute=90, events_per_day=2400, history_days=45, custom_feeds=1),
+}
+
+
+class WebhooksConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    allow_targets: list[str] = msgspec.field(default_factory=list)
+    timeout_seconds: float = 20.0
+    event_retention_days: int = 7
+
+
+class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    host: str = "0.0.0.0"
+    port: int = 8080
+    public_url: str | None = None
+    data_dir: str = "data"
+    default_plan: str = "free"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"
+    trusted_proxies: list[str] = msgspec.field(default_factory=list)
+    synchronous: Literal["full", "normal"] = "full"
+    plans: dict[str, Plan] = msgspec.field(default_factory=lambda: dict(DEFAULT_PLANS))
+    webhooks: WebhooksConfig = msgspec.field(default_factory=WebhooksConfig)
+
+    @property
+    def base_url(self) -> str:
+        """The URL the outside world reaches this server at, without a trailing slash."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        return f"http://localhost:{self.port}"
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_path / "glimpze.db"
+
+
+# Tables whose keys may be set from the environment as GLIMPZE_<TABLE>_<KEY>.
+_TABLES: dict[str, type[msgspec.Struct]] = {"webhooks": WebhooksConfig}
+
+
+def load(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Build the configuration: file, then environment, then `overrides` (CLI flags).
+
+    `path` falls back to $GLIMPZE_CONFIG, then to ./glimpze.toml when it exists.
+    """
+    env = os.environ if env is None else env
+    path = path or env.get(ENV_PREFIX + "CONFIG")
+    explicit = path is not None
+    path = Path(path or DEFAULT_CONFIG_FILE)
+    raw: dict[str, Any] = {}
+    source = str(path)
+    if path.exists():
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    elif explicit:
+        raise ConfigError(f"{source}: no such configuration file")
+    _merge_env(raw, env)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            raw[key] = value
+    plans = _load_plans(raw.pop("plans", {}), source)
+    try:
+        config = msgspec.convert(raw, Config)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{source}: {_describe(exc)}") from None
+    config.plans = plans
+    _check(config, source)
+    return config
+
+
+def _load_plans(given: Any, source: str) -> dict[str, Plan]:
+    """A partial default plan keeps its other values; a new plan must give every key."""
+    if not isinstance(given, dict):
+        raise ConfigError(f"{source}: plans: expected a table of [plans.NAME] tables")
+    plans = dict(DEFAULT_PLANS)
+    for name, table in given.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"{source}: plans.{name}: expected a table")
+        if name not in plans:
+            for key in Plan.__struct_fields__:
+                if key not in table:
+                    raise ConfigError(f"{source}: plans.{name}.{key}: missing (a new plan must set all four keys)")
+        base = msgspec.structs.asdict(plans[name]) if name in plans else {}
+        try:
+            plans[name] = msgspec.convert({**base, **table}, Plan)
+        except msgspec.ValidationError as exc:
+            raise ConfigError(f"{source}: plans.{name}.{_describe(exc)}") from None
+    return plans
+
+
+def _merge_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
+    hints = typing.get_type_hints(Config)
+    for field in Config.__struct_fields__:
+        if field in ("plans", *_TABLES):
+            continue
+        name = ENV_PREFIX + field.upper()
+        if name in env:
+            raw[field] = _parse_env(name, env[name], hints[field])
+    for table, struct in _TABLES.items():
+        table_hints = typing.get_type_hints(struct)
+        for field in struct.__struct_fields__:
+            name = f"{ENV_PREFIX}{table.upper()}_{field.upper()}"
+            if name in env:
+                section = raw.setdefault(table, {})
+                if not isinstance(section, dict):
+                    raise ConfigError(f"{table}: expected a table")
+                section[field] = _parse_env(name, env[name], table_hints[field])
+
+
+def _parse_env(name: str, value: str, hint: Any) -> Any:
+    """Environment values are strings: read them as the setting's type."""
+    origin = typing.get_origin(hint)
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if origin is list:
+        return [item.strip() for item in value.split(",") if item.strip()]
+    if hint is bool:
+        if value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"environment {name}: expected true or false, got {value!r}")
+    for kind in (int, float):
+        if hint is kind or kind in args and len(args) == 1:
+            try:
+                return kind(value)
+            except ValueError:
+                raise ConfigError(f"environment {name}: expected a number, got {value!r}") from None
+    if value == "" and type(None) in typing.get_args(hint):
+        return None
+    return value
+
+
+def _describe(exc: msgspec.ValidationError) -> str:
+    """Turn msgspec's "… - at `$.plans.tiny`" into "plans.tiny.key: …"."""
+    message, _, where = str(exc).partition(" - at `")
+    path = ".".join(str(part) for part in path_parts(where.rstrip("`").removeprefix("$")))
+    for marker in ("unknown field `", "required field `"):
+        if marker in message:
+            key = message.split(marker, 1)[1].split("`", 1)[0]
+            path = f"{path}.{key}" if path else key
+            message = "unknown key" if marker.startswith("unknown") else "missing"
+    return f"{path}: {message}" if path else message
+
+
+def _check(config: Config, source: str) -> None:
+    def fail(key: str, message: str) -> typing.NoReturn:
+        raise ConfigError(f"{source}: {key}: {message}")
+
+    if not 0 < config.port < 65536:
+        fail("port", f"must be between 1 and 65535, got {config.port}")
+    if config.public_url is not None and not config.public_url.startswith(("http://", "https://")):
+        fail("public_url", "must start with http:// or https://")
+    if config.default_plan not in config.plans:
+        fail("default_plan", f"no plan named {config.default_plan!r} (plans: {', '.join(sorted(config.plans))})")
+    for name, plan in config.plans.items():
+        for key in Plan.__struct_fields__:
+            value = getattr(plan, key)
+            minimum = 0 if key == "custom_feeds" else 1
+            if value < minimum:
+                fail(f"plans.{name}.{key}", f"must be at least {minimum}, got {value}")
+    for i, entry in enumerate(config.trusted_proxies):
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            fail(f"trusted_proxies[{i}]", f"{entry!r} is not an IP address or CIDR range")
+    if config.webhooks.timeout_seconds <= 0:
+        fail("webhooks.timeout_seconds", "must be positive")
+    if config.webhooks.event_retention_days < 1:
+        fail("webhooks.event_retention_days", "must be at least 1")

@@ -1,0 +1,260 @@
+"""The SQLite store: one writing connection doing group commit, aiosqlite readers, migrations.
+
+Writes are plain functions `fn(conn) -> result` handed to `Database.write()`. The writer takes
+every job queued so far, runs them in ONE `BEGIN IMMEDIATE` transaction (each inside its own
+savepoint, so one failing job does not sink the others), commits, and only then resolves the
+callers' futures: an awaited `write()` means the data is on disk (`synchronous=FULL`). While a
+commit is syncing, new jobs queue up and go out together in the next one, so throughput grows
+with concurrency and a lone request never waits for a timer.
+
+The statements run on the event loop's thread (microseconds of CPU each); only `COMMIT`, which
+waits for fsync, goes to the writer's own thread. `BEGIN IMMEDIATE` is tried without waiting;
+when another process (the CLI) holds the write lock it is retried with short sleeps, so the loop
+never blocks on the lock. A thread running every statement was measured slower: each sqlite call
+releases the GIL, and getting it back from a busy event loop costs up to the switch interval.
+Reads go through aiosqlite connections (`query_only`), which see every committed write (WAL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from glimpze.migrations import MIGRATIONS
+
+log = logging.getLogger("glimpze.db")
+
+T = TypeVar("T")
+WriteJob = Callable[[sqlite3.Connection], T]
+
+BUSY_TIMEOUT_MS = 5000
+DEFAULT_READERS = 2
+
+
+class StorageError(Exception):
+    """The database refused a commit (disk full, I/O error); nothing in the batch was stored."""
+
+
+def connect(path: Path | str, *, synchronous: str = "full", readonly: bool = False) -> sqlite3.Connection:
+    """A configured sqlite3 connection (autocommit mode: transactions are explicit)."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    _configure(conn, synchronous=synchronous, readonly=readonly)
+    return conn
+
+
+def _configure(conn: sqlite3.Connection, *, synchronous: str, readonly: bool) -> None:
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    if not readonly:
+        conn.execute("PRAGMA journal_mode = WAL")
+        # Checkpoints run from the scheduler on their own connection (Database.checkpoint), so a
+        # commit never pays for copying the WAL back into the database file.
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
+    conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+    conn.execute("PRAGMA foreign_keys = ON")
+    if readonly:
+        conn.execute("PRAGMA query_only = ON")
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema to the newest version; returns the version reached."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    newest = len(MIGRATIONS)
+    if version > newest:
+        raise StorageError(
+            f"the database is at schema version {version}, newer than this Glimpze ({newest}); "
+            "upgrade Glimpze or restore a backup"
+        )
+    for number, (name, script) in enumerate(MIGRATIONS[version:], start=version + 1):
+        try:
+            conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+        except sqlite3.Error:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        log.info("migrated database schema to version %d (%s)", number, name)
+    return newest
+
+
+class Writer:
+    """The single writing connection: group commit of queued jobs, fsync off the event loop."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._pending: list[tuple[WriteJob[Any], asyncio.Future[Any]]] = []
+        self._flushing: asyncio.Task[None] | None = None
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="glimpze-writer")
+        self._closed = False
+        self.commits = 0
+        self.jobs_done = 0
+
+    @property
+    def alive(self) -> bool:
+        return not self._closed
+
+    def submit(self, fn: WriteJob[T]) -> asyncio.Future[T]:
+        if self._closed:
+            raise StorageError("the database is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._pending.append((fn, future))
+        if self._flushing is None:
+            self._flushing = loop.create_task(self._flush())
+        return future
+
+    async def close(self) -> None:
+        """Commit what is queued, then close the connection."""
+        if self._flushing is not None:
+            await asyncio.shield(self._flushing)
+        self._closed = True
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._conn.close)
+        self._thread.shutdown()
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                await self._commit(batch)
+        finally:
+            self._flushing = None
+
+    async def _begin(self) -> None:
+        """BEGIN IMMEDIATE without blocking the event loop on another process's write lock."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        delay = 0.001
+        while True:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    async def _commit(self, batch: list[tuple[WriteJob[Any], asyncio.Future[Any]]]) -> None:
+        loop = asyncio.get_running_loop()
+        conn = self._conn
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            await self._begin()
+            for fn, _ in batch:
+                conn.execute("SAVEPOINT job")
+                try:
+                    outcomes.append((True, fn(conn)))
+                    conn.execute("RELEASE job")
+                except Exception as exc:  # the job's own failure: undo just this job
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                    outcomes.append((False, exc))
+            await loop.run_in_executor(self._thread, conn.execute, "COMMIT")
+        except sqlite3.Error as exc:
+            log.error("commit failed, %d writes rejected: %s", len(batch), exc)
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            error = StorageError(f"the database refused the write: {exc}")
+            outcomes = [(False, error)] * len(batch)
+        self.commits += 1
+        self.jobs_done += len(batch)
+        for (_, future), (ok, value) in zip(batch, outcomes):
+            if future.done():  # the caller went away (cancelled); the write itself stands
+                continue
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+
+
+class Database:
+    """The store's entry point: `write(fn)` for changes, `fetch_all`/`fetch_one` for reads."""
+
+    def __init__(self, path: Path | str, *, synchronous: str = "full", readers: int = DEFAULT_READERS) -> None:
+        self.path = Path(path)
+        self.synchronous = synchronous
+        self._reader_count = readers
+        self._writer: Writer | None = None
+        self._readers: list[aiosqlite.Connection] = []
+        self._next_reader = itertools.cycle(range(readers))
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = connect(self.path, synchronous=self.synchronous)
+        migrate(conn)
+        conn.execute("PRAGMA busy_timeout = 0")  # the writer waits for locks itself (Writer._begin)
+        self._writer = Writer(conn)
+        for _ in range(self._reader_count):
+            reader = await aiosqlite.connect(self.path, isolation_level=None, check_same_thread=False)
+            reader.row_factory = sqlite3.Row
+            await reader.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            await reader.execute("PRAGMA query_only = ON")
+            self._readers.append(reader)
+
+    async def close(self) -> None:
+        for reader in self._readers:
+            await reader.close()
+        self._readers.clear()
+        if self._writer is not None:
+            await self._writer.close()
+            self._writer = None
+            await self.checkpoint("TRUNCATE")  # leave a compact database file behind
+
+    async def __aenter__(self) -> Database:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def writer(self) -> Writer:
+        assert self._writer is not None, "Database.open() was not awaited"
+        return self._writer
+
+    @property
+    def writer_alive(self) -> bool:
+        return self._writer is not None and self._writer.alive
+
+    async def write(self, fn: WriteJob[T]) -> T:
+        """Run `fn(conn)` inside a write transaction; returns once it is committed."""
+        return await self.writer.submit(fn)
+
+    async def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
+        """One write statement; returns the number of rows changed."""
+        return await self.write(lambda conn: conn.execute(sql, params).rowcount)
+
+    async def fetch_all(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Iterable[sqlite3.Row]:
+        reader = self._readers[next(self._next_reader)]
+        return await reader.execute_fetchall(sql, params)
+
+    async def fetch_one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Row | None:
+        rows = await self.fetch_all(sql, params)
+        return rows[0] if rows else None
+
+    async def checkpoint(self, mode: str = "PASSIVE") -> tuple[int, int, int]:
+        """Copy the WAL back into the database file, off the event loop and off the writer.
+
+        PASSIVE never blocks readers or the writer; TRUNCATE (at shutdown) also empties the WAL.
+        Returns SQLite's (busy, wal_frames, checkpointed_frames).
+        """
+
+        def run() -> tuple[int, int, int]:
+            conn = connect(self.path, synchronous=self.synchronous)
+            try:
+                return tuple(conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone())  # type: ignore[return-value]
+            finally:
+                conn.close()
+
+        return await asyncio.to_thread(run)
+
+    async def fetch_value(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
+        row = await self.fetch_one(sql, params)
+        return None if row is None else row[0]

@@ -1,0 +1,122 @@
+"""The error catalogue: every error a client can see, with its stable code and HTTP status.
+
+Domain code raises these; `glimpze.problems` turns them into RFC 9457 problem+json in one place.
+
+    GlimpzeError                      500 internal_error (never raised for client faults)
+    ├── BadRequest                    400 (invalid_json, invalid_request)
+    ├── Unauthorized                  401 invalid_api_key | invalid_write_key | invalid_token
+    ├── Forbidden                     403 plan_forbids | forbidden
+    ├── NotFound                      404 not_found
+    ├── Conflict                      409 conflict | idempotency_key_in_use
+    ├── Gone                          410 cursor_expired
+    ├── PayloadTooLarge               413 payload_too_large
+    ├── UnsupportedMediaType          415 unsupported_media_type
+    ├── ValidationFailed              422 validation_failed | schema_type_mismatch | …
+    └── RateLimited                   429 rate_limited
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+
+class FieldError(msgspec.Struct):
+    path: str
+    message: str
+
+
+class GlimpzeError(Exception):
+    status = 500
+    code = "internal_error"
+    title = "Something went wrong on the server"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        code: str | None = None,
+        title: str | None = None,
+        errors: list[FieldError] | None = None,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if code:
+            self.code = code
+        if title:
+            self.title = title
+        self.errors = errors or []
+        self.headers = headers or {}
+        self.extra = extra or {}
+
+
+class BadRequest(GlimpzeError):
+    status = 400
+    code = "invalid_request"
+    title = "The request could not be read"
+
+
+class Unauthorized(GlimpzeError):
+    status = 401
+    code = "invalid_api_key"
+    title = "Missing or invalid credentials"
+
+
+class Forbidden(GlimpzeError):
+    status = 403
+    code = "forbidden"
+    title = "Not allowed"
+
+
+class NotFound(GlimpzeError):
+    status = 404
+    code = "not_found"
+    title = "Not found"
+
+
+class Conflict(GlimpzeError):
+    status = 409
+    code = "conflict"
+    title = "Conflicts with the current state"
+
+
+class Gone(GlimpzeError):
+    status = 410
+    code = "gone"
+    title = "No longer available"
+
+
+class PayloadTooLarge(GlimpzeError):
+    status = 413
+    code = "payload_too_large"
+    title = "Request body too large"
+
+
+class UnsupportedMediaType(GlimpzeError):
+    status = 415
+    code = "unsupported_media_type"
+    title = "Unsupported content type"
+
+
+class ValidationFailed(GlimpzeError):
+    status = 422
+    code = "validation_failed"
+    title = "The request has invalid fields"
+
+    @classmethod
+    def at(cls, path: str, message: str, **kwargs: Any) -> ValidationFailed:
+        """One bad field: the detail repeats the message so a human reading only `detail` knows."""
+        return cls(f"{path}: {message}", errors=[FieldError(path, message)], **kwargs)
+
+
+class RateLimited(GlimpzeError):
+    status = 429
+    code = "rate_limited"
+    title = "Too many requests"
+
+
+def not_found(kind: str, ident: str) -> NotFound:
+    return NotFound(f"No {kind} with id {ident!r} in this project.")

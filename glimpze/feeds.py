@@ -1,0 +1,297 @@
+"""Feeds: CRUD, write keys (`gzw_…`, stored hashed), and the per-feed state the ingest path needs.
+
+`FeedState` caches what ingest checks on every request (key hashes, schema, plan, token
+buckets). A key that does not match the cached hash re-reads the row, so a key rotated by the
+CLI works at once; matches are re-read after CACHE_SECONDS.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from typing import Literal
+
+import msgspec
+
+from glimpze.clock import Clock, iso
+from glimpze.config import Config, Plan
+from glimpze.db import Database
+from glimpze.errors import Forbidden, NotFound, Unauthorized, ValidationFailed, not_found
+from glimpze.ids import display_prefix, hash_secret, looks_like, new_id, new_secret, same
+from glimpze.limits import FeedBuckets, FeedUsage
+from glimpze.pagination import Page, page
+
+CACHE_SECONDS = 10.0
+MAX_KEY_GRACE_SECONDS = 7 * 24 * 3600
+
+SchemaType = Literal["summary", "status", "counter", "approval", "custom"]
+
+SQL_FEED_COLUMNS = """
+    id, project_id, name, schema_type, plan, write_key_prefix, write_key_hash, previous_key_hash,
+    previous_key_expires_at, minute_tokens, day_tokens, buckets_at, throttled_dropped, created_at, updated_at
+"""
+SQL_INSERT_FEED = """
+    INSERT INTO feeds (id, project_id, name, schema_type, plan, write_key_hash, write_key_prefix,
+                       created_at, updated_at)
+    VALUES (:id, :project_id, :name, :schema_type, :plan, :hash, :prefix, :now, :now)
+"""
+SQL_COUNT_CUSTOM = "SELECT count(*) FROM feeds WHERE project_id = ? AND schema_type = 'custom' AND id != ?"
+SQL_GET_FEED = f"SELECT {SQL_FEED_COLUMNS} FROM feeds WHERE id = ?"
+SQL_LIST_FEEDS = f"""
+    SELECT rowid, {SQL_FEED_COLUMNS} FROM feeds WHERE project_id = ? AND rowid > ? ORDER BY rowid LIMIT ?
+"""
+SQL_UPDATE_FEED = "UPDATE feeds SET name = ?, plan = ?, updated_at = ? WHERE id = ?"
+SQL_DELETE_FEED = "DELETE FROM feeds WHERE project_id = ? AND id = ?"
+SQL_ROTATE_FEED_KEY = """
+    UPDATE feeds SET previous_key_hash = CASE WHEN :grace > 0 THEN write_key_hash END,
+        previous_key_expires_at = CASE WHEN :grace > 0 THEN :now + :grace END,
+        write_key_hash = :hash, write_key_prefix = :prefix, updated_at = :now
+    WHERE project_id = :project AND id = :id
+"""
+SQL_ADD_DROPPED = "UPDATE feeds SET throttled_dropped = throttled_dropped + ? WHERE id = ?"
+
+
+class Feed(msgspec.Struct, kw_only=True):
+    id: str
+    name: str
+    schema_type: str
+    plan: str
+    webhook_url: str
+    write_key_prefix: str
+    created_at: str
+    updated_at: str
+    usage: FeedUsage
+    throttled_dropped: int
+
+
+class NewFeed(Feed, kw_only=True):
+    write_key: str
+
+
+@dataclass(slots=True)
+class FeedState:
+    """What the ingest path needs to know about a feed, kept in memory."""
+
+    id: str
+    project_id: str
+    schema_type: str
+    plan_name: str
+    key_hash: str
+    previous_hash: str | None
+    previous_expires_at: float | None
+    checked_at: float
+    buckets: FeedBuckets
+
+    def accepts(self, digest: str, now: float) -> bool:
+        current = same(digest, self.key_hash)
+        previous = self.previous_hash is not None and same(digest, self.previous_hash)
+        return current or (previous and (self.previous_expires_at or 0) > now)
+
+
+class Feeds:
+    """Feed CRUD, write-key authentication and per-feed quota state."""
+
+    def __init__(self, db: Database, config: Config, clock: Clock) -> None:
+        self.db = db
+        self.config = config
+        self.clock = clock
+        self._states: dict[str, FeedState] = {}
+
+    def plan(self, name: str, path: str = "$.plan") -> Plan:
+        plan = self.config.plans.get(name)
+        if plan is None:
+            raise ValidationFailed.at(path, f"no plan named {name!r}; plans: {', '.join(sorted(self.config.plans))}")
+        return plan
+
+    async def create(self, project_id: str, name: str, schema_type: str, plan_name: str | None) -> NewFeed:
+        plan_name = plan_name or self.config.default_plan
+        plan = self.plan(plan_name)
+        name = _check_name(name)
+        feed_id, secret, now = new_id("fd_"), new_secret("gzw_"), self.clock.now()
+        params = {
+            "id": feed_id,
+            "project_id": project_id,
+            "name": name,
+            "schema_type": schema_type,
+            "plan": plan_name,
+            "hash": hash_secret(secret),
+            "prefix": display_prefix(secret),
+            "now": now,
+        }
+
+        def job(conn: sqlite3.Connection) -> sqlite3.Row:
+            if schema_type == "custom":
+                _check_custom_allowed(conn, project_id, feed_id, plan_name, plan)
+            conn.execute(SQL_INSERT_FEED, params)
+            return conn.execute(SQL_GET_FEED, (feed_id,)).fetchone()
+
+        row = await self.db.write(job)
+        feed = self._feed_out(row)
+        return NewFeed(**msgspec.structs.asdict(feed), write_key=secret)
+
+    async def list(self, project_id: str, *, after: tuple[int] | None, limit: int) -> Page[Feed]:
+        rows = await self.db.fetch_all(SQL_LIST_FEEDS, (project_id, after[0] if after else 0, limit + 1))
+        return page(list(rows), limit, self._feed_out, lambda r: (r["rowid"],))
+
+    async def row(self, project_id: str, feed_id: str) -> sqlite3.Row:
+        row = await self.db.fetch_one(SQL_GET_FEED, (feed_id,))
+        if row is None or row["project_id"] != project_id:
+            raise not_found("feed", feed_id)
+        return row
+
+    async def get(self, project_id: str, feed_id: str) -> Feed:
+        return self._feed_out(await self.row(project_id, feed_id))
+
+    async def update(self, project_id: str, feed_id: str, *, name: str | None, plan_name: str | None) -> Feed:
+        plan = self.plan(plan_name) if plan_name is not None else None
+        name = _check_name(name) if name is not None else None
+        now = self.clock.now()
+
+        def job(conn: sqlite3.Connection) -> sqlite3.Row:
+            row = conn.execute(SQL_GET_FEED, (feed_id,)).fetchone()
+            if row is None or row["project_id"] != project_id:
+                raise not_found("feed", feed_id)
+            if plan is not None and row["schema_type"] == "custom" and plan_name != row["plan"]:
+                _check_custom_allowed(conn, project_id, feed_id, plan_name, plan)
+            conn.execute(SQL_UPDATE_FEED, (name or row["name"], plan_name or row["plan"], now, feed_id))
+            return conn.execute(SQL_GET_FEED, (feed_id,)).fetchone()
+
+        row = await self.db.write(job)
+        state = self._states.get(feed_id)
+        if state is not None and plan is not None:
+            state.plan_name = plan_name
+            state.buckets.set_plan(plan, now)
+        return self._feed_out(row)
+
+    async def delete(self, project_id: str, feed_id: str) -> None:
+        if await self.db.execute(SQL_DELETE_FEED, (project_id, feed_id)) == 0:
+            raise not_found("feed", feed_id)
+        self._states.pop(feed_id, None)
+
+    async def rotate_key(self, project_id: str, feed_id: str, grace_seconds: int = 0) -> NewFeed:
+        """A new write key. The old one stops at once unless `grace_seconds` keeps it a while."""
+        if not 0 <= grace_seconds <= MAX_KEY_GRACE_SECONDS:
+            raise ValidationFailed.at("$.grace_seconds", f"must be between 0 and {MAX_KEY_GRACE_SECONDS} (7 days)")
+        secret, now = new_secret("gzw_"), self.clock.now()
+        params = {
+            "grace": grace_seconds,
+            "now": now,
+            "hash": hash_secret(secret),
+            "prefix": display_prefix(secret),
+            "project": project_id,
+            "id": feed_id,
+        }
+
+        def job(conn: sqlite3.Connection) -> sqlite3.Row | None:
+            if conn.execute(SQL_ROTATE_FEED_KEY, params).rowcount == 0:
+                return None
+            return conn.execute(SQL_GET_FEED, (feed_id,)).fetchone()
+
+        row = await self.db.write(job)
+        if row is None:
+            raise not_found("feed", feed_id)
+        self._refresh(row, now)
+        return NewFeed(**msgspec.structs.asdict(self._feed_out(row)), write_key=secret)
+
+    async def authenticate(self, feed_id: str, secret: str | None) -> FeedState:
+        """The feed a write key opens; raises Unauthorized or NotFound (DESIGN §7 check order)."""
+        if not secret:
+            raise _unauthorized("Send the feed's write key as 'Authorization: Bearer gzw_…'.")
+        digest, now = hash_secret(secret), self.clock.now()
+        state = self._states.get(feed_id)
+        if state is None or now - state.checked_at > CACHE_SECONDS or not state.accepts(digest, now):
+            row = await self.db.fetch_one(SQL_GET_FEED, (feed_id,))
+            if row is None:
+                self._states.pop(feed_id, None)
+                if looks_like(secret, "gzw_"):
+                    raise NotFound(f"No feed with id {feed_id!r}. Check the webhook URL.")
+                raise _unauthorized("This is not a Glimpze write key (they start with 'gzw_').")
+            state = self._refresh(row, now)
+        if not state.accepts(digest, now):
+            raise _unauthorized("The write key does not match this feed (it may have been rotated).")
+        return state
+
+    def state(self, row: sqlite3.Row) -> FeedState:
+        """The in-memory state of a feed, loading it from its row on first use."""
+        return self._states.get(row["id"]) or self._refresh(row, self.clock.now())
+
+    def usage(self, row: sqlite3.Row) -> FeedUsage:
+        return self.state(row).buckets.usage(self.clock.now())
+
+    async def flush_dropped(self) -> None:
+        """Write the counts of throttled events that were counted but not stored."""
+        counts = [(s.buckets.throttled_dropped, s.id) for s in self._states.values() if s.buckets.throttled_dropped]
+        if not counts:
+            return
+        for state in self._states.values():
+            state.buckets.throttled_dropped = 0
+        await self.db.write(lambda conn: conn.executemany(SQL_ADD_DROPPED, counts))
+
+    def dropped(self, row: sqlite3.Row) -> int:
+        state = self._states.get(row["id"])
+        return row["throttled_dropped"] + (state.buckets.throttled_dropped if state else 0)
+
+    def _refresh(self, row: sqlite3.Row, now: float) -> FeedState:
+        plan = self.config.plans.get(row["plan"]) or self.config.plans[self.config.default_plan]
+        old = self._states.get(row["id"])
+        if old is not None:
+            buckets = old.buckets
+            buckets.set_plan(plan, now)
+        else:
+            buckets = FeedBuckets.load(plan, now, row["minute_tokens"], row["day_tokens"], row["buckets_at"])
+        state = FeedState(
+            id=row["id"],
+            project_id=row["project_id"],
+            schema_type=row["schema_type"],
+            plan_name=row["plan"],
+            key_hash=row["write_key_hash"],
+            previous_hash=row["previous_key_hash"],
+            previous_expires_at=row["previous_key_expires_at"],
+            checked_at=now,
+            buckets=buckets,
+        )
+        self._states[row["id"]] = state
+        return state
+
+    def _feed_out(self, row: sqlite3.Row) -> Feed:
+        return Feed(
+            id=row["id"],
+            name=row["name"],
+            schema_type=row["schema_type"],
+            plan=row["plan"],
+            webhook_url=f"{self.config.base_url}/ingest/{row['id']}",
+            write_key_prefix=row["write_key_prefix"],
+            created_at=iso(row["created_at"]),
+            updated_at=iso(row["updated_at"]),
+            usage=self.usage(row),
+            throttled_dropped=self.dropped(row),
+        )
+
+
+def _check_custom_allowed(conn: sqlite3.Connection, project_id: str, feed_id: str, plan_name: str, plan: Plan) -> None:
+    """DESIGN §7: a custom feed needs a plan with custom_feeds ≥ 1 and room left in the project."""
+    if plan.custom_feeds < 1:
+        raise Forbidden(
+            f"The {plan_name!r} plan does not include custom (image) feeds; choose a plan that does, such as 'pro'.",
+            code="plan_forbids",
+            title="Plan does not allow this",
+        )
+    held = conn.execute(SQL_COUNT_CUSTOM, (project_id, feed_id)).fetchone()[0]
+    if held >= plan.custom_feeds:
+        raise Forbidden(
+            f"The {plan_name!r} plan allows {plan.custom_feeds} custom feed(s) per project and this project "
+            f"already has {held}.",
+            code="plan_forbids",
+            title="Plan does not allow this",
+        )
+
+
+def _unauthorized(detail: str) -> Unauthorized:
+    return Unauthorized(detail, code="invalid_write_key", headers={"WWW-Authenticate": 'Bearer realm="glimpze"'})
+
+
+def _check_name(name: str) -> str:
+    name = name.strip()
+    if not 1 <= len(name) <= 100:
+        raise ValidationFailed.at("$.name", "must be 1 to 100 characters")
+    return name

@@ -1,0 +1,331 @@
+"""The ingest pipeline (`POST /ingest/{feed_id}`), the event log and the widget state.
+
+Check order (DESIGN §7): 413 body too large (the handler) → 429 too many failed logins → 401/404
+write key → 415 content type → Idempotency-Key replay → 400 JSON → 422 schema → 429 quota →
+store. Everything an accepted event causes (widget state, bucket levels, idempotency record,
+outgoing events from `on_accept` hooks) is written in the same transaction as the event.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from glimpze.clock import Clock, iso
+from glimpze.db import Database
+from glimpze.errors import GlimpzeError, RateLimited, UnsupportedMediaType, not_found
+from glimpze.feeds import Feeds, FeedState
+from glimpze.idempotency import Claim, Idempotency
+from glimpze.ids import new_id
+from glimpze.limits import AuthFailureLimiter, Decision
+from glimpze.pagination import decode_cursor, encode_cursor
+from glimpze.schemas import decode_event
+
+SQL_INSERT_EVENT = """
+    INSERT INTO events (id, feed_id, status, received_at, schema_type, content, metadata, intent, callback,
+                        widget_updated, push)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+SQL_SAVE_FEED_STATE = """
+    UPDATE feeds SET widget_event_seq = CASE WHEN :widget THEN :seq ELSE widget_event_seq END,
+        minute_tokens = :minute, day_tokens = :day, buckets_at = :at
+    WHERE id = :feed
+"""
+SQL_EVENT_COLUMNS = """
+    seq, id, feed_id, status, received_at, schema_type, content, metadata, intent, callback, widget_updated, push
+"""
+SQL_LIST_EVENTS = f"""
+    SELECT {SQL_EVENT_COLUMNS} FROM events
+    WHERE feed_id = :feed AND seq < :before AND (:status IS NULL OR status = :status)
+    ORDER BY seq DESC LIMIT :limit
+"""
+SQL_WIDGET_EVENT = f"""
+    SELECT {SQL_EVENT_COLUMNS} FROM events WHERE seq = (SELECT widget_event_seq FROM feeds WHERE id = ?)
+"""
+
+_JSON_TYPES = ("application/json", "text/plain")
+
+
+class Accepted(msgspec.Struct):
+    """The 202 answer to an ingest request."""
+
+    id: str
+    feed_id: str
+    status: str
+    widget_updated: bool
+    push: str
+
+
+class Event(msgspec.Struct, kw_only=True):
+    """An event as the event log and the widget state show it."""
+
+    id: str
+    feed_id: str
+    status: str
+    schema_type: str
+    content: dict[str, Any]
+    metadata: dict[str, Any]
+    intent: dict[str, Any]
+    callback: dict[str, Any] | None = None
+    received_at: str
+    widget_updated: bool
+    push: str
+
+
+class EventLog(msgspec.Struct):
+    data: list[Event]
+    next_cursor: str | None
+    throttled_dropped: int
+
+
+class Widget(msgspec.Struct):
+    feed_id: str
+    event: Event | None
+
+
+@dataclass(slots=True)
+class Stored:
+    """An event about to be written, handed to the `on_accept` hooks inside the transaction."""
+
+    id: str
+    feed: FeedState
+    event: Any  # the decoded schemas.*Event
+    received_at: float
+    status: str
+    content: bytes
+    metadata: bytes
+    intent: bytes
+    callback: bytes | None
+    widget_updated: bool
+    push: str
+    seq: int = 0
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What the handler sends back: a status, a JSON body and headers."""
+
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    replayed: bool = False
+
+
+AcceptHook = Callable[[sqlite3.Connection, Stored], None]
+PushDecider = Callable[[FeedState, Any, float], str]
+
+
+def _no_push(feed: FeedState, event: Any, now: float) -> str:
+    return "none"
+
+
+class Ingest:
+    def __init__(
+        self,
+        db: Database,
+        feeds: Feeds,
+        idempotency: Idempotency,
+        clock: Clock,
+        auth_failures: AuthFailureLimiter,
+    ) -> None:
+        self.db = db
+        self.feeds = feeds
+        self.idempotency = idempotency
+        self.clock = clock
+        self.auth_failures = auth_failures
+        self.on_accept: list[AcceptHook] = []
+        self.decide_push: PushDecider = _no_push
+        self.accepted = 0
+        self.throttled = 0
+
+    async def authenticate(self, feed_id: str, secret: str | None, client: str) -> FeedState:
+        """Write-key check behind the failed-authentication limiter."""
+        now = self.clock.now()
+        wait = self.auth_failures.blocked(client, now)
+        if wait > 0:
+            raise too_many_failures(wait)
+        try:
+            return await self.feeds.authenticate(feed_id, secret)
+        except GlimpzeError as exc:
+            if exc.status in (401, 404):
+                self.auth_failures.failed(client, now)
+            raise
+
+    async def ingest(
+        self,
+        feed_id: str,
+        *,
+        secret: str | None,
+        client: str,
+        content_type: str | None,
+        body: bytes,
+        idempotency_key: str | None,
+    ) -> Outcome:
+        feed = await self.authenticate(feed_id, secret, client)
+        check_json_content_type(content_type)
+        claim = None
+        if idempotency_key is not None:
+            claim, stored = await self.idempotency.check(feed.id, idempotency_key, body)
+            if stored is not None:
+                decision = feed.buckets.decision(self.clock.now())
+                return Outcome(stored.status, stored.response, decision.headers(), replayed=True)
+        event = decode_event(body, feed.schema_type)
+        if claim is None:
+            return await self._store(feed, event)
+        with self.idempotency.hold(claim):
+            return await self._store(feed, event, claim)
+
+    async def _store(self, feed: FeedState, event: Any, claim: Claim | None = None) -> Outcome:
+        now = self.clock.now()
+        decision = feed.buckets.take(now)
+        if not decision.allowed:
+            return await self._throttle(feed, event, decision, now)
+        update_widget = event.intent.update_widget
+        push = self.decide_push(feed, event, now)
+        stored = self._stored(feed, event, now, "accepted", update_widget, push)
+        answer = msgspec.json.encode(Accepted(stored.id, feed.id, "accepted", update_widget, push))
+        minute, day = feed.buckets.minute.tokens, feed.buckets.day.tokens
+        hooks = self.on_accept
+
+        def job(conn: sqlite3.Connection) -> None:
+            stored.seq = _insert(conn, stored)
+            conn.execute(
+                SQL_SAVE_FEED_STATE,
+                {"widget": update_widget, "seq": stored.seq, "minute": minute, "day": day, "at": now, "feed": feed.id},
+            )
+            if claim is not None:
+                claim.save(conn, 202, answer, now)
+            for hook in hooks:
+                hook(conn, stored)
+
+        await self._write(job, feed)
+        self.accepted += 1
+        return Outcome(202, answer, decision.headers())
+
+    async def _throttle(self, feed: FeedState, event: Any, decision: Decision, now: float) -> Outcome:
+        """Refused by the quota: the first few per minute are logged, the rest only counted."""
+        self.throttled += 1
+        event_id = None
+        if feed.buckets.store_throttled(now):
+            stored = self._stored(feed, event, now, "throttled", False, "none")
+            await self._write(lambda conn: _insert(conn, stored), feed)
+            event_id = stored.id
+        per = "minute" if decision.limit_name == "minute" else "day"
+        error = RateLimited(
+            f"This feed's plan ({feed.plan_name}) allows {decision.limit} events per {per}. "
+            f"Retry in {decision.retry_after} s; the event was logged as throttled and did not update the widget.",
+            headers=decision.headers(),
+            extra={"limit": decision.limit_name, "event_id": event_id},
+        )
+        raise error
+
+    def _stored(self, feed: FeedState, event: Any, now: float, status: str, widget: bool, push: str) -> Stored:
+        callback = getattr(event, "callback", None)
+        return Stored(
+            id=new_id("evt_"),
+            feed=feed,
+            event=event,
+            received_at=now,
+            status=status,
+            content=msgspec.json.encode(event.content),
+            metadata=msgspec.json.encode(event.metadata),
+            intent=msgspec.json.encode(event.intent),
+            callback=None if callback is None else msgspec.json.encode(callback),
+            widget_updated=widget,
+            push=push,
+        )
+
+    async def _write(self, job: Callable[[sqlite3.Connection], Any], feed: FeedState) -> None:
+        try:
+            await self.db.write(job)
+        except sqlite3.IntegrityError:
+            # The feed was deleted while this request ran.
+            raise not_found("feed", feed.id) from None
+
+    # Reading
+
+    async def events(
+        self, project_id: str, feed_id: str, *, cursor: str | None, limit: int, status: str | None
+    ) -> EventLog:
+        row = await self.feeds.row(project_id, feed_id)
+        after = decode_cursor(cursor, int)
+        before = after[0] if after else 2**63 - 1
+        rows = list(
+            await self.db.fetch_all(
+                SQL_LIST_EVENTS, {"feed": feed_id, "before": before, "status": status, "limit": limit + 1}
+            )
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return EventLog(
+            [event_out(r) for r in rows],
+            encode_cursor(rows[-1]["seq"]) if more else None,
+            self.feeds.dropped(row),
+        )
+
+    async def widget(self, project_id: str, feed_id: str) -> Widget:
+        await self.feeds.row(project_id, feed_id)
+        row = await self.db.fetch_one(SQL_WIDGET_EVENT, (feed_id,))
+        return Widget(feed_id, None if row is None else event_out(row))
+
+
+def _insert(conn: sqlite3.Connection, s: Stored) -> int:
+    cursor = conn.execute(
+        SQL_INSERT_EVENT,
+        (
+            s.id,
+            s.feed.id,
+            s.status,
+            s.received_at,
+            s.feed.schema_type,
+            s.content,
+            s.metadata,
+            s.intent,
+            s.callback,
+            s.widget_updated,
+            s.push,
+        ),
+    )
+    return cursor.lastrowid or 0
+
+
+def event_out(row: sqlite3.Row) -> Event:
+    decode = msgspec.json.decode
+    return Event(
+        id=row["id"],
+        feed_id=row["feed_id"],
+        status=row["status"],
+        schema_type=row["schema_type"],
+        content=decode(row["content"]),
+        metadata=decode(row["metadata"]),
+        intent=decode(row["intent"]),
+        callback=None if row["callback"] is None else decode(row["callback"]),
+        received_at=iso(row["received_at"]),
+        widget_updated=bool(row["widget_updated"]),
+        push=row["push"],
+    )
+
+
+def check_json_content_type(content_type: str | None) -> None:
+    """A missing Content-Type is fine; a present one must be JSON (or text/plain, which some tools send)."""
+    if content_type is None:
+        return
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media in _JSON_TYPES or media.endswith("+json"):
+        return
+    raise UnsupportedMediaType(
+        f"The body was sent as {media or 'an empty Content-Type'!r}; send JSON with 'Content-Type: application/json'.",
+    )
+
+
+def too_many_failures(wait: float) -> RateLimited:
+    seconds = max(1, int(wait + 0.999))
+    return RateLimited(
+        f"Too many failed authentication attempts from this address; retry in {seconds} s.",
+        headers={"Retry-After": str(seconds)},
+        extra={"limit": "auth_failures"},
+    )

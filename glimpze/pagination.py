@@ -1,0 +1,63 @@
+"""Cursor pagination: `?limit=&cursor=` → `{"data": [...], "next_cursor": ... | null}`.
+
+A cursor is opaque to clients: base64url of the sort key of the last item returned.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+import msgspec
+
+from glimpze.errors import ValidationFailed
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 100
+
+T = TypeVar("T")
+
+
+class Page(msgspec.Struct, Generic[T]):
+    data: list[T]
+    next_cursor: str | None
+
+
+def encode_cursor(*key: Any) -> str:
+    return base64.urlsafe_b64encode(msgspec.json.encode(key)).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None, *types: type) -> tuple[Any, ...] | None:
+    """The sort key a cursor holds, checked against the expected types; None for no cursor."""
+    if cursor is None or cursor == "":
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        key = msgspec.json.decode(raw)
+    except (binascii.Error, ValueError, msgspec.DecodeError):
+        key = None
+    numeric = (int, float)
+    if (
+        not isinstance(key, list)
+        or len(key) != len(types)
+        or not all(isinstance(v, numeric if t is float else t) and not isinstance(v, bool) for v, t in zip(key, types))
+    ):
+        raise ValidationFailed.at("query.cursor", "is not a cursor this list gave out; start again without it")
+    return tuple(key)
+
+
+def check_limit(limit: int | None) -> int:
+    if limit is None:
+        return DEFAULT_LIMIT
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ValidationFailed.at("query.limit", f"must be between 1 and {MAX_LIMIT}")
+    return limit
+
+
+def page(rows: list[Any], limit: int, convert: Callable[[Any], T], key: Callable[[Any], tuple[Any, ...]]) -> Page[T]:
+    """`rows` were fetched with `limit + 1`: the extra one tells whether a next page exists."""
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page([convert(row) for row in rows], encode_cursor(*key(rows[-1])) if more else None)

@@ -1,0 +1,161 @@
+"""Strict decoding of request bodies into Structs, with errors that name the bad field.
+
+msgspec stops at the first error and reports unknown or missing fields at the parent object;
+`field_error()` moves the path onto the field itself and suggests the nearest known name.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import types
+import typing
+from typing import Any, Literal, TypeVar, Union
+
+import msgspec
+
+from glimpze.errors import BadRequest, FieldError, ValidationFailed
+
+T = TypeVar("T")
+
+_AT = re.compile(r"^(?P<message>.*) - at `(?P<path>\$[^`]*)`$", re.S)
+_UNKNOWN = re.compile(r"^Object contains unknown field `(?P<field>[^`]*)`$")
+_MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]*)`$")
+_ENUM = re.compile(r"^Invalid enum value (?P<value>.*)$")
+# A __post_init__ check names its field as "[field] message"; the path is then extended.
+_OWN = re.compile(r"^\[(?P<field>[^\]]+)\] (?P<message>.*)$", re.S)
+
+
+class Decoder(typing.Generic[T]):
+    """A strict JSON decoder for one request type, built once at import time."""
+
+    def __init__(self, type_: type[T]) -> None:
+        self.type = type_
+        self._decoder = msgspec.json.Decoder(type_)
+
+    def decode(self, body: bytes) -> T:
+        if not body.strip():
+            raise BadRequest("The request body is empty; send a JSON object.", code="invalid_json", title="Empty body")
+        try:
+            return self._decoder.decode(body)
+        except msgspec.ValidationError as exc:
+            raise validation_failed(exc, self.type) from None
+        except msgspec.DecodeError as exc:
+            raise invalid_json(exc) from None
+
+
+def invalid_json(exc: Exception) -> BadRequest:
+    return BadRequest(
+        f"The body is not valid JSON ({exc}). Check quotes and commas; n8n, Zapier and Make "
+        "need the body type set to JSON.",
+        code="invalid_json",
+        title="Malformed JSON",
+    )
+
+
+def validation_failed(exc: msgspec.ValidationError, root: Any, prefix: str = "$") -> ValidationFailed:
+    error = field_error(str(exc), root, prefix)
+    return ValidationFailed(f"{error.path}: {error.message}", errors=[error])
+
+
+def field_error(text: str, root: Any, prefix: str = "$") -> FieldError:
+    """Translate one msgspec error message into a FieldError with the field's own path."""
+    match = _AT.match(text)
+    message, path = (match["message"], match["path"]) if match else (text, "$")
+    if prefix != "$":
+        path = prefix + path[1:]
+    parts = path_parts(path[len(prefix) :]) if path.startswith(prefix) else []
+    if m := _UNKNOWN.match(message):
+        known = _fields_at(root, parts)
+        message = f"unknown field {m['field']!r}"
+        close = difflib.get_close_matches(m["field"], known, n=1, cutoff=0.6)
+        if close:
+            message += f"; did you mean {close[0]!r}?"
+        elif known:
+            message += f"; allowed fields: {', '.join(repr(k) for k in known)}"
+        path = _join(path, m["field"])
+    elif m := _MISSING.match(message):
+        message = "required field is missing"
+        path = _join(path, m["field"])
+    elif m := _OWN.match(message):
+        path = _join(path, m["field"])
+        message = m["message"]
+    elif m := _ENUM.match(message):
+        allowed = _literals_at(root, parts)
+        message = f"invalid value {m['value']}"
+        if allowed:
+            message += f"; expected one of {', '.join(repr(a) for a in allowed)}"
+    else:
+        message = _soften(message)
+    return FieldError(path=path, message=message)
+
+
+_TYPE_WORDS = {
+    "str | int | float | null": "a string or a number",
+    "str | int | float": "a string or a number",
+    "int | float | str": "a number",
+    "int | float": "a number",
+}
+
+
+def _soften(message: str) -> str:
+    """msgspec's "Expected `str`, got `int`" reads fine once the backticks go."""
+    for words, plain in _TYPE_WORDS.items():
+        message = message.replace(f"`{words}`", plain)
+    message = message.replace("`", "")
+    return message[0].lower() + message[1:] if message else message
+
+
+def _join(path: str, field: str) -> str:
+    return f"{path}.{field}" if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", field) else f"{path}[{field!r}]"
+
+
+def path_parts(path: str) -> list[str | int]:
+    parts: list[str | int] = []
+    for m in re.finditer(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]|\[(['\"])(.*?)\3\]", path):
+        if m[1] is not None:
+            parts.append(m[1])
+        elif m[2] is not None:
+            parts.append(int(m[2]))
+        else:
+            parts.append(m[4])
+    return parts
+
+
+def _unwrap(tp: Any) -> list[Any]:
+    """The concrete types a hint may stand for (Optional, unions, Annotated removed)."""
+    if typing.get_origin(tp) is typing.Annotated:
+        return _unwrap(typing.get_args(tp)[0])
+    if typing.get_origin(tp) in (Union, types.UnionType):
+        return [t for arg in typing.get_args(tp) for t in _unwrap(arg)]
+    return [tp]
+
+
+def _types_at(root: Any, parts: list[str | int]) -> list[Any]:
+    current = _unwrap(root)
+    for part in parts:
+        following: list[Any] = []
+        for tp in current:
+            if isinstance(tp, type) and issubclass(tp, msgspec.Struct) and isinstance(part, str):
+                hints = typing.get_type_hints(tp, include_extras=True)
+                for field in msgspec.structs.fields(tp):
+                    if field.encode_name == part:
+                        following.extend(_unwrap(hints[field.name]))
+            elif typing.get_origin(tp) in (list, tuple) and isinstance(part, int):
+                following.extend(_unwrap(typing.get_args(tp)[0]))
+            elif typing.get_origin(tp) is dict:
+                following.extend(_unwrap(typing.get_args(tp)[1]))
+        current = following
+    return current
+
+
+def _fields_at(root: Any, parts: list[str | int]) -> list[str]:
+    names: list[str] = []
+    for tp in _types_at(root, parts):
+        if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
+            names.extend(f.encode_name for f in msgspec.structs.fields(tp) if f.encode_name not in names)
+    return names
+
+
+def _literals_at(root: Any, parts: list[str | int]) -> list[Any]:
+    return [value for tp in _types_at(root, parts) if typing.get_origin(tp) is Literal for value in typing.get_args(tp)]

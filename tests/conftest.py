@@ -1,0 +1,103 @@
+"""Shared fixtures: a real app on a real SQLite file in tmp_path, driven through AsyncTestClient."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from glimpze.app import create_app
+from glimpze.clock import FakeClock
+from glimpze.config import Config, load
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    empty = tmp_path / "glimpze.toml"
+    empty.write_text("")
+    return load(empty, env={}, overrides={"data_dir": str(tmp_path / "data")})
+
+
+class Api:
+    """A test client with the admin key, and helpers for the common setup steps."""
+
+    def __init__(self, client: AsyncTestClient[Any], key: str, app: Any) -> None:
+        self.client = client
+        self.key = key
+        self.app = app
+        self.auth = {"Authorization": f"Bearer {key}"}
+
+    @property
+    def glimpze(self) -> Any:
+        return self.app.state.glimpze
+
+    async def get(self, path: str, **kw: Any) -> Any:
+        return await self.client.get(path, headers={**self.auth, **kw.pop("headers", {})}, **kw)
+
+    async def post(self, path: str, **kw: Any) -> Any:
+        return await self.client.post(path, headers={**self.auth, **kw.pop("headers", {})}, **kw)
+
+    async def patch(self, path: str, **kw: Any) -> Any:
+        return await self.client.patch(path, headers={**self.auth, **kw.pop("headers", {})}, **kw)
+
+    async def put(self, path: str, **kw: Any) -> Any:
+        return await self.client.put(path, headers={**self.auth, **kw.pop("headers", {})}, **kw)
+
+    async def delete(self, path: str, **kw: Any) -> Any:
+        return await self.client.delete(path, headers={**self.auth, **kw.pop("headers", {})}, **kw)
+
+    async def feed(
+        self, schema_type: str = "summary", plan: str | None = None, name: str = "Test feed"
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"name": name, "schema_type": schema_type}
+        if plan:
+            body["plan"] = plan
+        response = await self.post("/v1/feeds", json=body)
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    async def ingest(self, feed: dict[str, Any], body: Any, **kw: Any) -> Any:
+        headers = {"Authorization": f"Bearer {feed['write_key']}", **kw.pop("headers", {})}
+        if isinstance(body, (bytes, str)):
+            return await self.client.post(f"/ingest/{feed['id']}", content=body, headers=headers, **kw)
+        return await self.client.post(f"/ingest/{feed['id']}", json=body, headers=headers, **kw)
+
+
+def admin_key_from(messages: list[str]) -> str:
+    for message in messages:
+        if match := re.search(r"gzp_[A-Za-z0-9]+", message):
+            return match.group(0)
+    raise AssertionError(f"no admin key announced in {messages!r}")
+
+
+@pytest.fixture
+async def api(config: Config, clock: FakeClock) -> AsyncIterator[Api]:
+    said: list[str] = []
+    app = create_app(config, clock=clock, announce=said.append)
+    async with AsyncTestClient(app) as client:
+        yield Api(client, admin_key_from(said), app)
+
+
+def row_counts(db_path: Path) -> dict[str, int]:
+    """Rows per table, read through a separate connection."""
+    conn = sqlite3.connect(db_path)
+    try:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return {t: conn.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables}
+    finally:
+        conn.close()

@@ -1,0 +1,110 @@
+"""Run a real `glimpze serve` subprocess on 127.0.0.1 for tests that need a process to kill."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+
+UNLIMITED_PLAN = """
+default_plan = "unlimited"
+
+[plans.unlimited]
+events_per_minute = 1000000
+events_per_day = 100000000
+history_days = 30
+custom_feeds = 5
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A `glimpze serve` process; start() waits for /healthz, kill() sends SIGKILL."""
+
+    def __init__(self, root: Path, config_text: str = UNLIMITED_PLAN, env: dict[str, str] | None = None) -> None:
+        self.root = root
+        self.data = root / "data"
+        self.config = root / "glimpze.toml"
+        self.config.write_text(config_text)
+        self.port = free_port()
+        self.env = env or {}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.runs = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / f"server-{self.runs}.log"
+
+    def start(self, timeout: float = 15.0) -> None:
+        self.runs += 1
+        env = {**os.environ, "PYTHONPATH": str(REPO), **self.env}
+        for name in [n for n in env if n.startswith("GLIMPZE_") and n not in self.env]:
+            del env[name]
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "glimpze",
+                "serve",
+                "--config",
+                str(self.config),
+                "--data-dir",
+                str(self.data),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
+            stdout=self.log_path.open("wb"),
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=self.root,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"glimpze serve exited with {self.proc.returncode}:\n{self.output()}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        self.kill()
+        raise RuntimeError(f"glimpze serve did not become healthy:\n{self.output()}")
+
+    def output(self) -> str:
+        return "".join(p.read_text(errors="replace") for p in sorted(self.root.glob("server-*.log")))
+
+    def admin_key(self) -> str:
+        match = re.search(r"gzp_[A-Za-z0-9]+", self.output())
+        assert match, self.output()
+        return match.group(0)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def terminate(self, timeout: float = 15.0) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)

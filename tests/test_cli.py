@@ -1,0 +1,92 @@
+"""The `glimpze` command line, run as a real subprocess, including while a server is serving."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.server import REPO, Server
+
+
+def glimpze(
+    *args: str, data: Path, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("GLIMPZE_")}
+    environ.update({"PYTHONPATH": str(REPO), **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "glimpze", *args, "--data-dir", str(data)],
+        capture_output=True,
+        text=True,
+        env=environ,
+        cwd=cwd or data.parent,
+        timeout=60,
+    )
+
+
+def test_help_explains_every_command(tmp_path: Path) -> None:
+    top = glimpze("--help", data=tmp_path / "data")
+    assert top.returncode == 0
+    for command in ("serve", "keys", "feeds"):
+        assert command in top.stdout
+    serve = glimpze("serve", "--help", data=tmp_path / "data")
+    for flag in ("--config", "--host", "--port", "--data-dir"):
+        assert flag in serve.stdout
+    create = glimpze("keys", "create", "--help", data=tmp_path / "data")
+    assert "--name" in create.stdout and "--json" in create.stdout
+
+
+def test_keys_and_feeds_from_the_cli(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    made = glimpze("keys", "create", "--name", "ci", "--json", data=data)
+    assert made.returncode == 0, made.stderr
+    key = json.loads(made.stdout)
+    assert set(key) == {"id", "key"} and key["key"].startswith("gzp_")
+
+    feed = json.loads(glimpze("feeds", "create", "--name", "Builds", "--schema", "status", "--json", data=data).stdout)
+    assert feed["write_key"].startswith("gzw_")
+    listed = glimpze("feeds", "list", data=data)
+    assert feed["id"] in listed.stdout and "Builds" in listed.stdout
+    rotated = json.loads(glimpze("feeds", "rotate-key", feed["id"], "--json", data=data).stdout)
+    assert rotated["write_key"] != feed["write_key"]
+    keys = glimpze("keys", "list", data=data)
+    assert "ci" in keys.stdout and key["key"] not in keys.stdout
+
+
+def test_configuration_errors_exit_2_and_name_the_key(tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text("[webhooks]\ntimeout_secs = 3\n")
+    result = glimpze("keys", "list", "--config", str(config), data=tmp_path / "data")
+    assert result.returncode == 2
+    assert "webhooks.timeout_secs" in result.stderr and str(config) in result.stderr
+
+
+def test_unknown_feed_is_a_clear_error(tmp_path: Path) -> None:
+    result = glimpze("feeds", "rotate-key", "fd_nope", data=tmp_path / "data")
+    assert result.returncode == 1
+    assert "fd_nope" in result.stderr
+
+
+@pytest.mark.slow
+def test_a_key_minted_while_the_server_runs_works_at_once(tmp_path: Path) -> None:
+    server = Server(tmp_path)
+    server.start()
+    try:
+        admin = server.admin_key()
+        made = glimpze("keys", "create", "--name", "late", "--json", "--config", str(server.config), data=server.data)
+        assert made.returncode == 0, made.stderr
+        key = json.loads(made.stdout)["key"]
+        response = httpx.get(f"{server.url}/v1/feeds", headers={"Authorization": f"Bearer {key}"})
+        assert response.status_code == 200
+        # the server printed its admin key once, and a restart does not print another
+        server.kill()
+        server.start()
+        assert server.output().count("gzp_") == 1
+        assert httpx.get(f"{server.url}/v1/keys", headers={"Authorization": f"Bearer {admin}"}).status_code == 200
+    finally:
+        server.kill()
