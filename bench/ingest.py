@@ -1,9 +1,10 @@
 """Ingest throughput: POST /ingest on a real `glimpze serve` vs a no-op JSON POST app, same server.
 
-    python -m bench.ingest [--seconds 10] [--connections 32] [--synchronous full]
+    python -m bench.ingest [--seconds 5] [--rounds 3] [--connections 32] [--synchronous full]
 
 Both apps run under uvicorn on 127.0.0.1 with the same options; the load (wrk when installed)
-is bounded by --seconds. Targets (issue 2): ingest ≥ 0.5× the no-op rate, p99 ≤ 25 ms.
+is bounded by --seconds; the two alternate for --rounds and the medians are compared.
+Targets (issue 2): ingest ≥ 0.5× the no-op rate, p99 ≤ 25 ms.
 """
 
 from __future__ import annotations
@@ -55,9 +56,14 @@ def start_noop() -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError("the no-op app did not start")
 
 
+def median(results: list[loadgen.Result]) -> loadgen.Result:
+    return sorted(results, key=lambda r: r.rps)[len(results) // 2]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--seconds", type=float, default=5, help="length of each run")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved no-op/ingest rounds")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--synchronous", choices=["full", "normal"], default="full")
     parser.add_argument("--tool", choices=["wrk", "python"])
@@ -83,15 +89,22 @@ def main() -> None:
             )
             loadgen.run(f"{noop_url}/noop/x", BODY, headers, args.connections, 2, args.tool)  # warm-up
             loadgen.run(ingest_url, BODY, headers, args.connections, 2, args.tool)
-            base = loadgen.run(f"{noop_url}/noop/x", BODY, headers, args.connections, args.seconds, args.tool)
-            print("no-op POST  ", base.line())
-            ingest = loadgen.run(ingest_url, BODY, headers, args.connections, args.seconds, args.tool)
-            print("ingest      ", ingest.line())
+            # Interleaved rounds, medians: this machine's speed drifts between runs.
+            bases, ingests = [], []
+            for _ in range(args.rounds):
+                bases.append(
+                    loadgen.run(f"{noop_url}/noop/x", BODY, headers, args.connections, args.seconds, args.tool)
+                )
+                print("no-op POST  ", bases[-1].line())
+                ingests.append(loadgen.run(ingest_url, BODY, headers, args.connections, args.seconds, args.tool))
+                print("ingest      ", ingests[-1].line())
+            base, ingest = median(bases), median(ingests)
             stored = httpx.get(f"{server.url}/v1/feeds/{feed['id']}/events?limit=1", headers=admin).json()
-            ratio = ingest.rps / base.rps
             print(
-                f"ratio ingest/no-op: {ratio:.2f}  (target ≥ 0.50)   ingest p99: {ingest.p99_ms:.1f} ms "
-                f"(target ≤ 25)   last event stored: {stored['data'][0]['id'] if stored['data'] else None}"
+                f"median: no-op {base.rps:.0f} req/s, ingest {ingest.rps:.0f} req/s, p99 {ingest.p99_ms:.1f} ms\n"
+                f"ratio ingest/no-op: {ingest.rps / base.rps:.2f}  (target ≥ 0.50)   ingest p99: {ingest.p99_ms:.1f} ms "
+                f"(target ≤ 25)   non-2xx: {sum(r.non_2xx for r in ingests)}   "
+                f"last event stored: {stored['data'][0]['id'] if stored['data'] else None}"
             )
         finally:
             noop.kill()

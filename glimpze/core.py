@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 
 import httpx
+import msgspec
 
 from glimpze.clock import Clock, SystemClock
 from glimpze.config import Config
 from glimpze.db import Database
 from glimpze.feeds import Feeds
 from glimpze.idempotency import Idempotency
-from glimpze.ingest import Ingest
+from glimpze.ingest import Ingest, Stored
 from glimpze.keys import Keys
 from glimpze.limits import AuthFailureLimiter, parse_networks
+from glimpze.outbox import Outbox
 from glimpze.retention import Retention
 
 log = logging.getLogger("glimpze")
@@ -34,11 +37,31 @@ class Glimpze:
         self.keys = Keys(self.db, self.clock)
         self.feeds = Feeds(self.db, config, self.clock)
         self.idempotency = Idempotency(self.db, self.clock)
+        self.outbox = Outbox()
         self.ingest = Ingest(self.db, self.feeds, self.idempotency, self.clock, self.auth_failures)
+        self.ingest.on_accept.append(self._emit_feed_event)
         self.retention = Retention(self.db, config)
 
     async def open(self) -> None:
         await self.db.open()
+        self.db.writer.after_commit.append(self.outbox.after_commit)
+
+    def _emit_feed_event(self, conn: sqlite3.Connection, stored: Stored) -> None:
+        """`feed.event` for every accepted event; its id is the ingested event's id."""
+        self.outbox.emit(
+            conn,
+            stored.feed.project_id,
+            "feed.event",
+            {
+                "feed_id": stored.feed.id,
+                "schema_type": stored.feed.schema_type,
+                "content": msgspec.Raw(stored.content),
+                "metadata": msgspec.Raw(stored.metadata),
+                "intent": msgspec.Raw(stored.intent),
+            },
+            occurred_at=stored.received_at,
+            event_id=stored.id,
+        )
 
     async def close(self) -> None:
         try:

@@ -1,11 +1,13 @@
 """The SQLite store: one writing connection doing group commit, aiosqlite readers, migrations.
 
 Writes are plain functions `fn(conn) -> result` handed to `Database.write()`. The writer takes
-every job queued so far, runs them in ONE `BEGIN IMMEDIATE` transaction (each inside its own
-savepoint, so one failing job does not sink the others), commits, and only then resolves the
-callers' futures: an awaited `write()` means the data is on disk (`synchronous=FULL`). While a
-commit is syncing, new jobs queue up and go out together in the next one, so throughput grows
-with concurrency and a lone request never waits for a timer.
+every job queued so far, runs them in ONE `BEGIN IMMEDIATE` transaction, commits, and only then
+resolves the callers' futures: an awaited `write()` means the data is on disk
+(`synchronous=FULL`). While a commit is syncing, new jobs queue up and go out together in the
+next one, so throughput grows with concurrency and a lone request never waits for a timer.
+A job that raises fails alone: the batch is then run again with each job in its own savepoint.
+So a job may run more than once, and only its last run counts: it must be a function of the
+database and of what it captured, nothing else.
 
 The statements run on the event loop's thread (microseconds of CPU each); only `COMMIT`, which
 waits for fsync, goes to the writer's own thread. `BEGIN IMMEDIATE` is tried without waiting;
@@ -94,6 +96,7 @@ class Writer:
         self._flushing: asyncio.Task[None] | None = None
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="glimpze-writer")
         self._closed = False
+        self.after_commit: list[Callable[[], None]] = []  # run on the loop after each commit
         self.commits = 0
         self.jobs_done = 0
 
@@ -144,18 +147,16 @@ class Writer:
     async def _commit(self, batch: list[tuple[WriteJob[Any], asyncio.Future[Any]]]) -> None:
         loop = asyncio.get_running_loop()
         conn = self._conn
-        outcomes: list[tuple[bool, Any]] = []
         try:
             await self._begin()
-            for fn, _ in batch:
-                conn.execute("SAVEPOINT job")
-                try:
-                    outcomes.append((True, fn(conn)))
-                    conn.execute("RELEASE job")
-                except Exception as exc:  # the job's own failure: undo just this job
-                    conn.execute("ROLLBACK TO job")
-                    conn.execute("RELEASE job")
-                    outcomes.append((False, exc))
+            outcomes = _run_jobs(conn, batch, isolated=False)
+            if not all(ok for ok, _ in outcomes):
+                # A job failed part-way: start over with each job in its own savepoint, so the
+                # failed ones leave nothing behind. Jobs are functions of the database, so
+                # running them again is safe.
+                conn.execute("ROLLBACK")
+                await self._begin()
+                outcomes = _run_jobs(conn, batch, isolated=True)
             await loop.run_in_executor(self._thread, conn.execute, "COMMIT")
         except sqlite3.Error as exc:
             log.error("commit failed, %d writes rejected: %s", len(batch), exc)
@@ -163,6 +164,9 @@ class Writer:
                 conn.execute("ROLLBACK")
             error = StorageError(f"the database refused the write: {exc}")
             outcomes = [(False, error)] * len(batch)
+        else:
+            for callback in self.after_commit:
+                callback()
         self.commits += 1
         self.jobs_done += len(batch)
         for (_, future), (ok, value) in zip(batch, outcomes):
@@ -172,6 +176,24 @@ class Writer:
                 future.set_result(value)
             else:
                 future.set_exception(value)
+
+
+def _run_jobs(
+    conn: sqlite3.Connection, batch: list[tuple[WriteJob[Any], asyncio.Future[Any]]], *, isolated: bool
+) -> list[tuple[bool, Any]]:
+    outcomes: list[tuple[bool, Any]] = []
+    for fn, _ in batch:
+        if isolated:
+            conn.execute("SAVEPOINT job")
+        try:
+            outcomes.append((True, fn(conn)))
+        except Exception as exc:  # the job's own failure
+            if isolated:
+                conn.execute("ROLLBACK TO job")
+            outcomes.append((False, exc))
+        if isolated:
+            conn.execute("RELEASE job")
+    return outcomes
 
 
 class Database:

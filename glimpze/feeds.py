@@ -26,9 +26,15 @@ MAX_KEY_GRACE_SECONDS = 7 * 24 * 3600
 
 SchemaType = Literal["summary", "status", "counter", "approval", "custom"]
 
-SQL_FEED_COLUMNS = """
-    id, project_id, name, schema_type, plan, write_key_prefix, write_key_hash, previous_key_hash,
-    previous_key_expires_at, minute_tokens, day_tokens, buckets_at, throttled_dropped, created_at, updated_at
+# A feed with its quota snapshot: the bucket levels stored with its newest accepted event.
+SQL_SELECT_FEEDS = """
+    SELECT feeds.rowid, feeds.id, feeds.project_id, feeds.name, feeds.schema_type, feeds.plan,
+           feeds.write_key_prefix, feeds.write_key_hash, feeds.previous_key_hash, feeds.previous_key_expires_at,
+           feeds.throttled_dropped, feeds.created_at, feeds.updated_at,
+           e.received_at AS buckets_at, e.minute_tokens, e.day_tokens
+    FROM feeds LEFT JOIN events e ON e.seq = (
+        SELECT seq FROM events WHERE feed_id = feeds.id AND status = 'accepted' ORDER BY seq DESC LIMIT 1
+    )
 """
 SQL_INSERT_FEED = """
     INSERT INTO feeds (id, project_id, name, schema_type, plan, write_key_hash, write_key_prefix,
@@ -36,10 +42,8 @@ SQL_INSERT_FEED = """
     VALUES (:id, :project_id, :name, :schema_type, :plan, :hash, :prefix, :now, :now)
 """
 SQL_COUNT_CUSTOM = "SELECT count(*) FROM feeds WHERE project_id = ? AND schema_type = 'custom' AND id != ?"
-SQL_GET_FEED = f"SELECT {SQL_FEED_COLUMNS} FROM feeds WHERE id = ?"
-SQL_LIST_FEEDS = f"""
-    SELECT rowid, {SQL_FEED_COLUMNS} FROM feeds WHERE project_id = ? AND rowid > ? ORDER BY rowid LIMIT ?
-"""
+SQL_GET_FEED = SQL_SELECT_FEEDS + " WHERE feeds.id = ?"
+SQL_LIST_FEEDS = SQL_SELECT_FEEDS + " WHERE feeds.project_id = ? AND feeds.rowid > ? ORDER BY feeds.rowid LIMIT ?"
 SQL_UPDATE_FEED = "UPDATE feeds SET name = ?, plan = ?, updated_at = ? WHERE id = ?"
 SQL_DELETE_FEED = "DELETE FROM feeds WHERE project_id = ? AND id = ?"
 SQL_ROTATE_FEED_KEY = """

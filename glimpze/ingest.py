@@ -25,15 +25,12 @@ from glimpze.limits import AuthFailureLimiter, Decision
 from glimpze.pagination import decode_cursor, encode_cursor
 from glimpze.schemas import decode_event
 
+# The events_widget trigger moves the feed's widget pointer; the bucket levels stored with an
+# accepted event are the quota snapshot read back after a restart (feeds.SQL_GET_FEED).
 SQL_INSERT_EVENT = """
     INSERT INTO events (id, feed_id, status, received_at, schema_type, content, metadata, intent, callback,
-                        widget_updated, push)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-"""
-SQL_SAVE_FEED_STATE = """
-    UPDATE feeds SET widget_event_seq = CASE WHEN :widget THEN :seq ELSE widget_event_seq END,
-        minute_tokens = :minute, day_tokens = :day, buckets_at = :at
-    WHERE id = :feed
+                        widget_updated, push, minute_tokens, day_tokens)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 SQL_EVENT_COLUMNS = """
     seq, id, feed_id, status, received_at, schema_type, content, metadata, intent, callback, widget_updated, push
@@ -102,6 +99,8 @@ class Stored:
     callback: bytes | None
     widget_updated: bool
     push: str
+    minute_tokens: float | None = None
+    day_tokens: float | None = None
     seq: int = 0
 
 
@@ -188,15 +187,11 @@ class Ingest:
         push = self.decide_push(feed, event, now)
         stored = self._stored(feed, event, now, "accepted", update_widget, push)
         answer = msgspec.json.encode(Accepted(stored.id, feed.id, "accepted", update_widget, push))
-        minute, day = feed.buckets.minute.tokens, feed.buckets.day.tokens
+        stored.minute_tokens, stored.day_tokens = feed.buckets.minute.tokens, feed.buckets.day.tokens
         hooks = self.on_accept
 
         def job(conn: sqlite3.Connection) -> None:
             stored.seq = _insert(conn, stored)
-            conn.execute(
-                SQL_SAVE_FEED_STATE,
-                {"widget": update_widget, "seq": stored.seq, "minute": minute, "day": day, "at": now, "feed": feed.id},
-            )
             if claim is not None:
                 claim.save(conn, 202, answer, now)
             for hook in hooks:
@@ -288,6 +283,8 @@ def _insert(conn: sqlite3.Connection, s: Stored) -> int:
             s.callback,
             s.widget_updated,
             s.push,
+            s.minute_tokens,
+            s.day_tokens,
         ),
     )
     return cursor.lastrowid or 0

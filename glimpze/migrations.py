@@ -34,10 +34,7 @@ CREATE TABLE feeds (
     write_key_prefix     TEXT NOT NULL,
     previous_key_hash    TEXT UNIQUE,
     previous_key_expires_at REAL,
-    widget_event_seq     INTEGER,            -- the current widget state: events.seq
-    minute_tokens        REAL,               -- token buckets, persisted with every event
-    day_tokens           REAL,
-    buckets_at           REAL,
+    widget_event_seq     INTEGER,            -- the current widget state: events.seq (trigger below)
     throttled_dropped    INTEGER NOT NULL DEFAULT 0,
     created_at           REAL NOT NULL,
     updated_at           REAL NOT NULL
@@ -56,10 +53,16 @@ CREATE TABLE events (
     intent          TEXT NOT NULL,
     callback        TEXT,
     widget_updated  INTEGER NOT NULL,
-    push            TEXT NOT NULL
+    push            TEXT NOT NULL,
+    minute_tokens   REAL,                    -- the feed's token buckets right after this accepted
+    day_tokens      REAL                     -- event: the newest one is the quota snapshot
 );
 CREATE INDEX events_feed ON events(feed_id, seq);
 CREATE INDEX events_received ON events(received_at);
+
+CREATE TRIGGER events_widget AFTER INSERT ON events WHEN NEW.widget_updated BEGIN
+    UPDATE feeds SET widget_event_seq = NEW.seq WHERE id = NEW.feed_id;
+END;
 
 -- Replays of Idempotency-Key requests: the first 2xx answer, kept 24 h.
 CREATE TABLE idempotency (
@@ -74,6 +77,83 @@ CREATE TABLE idempotency (
 CREATE INDEX idempotency_created ON idempotency(created_at);
 """
 
+WEBHOOKS = """
+-- Outgoing events: the exact payload sent, kept for long polling and replay.
+CREATE TABLE out_events (
+    seq          INTEGER PRIMARY KEY,        -- long-poll cursor order
+    id           TEXT NOT NULL UNIQUE,
+    project_id   TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    type         TEXT NOT NULL,
+    occurred_at  REAL NOT NULL,
+    payload      BLOB NOT NULL
+);
+CREATE INDEX out_events_project ON out_events(project_id, seq);
+CREATE INDEX out_events_time ON out_events(occurred_at);
+
+CREATE TABLE webhooks (
+    id                          TEXT PRIMARY KEY,
+    project_id                  TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    url                         TEXT NOT NULL,
+    events                      TEXT NOT NULL,           -- JSON array of types, or ["*"]
+    description                 TEXT NOT NULL DEFAULT '',
+    headers                     TEXT NOT NULL DEFAULT '{}',
+    active                      INTEGER NOT NULL DEFAULT 1,
+    ordered                     INTEGER NOT NULL DEFAULT 0,
+    timeout_seconds             REAL NOT NULL,
+    secret                      TEXT NOT NULL,
+    previous_secret             TEXT,                    -- also signs until previous_secret_expires_at
+    previous_secret_expires_at  REAL,
+    failures                    INTEGER NOT NULL DEFAULT 0,  -- consecutive failed attempts
+    failing_since               REAL,                    -- first failure of the current streak
+    warned_at                   REAL,                    -- webhook.failing sent for this streak
+    disabled_reason             TEXT,
+    created_at                  REAL NOT NULL,
+    updated_at                  REAL NOT NULL
+);
+CREATE INDEX webhooks_project ON webhooks(project_id, created_at);
+
+CREATE TABLE deliveries (
+    seq               INTEGER PRIMARY KEY,
+    id                TEXT NOT NULL UNIQUE,
+    webhook_id        TEXT NOT NULL REFERENCES webhooks(id) ON DELETE CASCADE,
+    event_seq         INTEGER NOT NULL REFERENCES out_events(seq) ON DELETE CASCADE,
+    status            TEXT NOT NULL,              -- pending | failed | delivered | dead
+    attempts          INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at   REAL,                       -- due time while pending or failed
+    lease_until       REAL,                       -- a dispatcher is sending it until then
+    last_status_code  INTEGER,
+    last_error        TEXT,
+    created_at        REAL NOT NULL,
+    updated_at        REAL NOT NULL
+);
+CREATE INDEX deliveries_due ON deliveries(next_attempt_at) WHERE status IN ('pending', 'failed');
+
+-- The outbox guarantee, in the schema: an outgoing event queues one delivery per active webhook
+-- of its project that takes its type, in the same transaction.
+CREATE TRIGGER out_events_queue AFTER INSERT ON out_events BEGIN
+    INSERT INTO deliveries (id, webhook_id, event_seq, status, attempts, next_attempt_at, created_at, updated_at)
+    SELECT 'dlv_' || lower(hex(randomblob(10))), w.id, NEW.seq, 'pending', 0, NEW.occurred_at,
+           NEW.occurred_at, NEW.occurred_at
+    FROM webhooks w
+    WHERE w.project_id = NEW.project_id AND w.active
+      AND EXISTS (SELECT 1 FROM json_each(w.events) WHERE value IN (NEW.type, '*'));
+END;
+CREATE INDEX deliveries_webhook ON deliveries(webhook_id, seq);
+CREATE INDEX deliveries_event ON deliveries(event_seq);
+
+CREATE TABLE delivery_attempts (
+    delivery_seq   INTEGER NOT NULL REFERENCES deliveries(seq) ON DELETE CASCADE,
+    attempt        INTEGER NOT NULL,
+    at             REAL NOT NULL,
+    status_code    INTEGER,
+    latency_ms     REAL,
+    error          TEXT,
+    response_head  TEXT,                          -- the first bytes of the answer
+    PRIMARY KEY (delivery_seq, attempt)
+) WITHOUT ROWID;
+"""
+
 MIGRATIONS: list[tuple[str, str]] = [
     ("core: projects, keys, feeds, events, idempotency", CORE),
+    ("webhooks: outgoing events, webhooks, deliveries, attempts", WEBHOOKS),
 ]
