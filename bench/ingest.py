@@ -84,8 +84,8 @@ def main() -> None:
             headers = {"Authorization": f"Bearer {feed['write_key']}", "Content-Type": "application/json"}
             ingest_url = f"{server.url}/ingest/{feed['id']}"
             print(
-                f"{os.cpu_count()} CPUs, {args.connections} connections, {args.seconds:.0f} s per run, "
-                f"synchronous={args.synchronous}"
+                f"{os.cpu_count()} CPUs, {args.connections} connections, {args.rounds} rounds of "
+                f"{args.seconds:.0f} s runs, synchronous={args.synchronous}, log_level={args.log_level}"
             )
             loadgen.run(f"{noop_url}/noop/x", BODY, headers, args.connections, 2, args.tool)  # warm-up
             loadgen.run(ingest_url, BODY, headers, args.connections, 2, args.tool)
@@ -100,11 +100,12 @@ def main() -> None:
                 print("ingest      ", ingests[-1].line())
             base, ingest = median(bases), median(ingests)
             stored = httpx.get(f"{server.url}/v1/feeds/{feed['id']}/events?limit=1", headers=admin).json()
+            last = stored["data"][0]["id"] if stored["data"] else None
             print(
-                f"median: no-op {base.rps:.0f} req/s, ingest {ingest.rps:.0f} req/s, p99 {ingest.p99_ms:.1f} ms\n"
-                f"ratio ingest/no-op: {ingest.rps / base.rps:.2f}  (target ≥ 0.50)   ingest p99: {ingest.p99_ms:.1f} ms "
-                f"(target ≤ 25)   non-2xx: {sum(r.non_2xx for r in ingests)}   "
-                f"last event stored: {stored['data'][0]['id'] if stored['data'] else None}"
+                f"median: no-op {base.rps:.0f} req/s, ingest {ingest.rps:.0f} req/s\n"
+                f"ratio ingest/no-op: {ingest.rps / base.rps:.2f} (target ≥ 0.50)   "
+                f"ingest p99: {ingest.p99_ms:.1f} ms (target ≤ 25)   "
+                f"non-2xx: {sum(r.non_2xx for r in ingests)}   last event stored: {last}"
             )
         finally:
             noop.kill()
