@@ -19,10 +19,9 @@ from glimpze.config import Config
 from glimpze.core import Glimpze
 from glimpze.keys import NewApiKey
 from glimpze.logs import AccessLogMiddleware
-from glimpze.openapi import complete as complete_openapi
 from glimpze.openapi import openapi_config
 from glimpze.problems import EXCEPTION_HANDLERS
-from glimpze.routes import feeds, keys
+from glimpze.routes import feeds, keys, webhooks
 from glimpze.routes.common import api_principal
 from glimpze.routes.ingest import ingest_endpoint
 from glimpze.routes.ops import healthz
@@ -53,6 +52,7 @@ def create_app(
             _, key = await glimpze.keys.ensure_default_project()
             if key is not None:
                 say(_admin_key_banner(key))
+            await glimpze.dispatcher.start()
             scheduler.start()
             # Everything built so far lives as long as the process: keep it out of the cyclic
             # GC's full collections, which otherwise pause the loop for tens of ms under load.
@@ -62,11 +62,13 @@ def create_app(
         finally:
             if scheduler.running:
                 scheduler.shutdown(wait=False)
+            glimpze.outbox.shutdown()
+            await glimpze.dispatcher.stop()
             await glimpze.close()
 
     v1 = Router(
         "/v1",
-        route_handlers=[feeds.router, keys.router],
+        route_handlers=[feeds.router, keys.router, webhooks.router, *webhooks.deliveries_and_events],
         dependencies={"principal": Provide(api_principal)},
         security=[{"apiKey": []}],
     )
@@ -82,7 +84,6 @@ def create_app(
         state=State({"glimpze": glimpze}),
         signature_namespace={"Glimpze": Glimpze},
     )
-    complete_openapi(app)
     return app
 
 

@@ -128,6 +128,52 @@ def build_parser() -> argparse.ArgumentParser:
     frotate.add_argument("--json", action="store_true", help="print JSON")
     frotate.set_defaults(run=cmd_feeds_rotate)
     feeds.set_defaults(run=_help(feeds))
+
+    hooks = commands.add_parser(
+        "webhooks",
+        parents=[common],
+        help="webhooks and their deliveries",
+        description="Subscribe URLs to events, inspect deliveries, replay them.",
+    )
+    hooks_sub = hooks.add_subparsers(title="actions", metavar="ACTION")
+    add = hooks_sub.add_parser(
+        "add",
+        parents=[common],
+        help="subscribe a URL to events",
+        description="Subscribe a URL; the signing secret is printed.",
+    )
+    add.add_argument("url")
+    add.add_argument("--events", default="*", help="comma-separated event types, or * for all (default)")
+    add.add_argument("--description", default="")
+    add.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'", help="a custom header (repeat)")
+    add.add_argument("--ordered", action="store_true", help="deliver strictly in event order, one at a time")
+    add.add_argument("--project", help="project id (default: the default project)")
+    add.add_argument("--json", action="store_true", help="print JSON")
+    add.set_defaults(run=cmd_webhooks_add)
+    hlist = hooks_sub.add_parser("list", parents=[common], help="list webhooks")
+    hlist.add_argument("--project", help="project id (default: the default project)")
+    hlist.add_argument("--json", action="store_true", help="print JSON")
+    hlist.set_defaults(run=cmd_webhooks_list)
+    dlist = hooks_sub.add_parser("deliveries", parents=[common], help="a webhook's recent deliveries")
+    dlist.add_argument("webhook_id")
+    dlist.add_argument("--status", choices=["pending", "failed", "delivered", "dead"])
+    dlist.add_argument("--limit", type=int, default=20)
+    dlist.add_argument("--project", help="project id (default: the default project)")
+    dlist.add_argument("--json", action="store_true", help="print JSON")
+    dlist.set_defaults(run=cmd_webhooks_deliveries)
+    replay = hooks_sub.add_parser(
+        "replay",
+        parents=[common],
+        help="send deliveries again",
+        description="Replay one delivery (DELIVERY_ID), or a webhook's failed, dead or all deliveries (--webhook).",
+    )
+    replay.add_argument("delivery_id", nargs="?")
+    replay.add_argument("--webhook", help="replay this webhook's deliveries")
+    replay.add_argument("--status", choices=["failed", "dead", "all"], default="failed")
+    replay.add_argument("--since", help="only deliveries created since this ISO-8601 time")
+    replay.add_argument("--project", help="project id (default: the default project)")
+    replay.set_defaults(run=cmd_webhooks_replay)
+    hooks.set_defaults(run=_help(hooks))
     return parser
 
 
@@ -278,6 +324,105 @@ def cmd_feeds_rotate(args: argparse.Namespace, config: Config) -> int:
         _print_json({"id": feed.id, "write_key": feed.write_key})
     else:
         print(f"New write key for {feed.id} (the old one no longer works):\n\n    {feed.write_key}\n")
+    return 0
+
+
+def cmd_webhooks_add(args: argparse.Namespace, config: Config) -> int:
+    from glimpze.webhooks import WebhookSpec
+
+    headers = {}
+    for header in args.header:
+        name, sep, value = header.partition(":")
+        if not sep:
+            raise GlimpzeError(f"--header {header!r}: expected 'NAME: VALUE'")
+        headers[name.strip()] = value.strip()
+    spec = WebhookSpec(
+        url=args.url,
+        events=[e.strip() for e in args.events.split(",") if e.strip()],
+        description=args.description,
+        headers=headers,
+        ordered=args.ordered,
+    )
+
+    async def action(glimpze: Glimpze) -> Any:
+        return await glimpze.webhooks.create(await _project(glimpze, args.project), spec)
+
+    hook = _run(config, action)
+    if args.json:
+        _print_json(hook)
+    else:
+        print(f"Created webhook {hook.id} for {', '.join(hook.events)} → {hook.url}\n  Signing secret: {hook.secret}")
+    return 0
+
+
+def cmd_webhooks_list(args: argparse.Namespace, config: Config) -> int:
+    async def action(glimpze: Glimpze) -> Any:
+        project = await _project(glimpze, args.project)
+        return await _all_pages(lambda after: glimpze.webhooks.list(project, after=after, limit=100))
+
+    hooks = _run(config, action)
+    if args.json:
+        _print_json(hooks)
+        return 0
+    _table(
+        ["ID", "URL", "EVENTS", "STATE"],
+        [
+            [
+                h.id,
+                h.url,
+                ",".join(h.events),
+                "active" if h.active else f"off ({h.disabled_reason})" if h.disabled_reason else "off",
+            ]
+            for h in hooks
+        ],
+    )
+    return 0
+
+
+def cmd_webhooks_deliveries(args: argparse.Namespace, config: Config) -> int:
+    async def action(glimpze: Glimpze) -> Any:
+        project = await _project(glimpze, args.project)
+        return await glimpze.webhooks.deliveries(
+            project, args.webhook_id, status=args.status, before=None, limit=max(1, min(args.limit, 100))
+        )
+
+    page = _run(config, action)
+    if args.json:
+        _print_json(page.data)
+        return 0
+    _table(
+        ["ID", "EVENT", "STATUS", "ATTEMPTS", "LAST", "NEXT ATTEMPT"],
+        [
+            [
+                d.id,
+                d.event,
+                d.status,
+                str(d.attempts),
+                str(d.last_status_code or d.last_error or "-"),
+                d.next_attempt_at or "-",
+            ]
+            for d in page.data
+        ],
+    )
+    return 0
+
+
+def cmd_webhooks_replay(args: argparse.Namespace, config: Config) -> int:
+    from glimpze.clock import parse_iso
+
+    if bool(args.delivery_id) == bool(args.webhook):
+        raise GlimpzeError("give either a DELIVERY_ID or --webhook WEBHOOK_ID")
+
+    async def action(glimpze: Glimpze) -> Any:
+        project = await _project(glimpze, args.project)
+        if args.delivery_id:
+            await glimpze.webhooks.replay(project, args.delivery_id)
+            return 1
+        since = parse_iso(args.since) if args.since else None
+        return (await glimpze.webhooks.replay_many(project, args.webhook, since=since, status=args.status)).replayed
+
+    count = _run(config, action)
+    print(f"Queued {count} deliver{'y' if count == 1 else 'ies'} again; a running server sends them within a second.")
     return 0
 
 

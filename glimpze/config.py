@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from glimpze.ssrf import parse_allow_target
 from glimpze.validation import path_parts
 
 DEFAULT_CONFIG_FILE = "glimpze.toml"
@@ -45,6 +46,8 @@ class WebhooksConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     allow_targets: list[str] = msgspec.field(default_factory=list)
     timeout_seconds: float = 20.0
     event_retention_days: int = 7
+    concurrency: int = 4
+    disable_after_days: float = 5.0
 
 
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -212,7 +215,16 @@ def _check(config: Config, source: str) -> None:
             ipaddress.ip_network(entry, strict=False)
         except ValueError:
             fail(f"trusted_proxies[{i}]", f"{entry!r} is not an IP address or CIDR range")
-    if config.webhooks.timeout_seconds <= 0:
-        fail("webhooks.timeout_seconds", "must be positive")
+    if not 0 < config.webhooks.timeout_seconds <= 60:
+        fail("webhooks.timeout_seconds", "must be between 1 and 60")
     if config.webhooks.event_retention_days < 1:
         fail("webhooks.event_retention_days", "must be at least 1")
+    if not 1 <= config.webhooks.concurrency <= 64:
+        fail("webhooks.concurrency", "must be between 1 and 64")
+    if config.webhooks.disable_after_days <= 0:
+        fail("webhooks.disable_after_days", "must be positive")
+    for i, entry in enumerate(config.webhooks.allow_targets):
+        try:
+            parse_allow_target(entry)
+        except ValueError as exc:
+            fail(f"webhooks.allow_targets[{i}]", str(exc))

@@ -11,6 +11,7 @@ import msgspec
 from glimpze.clock import Clock, SystemClock
 from glimpze.config import Config
 from glimpze.db import Database
+from glimpze.delivery import Dispatcher
 from glimpze.feeds import Feeds
 from glimpze.idempotency import Idempotency
 from glimpze.ingest import Ingest, Stored
@@ -18,6 +19,8 @@ from glimpze.keys import Keys
 from glimpze.limits import AuthFailureLimiter, parse_networks
 from glimpze.outbox import Outbox
 from glimpze.retention import Retention
+from glimpze.ssrf import GuardedTransport, TargetPolicy
+from glimpze.webhooks import Webhooks
 
 log = logging.getLogger("glimpze")
 
@@ -37,9 +40,19 @@ class Glimpze:
         self.keys = Keys(self.db, self.clock)
         self.feeds = Feeds(self.db, config, self.clock)
         self.idempotency = Idempotency(self.db, self.clock)
-        self.outbox = Outbox()
+        self.policy = TargetPolicy(config.webhooks.allow_targets)
+        self.outbox = Outbox(self.db, self.clock, config.webhooks.event_retention_days)
+        self.webhooks = Webhooks(self.db, config, self.clock, self.outbox, self.policy)
         self.ingest = Ingest(self.db, self.feeds, self.idempotency, self.clock, self.auth_failures)
         self.ingest.on_accept.append(self._emit_feed_event)
+        self.dispatcher = Dispatcher(
+            self.db,
+            config,
+            self.clock,
+            self.outbox,
+            lambda: http or GuardedTransport(self.policy),
+            busy=lambda: self.ingest.in_flight > 0,
+        )
         self.retention = Retention(self.db, config)
 
     async def open(self) -> None:

@@ -2,24 +2,58 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
+import os
 import secrets
+import threading
+import time
 
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 # Ids are base32 in Crockford's lower-case alphabet (no i, l, o, u): unambiguous when read aloud.
-_TO_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", b"0123456789abcdefghjkmnpqrstvwxyz")
+_CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 
-ID_LENGTH = 16  # 80 bits
+ID_TIME_CHARS = 9  # milliseconds since 2020 in base32: ordered for a thousand years
+ID_RANDOM_CHARS = 11  # then 55 random bits
+_EPOCH_MS = 1_577_836_800_000  # 2020-01-01
 SECRET_LENGTH = 40  # base62: ~238 bits
 SECRET_PREFIXES = ("gzp_", "gzw_", "gzr_")
 DISPLAY_PREFIX_LENGTH = 12  # "gzp_" and 8 characters: enough to recognise a key in a list
 
 
 def new_id(prefix: str) -> str:
-    """A random id such as ``fd_7m2k9q4r8c1x5vzt`` (lower case, copy-friendly)."""
-    return prefix + base64.b32encode(secrets.token_bytes(ID_LENGTH * 5 // 8)).translate(_TO_CROCKFORD).decode()
+    """An id such as ``evt_0rb8m2k9qd1x5vzt7c4p``: the creation time, then random characters.
+
+    Ids that grow with time land at the end of their index: random ones would dirty a different
+    B-tree page on every insert, which was measured as the costliest part of writing an event.
+    """
+    now = int(time.time() * 1000) - _EPOCH_MS
+    return prefix + _base32(now, ID_TIME_CHARS) + _base32(_random.bits(5 * ID_RANDOM_CHARS), ID_RANDOM_CHARS)
+
+
+class _RandomPool:
+    """os.urandom read 4 KiB at a time: one system call per ~500 ids instead of one each."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._buffer = b""
+        self._offset = 0
+
+    def bits(self, count: int) -> int:
+        size = (count + 7) // 8
+        with self._lock:
+            if self._offset + size > len(self._buffer):
+                self._buffer, self._offset = os.urandom(4096), 0
+            chunk = self._buffer[self._offset : self._offset + size]
+            self._offset += size
+        return int.from_bytes(chunk) >> (8 * size - count)
+
+
+_random = _RandomPool()
+
+
+def _base32(number: int, chars: int) -> str:
+    return "".join(_CROCKFORD[(number >> shift) & 31] for shift in range(5 * (chars - 1), -1, -5))
 
 
 def new_secret(prefix: str) -> str:

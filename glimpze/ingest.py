@@ -140,6 +140,7 @@ class Ingest:
         self.decide_push: PushDecider = _no_push
         self.accepted = 0
         self.throttled = 0
+        self.in_flight = 0  # requests being served right now; deliveries yield while any are
 
     async def authenticate(self, feed_id: str, secret: str | None, client: str) -> FeedState:
         """Write-key check behind the failed-authentication limiter."""
@@ -158,6 +159,21 @@ class Ingest:
         self,
         feed_id: str,
         *,
+        secret: str | None,
+        client: str,
+        content_type: str | None,
+        body: bytes,
+        idempotency_key: str | None,
+    ) -> Outcome:
+        self.in_flight += 1
+        try:
+            return await self._ingest(feed_id, secret, client, content_type, body, idempotency_key)
+        finally:
+            self.in_flight -= 1
+
+    async def _ingest(
+        self,
+        feed_id: str,
         secret: str | None,
         client: str,
         content_type: str | None,

@@ -12,8 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from litestar import Litestar
-from litestar._openapi.plugin import OpenAPIPlugin
+from litestar import Litestar, Request
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
@@ -27,13 +26,30 @@ from glimpze.schemas import IngestEvent
 REF = "#/components/schemas/{name}"
 
 
+class CompletingJsonRender(JsonRenderPlugin):
+    """Serves /schema/openapi.json, completing Litestar's document on first use (see `complete`).
+
+    Building the document costs ~150 ms, so it happens when someone asks, not at every start.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._completed = False
+
+    def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
+        if not self._completed:
+            complete(request.app, openapi_schema)
+            self._completed = True
+        return super().render(request, openapi_schema)
+
+
 def openapi_config() -> OpenAPIConfig:
     return OpenAPIConfig(
         title="Glimpze",
         version=__version__,
         description="Live widgets, push, approvals and signed webhooks from any HTTP call.",
         path="/schema",
-        render_plugins=[JsonRenderPlugin()],
+        render_plugins=[CompletingJsonRender()],
         components=Components(
             security_schemes={
                 "apiKey": SecurityScheme(type="http", scheme="bearer", description="Project API key `gzp_…`"),
@@ -54,9 +70,8 @@ class Problem(msgspec.Struct):
     errors: list[FieldError]
 
 
-def complete(app: Litestar) -> None:
+def complete(app: Litestar, spec: dict[str, Any]) -> None:
     """Add request bodies, the ingest mount and the error shape to the generated document."""
-    spec = _schema_dict(app)
     _document_ingest(spec)
     _document_bodies(app, spec)
     _document_problems(spec)
@@ -126,8 +141,3 @@ def _document_bodies(app: Litestar, spec: dict[str, Any]) -> None:
         operation = spec.get("paths", {}).get(path, {}).get(method)
         if operation is not None:
             operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
-
-
-def _schema_dict(app: Litestar) -> dict[str, Any]:
-    """The dict Litestar serves, built once and cached by its OpenAPI plugin."""
-    return app.plugins.get(OpenAPIPlugin).provide_openapi_schema()

@@ -1,15 +1,21 @@
-"""Shared fixtures: a real app on a real SQLite file in tmp_path, driven through AsyncTestClient."""
+"""Shared fixtures: a real app on a real SQLite file in tmp_path, driven in the test's own event loop.
+
+Litestar's AsyncTestClient runs the app in a portal thread with its own loop, which serialises
+"concurrent" requests and makes direct service calls cross loops; so the app's lifespan runs here
+and requests go through httpx's ASGITransport, all in one loop.
+"""
 
 from __future__ import annotations
 
 import re
 import sqlite3
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-from litestar.testing import AsyncTestClient
 
 from glimpze.app import create_app
 from glimpze.clock import FakeClock
@@ -36,7 +42,7 @@ def config(tmp_path: Path) -> Config:
 class Api:
     """A test client with the admin key, and helpers for the common setup steps."""
 
-    def __init__(self, client: AsyncTestClient[Any], key: str, app: Any) -> None:
+    def __init__(self, client: httpx.AsyncClient, key: str, app: Any) -> None:
         self.client = client
         self.key = key
         self.app = app
@@ -85,12 +91,22 @@ def admin_key_from(messages: list[str]) -> str:
     raise AssertionError(f"no admin key announced in {messages!r}")
 
 
+@asynccontextmanager
+async def running(config: Config, clock: FakeClock, key: str | None = None, **kwargs: Any) -> AsyncIterator[Api]:
+    """The app for `config`, started (lifespan) in this loop, with a client and its admin key
+    (announced on first start; pass `key` when restarting on the same data)."""
+    said: list[str] = []
+    app = create_app(config, clock=clock, announce=said.append, **kwargs)
+    async with app.lifespan():
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver.local") as client:
+            yield Api(client, key or admin_key_from(said), app)
+
+
 @pytest.fixture
 async def api(config: Config, clock: FakeClock) -> AsyncIterator[Api]:
-    said: list[str] = []
-    app = create_app(config, clock=clock, announce=said.append)
-    async with AsyncTestClient(app) as client:
-        yield Api(client, admin_key_from(said), app)
+    async with running(config, clock) as api:
+        yield api
 
 
 def row_counts(db_path: Path) -> dict[str, int]:

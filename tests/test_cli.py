@@ -32,7 +32,7 @@ def glimpze(
 def test_help_explains_every_command(tmp_path: Path) -> None:
     top = glimpze("--help", data=tmp_path / "data")
     assert top.returncode == 0
-    for command in ("serve", "keys", "feeds"):
+    for command in ("serve", "keys", "feeds", "webhooks"):
         assert command in top.stdout
     serve = glimpze("serve", "--help", data=tmp_path / "data")
     for flag in ("--config", "--host", "--port", "--data-dir"):
@@ -90,3 +90,35 @@ def test_a_key_minted_while_the_server_runs_works_at_once(tmp_path: Path) -> Non
         assert httpx.get(f"{server.url}/v1/keys", headers={"Authorization": f"Bearer {admin}"}).status_code == 200
     finally:
         server.kill()
+
+
+def test_webhooks_from_the_cli(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    refused = glimpze("webhooks", "add", "http://127.0.0.1:5678/webhook/abc", data=data)
+    assert refused.returncode == 1 and "allow_targets" in refused.stderr
+    config = tmp_path / "glimpze.toml"
+    config.write_text('[webhooks]\nallow_targets = ["127.0.0.1:5678"]\n')
+    made = glimpze(
+        "webhooks",
+        "add",
+        "http://127.0.0.1:5678/webhook/abc",
+        "--events",
+        "feed.event",
+        "--header",
+        "X-Token: s3cret",
+        "--json",
+        "--config",
+        str(config),
+        data=data,
+    )
+    assert made.returncode == 0, made.stderr
+    hook = json.loads(made.stdout)
+    assert hook["secret"].startswith("whsec_") and hook["headers"] == {"X-Token": "s3cret"}
+    listed = glimpze("webhooks", "list", "--config", str(config), data=data)
+    assert hook["id"] in listed.stdout and "active" in listed.stdout
+    deliveries = glimpze("webhooks", "deliveries", hook["id"], "--config", str(config), data=data)
+    assert deliveries.returncode == 0 and "(none)" in deliveries.stdout
+    replay = glimpze(
+        "webhooks", "replay", "--webhook", hook["id"], "--status", "dead", "--config", str(config), data=data
+    )
+    assert replay.returncode == 0 and "Queued 0 deliveries" in replay.stdout

@@ -10,13 +10,11 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from litestar.testing import AsyncTestClient
 
-from glimpze.app import create_app
 from glimpze.clock import FakeClock
 from glimpze.config import Config, load
 from glimpze.limits import Bucket, client_ip, parse_networks
-from tests.conftest import Api, admin_key_from, row_counts
+from tests.conftest import Api, row_counts, running
 
 pytestmark = pytest.mark.anyio
 
@@ -52,19 +50,14 @@ async def test_free_feed_burst_of_six_then_429_then_refill(api: Api, clock: Fake
 
 async def test_day_limit_and_restart_keeps_the_day_count(tmp_path: Path, clock: FakeClock) -> None:
     config = load(_toml(tmp_path, ""), env={}, overrides={"data_dir": str(tmp_path / "data")})
-    said: list[str] = []
-    app = create_app(config, clock=clock, announce=said.append)
-    async with AsyncTestClient(app) as client:
-        api = Api(client, admin_key_from(said), app)
+    async with running(config, clock) as api:
         feed = await api.feed("counter")
         for i in range(60):
             assert (await api.ingest(feed, counter(i))).status_code == 202, i
             clock.advance(10)  # exactly the minute refill: only the day bucket drains
 
     # a new process on the same data: the day's usage is still there
-    app = create_app(config, clock=clock, announce=said.append)
-    async with AsyncTestClient(app) as client:
-        api = Api(client, admin_key_from(said), app)
+    async with running(config, clock, key=api.key) as api:
         used = 0
         for i in range(60, 110):
             response = await api.ingest(feed, counter(i))
@@ -255,10 +248,7 @@ async def test_operator_defined_plans(tmp_path: Path, clock: FakeClock) -> None:
         env={},
         overrides={"data_dir": str(tmp_path / "data")},
     )
-    said: list[str] = []
-    app = create_app(config, clock=clock, announce=said.append)
-    async with AsyncTestClient(app) as client:
-        api = Api(client, admin_key_from(said), app)
+    async with running(config, clock) as api:
         feed = await api.feed("counter", plan="tiny")
         assert [(await api.ingest(feed, counter(i))).status_code for i in range(3)] == [202, 202, 429]
 

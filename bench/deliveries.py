@@ -1,0 +1,185 @@
+"""Webhook delivery throughput, and what one active webhook costs ingest.
+
+    python -m bench.deliveries [--deliveries 10000] [--seconds 5]
+
+1. Drain: 10,000 deliveries are queued while the server is stopped (a webhook exists; events are
+   inserted straight into its database, the outbox trigger queues their deliveries); the server
+   starts and its dispatcher sends them to a local receiver (a separate uvicorn process).
+   Baseline in the same run: a plain loop of signed httpx POSTs to the same receiver with the
+   same concurrency (4 in flight). Targets (issue 5): ≥ 0.5× that rate and ≥ 1,000 deliveries/s.
+2. Ingest with one active webhook vs none (wrk, 32 connections). Target: ≥ 0.8×.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from bench import loadgen
+from bench.ingest import BODY, median
+from tests.server import REPO, UNLIMITED_PLAN, Server, free_port
+
+CONCURRENCY = 4
+
+
+def start_receiver() -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bench.receiver_app:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            httpx.get(f"{url}/count")
+            return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("the receiver did not start")
+
+
+def received(url: str) -> int:
+    return int(httpx.get(f"{url}/count").text)
+
+
+async def plain_loop(url: str, count: int) -> float:
+    """Signed POSTs from one httpx client, `CONCURRENCY` in flight: requests per second."""
+    secret = b"whsec_bench"
+    body = b'{"id":"evt_x","event":"feed.event","occurred_at":"2026-11-23T00:00:00.000Z","content":{"count":1}}'
+    left = count
+
+    async with httpx.AsyncClient(trust_env=False) as client:
+
+        async def worker() -> None:
+            nonlocal left
+            while left > 0:
+                left -= 1
+                t = int(time.time())
+                sig = hmac.new(secret, f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+                response = await client.post(
+                    f"{url}/hook",
+                    content=body,
+                    headers={"Content-Type": "application/json", "X-Glimpze-Signature": f"t={t},v1={sig}"},
+                )
+                assert response.status_code == 204
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+        return count / (time.perf_counter() - start)
+
+
+def queue_deliveries(db: Path, project_id: str, count: int) -> None:
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("BEGIN IMMEDIATE")
+    now = time.time()
+    payload = b'{"id":"evt_x","event":"feed.event","occurred_at":"2026-11-23T00:00:00.000Z","content":{"count":1}}'
+    conn.executemany(
+        "INSERT INTO out_events (id, project_id, type, occurred_at, payload) VALUES (?, ?, 'feed.event', ?, ?)",
+        [(f"evt_bench{i:08d}", project_id, now, payload) for i in range(count)],
+    )
+    conn.execute("COMMIT")
+    conn.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--deliveries", type=int, default=10_000)
+    parser.add_argument("--seconds", type=float, default=5, help="length of each ingest run")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+
+    receiver, receiver_url = start_receiver()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            server = Server(
+                Path(tmp), 'log_level = "warning"\n' + UNLIMITED_PLAN + '\n[webhooks]\nallow_targets = ["127.0.0.1"]\n'
+            )
+            server.start()
+            admin = {"Authorization": f"Bearer {server.admin_key()}"}
+            hook = httpx.post(
+                f"{server.url}/v1/webhooks",
+                headers=admin,
+                json={"url": f"{receiver_url}/hook", "events": ["feed.event"]},
+            ).json()
+            project = sqlite3.connect(server.data / "glimpze.db").execute("SELECT id FROM projects").fetchone()[0]
+            server.kill()
+
+            # 1. drain
+            queue_deliveries(server.data / "glimpze.db", project, args.deliveries)
+            baseline = asyncio.run(plain_loop(receiver_url, args.deliveries))
+            before = received(receiver_url)
+            server.start()
+            while received(receiver_url) == before:  # from the first delivery: server start-up excluded
+                time.sleep(0.002)
+            start, first = time.perf_counter(), received(receiver_url) - before
+            while received(receiver_url) - before < args.deliveries:
+                if time.perf_counter() - start > 120:
+                    raise RuntimeError(f"only {received(receiver_url) - before} deliveries after 120 s")
+                time.sleep(0.02)
+            drain = (args.deliveries - first) / (time.perf_counter() - start)
+            print(f"plain signed httpx loop ({CONCURRENCY} in flight): {baseline:7.0f} req/s")
+            print(f"dispatcher drain of {args.deliveries} deliveries:  {drain:7.0f} deliveries/s")
+            print(f"ratio drain/plain: {drain / baseline:.2f} (target ≥ 0.50), target ≥ 1000/s")
+
+            # 2. ingest with and without an active webhook
+            httpx.patch(f"{server.url}/v1/webhooks/{hook['id']}", headers=admin, json={"active": False})
+            feed = httpx.post(
+                f"{server.url}/v1/feeds", headers=admin, json={"name": "bench", "schema_type": "counter"}
+            ).json()
+            headers = {"Authorization": f"Bearer {feed['write_key']}", "Content-Type": "application/json"}
+            url = f"{server.url}/ingest/{feed['id']}"
+            loadgen.run(url, BODY, headers, 32, 2)  # warm-up
+            without, with_hook = [], []
+            for _ in range(args.rounds):
+                httpx.patch(f"{server.url}/v1/webhooks/{hook['id']}", headers=admin, json={"active": False})
+                without.append(loadgen.run(url, BODY, headers, 32, args.seconds))
+                print("ingest, no webhook      ", without[-1].line())
+                httpx.patch(f"{server.url}/v1/webhooks/{hook['id']}", headers=admin, json={"active": True})
+                with_hook.append(loadgen.run(url, BODY, headers, 32, args.seconds))
+                print("ingest, one webhook     ", with_hook[-1].line())
+            a, b = median(without), median(with_hook)
+            print(f"ratio ingest with/without webhook: {b.rps / a.rps:.2f} (target ≥ 0.80)")
+            # the deliveries of the webhook rounds were queued durably; how long until all are sent?
+            start = time.perf_counter()
+            total = sum(r.requests - r.non_2xx for r in with_hook)
+            db = sqlite3.connect(server.data / "glimpze.db")
+            while db.execute("SELECT count(*) FROM deliveries WHERE status IN ('pending', 'failed')").fetchone()[0]:
+                if time.perf_counter() - start > 300:
+                    break
+                time.sleep(0.1)
+            print(
+                f"the {total} deliveries queued during the webhook rounds were all sent "
+                f"{time.perf_counter() - start:.1f} s after the load ended"
+            )
+            server.kill()
+    finally:
+        receiver.kill()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,515 @@
+"""The dispatcher: sends queued deliveries, records every attempt, retries on DESIGN §4's schedule.
+
+Each webhook with due deliveries gets a lane: a task that claims a batch of its due deliveries
+(leasing them), sends them at most `concurrency` at a time (one at a time, head first, for an
+`ordered` webhook), and records each attempt. Lanes are independent, so a slow receiver only
+slows its own lane. The database is the queue: the dispatcher is woken after every commit that
+queued something and by a scheduler tick (for retries), and `deliver_due(now)` does one pass,
+which tests call directly with a fake clock.
+
+Outcomes: any 2xx → delivered. 410 or `webhook-delivery: disable` → dead, webhook disabled.
+Otherwise failed and retried after 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h (±10 %;
+`Retry-After` on 429/503 stretches a wait up to 24 h); the 10th failed attempt is dead.
+A webhook failing without a success gets `webhook.failing` once 10 attempts over at least an
+hour have failed, and is disabled (`webhook.disabled`) after `disable_after_days`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import email.utils
+import functools
+import logging
+import random
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import msgspec
+
+from glimpze import __version__
+from glimpze.clock import Clock, iso
+from glimpze.config import Config
+from glimpze.db import Database
+from glimpze.outbox import Outbox
+from glimpze.signing import signature_headers
+
+log = logging.getLogger("glimpze.delivery")
+
+RETRY_DELAYS = (5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)  # after failed attempt 1, 2, …
+MAX_ATTEMPTS = len(RETRY_DELAYS) + 1
+JITTER = 0.10
+MAX_RETRY_AFTER = 86400
+LEASE_SECONDS = 60
+LANE_BATCH = 100
+BUSY_PACE = 0.05  # seconds between sends while ingest requests are in flight
+RUN_INTERVAL = 0.05  # the least time between two looks for webhooks with due deliveries
+FAILING_AFTER_ATTEMPTS = 10
+FAILING_AFTER_SECONDS = 3600
+RESPONSE_HEAD_BYTES = 512
+RESPONSE_READ_LIMIT = 64 * 1024
+USER_AGENT = f"Glimpze-Webhooks/{__version__}"
+
+SQL_RELEASE_LEASES = "UPDATE deliveries SET lease_until = NULL WHERE lease_until IS NOT NULL"
+# Sendable now: due and not leased. An ordered webhook may only send its head (oldest open delivery).
+_SENDABLE = """
+    d.status IN ('pending', 'failed') AND d.next_attempt_at <= :now AND (d.lease_until IS NULL OR d.lease_until <= :now)
+"""
+_HEAD_OF = (
+    "(SELECT min(seq) FROM deliveries WHERE webhook_id = {webhook} AND ordered AND status IN ('pending', 'failed'))"
+)
+SQL_DUE_WEBHOOKS = f"""
+    SELECT w.id AS webhook_id, w.ordered FROM webhooks w
+    WHERE w.active AND CASE WHEN w.ordered
+        THEN EXISTS (SELECT 1 FROM deliveries d WHERE d.seq = {_HEAD_OF.format(webhook="w.id")} AND {_SENDABLE})
+        ELSE EXISTS (SELECT 1 FROM deliveries d WHERE d.webhook_id = w.id AND {_SENDABLE}) END
+"""
+_CLAIM = """
+    SELECT d.seq, d.id, d.attempts, d.schedule_base, e.payload, e.type, w.id AS webhook_id, w.project_id, w.url,
+           w.headers, w.timeout_seconds, w.ordered, w.secret, w.previous_secret, w.previous_secret_expires_at
+    FROM deliveries d JOIN out_events e ON e.seq = d.event_seq JOIN webhooks w ON w.id = d.webhook_id
+"""
+SQL_CLAIM = f"{_CLAIM} WHERE d.webhook_id = :webhook AND w.active AND {_SENDABLE} ORDER BY d.seq LIMIT :limit"
+SQL_CLAIM_HEAD = f"{_CLAIM} WHERE d.seq = {_HEAD_OF.format(webhook=':webhook')} AND w.active AND {_SENDABLE}"
+SQL_LEASE = "UPDATE deliveries SET lease_until = ? WHERE seq = ?"
+SQL_INSERT_ATTEMPT = """
+    INSERT INTO delivery_attempts (delivery_seq, attempt, at, status_code, latency_ms, error, response_head)
+    VALUES (?, ?, ?, ?, ?, ?, ?)
+"""
+SQL_FINISH = """
+    UPDATE deliveries SET status = :status, attempts = :attempt, next_attempt_at = :next, lease_until = NULL,
+        last_status_code = :code, last_error = :error, updated_at = :now
+    WHERE seq = :seq
+"""
+SQL_SUCCEEDED = """
+    UPDATE webhooks SET failures = 0, failing_since = NULL, warned_at = NULL WHERE id = ? AND failures > 0
+"""
+SQL_FAILED = """
+    UPDATE webhooks SET failures = failures + 1, failing_since = coalesce(failing_since, :now)
+    WHERE id = :id RETURNING failures, failing_since, warned_at, active, url, project_id
+"""
+SQL_WARNED = "UPDATE webhooks SET warned_at = ? WHERE id = ?"
+SQL_DISABLE = """
+    UPDATE webhooks SET active = 0, disabled_reason = :reason, updated_at = :now WHERE id = :id AND active
+    RETURNING project_id, url
+"""
+
+
+@dataclass(slots=True)
+class Claim:
+    """A leased delivery, with what it takes to send it."""
+
+    seq: int
+    id: str
+    attempt: int  # the number of this attempt (1 for the first)
+    cycle_attempt: int  # the same, counted since the last replay
+    payload: bytes
+    event_type: str
+    webhook_id: str
+    project_id: str
+    url: str
+    headers: dict[str, str]
+    timeout: float
+    ordered: bool
+    secrets: list[str]
+
+
+@dataclass(slots=True)
+class Outcome:
+    """One attempt's result."""
+
+    status_code: int | None
+    latency_ms: float
+    error: str | None = None
+    response_head: str | None = None
+    retry_after: float | None = None
+    disable: bool = False
+
+    @property
+    def delivered(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+class Dispatcher:
+    """Sends due deliveries; see the module docstring."""
+
+    def __init__(
+        self,
+        db: Database,
+        config: Config,
+        clock: Clock,
+        outbox: Outbox,
+        transport: Callable[[], httpx.AsyncBaseTransport],
+        rng: random.Random | None = None,
+        busy: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.outbox = outbox
+        self.concurrency = config.webhooks.concurrency
+        self.disable_after = config.webhooks.disable_after_days * 86400
+        self.rng = rng or random.Random()
+        self.busy = busy
+        self._next_busy_slot = 0.0
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+        self._lanes: dict[str, asyncio.Task[int]] = {}
+        self._records: set[asyncio.Future[Any]] = set()
+        self._outcomes: list[tuple[Claim, Outcome, float, float, asyncio.Future[None]]] = []
+        self._writing: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.attempts = 0
+        self.outcomes: dict[str, int] = {"delivered": 0, "failed": 0, "dead": 0}
+
+    # Running inside the server
+
+    async def start(self) -> None:
+        """Clear leases left by a previous process (one process per database), then run."""
+        self._open_client()
+        await self.db.execute(SQL_RELEASE_LEASES)
+        self._wake = self.outbox.waiter()
+        self._wake.set()
+        self._runner = asyncio.create_task(self._run(), name="glimpze-dispatcher")
+
+    def wake(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        while not self._stopping:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self._open_lanes(None)
+            except Exception:
+                log.exception("dispatcher pass failed")
+            # Busy ingest wakes us after every commit; one look for new work per RUN_INTERVAL is enough
+            # (running lanes pick up their own webhook's new deliveries as they go).
+            await asyncio.sleep(RUN_INTERVAL)
+
+    async def stop_runner(self) -> None:
+        """Stop reacting to wake-ups; `deliver_due` still works (tests drive it with a fake clock)."""
+        if self._runner is not None:
+            self._runner.cancel()
+            await asyncio.gather(self._runner, return_exceptions=True)
+            self._runner = None
+        while self._lanes:
+            await asyncio.gather(*self._lanes.values(), return_exceptions=True)
+        await asyncio.gather(*self._records, return_exceptions=True)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop claiming; give running sends `grace` seconds, cancel the rest, release leases."""
+        self._stopping = True
+        if self._runner is not None:
+            self._runner.cancel()
+        lanes = list(self._lanes.values())
+        if lanes:
+            _, pending = await asyncio.wait(lanes, timeout=grace)
+            for lane in pending:
+                lane.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        await asyncio.gather(*self._records, return_exceptions=True)
+        if self._wake is not None:
+            self.outbox.forget(self._wake)
+        if self._client is not None:
+            await self._client.aclose()
+        await self.db.execute(SQL_RELEASE_LEASES)
+
+    def _open_client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                transport=self._transport(), follow_redirects=False, trust_env=False, headers={"User-Agent": USER_AGENT}
+            )
+        return self._client
+
+    # One pass
+
+    async def deliver_due(self, now: float) -> int:
+        """Attempt every delivery due at `now` (and those that fall due while this runs); returns
+        the number of attempts made. Waits until every attempt is recorded."""
+        before = self.attempts
+        self._open_client()
+        while True:
+            round_start = self.attempts
+            await self._open_lanes(now)
+            while self._lanes:
+                await asyncio.gather(*self._lanes.values(), return_exceptions=True)
+            await asyncio.gather(*self._records, return_exceptions=True)
+            if self.attempts == round_start:  # nothing (more) was due
+                return self.attempts - before
+
+    async def _open_lanes(self, now: float | None) -> None:
+        due_at = self.clock.now() if now is None else now
+        for row in await self.db.fetch_all(SQL_DUE_WEBHOOKS, {"now": due_at}):
+            webhook_id = row["webhook_id"]
+            if webhook_id not in self._lanes and not self._stopping:
+                lane = self._lane(webhook_id, bool(row["ordered"]), now)
+                task = asyncio.create_task(lane, name=f"glimpze-lane-{webhook_id}")
+                self._lanes[webhook_id] = task
+                task.add_done_callback(lambda _, w=webhook_id: self._lanes.pop(w, None))
+
+    async def _lane(self, webhook_id: str, ordered: bool, now: float | None) -> int:
+        sent = 0
+        while not self._stopping:
+            claims = await self._claim(webhook_id, ordered, self.clock.now() if now is None else now)
+            if not claims:
+                return sent
+            if ordered:
+                for claim in claims:  # one at a time, each recorded before the next is sent
+                    await self._pace()
+                    await self._record(claim, await self._send(claim))
+            else:
+                queue = collections.deque(claims)
+                workers = min(self.concurrency, len(claims))
+                await asyncio.gather(*(self._work(queue) for _ in range(workers)))
+            sent += len(claims)
+        return sent
+
+    async def _work(self, queue: collections.deque[Claim]) -> None:
+        """One of a lane's `concurrency` senders; results are recorded without holding up the next send."""
+        while queue:
+            claim = queue.popleft()
+            await self._pace()
+            self._record(claim, await self._send(claim))
+
+    async def _pace(self) -> None:
+        """While ingest requests are being served, deliveries yield: one send per BUSY_PACE seconds
+        across all lanes (20 a second: a few percent of a core), so a flood of events is taken in at full speed
+        and its deliveries follow from the durable queue. Otherwise, no wait at all."""
+        if not self.busy():
+            return
+        now = time.monotonic()
+        slot = max(now, self._next_busy_slot)
+        self._next_busy_slot = slot + BUSY_PACE
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+    async def _claim(self, webhook_id: str, ordered: bool, now: float) -> list[Claim]:
+        sql = SQL_CLAIM_HEAD if ordered else SQL_CLAIM
+
+        def job(conn: sqlite3.Connection) -> list[Claim]:
+            rows = conn.execute(sql, {"webhook": webhook_id, "now": now, "limit": LANE_BATCH}).fetchall()
+            conn.executemany(SQL_LEASE, [(now + LEASE_SECONDS, row["seq"]) for row in rows])
+            return [_claim_of(row, now) for row in rows]
+
+        return await self.db.write(job)
+
+    async def _send(self, claim: Claim) -> Outcome:
+        now = self.clock.now()
+        headers = {
+            **claim.headers,
+            "Content-Type": "application/json",
+            **signature_headers(claim.secrets, claim.id, int(now), claim.payload),
+            "X-Glimpze-Event": claim.event_type,
+            "X-Glimpze-Delivery": claim.id,
+            "X-Glimpze-Attempt": str(claim.attempt),
+        }
+        start = time.perf_counter()
+        try:
+            async with asyncio.timeout(claim.timeout):
+                async with self._open_client().stream(
+                    "POST", claim.url, content=claim.payload, headers=headers, timeout=claim.timeout
+                ) as response:
+                    head = await _read_head(response)
+        except (httpx.HTTPError, TimeoutError, OSError) as exc:
+            return Outcome(None, _ms_since(start), error=_describe(exc, claim.timeout))
+        status = response.status_code
+        return Outcome(
+            status,
+            _ms_since(start),
+            error=None if 200 <= status < 300 else f"HTTP {status}",
+            response_head=head,
+            retry_after=_retry_after(response, now) if status in (429, 503) else None,
+            disable=status == 410 or response.headers.get("webhook-delivery", "").strip().lower() == "disable",
+        )
+
+    def _record(self, claim: Claim, outcome: Outcome) -> asyncio.Future[None]:
+        """Queue an attempt's result for the database; the future is done once it is committed.
+
+        Results are written in batches (whatever is queued when the previous batch committed), one
+        job per batch: at hundreds of deliveries a second a job per attempt costs more than the send.
+        """
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._outcomes.append((claim, outcome, self.clock.now(), self.rng.uniform(1 - JITTER, 1 + JITTER), done))
+        self._records.add(done)
+        done.add_done_callback(self._records.discard)
+        if self._writing is None:
+            self._writing = asyncio.create_task(self._write_outcomes())
+        return done
+
+    async def _write_outcomes(self) -> None:
+        try:
+            while self._outcomes:
+                batch, self._outcomes = self._outcomes, []
+                try:
+                    statuses = await self.db.write(functools.partial(self._store_outcomes, batch))
+                except Exception:
+                    # e.g. a webhook deleted meanwhile (its deliveries went with it): record one by one
+                    log.exception("recording %d attempts failed; retrying one by one", len(batch))
+                    statuses = []
+                    for item in batch:
+                        try:
+                            statuses.extend(await self.db.write(functools.partial(self._store_outcomes, [item])))
+                        except Exception:
+                            statuses.append("lost")
+                for (_, _, _, _, done), status in zip(batch, statuses):
+                    self.attempts += 1
+                    self.outcomes[status] = self.outcomes.get(status, 0) + 1
+                    done.set_result(None)
+        finally:
+            self._writing = None
+
+    def _store_outcomes(self, batch: list[Any], conn: sqlite3.Connection) -> list[str]:
+        return [self._store_outcome(conn, *item[:4]) for item in batch]
+
+    def _store_outcome(
+        self, conn: sqlite3.Connection, claim: Claim, outcome: Outcome, now: float, jitter: float
+    ) -> str:
+        """Write one attempt and its consequences; returns the delivery's new status."""
+        conn.execute(
+            SQL_INSERT_ATTEMPT,
+            (
+                claim.seq,
+                claim.attempt,
+                now,
+                outcome.status_code,
+                round(outcome.latency_ms, 1),
+                outcome.error,
+                outcome.response_head,
+            ),
+        )
+        if outcome.disable:  # received or not, the receiver wants no more
+            status, next_at = ("delivered" if outcome.delivered else "dead"), None
+            reason = "the receiver answered 410 Gone"
+            if outcome.status_code != 410:
+                reason = "the receiver asked to stop deliveries (webhook-delivery: disable)"
+            self._disable(conn, claim.webhook_id, reason, now)
+        elif outcome.delivered:
+            status, next_at = "delivered", None
+            conn.execute(SQL_SUCCEEDED, (claim.webhook_id,))
+        elif claim.cycle_attempt >= MAX_ATTEMPTS:
+            status, next_at = "dead", None
+            self._count_failure(conn, claim, now)
+        else:
+            status = "failed"
+            delay = RETRY_DELAYS[claim.cycle_attempt - 1] * jitter
+            if outcome.retry_after is not None:
+                delay = max(delay, min(outcome.retry_after, MAX_RETRY_AFTER))
+            next_at = now + delay
+            self._count_failure(conn, claim, now)
+        conn.execute(
+            SQL_FINISH,
+            {
+                "status": status,
+                "attempt": claim.attempt,
+                "next": next_at,
+                "code": outcome.status_code,
+                "error": outcome.error,
+                "now": now,
+                "seq": claim.seq,
+            },
+        )
+        return status
+
+    def _count_failure(self, conn: sqlite3.Connection, claim: Claim, now: float) -> None:
+        """Track the webhook's failure streak: warn once, then disable after `disable_after_days`."""
+        row = conn.execute(SQL_FAILED, {"now": now, "id": claim.webhook_id}).fetchone()
+        if row is None or not row["active"]:
+            return
+        streak = now - row["failing_since"]
+        if streak >= self.disable_after:
+            days = self.disable_after / 86400
+            self._disable(conn, claim.webhook_id, f"every delivery failed for {days:g} days", now)
+        elif row["failures"] >= FAILING_AFTER_ATTEMPTS and streak >= FAILING_AFTER_SECONDS and row["warned_at"] is None:
+            conn.execute(SQL_WARNED, (now, claim.webhook_id))
+            self.outbox.emit(
+                conn,
+                row["project_id"],
+                "webhook.failing",
+                {
+                    "webhook_id": claim.webhook_id,
+                    "url": row["url"],
+                    "consecutive_failures": row["failures"],
+                    "failing_since": iso(row["failing_since"]),
+                    "disables_at": iso(row["failing_since"] + self.disable_after),
+                },
+                occurred_at=now,
+            )
+
+    def _disable(self, conn: sqlite3.Connection, webhook_id: str, reason: str, now: float) -> None:
+        row = conn.execute(SQL_DISABLE, {"reason": reason, "now": now, "id": webhook_id}).fetchone()
+        if row is not None:
+            log.warning("webhook %s disabled: %s", webhook_id, reason)
+            self.outbox.emit(
+                conn,
+                row["project_id"],
+                "webhook.disabled",
+                {"webhook_id": webhook_id, "url": row["url"], "reason": reason},
+                occurred_at=now,
+            )
+
+
+def _claim_of(row: sqlite3.Row, now: float) -> Claim:
+    secrets = [row["secret"]]
+    if row["previous_secret"] and (row["previous_secret_expires_at"] or 0) > now:
+        secrets.append(row["previous_secret"])
+    attempt = row["attempts"] + 1
+    return Claim(
+        seq=row["seq"],
+        id=row["id"],
+        attempt=attempt,
+        cycle_attempt=attempt - row["schedule_base"],
+        payload=row["payload"],
+        event_type=row["type"],
+        webhook_id=row["webhook_id"],
+        project_id=row["project_id"],
+        url=row["url"],
+        headers=msgspec.json.decode(row["headers"]),
+        timeout=row["timeout_seconds"],
+        ordered=bool(row["ordered"]),
+        secrets=secrets,
+    )
+
+
+async def _read_head(response: httpx.Response) -> str:
+    """The first bytes of the answer, for the attempt log. A large body is not read to its end."""
+    head = b""
+    read = 0
+    async for chunk in response.aiter_bytes():
+        if len(head) < RESPONSE_HEAD_BYTES:
+            head += chunk[: RESPONSE_HEAD_BYTES - len(head)]
+        read += len(chunk)
+        if read > RESPONSE_READ_LIMIT:
+            break
+    return head.decode("utf-8", "replace")
+
+
+def _retry_after(response: httpx.Response, now: float) -> float | None:
+    value = response.headers.get("retry-after", "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+def _describe(exc: BaseException, timeout: float) -> str:
+    if isinstance(exc, (TimeoutError, httpx.TimeoutException)):
+        return f"no answer within {timeout:g} s"
+    text = str(exc) or type(exc).__name__
+    return text[:500]
+
+
+def _ms_since(start: float) -> float:
+    return (time.perf_counter() - start) * 1000
