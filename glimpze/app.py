@@ -25,6 +25,7 @@ from glimpze.problems import EXCEPTION_HANDLERS
 from glimpze.routes import feeds, keys
 from glimpze.routes.common import api_principal
 from glimpze.routes.ingest import ingest_endpoint
+from glimpze.routes.media import media_file
 from glimpze.routes.ops import healthz
 from glimpze.scheduler import build_scheduler
 
@@ -71,7 +72,7 @@ def create_app(
         security=[{"apiKey": []}],
     )
     app = Litestar(
-        route_handlers=[ingest_endpoint, healthz, v1],
+        route_handlers=[ingest_endpoint, media_file, healthz, v1],
         dependencies={"glimpze": Provide(lambda: glimpze, use_cache=True, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],

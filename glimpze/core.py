@@ -16,6 +16,7 @@ from glimpze.idempotency import Idempotency
 from glimpze.ingest import Ingest, Stored
 from glimpze.keys import Keys
 from glimpze.limits import AuthFailureLimiter, parse_networks
+from glimpze.media import Media
 from glimpze.outbox import Outbox
 from glimpze.retention import Retention
 
@@ -38,12 +39,15 @@ class Glimpze:
         self.feeds = Feeds(self.db, config, self.clock)
         self.idempotency = Idempotency(self.db, self.clock)
         self.outbox = Outbox()
-        self.ingest = Ingest(self.db, self.feeds, self.idempotency, self.clock, self.auth_failures)
+        self.media = Media(config.data_path / "media", self.db, config.base_url)
+        self.ingest = Ingest(self.db, self.feeds, self.idempotency, self.clock, self.auth_failures, self.media)
+        self.ingest.on_store.append(self.media.on_store)
         self.ingest.on_accept.append(self._emit_feed_event)
-        self.retention = Retention(self.db, config)
+        self.retention = Retention(self.db, config, self.media)
 
     async def open(self) -> None:
         await self.db.open()
+        self.media.open()
         self.db.writer.after_commit.append(self.outbox.after_commit)
 
     def _emit_feed_event(self, conn: sqlite3.Connection, stored: Stored) -> None:
