@@ -19,6 +19,7 @@ from glimpze.limits import AuthFailureLimiter, parse_networks
 from glimpze.media import Media
 from glimpze.outbox import Outbox
 from glimpze.retention import Retention
+from glimpze.widgets import Widgets
 
 log = logging.getLogger("glimpze")
 
@@ -43,6 +44,7 @@ class Glimpze:
         self.ingest = Ingest(self.db, self.feeds, self.idempotency, self.clock, self.auth_failures, self.media)
         self.ingest.on_store.append(self.media.on_store)
         self.ingest.on_accept.append(self._emit_feed_event)
+        self.widgets = Widgets(self.db, self.feeds, self.media, self.clock, self.auth_failures)
         self.retention = Retention(self.db, config, self.media)
 
     async def open(self) -> None:

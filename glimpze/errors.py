@@ -4,7 +4,7 @@ Domain code raises these; `glimpze.problems` turns them into RFC 9457 problem+js
 
     GlimpzeError                      500 internal_error (never raised for client faults)
     ├── BadRequest                    400 (invalid_json, invalid_request)
-    ├── Unauthorized                  401 invalid_api_key | invalid_write_key | invalid_token
+    ├── Unauthorized                  401 invalid_api_key | invalid_write_key | invalid_read_token | invalid_token
     ├── Forbidden                     403 plan_forbids | forbidden
     ├── NotFound                      404 not_found
     ├── Conflict                      409 conflict | idempotency_key_in_use

@@ -40,6 +40,13 @@ def openapi_config() -> OpenAPIConfig:
             security_schemes={
                 "apiKey": SecurityScheme(type="http", scheme="bearer", description="Project API key `gzp_…`"),
                 "writeKey": SecurityScheme(type="http", scheme="bearer", description="Feed write key `gzw_…`"),
+                "readToken": SecurityScheme(type="http", scheme="bearer", description="Feed read token `gzr_…`"),
+                "readTokenQuery": SecurityScheme(
+                    type="apiKey",
+                    security_scheme_in="query",
+                    name="token",
+                    description="Feed read token `gzr_…` in the URL, for devices that cannot send headers",
+                ),
             }
         ),
     )

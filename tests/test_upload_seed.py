@@ -68,3 +68,5 @@ def test_the_seed_requests_example_uploads_and_the_urls_serve_the_same_bytes(ser
         assert served.headers["X-Content-Type-Options"] == "nosniff"
     event = httpx.get(f"{base}/v1/feeds/{feed_id}/widget", headers=admin).json()["event"]
     assert event["content"] == content and event["metadata"] == {"source": "morning-cron"}
+    widget = requests.get(f"{base}/w/{feed_id}/small.png", params={"token": feed["read_token"]})
+    assert widget.status_code == 200 and widget.content == (tmp_path / "graph-small.png").read_bytes()
