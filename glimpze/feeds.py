@@ -57,7 +57,7 @@ SQL_ROTATE_FEED_KEY = """
 """
 SQL_ADD_DROPPED = "UPDATE feeds SET throttled_dropped = throttled_dropped + ? WHERE id = ?"
 SQL_ROTATE_READ_TOKEN = "UPDATE feeds SET read_token = ?, updated_at = ? WHERE project_id = ? AND id = ?"
-SQL_READER_FEED = "SELECT id, name, schema_type, read_token, widget_event_seq FROM feeds WHERE id = ?"
+SQL_READER_FEED = "SELECT id, name, schema_type, read_token FROM feeds WHERE id = ?"
 
 
 class Feed(msgspec.Struct, kw_only=True):
@@ -85,7 +85,6 @@ class ReaderFeed:
     id: str
     name: str
     schema_type: str
-    widget_event_seq: int | None
 
 
 @dataclass(slots=True)
@@ -242,7 +241,7 @@ class Feeds:
             raise _unauthorized("This is not a Glimpze read token (they start with 'gzr_').", "read")
         if not same(token, row["read_token"]):
             raise _unauthorized("The read token does not match this feed (it may have been rotated).", "read")
-        return ReaderFeed(row["id"], row["name"], row["schema_type"], row["widget_event_seq"])
+        return ReaderFeed(row["id"], row["name"], row["schema_type"])
 
     async def authenticate(self, feed_id: str, secret: str | None) -> FeedState:
         """The feed a write key opens; raises Unauthorized or NotFound (DESIGN §7 check order)."""

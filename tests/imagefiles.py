@@ -31,13 +31,13 @@ def widget(size: str, fmt: str = "png", seed: int = 1) -> bytes:
     return picture(*WIDGET_PIXELS[size], fmt=fmt, seed=seed)
 
 
-def noise_png(width: int, height: int, fraction: float = 1.0) -> bytes:
+def noise_png(width: int, height: int, fraction: float = 1.0, seed: int = 0) -> bytes:
     """Noise in the top `fraction` of the rows, flat below: a file as large as wanted at a valid
     size (1014×1062 all noise is ~3.4 MB; `fraction` 0.55 is just under 2 MiB)."""
     pyvips = vips()
     rows = max(1, int(height * fraction))
-    noise = pyvips.Image.gaussnoise(width, rows, sigma=80, mean=128)
-    noise = noise.bandjoin([pyvips.Image.gaussnoise(width, rows, sigma=80, mean=128) for _ in range(2)])
+    bands = [pyvips.Image.gaussnoise(width, rows, sigma=80, mean=128, seed=seed * 3 + band) for band in range(3)]
+    noise = bands[0].bandjoin(bands[1:])
     image = noise.embed(0, 0, width, height, extend="black")
     return image.cast("uchar").copy(interpretation="srgb").pngsave_buffer(compression=1)
 
