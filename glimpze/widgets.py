@@ -16,6 +16,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 
@@ -36,13 +37,23 @@ CACHE_ENTRIES = 32  # rendered PNGs (~10–60 KB each) kept by ETag
 NO_EVENT_YET = "Waiting for the first event"
 
 
+class WidgetEvent(msgspec.Struct):
+    """What a widget shows of its event. Not its metadata or callback: a read token sits in
+    device URLs and dashboards, and those may hold what only the feed's owner should see."""
+
+    id: str
+    schema_type: str
+    content: dict[str, Any]
+    received_at: str
+
+
 class WidgetDocument(msgspec.Struct):
     """`GET /w/{feed_id}.json`: the feed and its current widget state (null before the first)."""
 
     feed_id: str
     name: str
     schema_type: str
-    event: Event | None
+    event: WidgetEvent | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +93,11 @@ class Widgets:
     async def document(self, feed: ReaderFeed) -> WidgetDocument:
         """The feed and its current widget state, for `/w/{feed_id}.json`."""
         row = await self.db.fetch_one(SQL_WIDGET_EVENT, (feed.id,))
-        return WidgetDocument(feed.id, feed.name, feed.schema_type, None if row is None else event_out(row))
+        if row is None:
+            return WidgetDocument(feed.id, feed.name, feed.schema_type, None)
+        event = event_out(row)
+        shown = WidgetEvent(event.id, event.schema_type, event.content, event.received_at)
+        return WidgetDocument(feed.id, feed.name, feed.schema_type, shown)
 
     async def picture(self, feed: ReaderFeed, size: str, theme: str, known: frozenset[str] = frozenset()) -> Picture:
         """The widget at `size` in `theme`; `png` is None when its ETag is one of the `known`

@@ -94,12 +94,13 @@ async def test_the_json_document_follows_the_widget_state(api: Api) -> None:
     feed = await api.feed("counter")
     empty = (await read(api, feed, ".json")).json()
     assert empty == {"feed_id": feed["id"], "name": "Test feed", "schema_type": "counter", "event": None}
-    sent = example("counter")
+    sent = {**example("counter"), "metadata": {"internal": "not for devices"}}
     event_id = (await api.ingest(feed, sent)).json()["id"]
     document = await read(api, feed, ".json")
     assert document.headers["cache-control"] == "private, no-cache"
-    assert document.json()["event"]["id"] == event_id
-    assert document.json()["event"]["content"] == sent["content"]
+    event = document.json()["event"]
+    assert set(event) == {"id", "schema_type", "content", "received_at"}  # no metadata, no callback
+    assert event["id"] == event_id and event["content"] == sent["content"]
     assert (await read(api, feed, ".txt")).status_code == 404
 
 
