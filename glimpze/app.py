@@ -21,9 +21,10 @@ from glimpze.keys import NewApiKey
 from glimpze.logs import AccessLogMiddleware
 from glimpze.openapi import openapi_config
 from glimpze.problems import EXCEPTION_HANDLERS
-from glimpze.routes import feeds, keys, webhooks
+from glimpze.routes import feeds, keys, webhooks, widgets
 from glimpze.routes.common import api_principal
 from glimpze.routes.ingest import ingest_endpoint
+from glimpze.routes.media import media_file
 from glimpze.routes.ops import healthz
 from glimpze.scheduler import build_scheduler
 
@@ -73,7 +74,7 @@ def create_app(
         security=[{"apiKey": []}],
     )
     app = Litestar(
-        route_handlers=[ingest_endpoint, healthz, v1],
+        route_handlers=[ingest_endpoint, widgets.router, media_file, healthz, v1],
         dependencies={"glimpze": Provide(lambda: glimpze, use_cache=True, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],

@@ -17,10 +17,12 @@ from glimpze.idempotency import Idempotency
 from glimpze.ingest import Ingest, Stored
 from glimpze.keys import Keys
 from glimpze.limits import AuthFailureLimiter, parse_networks
+from glimpze.media import Media
 from glimpze.outbox import Outbox
 from glimpze.retention import Retention
 from glimpze.ssrf import GuardedTransport, TargetPolicy
 from glimpze.webhooks import Webhooks
+from glimpze.widgets import Widgets
 
 log = logging.getLogger("glimpze")
 
@@ -43,8 +45,11 @@ class Glimpze:
         self.policy = TargetPolicy(config.webhooks.allow_targets)
         self.outbox = Outbox(self.db, self.clock, config.webhooks.event_retention_days)
         self.webhooks = Webhooks(self.db, config, self.clock, self.outbox, self.policy)
-        self.ingest = Ingest(self.db, self.feeds, self.idempotency, self.clock, self.auth_failures)
+        self.media = Media(config.data_path / "media", self.db, config.base_url)
+        self.ingest = Ingest(self.db, self.feeds, self.idempotency, self.clock, self.auth_failures, self.media)
+        self.ingest.on_store.append(self.media.on_store)
         self.ingest.on_accept.append(self._emit_feed_event)
+        self.widgets = Widgets(self.db, self.feeds, self.media, self.clock, self.auth_failures)
         self.dispatcher = Dispatcher(
             self.db,
             config,
@@ -53,10 +58,11 @@ class Glimpze:
             lambda: http or GuardedTransport(self.policy),
             busy=lambda: self.ingest.in_flight > 0,
         )
-        self.retention = Retention(self.db, config)
+        self.retention = Retention(self.db, config, self.media)
 
     async def open(self) -> None:
         await self.db.open()
+        self.media.open()
         self.db.writer.after_commit.append(self.outbox.after_commit)
 
     def _emit_feed_event(self, conn: sqlite3.Connection, stored: Stored) -> None:

@@ -4,14 +4,14 @@ Domain code raises these; `glimpze.problems` turns them into RFC 9457 problem+js
 
     GlimpzeError                      500 internal_error (never raised for client faults)
     ├── BadRequest                    400 (invalid_json, invalid_request)
-    ├── Unauthorized                  401 invalid_api_key | invalid_write_key | invalid_token
+    ├── Unauthorized                  401 invalid_api_key | invalid_write_key | invalid_read_token | invalid_token
     ├── Forbidden                     403 plan_forbids | forbidden
     ├── NotFound                      404 not_found
     ├── Conflict                      409 conflict | idempotency_key_in_use
     ├── Gone                          410 cursor_expired
-    ├── PayloadTooLarge               413 payload_too_large
+    ├── PayloadTooLarge               413 payload_too_large (an upload's image: `errors` names the field)
     ├── UnsupportedMediaType          415 unsupported_media_type
-    ├── ValidationFailed              422 validation_failed | schema_type_mismatch | …
+    ├── ValidationFailed              422 validation_failed | schema_type_mismatch | idempotency_key_reused | …
     └── RateLimited                   429 rate_limited
 """
 

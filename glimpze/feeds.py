@@ -1,4 +1,7 @@
-"""Feeds: CRUD, write keys (`gzw_…`, stored hashed), and the per-feed state the ingest path needs.
+"""Feeds: CRUD, write keys (`gzw_…`, stored hashed), read tokens, and the state the ingest path needs.
+
+A read token (`gzr_…`) lets a device read the feed's widget (`/w/…`); unlike the write key it is
+stored as is, since an API key can show it again (DESIGN §7) and devices are set up from it.
 
 `FeedState` caches what ingest checks on every request (key hashes, schema, plan, token
 buckets). A key that does not match the cached hash re-reads the row, so a key rotated by the
@@ -30,16 +33,16 @@ SchemaType = Literal["summary", "status", "counter", "approval", "custom"]
 SQL_SELECT_FEEDS = """
     SELECT feeds.rowid, feeds.id, feeds.project_id, feeds.name, feeds.schema_type, feeds.plan,
            feeds.write_key_prefix, feeds.write_key_hash, feeds.previous_key_hash, feeds.previous_key_expires_at,
-           feeds.throttled_dropped, feeds.created_at, feeds.updated_at,
+           feeds.read_token, feeds.throttled_dropped, feeds.created_at, feeds.updated_at,
            e.received_at AS buckets_at, e.minute_tokens, e.day_tokens
     FROM feeds LEFT JOIN events e ON e.seq = (
         SELECT seq FROM events WHERE feed_id = feeds.id AND status = 'accepted' ORDER BY seq DESC LIMIT 1
     )
 """
 SQL_INSERT_FEED = """
-    INSERT INTO feeds (id, project_id, name, schema_type, plan, write_key_hash, write_key_prefix,
+    INSERT INTO feeds (id, project_id, name, schema_type, plan, write_key_hash, write_key_prefix, read_token,
                        created_at, updated_at)
-    VALUES (:id, :project_id, :name, :schema_type, :plan, :hash, :prefix, :now, :now)
+    VALUES (:id, :project_id, :name, :schema_type, :plan, :hash, :prefix, :read_token, :now, :now)
 """
 SQL_COUNT_CUSTOM = "SELECT count(*) FROM feeds WHERE project_id = ? AND schema_type = 'custom' AND id != ?"
 SQL_GET_FEED = SQL_SELECT_FEEDS + " WHERE feeds.id = ?"
@@ -53,6 +56,8 @@ SQL_ROTATE_FEED_KEY = """
     WHERE project_id = :project AND id = :id
 """
 SQL_ADD_DROPPED = "UPDATE feeds SET throttled_dropped = throttled_dropped + ? WHERE id = ?"
+SQL_ROTATE_READ_TOKEN = "UPDATE feeds SET read_token = ?, updated_at = ? WHERE project_id = ? AND id = ?"
+SQL_READER_FEED = "SELECT id, name, schema_type, read_token FROM feeds WHERE id = ?"
 
 
 class Feed(msgspec.Struct, kw_only=True):
@@ -62,6 +67,7 @@ class Feed(msgspec.Struct, kw_only=True):
     plan: str
     webhook_url: str
     write_key_prefix: str
+    read_token: str
     created_at: str
     updated_at: str
     usage: FeedUsage
@@ -70,6 +76,15 @@ class Feed(msgspec.Struct, kw_only=True):
 
 class NewFeed(Feed, kw_only=True):
     write_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReaderFeed:
+    """A feed as a widget reader (a `gzr_` token holder) sees it."""
+
+    id: str
+    name: str
+    schema_type: str
 
 
 @dataclass(slots=True)
@@ -120,6 +135,7 @@ class Feeds:
             "plan": plan_name,
             "hash": hash_secret(secret),
             "prefix": display_prefix(secret),
+            "read_token": new_secret("gzr_"),
             "now": now,
         }
 
@@ -197,6 +213,36 @@ class Feeds:
         self._refresh(row, now)
         return NewFeed(**msgspec.structs.asdict(self._feed_out(row)), write_key=secret)
 
+    async def rotate_read_token(self, project_id: str, feed_id: str) -> Feed:
+        """A new read token; the old one stops at once (devices must be given the new one)."""
+        token, now = new_secret("gzr_"), self.clock.now()
+
+        def job(conn: sqlite3.Connection) -> sqlite3.Row | None:
+            if conn.execute(SQL_ROTATE_READ_TOKEN, (token, now, project_id, feed_id)).rowcount == 0:
+                return None
+            return conn.execute(SQL_GET_FEED, (feed_id,)).fetchone()
+
+        row = await self.db.write(job)
+        if row is None:
+            raise not_found("feed", feed_id)
+        return self._feed_out(row)
+
+    async def reader(self, feed_id: str, token: str | None) -> ReaderFeed:
+        """The feed a read token opens; raises Unauthorized, or NotFound for an unknown feed
+        with a token of the right shape (as the write key does on ingest)."""
+        if not token:
+            raise _unauthorized(
+                "Send the feed's read token as 'Authorization: Bearer gzr_…' or '?token=gzr_…'.", "read"
+            )
+        row = await self.db.fetch_one(SQL_READER_FEED, (feed_id,))
+        if row is None:
+            if looks_like(token, "gzr_"):
+                raise NotFound(f"No feed with id {feed_id!r}.")
+            raise _unauthorized("This is not a Glimpze read token (they start with 'gzr_').", "read")
+        if not same(token, row["read_token"]):
+            raise _unauthorized("The read token does not match this feed (it may have been rotated).", "read")
+        return ReaderFeed(row["id"], row["name"], row["schema_type"])
+
     async def authenticate(self, feed_id: str, secret: str | None) -> FeedState:
         """The feed a write key opens; raises Unauthorized or NotFound (DESIGN §7 check order)."""
         if not secret:
@@ -265,6 +311,7 @@ class Feeds:
             plan=row["plan"],
             webhook_url=f"{self.config.base_url}/ingest/{row['id']}",
             write_key_prefix=row["write_key_prefix"],
+            read_token=row["read_token"],
             created_at=iso(row["created_at"]),
             updated_at=iso(row["updated_at"]),
             usage=self.usage(row),
@@ -290,8 +337,9 @@ def _check_custom_allowed(conn: sqlite3.Connection, project_id: str, feed_id: st
         )
 
 
-def _unauthorized(detail: str) -> Unauthorized:
-    return Unauthorized(detail, code="invalid_write_key", headers={"WWW-Authenticate": 'Bearer realm="glimpze"'})
+def _unauthorized(detail: str, kind: str = "write") -> Unauthorized:
+    code = "invalid_write_key" if kind == "write" else "invalid_read_token"
+    return Unauthorized(detail, code=code, headers={"WWW-Authenticate": 'Bearer realm="glimpze"'})
 
 
 def _check_name(name: str) -> str:

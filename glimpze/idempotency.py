@@ -49,38 +49,27 @@ class Claim:
         conn.execute(SQL_SAVE, (self.scope, self.key, self.body_hash, status, response, now))
 
 
+def body_digest(body: bytes) -> str:
+    """What a key is bound to: the SHA-256 of the request body."""
+    return hashlib.sha256(body).hexdigest()
+
+
 class Idempotency:
     def __init__(self, db: Database, clock: Clock) -> None:
         self.db = db
         self.clock = clock
         self._running: set[tuple[str, str]] = set()
 
-    async def check(self, scope: str, key: str, body: bytes) -> tuple[Claim, Stored | None]:
-        """The claim for this request, and the stored answer to replay if there is one."""
+    def claim(self, scope: str, key: str, digest: str) -> Claim:
+        """The claim of a request on (scope, key); `digest` identifies its body (`body_digest`)."""
         if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isprintable():
             raise ValidationFailed.at("header.Idempotency-Key", f"must be 1 to {MAX_KEY_LENGTH} printable characters")
-        claim = Claim(scope, key, hashlib.sha256(body).hexdigest())
-        if (scope, key) in self._running:
-            raise Conflict(
-                "A request with this Idempotency-Key is still being processed; retry in a moment.",
-                code="idempotency_key_in_use",
-                title="Idempotency key in use",
-            )
-        row = await self.db.fetch_one(SQL_FIND, (scope, key, self.clock.now() - KEEP_SECONDS))
-        if row is None:
-            return claim, None
-        if row["body_hash"] != claim.body_hash:
-            raise ValidationFailed.at(
-                "header.Idempotency-Key",
-                "was already used with a different request body; use a new key for a new request",
-                code="idempotency_key_reused",
-                title="Idempotency key reused",
-            )
-        return claim, Stored(row["status"], row["response"])
+        return Claim(scope, key, digest)
 
     @contextmanager
     def hold(self, claim: Claim) -> Iterator[None]:
-        """Mark the key as in use for the duration of the request."""
+        """Mark the key as in use until the request ends (a concurrent one gets 409); take it
+        before `stored()`, so no second request can slip in between the lookup and the save."""
         marker = (claim.scope, claim.key)
         if marker in self._running:
             raise Conflict(
@@ -94,6 +83,20 @@ class Idempotency:
         finally:
             self._running.discard(marker)
 
+    async def stored(self, claim: Claim) -> Stored | None:
+        """The first answer to replay, if the key was used with the same body within 24 h."""
+        row = await self.db.fetch_one(SQL_FIND, (claim.scope, claim.key, self.clock.now() - KEEP_SECONDS))
+        if row is None:
+            return None
+        if row["body_hash"] != claim.body_hash:
+            raise ValidationFailed.at(
+                "header.Idempotency-Key",
+                "was already used with a different request body; use a new key for a new request",
+                code="idempotency_key_reused",
+                title="Idempotency key reused",
+            )
+        return Stored(row["status"], row["response"])
+
     async def run(
         self,
         scope: str,
@@ -105,10 +108,11 @@ class Idempotency:
         if key is None:
             status, response = await create()
             return status, response, False
-        claim, stored = await self.check(scope, key, body)
-        if stored is not None:
-            return stored.status, stored.response, True
+        claim = self.claim(scope, key, body_digest(body))
         with self.hold(claim):
+            stored = await self.stored(claim)
+            if stored is not None:
+                return stored.status, stored.response, True
             status, response = await create()
             now = self.clock.now()
             await self.db.write(lambda conn: claim.save(conn, status, response, now))

@@ -1,29 +1,34 @@
-"""The ingest pipeline (`POST /ingest/{feed_id}`), the event log and the widget state.
+"""The ingest pipeline (`POST /ingest/{feed_id}` and `/upload`), the event log and the widget state.
 
 Check order (DESIGN §7): 413 body too large (the handler) → 429 too many failed logins → 401/404
 write key → 415 content type → Idempotency-Key replay → 400 JSON → 422 schema → 429 quota →
-store. Everything an accepted event causes (widget state, bucket levels, idempotency record,
-outgoing events from `on_accept` hooks) is written in the same transaction as the event.
+store. A JSON body and an upload form are two kinds of `Submission` that go through the same
+`submit()`; an upload only adds reading its form (400/413 while streaming) before the replay
+check. Everything an accepted event causes (widget state, bucket levels, idempotency record,
+image references from `on_store` hooks, outgoing events from `on_accept` hooks) is written in
+the same transaction as the event.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
 from glimpze.clock import Clock, iso
 from glimpze.db import Database
-from glimpze.errors import GlimpzeError, RateLimited, UnsupportedMediaType, not_found
+from glimpze.errors import RateLimited, UnsupportedMediaType, not_found
 from glimpze.feeds import Feeds, FeedState
-from glimpze.idempotency import Claim, Idempotency
+from glimpze.idempotency import Claim, Idempotency, body_digest
 from glimpze.ids import new_id
 from glimpze.limits import AuthFailureLimiter, Decision
+from glimpze.media import Media
 from glimpze.pagination import decode_cursor, encode_cursor
 from glimpze.schemas import decode_event
+from glimpze.uploads import Upload, check_upload_feed, multipart_boundary, receive_form
 
 # The events_widget trigger moves the feed's widget pointer; the bucket levels stored with an
 # accepted event are the quota snapshot read back after a restart (feeds.SQL_GET_FEED).
@@ -47,14 +52,15 @@ SQL_WIDGET_EVENT = f"""
 _JSON_TYPES = ("application/json", "text/plain")
 
 
-class Accepted(msgspec.Struct):
-    """The 202 answer to an ingest request."""
+class Accepted(msgspec.Struct, omit_defaults=True):
+    """The 202 answer to an ingest request; an upload's also holds the content (its image URLs)."""
 
     id: str
     feed_id: str
     status: str
     widget_updated: bool
     push: str
+    content: msgspec.Raw | None = None
 
 
 class Event(msgspec.Struct, kw_only=True):
@@ -99,6 +105,7 @@ class Stored:
     callback: bytes | None
     widget_updated: bool
     push: str
+    media: list[Any] = field(default_factory=list)  # media.MediaFile: images an upload brings
     minute_tokens: float | None = None
     day_tokens: float | None = None
     seq: int = 0
@@ -112,6 +119,37 @@ class Outcome:
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)
     replayed: bool = False
+
+
+class Submission(Protocol):
+    """One authenticated ingest request, whatever its body: what `Ingest.submit` needs of it."""
+
+    echo_content: bool  # the 202 answer repeats the stored content
+    media: list[Any]  # filled by decode(): new images the event brings
+
+    def digest(self) -> str:
+        """What an Idempotency-Key is bound to."""
+        ...
+
+    async def decode(self) -> Any:
+        """The schemas.*Event; raises BadRequest or ValidationFailed."""
+        ...
+
+
+@dataclass(slots=True)
+class JsonSubmission:
+    """A JSON event body."""
+
+    body: bytes
+    schema_type: str
+    echo_content = False
+    media: list[Any] = field(default_factory=list)
+
+    def digest(self) -> str:
+        return body_digest(self.body)
+
+    async def decode(self) -> Any:
+        return decode_event(self.body, self.schema_type)
 
 
 AcceptHook = Callable[[sqlite3.Connection, Stored], None]
@@ -130,13 +168,16 @@ class Ingest:
         idempotency: Idempotency,
         clock: Clock,
         auth_failures: AuthFailureLimiter,
+        media: Media,
     ) -> None:
         self.db = db
         self.feeds = feeds
         self.idempotency = idempotency
         self.clock = clock
         self.auth_failures = auth_failures
-        self.on_accept: list[AcceptHook] = []
+        self.media = media
+        self.on_store: list[AcceptHook] = []  # every stored event, accepted or throttled
+        self.on_accept: list[AcceptHook] = []  # accepted events only
         self.decide_push: PushDecider = _no_push
         self.accepted = 0
         self.throttled = 0
@@ -144,16 +185,9 @@ class Ingest:
 
     async def authenticate(self, feed_id: str, secret: str | None, client: str) -> FeedState:
         """Write-key check behind the failed-authentication limiter."""
-        now = self.clock.now()
-        wait = self.auth_failures.blocked(client, now)
-        if wait > 0:
-            raise too_many_failures(wait)
-        try:
-            return await self.feeds.authenticate(feed_id, secret)
-        except GlimpzeError as exc:
-            if exc.status in (401, 404):
-                self.auth_failures.failed(client, now)
-            raise
+        return await self.auth_failures.guard(
+            client, self.clock.now(), lambda: self.feeds.authenticate(feed_id, secret)
+        )
 
     async def ingest(
         self,
@@ -165,49 +199,62 @@ class Ingest:
         body: bytes,
         idempotency_key: str | None,
     ) -> Outcome:
-        self.in_flight += 1
-        try:
-            return await self._ingest(feed_id, secret, client, content_type, body, idempotency_key)
-        finally:
-            self.in_flight -= 1
+        """A JSON event."""
+        feed = await self.authenticate(feed_id, secret, client)
+        check_json_content_type(content_type)
+        return await self.submit(feed, JsonSubmission(body, feed.schema_type), idempotency_key)
 
-    async def _ingest(
+    async def upload(
         self,
         feed_id: str,
+        *,
         secret: str | None,
         client: str,
         content_type: str | None,
-        body: bytes,
+        chunks: AsyncIterator[bytes],
         idempotency_key: str | None,
     ) -> Outcome:
+        """A multipart form of images for a custom feed; `chunks` is the body as it arrives."""
         feed = await self.authenticate(feed_id, secret, client)
-        check_json_content_type(content_type)
-        claim = None
-        if idempotency_key is not None:
-            claim, stored = await self.idempotency.check(feed.id, idempotency_key, body)
+        boundary = multipart_boundary(content_type)
+        check_upload_feed(feed)
+        async with receive_form(boundary, chunks, self.media) as form:
+            return await self.submit(feed, Upload(form, self.media), idempotency_key)
+
+    async def submit(self, feed: FeedState, submission: Submission, idempotency_key: str | None) -> Outcome:
+        """Replay, decode, take a token, store: the part of the pipeline every body format shares."""
+        self.in_flight += 1
+        try:
+            return await self._submit(feed, submission, idempotency_key)
+        finally:
+            self.in_flight -= 1
+
+    async def _submit(self, feed: FeedState, submission: Submission, idempotency_key: str | None) -> Outcome:
+        if idempotency_key is None:
+            return await self._store(feed, await submission.decode(), submission)
+        claim = self.idempotency.claim(feed.id, idempotency_key, submission.digest())
+        with self.idempotency.hold(claim):
+            stored = await self.idempotency.stored(claim)
             if stored is not None:
                 decision = feed.buckets.decision(self.clock.now())
                 return Outcome(stored.status, stored.response, decision.headers(), replayed=True)
-        event = decode_event(body, feed.schema_type)
-        if claim is None:
-            return await self._store(feed, event)
-        with self.idempotency.hold(claim):
-            return await self._store(feed, event, claim)
+            return await self._store(feed, await submission.decode(), submission, claim)
 
-    async def _store(self, feed: FeedState, event: Any, claim: Claim | None = None) -> Outcome:
+    async def _store(self, feed: FeedState, event: Any, submission: Submission, claim: Claim | None = None) -> Outcome:
         now = self.clock.now()
         decision = feed.buckets.take(now)
         if not decision.allowed:
-            return await self._throttle(feed, event, decision, now)
+            return await self._throttle(feed, event, submission, decision, now)
         update_widget = event.intent.update_widget
         push = self.decide_push(feed, event, now)
-        stored = self._stored(feed, event, now, "accepted", update_widget, push)
-        answer = msgspec.json.encode(Accepted(stored.id, feed.id, "accepted", update_widget, push))
+        stored = self._stored(feed, event, submission, now, "accepted", update_widget, push)
+        content = msgspec.Raw(stored.content) if submission.echo_content else None
+        answer = msgspec.json.encode(Accepted(stored.id, feed.id, "accepted", update_widget, push, content))
         stored.minute_tokens, stored.day_tokens = feed.buckets.minute.tokens, feed.buckets.day.tokens
         hooks = self.on_accept
 
         def job(conn: sqlite3.Connection) -> None:
-            stored.seq = _insert(conn, stored)
+            self._insert(conn, stored)
             if claim is not None:
                 claim.save(conn, 202, answer, now)
             for hook in hooks:
@@ -217,13 +264,15 @@ class Ingest:
         self.accepted += 1
         return Outcome(202, answer, decision.headers())
 
-    async def _throttle(self, feed: FeedState, event: Any, decision: Decision, now: float) -> Outcome:
+    async def _throttle(
+        self, feed: FeedState, event: Any, submission: Submission, decision: Decision, now: float
+    ) -> Outcome:
         """Refused by the quota: the first few per minute are logged, the rest only counted."""
         self.throttled += 1
         event_id = None
         if feed.buckets.store_throttled(now):
-            stored = self._stored(feed, event, now, "throttled", False, "none")
-            await self._write(lambda conn: _insert(conn, stored), feed)
+            stored = self._stored(feed, event, submission, now, "throttled", False, "none")
+            await self._write(lambda conn: self._insert(conn, stored), feed)
             event_id = stored.id
         per = "minute" if decision.limit_name == "minute" else "day"
         error = RateLimited(
@@ -234,7 +283,9 @@ class Ingest:
         )
         raise error
 
-    def _stored(self, feed: FeedState, event: Any, now: float, status: str, widget: bool, push: str) -> Stored:
+    def _stored(
+        self, feed: FeedState, event: Any, submission: Submission, now: float, status: str, widget: bool, push: str
+    ) -> Stored:
         callback = getattr(event, "callback", None)
         return Stored(
             id=new_id("evt_"),
@@ -248,7 +299,13 @@ class Ingest:
             callback=None if callback is None else msgspec.json.encode(callback),
             widget_updated=widget,
             push=push,
+            media=submission.media,
         )
+
+    def _insert(self, conn: sqlite3.Connection, stored: Stored) -> None:
+        stored.seq = _insert_row(conn, stored)
+        for hook in self.on_store:
+            hook(conn, stored)
 
     async def _write(self, job: Callable[[sqlite3.Connection], Any], feed: FeedState) -> None:
         try:
@@ -284,7 +341,7 @@ class Ingest:
         return Widget(feed_id, None if row is None else event_out(row))
 
 
-def _insert(conn: sqlite3.Connection, s: Stored) -> int:
+def _insert_row(conn: sqlite3.Connection, s: Stored) -> int:
     cursor = conn.execute(
         SQL_INSERT_EVENT,
         (
@@ -332,13 +389,4 @@ def check_json_content_type(content_type: str | None) -> None:
         return
     raise UnsupportedMediaType(
         f"The body was sent as {media or 'an empty Content-Type'!r}; send JSON with 'Content-Type: application/json'.",
-    )
-
-
-def too_many_failures(wait: float) -> RateLimited:
-    seconds = max(1, int(wait + 0.999))
-    return RateLimited(
-        f"Too many failed authentication attempts from this address; retry in {seconds} s.",
-        headers={"Retry-After": str(seconds)},
-        extra={"limit": "auth_failures"},
     )

@@ -11,11 +11,16 @@ from __future__ import annotations
 import ipaddress
 import math
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import msgspec
 
 from glimpze.config import Plan
+from glimpze.errors import GlimpzeError, RateLimited
+
+T = TypeVar("T")
 
 AUTH_FAILURES_PER_MINUTE = 20
 AUTH_LIMITER_MAX_CLIENTS = 100_000
@@ -189,10 +194,32 @@ class AuthFailureLimiter:
             self._clients.move_to_end(client)
         bucket.take(now)
 
+    async def guard(self, client: str, now: float, check: Callable[[], Awaitable[T]]) -> T:
+        """Run a credential check for `client`: refused with 429 while it is blocked, and a
+        401 or 404 from the check (a wrong secret, a guessed id) counts as a failure."""
+        wait = self.blocked(client, now)
+        if wait > 0:
+            raise too_many_failures(wait)
+        try:
+            return await check()
+        except GlimpzeError as exc:
+            if exc.status in (401, 404):
+                self.failed(client, now)
+            raise
+
     def prune(self, now: float) -> None:
         """Forget clients whose bucket has refilled (called by the scheduler)."""
         for client in [c for c, b in self._clients.items() if b.seconds_until_full(now) == 0]:
             del self._clients[client]
+
+
+def too_many_failures(wait: float) -> RateLimited:
+    seconds = max(1, int(wait + 0.999))
+    return RateLimited(
+        f"Too many failed authentication attempts from this address; retry in {seconds} s.",
+        headers={"Retry-After": str(seconds)},
+        extra={"limit": "auth_failures"},
+    )
 
 
 def parse_networks(entries: list[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:

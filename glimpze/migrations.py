@@ -169,7 +169,35 @@ CREATE TABLE delivery_attempts (
 ) WITHOUT ROWID;
 """
 
+IMAGES = """
+-- Widget readers: a per-feed read token (stored as is: devices must be shown it again).
+ALTER TABLE feeds ADD COLUMN read_token TEXT NOT NULL DEFAULT '';
+UPDATE feeds SET read_token = 'gzr_' || lower(hex(randomblob(20)));
+
+-- Uploaded images, content-addressed: the file is media/{sha256}.{ext} under the data dir.
+CREATE TABLE media (
+    sha256        TEXT PRIMARY KEY,
+    ext           TEXT NOT NULL,             -- png | jpg | webp
+    content_type  TEXT NOT NULL,
+    bytes         INTEGER NOT NULL,
+    width         INTEGER NOT NULL,
+    height        INTEGER NOT NULL,
+    created_at    REAL NOT NULL
+) WITHOUT ROWID;
+
+-- Which stored images an event's content links to, per slot (small, small_dark, medium, …).
+-- Purging an event drops its references; an image nobody references is then deleted (media.py).
+CREATE TABLE event_media (
+    event_seq  INTEGER NOT NULL REFERENCES events(seq) ON DELETE CASCADE,
+    slot       TEXT NOT NULL,
+    sha256     TEXT NOT NULL REFERENCES media(sha256),
+    PRIMARY KEY (event_seq, slot)
+) WITHOUT ROWID;
+CREATE INDEX event_media_sha256 ON event_media(sha256);
+"""
+
 MIGRATIONS: list[tuple[str, str]] = [
     ("core: projects, keys, feeds, events, idempotency", CORE),
     ("webhooks: outgoing events, webhooks, deliveries, attempts", WEBHOOKS),
+    ("images: feed read tokens, uploaded media and the events that reference it", IMAGES),
 ]

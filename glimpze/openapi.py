@@ -3,7 +3,7 @@
 Litestar generates it from the handlers; `complete()` then adds what it cannot see:
 - request bodies: handlers that must decode strictly read their raw body instead of taking
   `data: Struct` (which Litestar decodes leniently), and name the body type in `opt={"body": T}`;
-- the ingest endpoint, an ASGI mount (see routes/ingest.py);
+- the ingest endpoints, an ASGI mount (see routes/ingest.py): JSON events and image uploads;
 - the error shape: every operation answers problem+json on failure.
 """
 
@@ -20,8 +20,10 @@ from litestar.routes import HTTPRoute
 
 from glimpze import __version__
 from glimpze.errors import FieldError
+from glimpze.images import WIDGET_PIXELS
 from glimpze.ingest import Accepted
-from glimpze.schemas import IngestEvent
+from glimpze.schemas import CustomContent, IngestEvent
+from glimpze.uploads import IMAGE_FIELDS, IMAGE_MAX_BYTES, UPLOAD_MAX_BYTES
 
 REF = "#/components/schemas/{name}"
 
@@ -54,9 +56,27 @@ def openapi_config() -> OpenAPIConfig:
             security_schemes={
                 "apiKey": SecurityScheme(type="http", scheme="bearer", description="Project API key `gzp_…`"),
                 "writeKey": SecurityScheme(type="http", scheme="bearer", description="Feed write key `gzw_…`"),
+                "readToken": SecurityScheme(type="http", scheme="bearer", description="Feed read token `gzr_…`"),
+                "readTokenQuery": SecurityScheme(
+                    type="apiKey",
+                    security_scheme_in="query",
+                    name="token",
+                    description="Feed read token `gzr_…` in the URL, for devices that cannot send headers",
+                ),
             }
         ),
     )
+
+
+class UploadAccepted(msgspec.Struct):
+    """The 202 answer to an upload: an ingest answer plus the stored content with the image URLs."""
+
+    id: str
+    feed_id: str
+    status: str
+    widget_updated: bool
+    push: str
+    content: CustomContent
 
 
 class Problem(msgspec.Struct):
@@ -78,10 +98,14 @@ def complete(app: Litestar, spec: dict[str, Any]) -> None:
 
 
 def _document_ingest(spec: dict[str, Any]) -> None:
-    (body, accepted, problem), components = msgspec.json.schema_components(
-        [IngestEvent, Accepted, Problem], ref_template=REF
+    (body, accepted, uploaded, problem), components = msgspec.json.schema_components(
+        [IngestEvent, Accepted, UploadAccepted, Problem], ref_template=REF
     )
     spec.setdefault("components", {}).setdefault("schemas", {}).update(components)
+    parameters = [
+        {"name": "feed_id", "in": "path", "required": True, "schema": {"type": "string"}},
+        {"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string"}},
+    ]
     spec["paths"]["/ingest/{feed_id}"] = {
         "post": {
             "tags": ["ingest"],
@@ -90,13 +114,53 @@ def _document_ingest(spec: dict[str, Any]) -> None:
             "Optional `Idempotency-Key` header. Bodies up to 64 KiB.",
             "operationId": "IngestEvent",
             "security": [{"writeKey": []}],
-            "parameters": [
-                {"name": "feed_id", "in": "path", "required": True, "schema": {"type": "string"}},
-                {"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string"}},
-            ],
+            "parameters": parameters,
             "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
             "responses": {
                 "202": {"description": "Accepted and stored", "content": {"application/json": {"schema": accepted}}},
+            },
+        }
+    }
+    images = {
+        name: {
+            "type": "string",
+            "format": "binary",
+            "description": f"PNG, JPEG or WebP of exactly {'×'.join(map(str, WIDGET_PIXELS[size]))} px"
+            + (f"; the dark-mode variant of {size}_image" if dark else ""),
+        }
+        for name, (size, dark) in IMAGE_FIELDS.items()
+    }
+    spec["paths"]["/ingest/{feed_id}/upload"] = {
+        "post": {
+            "tags": ["ingest"],
+            "summary": "Upload widget images to a custom feed",
+            "description": "Multipart form with the write key as for JSON events. At least one light image; "
+            f"each image at most {IMAGE_MAX_BYTES // 2**20} MiB, the body at most {UPLOAD_MAX_BYTES // 2**20} MiB. "
+            "The format is read from the bytes; the size must be exact. One bad field stores nothing.",
+            "operationId": "UploadImages",
+            "security": [{"writeKey": []}],
+            "parameters": parameters,
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {
+                                **images,
+                                "widget_url": {"type": "string", "description": "http(s) URL a tap opens"},
+                                "intent": {"type": "string", "description": 'JSON, e.g. {"update_widget":true}'},
+                                "metadata": {"type": "string", "description": 'JSON object, e.g. {"source":"cron"}'},
+                            },
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "202": {
+                    "description": "Accepted and stored; `content` holds the URLs of the stored images",
+                    "content": {"application/json": {"schema": uploaded}},
+                },
             },
         }
     }

@@ -1,7 +1,9 @@
 """History retention: events older than their feed plan's `history_days` are deleted in small batches.
 
 Never deleted: a feed's current widget state (DESIGN §7, Limits). Each batch is its own short
-transaction, so ingest keeps flowing while a large backlog is purged.
+transaction, so ingest keeps flowing while a large backlog is purged. Purged events take their
+image references with them (ON DELETE CASCADE); images no kept event references are then
+deleted, with any orphan files (`Media.collect`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import msgspec
 
 from glimpze.config import Config
 from glimpze.db import Database
+from glimpze.media import Media
 
 log = logging.getLogger("glimpze.retention")
 
@@ -35,12 +38,14 @@ SQL_PURGE_UNKNOWN_PLAN = """
 
 
 class Retention:
-    def __init__(self, db: Database, config: Config) -> None:
+    def __init__(self, db: Database, config: Config, media: Media) -> None:
         self.db = db
         self.config = config
+        self.media = media
 
     async def purge_expired(self, now: float, batch: int = BATCH) -> int:
-        """Delete expired events, `batch` rows per transaction; returns how many went."""
+        """Delete expired events, `batch` rows per transaction, then the images only they used;
+        returns how many events went."""
         total = 0
         plans = self.config.plans
         work = [
@@ -63,4 +68,5 @@ class Retention:
                     break
         if total:
             log.info("retention purged %d expired events", total)
+        await self.media.collect(now)
         return total

@@ -1,6 +1,6 @@
-"""The ingest event formats of seed 002 (summary, status, counter, approval), decoded strictly.
+"""The ingest event formats of seed 002 (summary, status, counter, approval, custom), decoded strictly.
 
-Field names are the seed's own (`primary_value`, `trendValue`, `trendSemantic`). Two friendly
+Field names are the seed's own (`primary_value`, `trendValue`, `trendSemantic`, `image_url_dark`). Two friendly
 coercions exist because n8n, Zapier and Make send strings and numbers interchangeably: a
 counter's `count` accepts a plain decimal string, and display text accepts a JSON number.
 """
@@ -19,6 +19,8 @@ SCHEMA_TYPES = ("summary", "status", "counter", "approval", "custom")
 METADATA_MAX_BYTES = 8 * 1024
 EVENT_MAX_BYTES = 64 * 1024
 TEXT_MAX_CHARS = 1000
+URL_MAX_CHARS = 2048
+WIDGET_SIZES = ("small", "medium", "large")
 
 # A display text field: a string, or a number that is stored as its string form.
 Text = Union[str, int, float]
@@ -31,6 +33,22 @@ def _text(value: Any, field: str) -> str:
             raise ValueError(f"[{field}] is {len(value)} characters long; at most {TEXT_MAX_CHARS} are allowed")
         return value
     return str(value)
+
+
+_URL = re.compile(r"^https?://[^\s/?#]+", re.I)
+
+
+def url_problem(value: str) -> str | None:
+    """Why `value` is not an acceptable absolute http(s) URL, or None when it is."""
+    if not _URL.match(value) or len(value) > URL_MAX_CHARS or any(c.isspace() for c in value):
+        return f"must be an absolute http:// or https:// URL (at most {URL_MAX_CHARS} characters)"
+    return None
+
+
+def _check_url(value: str, field: str) -> None:
+    problem = url_problem(value)
+    if problem is not None:
+        raise ValueError(f"[{field}] {problem}")
 
 
 def _number(value: int | float | str, field: str) -> int | float:
@@ -89,6 +107,33 @@ class ApprovalContent(_Content):
     description: Text
 
 
+class CustomImage(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """One widget size of a custom feed: a light image and an optional dark one."""
+
+    image_url: str
+    image_url_dark: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_url(self.image_url, "image_url")
+        if self.image_url_dark is not None:
+            _check_url(self.image_url_dark, "image_url_dark")
+
+
+class CustomContent(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """Images per widget size (at least one) and the URL a tap opens."""
+
+    small: CustomImage | None = None
+    medium: CustomImage | None = None
+    large: CustomImage | None = None
+    widget_url: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.small is None and self.medium is None and self.large is None:
+            raise ValueError("at least one widget size is required: 'small', 'medium' or 'large'")
+        if self.widget_url is not None:
+            _check_url(self.widget_url, "widget_url")
+
+
 class Intent(msgspec.Struct, forbid_unknown_fields=True):
     update_widget: bool = True
     send_push: bool = False
@@ -99,8 +144,7 @@ class Callback(msgspec.Struct, forbid_unknown_fields=True):
     method: Literal["POST", "PUT", "GET"] = "POST"
 
     def __post_init__(self) -> None:
-        if not re.match(r"^https?://[^\s/?#]+", self.url, re.I) or len(self.url) > 2048:
-            raise ValueError("[url] must be an absolute http:// or https:// URL (at most 2048 characters)")
+        _check_url(self.url, "url")
 
 
 class _Event(msgspec.Struct, forbid_unknown_fields=True, tag_field="schema_type", omit_defaults=True, kw_only=True):
@@ -129,13 +173,18 @@ class ApprovalEvent(_Event, tag="approval"):
     callback: Callback | None = None
 
 
-IngestEvent = Union[SummaryEvent, StatusEvent, CounterEvent, ApprovalEvent]
+class CustomEvent(_Event, tag="custom"):
+    content: CustomContent
+
+
+IngestEvent = Union[SummaryEvent, StatusEvent, CounterEvent, ApprovalEvent, CustomEvent]
 
 EVENT_TYPES: dict[str, type[_Event]] = {
     "summary": SummaryEvent,
     "status": StatusEvent,
     "counter": CounterEvent,
     "approval": ApprovalEvent,
+    "custom": CustomEvent,
 }
 _DECODERS = {name: Decoder(tp) for name, tp in EVENT_TYPES.items()}
 
@@ -157,10 +206,7 @@ def decode_event(body: bytes, feed_schema: str) -> _Event:
     if schema_type is None:
         raise ValidationFailed.at("$.schema_type", f'required field is missing; this feed takes "{feed_schema}" events')
     if schema_type not in EVENT_TYPES:
-        if schema_type == "custom":
-            message = "custom (image) events are not supported yet"
-        else:
-            message = f"invalid value {schema_type!r}; expected one of {', '.join(map(repr, SCHEMA_TYPES))}"
+        message = f"invalid value {schema_type!r}; expected one of {', '.join(map(repr, SCHEMA_TYPES))}"
         raise ValidationFailed.at("$.schema_type", message)
     if schema_type != feed_schema:
         raise ValidationFailed.at(

@@ -29,8 +29,9 @@ _OWN = re.compile(r"^\[(?P<field>[^\]]+)\] (?P<message>.*)$", re.S)
 class Decoder(typing.Generic[T]):
     """A strict JSON decoder for one request type, built once at import time."""
 
-    def __init__(self, type_: type[T]) -> None:
+    def __init__(self, type_: Any, *, prefix: str = "$") -> None:
         self.type = type_
+        self.prefix = prefix  # where the decoded document sits in the request, for error paths
         self._decoder = msgspec.json.Decoder(type_)
 
     def decode(self, body: bytes) -> T:
@@ -39,7 +40,7 @@ class Decoder(typing.Generic[T]):
         try:
             return self._decoder.decode(body)
         except msgspec.ValidationError as exc:
-            raise validation_failed(exc, self.type) from None
+            raise validation_failed(exc, self.type, self.prefix) from None
         except msgspec.DecodeError as exc:
             raise invalid_json(exc) from None
 

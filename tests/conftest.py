@@ -77,6 +77,16 @@ class Api:
         assert response.status_code == 201, response.text
         return response.json()
 
+    async def upload(
+        self, feed: dict[str, Any], files: dict[str, Any], data: dict[str, str] | None = None, **kw: Any
+    ) -> Any:
+        """POST /ingest/{id}/upload; `files` maps a field to bytes or to (filename, bytes, content type)."""
+        headers = {"Authorization": f"Bearer {feed['write_key']}", **kw.pop("headers", {})}
+        parts = {k: v if isinstance(v, tuple) else (f"{k}.png", v, "image/png") for k, v in files.items()}
+        return await self.client.post(
+            f"/ingest/{feed['id']}/upload", files=parts or None, data=data, headers=headers, **kw
+        )
+
     async def ingest(self, feed: dict[str, Any], body: Any, **kw: Any) -> Any:
         headers = {"Authorization": f"Bearer {feed['write_key']}", **kw.pop("headers", {})}
         if isinstance(body, (bytes, str)):
@@ -107,6 +117,12 @@ async def running(config: Config, clock: FakeClock, key: str | None = None, **kw
 async def api(config: Config, clock: FakeClock) -> AsyncIterator[Api]:
     async with running(config, clock) as api:
         yield api
+
+
+def stored_files(data_dir: Path) -> list[str]:
+    """Every file under the data dir's media/ (spool files included)."""
+    media = data_dir / "media"
+    return sorted(str(p.relative_to(media)) for p in media.rglob("*") if p.is_file()) if media.exists() else []
 
 
 def row_counts(db_path: Path) -> dict[str, int]:

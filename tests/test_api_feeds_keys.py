@@ -187,7 +187,12 @@ async def test_healthz_and_openapi(api: Api) -> None:
     bodiless = {"/v1/webhooks/{webhook_id}/test", "/v1/deliveries/{delivery_id}/replay"}
     for path, methods in spec["paths"].items():
         for method, operation in methods.items():
-            if method in ("post", "patch", "put") and path.startswith("/v1") and path not in bodiless:
+            if (
+                method in ("post", "patch", "put")
+                and path.startswith("/v1")
+                and path not in bodiless
+                and not path.endswith(("rotate", "rotate-key", "rotate-read-token"))
+            ):
                 assert "requestBody" in operation, (method, path)
             if method in ("get", "post", "patch", "put", "delete"):
                 assert "application/problem+json" in operation["responses"]["default"]["content"], (method, path)

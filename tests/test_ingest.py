@@ -19,7 +19,7 @@ SEEDS = sorted((Path(__file__).parent / "seed_examples").glob("*.json"))
 async def test_every_seed_example_is_accepted_logged_and_becomes_the_widget(api: Api, example: Path) -> None:
     body = example.read_bytes()
     sent = json.loads(body)
-    feed = await api.feed(sent["schema_type"])
+    feed = await api.feed(sent["schema_type"], plan="pro" if sent["schema_type"] == "custom" else None)
 
     response = await api.ingest(feed, body, headers={"Content-Type": "application/json"})
 
@@ -120,7 +120,13 @@ BAD_INPUTS: list[tuple[str, dict[str, Any], int, str, str | None]] = [
         "schema_type_mismatch",
         "$.schema_type",
     ),
-    ("custom not supported yet", {"json": _bad({"schema_type": "custom"})}, 422, "validation_failed", "$.schema_type"),
+    (
+        "custom event to a status feed",
+        {"json": _bad({"schema_type": "custom"})},
+        422,
+        "schema_type_mismatch",
+        "$.schema_type",
+    ),
     ("unknown content field", {"json": _bad({"content.colour": "red"})}, 422, "validation_failed", "$.content.colour"),
     ("unknown top-level field", {"json": _bad({"extra": 1})}, 422, "validation_failed", "$.extra"),
     (

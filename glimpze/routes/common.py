@@ -9,9 +9,9 @@ from litestar.di import NamedDependency
 
 from glimpze.core import Glimpze
 from glimpze.errors import ValidationFailed
-from glimpze.ingest import check_json_content_type, too_many_failures
+from glimpze.ingest import check_json_content_type
 from glimpze.keys import Principal
-from glimpze.limits import client_ip
+from glimpze.limits import client_ip, too_many_failures
 from glimpze.routes.ingest import bearer_token
 from glimpze.validation import Decoder
 
@@ -26,6 +26,12 @@ Caller = NamedDependency[Principal]
 def bearer(request: AnyRequest) -> str | None:
     """The token of an `Authorization: Bearer …` header (scheme case-insensitive)."""
     return bearer_token(request.headers.get("authorization"))
+
+
+def known_etags(request: AnyRequest) -> frozenset[str]:
+    """The ETags an `If-None-Match` header lists (weak ones as strong; `*` kept as is)."""
+    header = request.headers.get("if-none-match") or ""
+    return frozenset(tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip())
 
 
 def client_address(request: AnyRequest, glimpze: Glimpze) -> str:

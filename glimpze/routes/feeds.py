@@ -82,6 +82,15 @@ async def rotate_feed_key(feed_id: FromPath[str], request: Request, glimpze: App
     return await glimpze.feeds.rotate_key(principal.project_id, feed_id, data.grace_seconds)
 
 
+@post(
+    "/{feed_id:str}/rotate-read-token",
+    status_code=200,
+    summary="Replace the read token that widget readers (/w/…) use; the old one stops at once",
+)
+async def rotate_read_token(feed_id: FromPath[str], glimpze: App, principal: Caller) -> Feed:
+    return await glimpze.feeds.rotate_read_token(principal.project_id, feed_id)
+
+
 @get("/{feed_id:str}/events", summary="The feed's event log, newest first")
 async def list_events(
     feed_id: FromPath[str],
@@ -110,6 +119,7 @@ router = Router(
         update_feed,
         delete_feed,
         rotate_feed_key,
+        rotate_read_token,
         list_events,
         get_widget,
     ],

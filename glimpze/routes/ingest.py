@@ -1,15 +1,18 @@
-"""`POST /ingest/{feed_id}`: the write-key endpoint that curl, cron, n8n, Zapier and Make call.
+"""`POST /ingest/{feed_id}` and `/ingest/{feed_id}/upload`: the write-key endpoints that curl, cron,
+n8n, Zapier and Make call.
 
 The hottest route, so it is an ASGI app mounted at /ingest rather than a Litestar handler: it
 reads the headers it needs straight from the scope and sends its answer itself, skipping the
 per-request signature parsing, dependency injection and response objects (~30 µs a request,
 measured: as much as the ingest service itself). Errors are raised as usual and become
 problem+json in `glimpze.problems`. (A mount, because Litestar 2.x cannot route an HTTP request
-to an ASGI handler whose path has parameters.)
+to an ASGI handler whose path has parameters.) An upload's body is handed over as it arrives,
+so its images stream to disk instead of being held in memory.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 from litestar import asgi
@@ -21,6 +24,7 @@ from glimpze.errors import BadRequest, GlimpzeError, PayloadTooLarge
 from glimpze.limits import client_ip
 from glimpze.problems import PROBLEM_JSON, error_body
 from glimpze.schemas import EVENT_MAX_BYTES
+from glimpze.uploads import UPLOAD_MAX_BYTES
 
 _WANTED = {b"authorization", b"content-type", b"content-length", b"idempotency-key", b"x-forwarded-for"}
 _JSON = [(b"content-type", b"application/json")]
@@ -31,27 +35,31 @@ _PROBLEM = [(b"content-type", PROBLEM_JSON.encode())]
 async def ingest_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
     """Dispatch the paths under /ingest (the mount hands over the rest of the path)."""
     parts = scope["path"].strip("/").split("/")
-    if len(parts) != 1 or not parts[0]:
+    if not parts[0] or len(parts) > 2 or len(parts) == 2 and parts[1] != "upload":
         raise NotFoundException()
     if scope["method"] != "POST":
         raise MethodNotAllowedException(headers={"Allow": "POST"})
-    await ingest_json(scope, receive, send, parts[0])
+    await _answer(scope, receive, send, parts[0], upload=len(parts) == 2)
 
 
-async def ingest_json(scope: Scope, receive: Receive, send: Send, feed_id: str) -> None:
+async def _answer(scope: Scope, receive: Receive, send: Send, feed_id: str, *, upload: bool) -> None:
     glimpze: Glimpze = scope["litestar_app"].state.glimpze
     headers = {name: value.decode("latin-1") for name, value in scope["headers"] if name in _WANTED}
+    peer = scope.get("client")
+    common: dict[str, Any] = {
+        "secret": bearer_token(headers.get(b"authorization")),
+        "client": client_ip(peer[0] if peer else None, headers.get(b"x-forwarded-for"), glimpze.trusted_proxies),
+        "content_type": headers.get(b"content-type"),
+        "idempotency_key": headers.get(b"idempotency-key"),
+    }
     try:
-        body = await read_body(receive, headers.get(b"content-length"), EVENT_MAX_BYTES)
-        peer = scope.get("client")
-        outcome = await glimpze.ingest.ingest(
-            feed_id,
-            secret=bearer_token(headers.get(b"authorization")),
-            client=client_ip(peer[0] if peer else None, headers.get(b"x-forwarded-for"), glimpze.trusted_proxies),
-            content_type=headers.get(b"content-type"),
-            body=body,
-            idempotency_key=headers.get(b"idempotency-key"),
-        )
+        if upload:
+            check_length(headers.get(b"content-length"), UPLOAD_MAX_BYTES)
+            chunks = body_chunks(receive, UPLOAD_MAX_BYTES)
+            outcome = await glimpze.ingest.upload(feed_id, chunks=chunks, **common)
+        else:
+            body = await read_body(receive, headers.get(b"content-length"), EVENT_MAX_BYTES)
+            outcome = await glimpze.ingest.ingest(feed_id, body=body, **common)
     except GlimpzeError as exc:
         # Answered here rather than by the app's exception handlers: floods of 401s and 429s
         # must stay cheaper than accepted events (bench/throttle.py).
@@ -77,16 +85,20 @@ def bearer_token(header: str | None) -> str | None:
     return (token.strip() or None) if scheme.lower() == "bearer" else None
 
 
-async def read_body(receive: Receive, content_length: str | None, limit: int) -> bytes:
-    """The whole body, refusing more than `limit` bytes: from Content-Length before reading, else while reading."""
-    if content_length is not None:
-        try:
-            declared = int(content_length)
-        except ValueError:
-            raise BadRequest(f"Content-Length {content_length!r} is not a number.") from None
-        if declared > limit:
-            raise _too_large(limit)
-    chunks: list[bytes] = []
+def check_length(content_length: str | None, limit: int) -> None:
+    """413 from the declared Content-Length, before anything is read."""
+    if content_length is None:
+        return
+    try:
+        declared = int(content_length)
+    except ValueError:
+        raise BadRequest(f"Content-Length {content_length!r} is not a number.") from None
+    if declared > limit:
+        raise _too_large(limit)
+
+
+async def body_chunks(receive: Receive, limit: int) -> AsyncIterator[bytes]:
+    """The body as it arrives, refusing more than `limit` bytes in all."""
     size = 0
     while True:
         message: Any = await receive()
@@ -96,10 +108,19 @@ async def read_body(receive: Receive, content_length: str | None, limit: int) ->
         size += len(chunk)
         if size > limit:
             raise _too_large(limit)
-        chunks.append(chunk)
+        if chunk:
+            yield chunk
         if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            return
+
+
+async def read_body(receive: Receive, content_length: str | None, limit: int) -> bytes:
+    """The whole body, refusing more than `limit` bytes: from Content-Length before reading, else while reading."""
+    check_length(content_length, limit)
+    chunks = [chunk async for chunk in body_chunks(receive, limit)]
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _too_large(limit: int) -> PayloadTooLarge:
-    return PayloadTooLarge(f"The body is larger than {limit // 1024} KiB, the most this endpoint accepts.")
+    size = f"{limit // (1024 * 1024)} MiB" if limit >= 1024 * 1024 else f"{limit // 1024} KiB"
+    return PayloadTooLarge(f"The body is larger than {size}, the most this endpoint accepts.")
