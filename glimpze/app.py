@@ -22,7 +22,7 @@ from glimpze.logs import AccessLogMiddleware
 from glimpze.openapi import complete as complete_openapi
 from glimpze.openapi import openapi_config
 from glimpze.problems import EXCEPTION_HANDLERS
-from glimpze.routes import feeds, keys
+from glimpze.routes import agents, feeds, keys, leads, sessions
 from glimpze.routes.common import api_principal
 from glimpze.routes.ingest import ingest_endpoint
 from glimpze.routes.ops import healthz
@@ -60,13 +60,20 @@ def create_app(
             gc.freeze()
             yield
         finally:
+            glimpze.stop()
             if scheduler.running:
                 scheduler.shutdown(wait=False)
             await glimpze.close()
 
     v1 = Router(
         "/v1",
-        route_handlers=[feeds.router, keys.router],
+        route_handlers=[
+            feeds.router,
+            keys.router,
+            agents.router,
+            sessions.router,
+            leads.router,
+        ],
         dependencies={"principal": Provide(api_principal)},
         security=[{"apiKey": []}],
     )

@@ -167,6 +167,7 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     import uvicorn
 
     from glimpze.app import create_app
+    from glimpze.server import Server
 
     if config.public_url is None and not _is_loopback(config.host):
         log.warning(
@@ -175,7 +176,7 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
             config.port,
         )
     app = create_app(config)
-    server = uvicorn.Server(
+    server = Server(
         uvicorn.Config(
             app,
             host=config.host,
@@ -186,7 +187,8 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
             proxy_headers=False,  # X-Forwarded-For is read by Glimpze itself, honouring trusted_proxies
             timeout_graceful_shutdown=5,
             lifespan="on",
-        )
+        ),
+        app.state.glimpze,
     )
     log.info(
         "glimpze %s listening on http://%s:%d (data in %s)",

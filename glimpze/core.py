@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
 
 import httpx
 import msgspec
 
+from glimpze.agents import Agents
 from glimpze.clock import Clock, SystemClock
 from glimpze.config import Config
 from glimpze.db import Database
@@ -15,9 +17,14 @@ from glimpze.feeds import Feeds
 from glimpze.idempotency import Idempotency
 from glimpze.ingest import Ingest, Stored
 from glimpze.keys import Keys
+from glimpze.leads import Leads
 from glimpze.limits import AuthFailureLimiter, parse_networks
+from glimpze.messages import Messages
 from glimpze.outbox import Outbox
 from glimpze.retention import Retention
+from glimpze.session_records import SessionRecords
+from glimpze.sessions import Sessions
+from glimpze.streams import SessionStreams
 
 log = logging.getLogger("glimpze")
 
@@ -41,10 +48,25 @@ class Glimpze:
         self.ingest = Ingest(self.db, self.feeds, self.idempotency, self.clock, self.auth_failures)
         self.ingest.on_accept.append(self._emit_feed_event)
         self.retention = Retention(self.db, config)
+        # Conversations
+        self.agents = Agents(self.db, self.clock)
+        self.streams = SessionStreams(self.db, self.clock)
+        self.sessions = Sessions(self.db, self.clock, self.outbox, self.streams)
+        self.session_records = SessionRecords(self.db, self.clock, self.sessions)
+        self.messages = Messages(self.db, self.clock, self.outbox, self.streams, self.sessions)
+        self.leads = Leads(self.db, self.clock, self.outbox)
+        # Set when the server begins to shut down: streams end, long polls answer.
+        self.stopping = asyncio.Event()
 
     async def open(self) -> None:
         await self.db.open()
         self.db.writer.after_commit.append(self.outbox.after_commit)
+        self.db.writer.after_commit.append(self.streams.after_commit)
+
+    def stop(self) -> None:
+        """Begin shutting down: open SSE streams end at once (idempotent; call on the loop)."""
+        self.stopping.set()
+        self.streams.wake_all()
 
     def _emit_feed_event(self, conn: sqlite3.Connection, stored: Stored) -> None:
         """`feed.event` for every accepted event; its id is the ingested event's id."""

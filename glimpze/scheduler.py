@@ -42,4 +42,5 @@ def build_scheduler(glimpze: Glimpze) -> AsyncIOScheduler:
     every(60, "prune-auth-failures", prune)
     every(600, "purge-expired-events", glimpze.retention.purge_expired)
     every(3600, "purge-idempotency-keys", glimpze.idempotency.purge)
+    every(30, "wake-snoozed-sessions", glimpze.sessions.wake_snoozed)
     return scheduler
