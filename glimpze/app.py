@@ -22,10 +22,11 @@ from glimpze.logs import AccessLogMiddleware
 from glimpze.openapi import complete as complete_openapi
 from glimpze.openapi import openapi_config
 from glimpze.problems import EXCEPTION_HANDLERS
-from glimpze.routes import agents, feeds, keys, leads, sessions
+from glimpze.routes import agents, feeds, keys, leads, sessions, settings, widget
 from glimpze.routes.common import api_principal
 from glimpze.routes.ingest import ingest_endpoint
 from glimpze.routes.ops import healthz
+from glimpze.routes.widget_tokens import mint_widget_token
 from glimpze.scheduler import build_scheduler
 
 log = logging.getLogger("glimpze")
@@ -73,12 +74,14 @@ def create_app(
             agents.router,
             sessions.router,
             leads.router,
+            settings.router,
+            mint_widget_token,
         ],
         dependencies={"principal": Provide(api_principal)},
         security=[{"apiKey": []}],
     )
     app = Litestar(
-        route_handlers=[ingest_endpoint, healthz, v1],
+        route_handlers=[ingest_endpoint, healthz, v1, widget.router],
         dependencies={"glimpze": Provide(lambda: glimpze, use_cache=True, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+from urllib.parse import urlsplit
 
 import httpx
 import msgspec
@@ -24,7 +25,9 @@ from glimpze.outbox import Outbox
 from glimpze.retention import Retention
 from glimpze.session_records import SessionRecords
 from glimpze.sessions import Sessions
+from glimpze.settings import ProjectSettings, normalize_origin
 from glimpze.streams import SessionStreams
+from glimpze.widget_tokens import WidgetTokens
 
 log = logging.getLogger("glimpze")
 
@@ -49,6 +52,9 @@ class Glimpze:
         self.ingest.on_accept.append(self._emit_feed_event)
         self.retention = Retention(self.db, config)
         # Conversations
+        self.settings = ProjectSettings(self.db, self.clock)
+        own_origin = normalize_origin(urlsplit(config.base_url)._replace(path="", query="", fragment="").geturl())
+        self.widget_tokens = WidgetTokens(self.db, self.clock, self.settings, own_origin)
         self.agents = Agents(self.db, self.clock)
         self.streams = SessionStreams(self.db, self.clock)
         self.sessions = Sessions(self.db, self.clock, self.outbox, self.streams)

@@ -38,6 +38,9 @@ def openapi_config() -> OpenAPIConfig:
             security_schemes={
                 "apiKey": SecurityScheme(type="http", scheme="bearer", description="Project API key `gzp_…`"),
                 "writeKey": SecurityScheme(type="http", scheme="bearer", description="Feed write key `gzw_…`"),
+                "widgetToken": SecurityScheme(
+                    type="http", scheme="bearer", description="Widget token `gzt_…` from POST /v1/widget-tokens"
+                ),
             }
         ),
     )
