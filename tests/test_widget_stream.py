@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
+import time
+from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 
 from glimpze.clock import FakeClock
 from tests.conftest import Api, SseReader, out_events
+from tests.server import Server
 
 pytestmark = pytest.mark.anyio
 
@@ -201,3 +206,29 @@ async def test_many_streams_are_woken_together(live: Api) -> None:
     with anyio.fail_after(2):
         while live.glimpze.streams.streams_open:
             await asyncio.sleep(0.01)
+
+
+@pytest.mark.slow
+async def test_sigterm_ends_open_streams_at_once(tmp_path: Path) -> None:
+    """A real `glimpze serve`: SIGTERM ends the stream and the process well before uvicorn's 5 s
+    graceful timeout would have."""
+    server = Server(tmp_path)
+    server.start()
+    try:
+        admin = {"Authorization": f"Bearer {server.admin_key()}"}
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+            token = (await client.post("/v1/widget-tokens", json={"visitor": {"id": "v"}}, headers=admin)).json()
+            auth = {"Authorization": f"Bearer {token['token']}"}
+            session = (await client.post("/widget/v1/sessions", headers=auth)).json()
+            async with client.stream("GET", f"/widget/v1/sessions/{session['id']}/stream", headers=auth) as response:
+                sse = SseReader(response)
+                assert (await sse.next(comments=True)).comment == "ping"  # listening
+                started = time.monotonic()
+                assert server.proc is not None
+                server.proc.send_signal(signal.SIGTERM)
+                assert await sse.next(timeout=3) is None
+        await anyio.to_thread.run_sync(server.proc.wait, 5)  # uvicorn re-raises SIGTERM: the status is -15
+        assert time.monotonic() - started < 3
+        assert "graceful shutdown exceeded" not in server.output()
+    finally:
+        server.kill()
