@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from glimpze.clock import FakeClock, iso
+from glimpze.errors import Unauthorized
 from glimpze.logs import redact, safe_target
 from tests.conftest import Api, out_events
 
@@ -335,3 +336,17 @@ async def test_logs_never_show_a_widget_token(api: Api) -> None:
     target = safe_target("/widget/v1/sessions/ses_1/stream", f"token={token}&last_event_id=3".encode())
     assert token not in target and "last_event_id=3" in target
     assert token not in redact(f"bad token {token}")
+
+
+async def test_every_one_character_change_to_a_token_is_refused(api: Api) -> None:
+    token = await mint(api, origin=SHOP, context={"plan": "pro"})
+    tokens = api.glimpze.widget_tokens
+    assert (await tokens.verify(token, SHOP)).visitor.id == VISITOR["id"]
+    alphabet = "AbZ09-_.x"
+    for i in range(len(token)):
+        for replacement in alphabet:
+            if token[i] == replacement:
+                continue
+            with pytest.raises(Unauthorized) as refused:
+                await tokens.verify(token[:i] + replacement + token[i + 1 :], SHOP)
+            assert refused.value.code == "invalid_token"
