@@ -256,22 +256,7 @@ class Sessions:
 
     async def create(self, project_id: str, data: SessionCreate) -> Session:
         now = self.clock.now()
-        params = {
-            "id": new_id("ses_"),
-            "project_id": project_id,
-            "agent_id": data.agent_id,
-            "visitor_id": data.visitor.id,
-            "visitor_name": data.visitor.name,
-            "visitor_email": data.visitor.email,
-            "priority": data.priority,
-            "team": data.team,
-            "assignee": data.assignee,
-            "labels": _json(data.labels),
-            "page_url": data.page_url,
-            "language": data.language,
-            "context": _json(data.context),
-            "now": now,
-        }
+        params = _insert_params(project_id, data, now)
         return await self.db.write(lambda conn: self._insert(conn, project_id, params, now))
 
     def _insert(self, conn: sqlite3.Connection, project_id: str, params: dict[str, Any], now: float) -> Session:
@@ -298,22 +283,8 @@ class Sessions:
         """The visitor's latest session that is not closed (with this agent, when one is given),
         or a new one hydrated with the token's context; True when it is new."""
         now = self.clock.now()
-        params = {
-            "id": new_id("ses_"),
-            "project_id": project_id,
-            "agent_id": agent_id,
-            "visitor_id": visitor.id,
-            "visitor_name": visitor.name,
-            "visitor_email": visitor.email,
-            "priority": "normal",
-            "team": None,
-            "assignee": None,
-            "labels": "[]",
-            "page_url": page_url,
-            "language": language,
-            "context": _json(context),
-            "now": now,
-        }
+        data = SessionCreate(visitor=visitor, agent_id=agent_id, context=context, page_url=page_url, language=language)
+        params = _insert_params(project_id, data, now)
         find = {"project": project_id, "visitor": visitor.id, "agent": agent_id}
 
         def job(conn: sqlite3.Connection) -> tuple[bool, Session]:
@@ -426,6 +397,25 @@ class Sessions:
             if woken < SNOOZE_BATCH:
                 break
         return total
+
+
+def _insert_params(project_id: str, data: SessionCreate, now: float) -> dict[str, Any]:
+    return {
+        "id": new_id("ses_"),
+        "project_id": project_id,
+        "agent_id": data.agent_id,
+        "visitor_id": data.visitor.id,
+        "visitor_name": data.visitor.name,
+        "visitor_email": data.visitor.email,
+        "priority": data.priority,
+        "team": data.team,
+        "assignee": data.assignee,
+        "labels": _json(data.labels),
+        "page_url": data.page_url,
+        "language": data.language,
+        "context": _json(data.context),
+        "now": now,
+    }
 
 
 def _snooze_values(old: Status, new: Status, snooze: Any) -> dict[str, Any]:

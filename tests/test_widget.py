@@ -350,3 +350,13 @@ async def test_every_one_character_change_to_a_token_is_refused(api: Api) -> Non
             with pytest.raises(Unauthorized) as refused:
                 await tokens.verify(token[:i] + replacement + token[i + 1 :], SHOP)
             assert refused.value.code == "invalid_token"
+
+
+async def test_a_bad_last_event_id_is_a_422(api: Api) -> None:
+    token = await mint(api)
+    session = (await open_session(api, token)).json()
+    url = f"/widget/v1/sessions/{session['id']}/stream"
+    header = await api.client.get(url, headers={**bearer(token), "Last-Event-ID": "soon"})
+    assert header.status_code == 422 and header.json()["errors"][0]["path"] == "header.Last-Event-ID"
+    query = await api.client.get(f"{url}?last_event_id=-1", headers=bearer(token))
+    assert query.status_code == 422 and query.json()["errors"][0]["path"] == "query.last_event_id"

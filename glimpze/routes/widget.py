@@ -17,6 +17,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, FromQuery, HeaderParameter, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
+from glimpze.errors import ValidationFailed
 from glimpze.messages import Message, MessageCreate, MessagePoll
 from glimpze.pagination import check_limit
 from glimpze.routes.common import App, bearer, create_once, read_json
@@ -117,13 +118,19 @@ async def stream(
     visitor: WidgetCaller,
     token: FromQuery[str | None] = None,
     last_event_id: Annotated[int | None, QueryParameter(ge=0)] = None,
-    last_event_id_header: Annotated[int | None, HeaderParameter(name="Last-Event-ID", ge=0)] = None,
+    last_event_id_header: Annotated[str | None, HeaderParameter(name="Last-Event-ID")] = None,
 ) -> ServerSentEvent:
     await glimpze.sessions.for_visitor(visitor.project_id, visitor.visitor.id, session_id)
     # A browser reconnecting on its own sends the header, newer than the query the page built.
-    after = last_event_id_header if last_event_id_header is not None else last_event_id or 0
+    after = _event_id(last_event_id_header) if last_event_id_header is not None else last_event_id or 0
     events = glimpze.streams.follow(session_id, after, until=visitor.expires_at, stopping=glimpze.stopping)
     return ServerSentEvent(_messages(events))
+
+
+def _event_id(header: str) -> int:
+    if not header.strip().isdigit():
+        raise ValidationFailed.at("header.Last-Event-ID", "expected the id of an event of this stream (a number)")
+    return int(header)
 
 
 async def _messages(events: AsyncIterator[StreamEvent | None]) -> AsyncIterator[ServerSentEventMessage]:
