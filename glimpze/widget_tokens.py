@@ -145,7 +145,8 @@ class WidgetTokens:
         except (binascii.Error, ValueError, msgspec.DecodeError):
             raise invalid_token("This widget token is damaged.") from None
         secret = await self._secret(claims.project_id)
-        if secret is None or not hmac.compare_digest(_sign(secret, payload), signature):
+        # bytes: compare_digest refuses str with non-ASCII characters (a TypeError, not a 401)
+        if secret is None or not hmac.compare_digest(_sign(secret, payload).encode(), signature.encode()):
             raise invalid_token("This widget token's signature does not match.")
         if self.clock.now() >= claims.expires_at:
             raise invalid_token(f"This widget token expired at {iso(claims.expires_at)}.")
