@@ -21,11 +21,12 @@ from glimpze.keys import NewApiKey
 from glimpze.logs import AccessLogMiddleware
 from glimpze.openapi import openapi_config
 from glimpze.problems import EXCEPTION_HANDLERS
-from glimpze.routes import feeds, keys, webhooks, widgets
+from glimpze.routes import agents, feeds, keys, leads, sessions, settings, webhooks, widget, widgets
 from glimpze.routes.common import api_principal
 from glimpze.routes.ingest import ingest_endpoint
 from glimpze.routes.media import media_file
 from glimpze.routes.ops import healthz
+from glimpze.routes.widget_tokens import mint_widget_token
 from glimpze.scheduler import build_scheduler
 
 log = logging.getLogger("glimpze")
@@ -61,20 +62,30 @@ def create_app(
             gc.freeze()
             yield
         finally:
+            glimpze.stop()
             if scheduler.running:
                 scheduler.shutdown(wait=False)
-            glimpze.outbox.shutdown()
             await glimpze.dispatcher.stop()
             await glimpze.close()
 
     v1 = Router(
         "/v1",
-        route_handlers=[feeds.router, keys.router, webhooks.router, *webhooks.deliveries_and_events],
+        route_handlers=[
+            feeds.router,
+            keys.router,
+            webhooks.router,
+            *webhooks.deliveries_and_events,
+            agents.router,
+            sessions.router,
+            leads.router,
+            settings.router,
+            mint_widget_token,
+        ],
         dependencies={"principal": Provide(api_principal)},
         security=[{"apiKey": []}],
     )
     app = Litestar(
-        route_handlers=[ingest_endpoint, widgets.router, media_file, healthz, v1],
+        route_handlers=[ingest_endpoint, widgets.router, media_file, healthz, v1, widget.router],
         dependencies={"glimpze": Provide(lambda: glimpze, use_cache=True, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],

@@ -1,7 +1,7 @@
 """The `glimpze` command: serve, and the admin commands that share the server's store code.
 
 Every subcommand takes --config and --data-dir; settings come from glimpze.toml, then GLIMPZE_*
-environment variables, then flags. Commands that write (keys, feeds) may run while the server
+environment variables, then flags. Commands that write (projects, keys, feeds) may run while the server
 serves: they go through the same store code and SQLite's busy timeout covers the overlap.
 """
 
@@ -96,6 +96,27 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true", help="print JSON")
     listing.set_defaults(run=cmd_keys_list)
     keys.set_defaults(run=_help(keys))
+
+    projects = commands.add_parser(
+        "projects",
+        parents=[common],
+        help="projects (workspaces)",
+        description="Create and list projects; each has its own API keys, feeds, sessions and leads.",
+    )
+    projects_sub = projects.add_subparsers(title="actions", metavar="ACTION")
+    pcreate = projects_sub.add_parser(
+        "create",
+        parents=[common],
+        help="create a project",
+        description="Create a project and its first API key; the key is printed once.",
+    )
+    pcreate.add_argument("name", help="the project's name")
+    pcreate.add_argument("--json", action="store_true", help='print {"id": …, "key": …}')
+    pcreate.set_defaults(run=cmd_projects_create)
+    plist = projects_sub.add_parser("list", parents=[common], help="list projects")
+    plist.add_argument("--json", action="store_true", help="print JSON")
+    plist.set_defaults(run=cmd_projects_list)
+    projects.set_defaults(run=_help(projects))
 
     feeds = commands.add_parser(
         "feeds",
@@ -192,6 +213,7 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     import uvicorn
 
     from glimpze.app import create_app
+    from glimpze.server import Server
 
     if config.public_url is None and not _is_loopback(config.host):
         log.warning(
@@ -200,7 +222,7 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
             config.port,
         )
     app = create_app(config)
-    server = uvicorn.Server(
+    server = Server(
         uvicorn.Config(
             app,
             host=config.host,
@@ -211,7 +233,8 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
             proxy_headers=False,  # X-Forwarded-For is read by Glimpze itself, honouring trusted_proxies
             timeout_graceful_shutdown=5,
             lifespan="on",
-        )
+        ),
+        app.state.glimpze,
     )
     log.info(
         "glimpze %s listening on http://%s:%d (data in %s)",
@@ -280,6 +303,28 @@ def cmd_keys_list(args: argparse.Namespace, config: Config) -> int:
         ["ID", "NAME", "PREFIX", "CREATED", "LAST USED"],
         [[k.id, k.name, k.prefix + "…", k.created_at, k.last_used_at or "never"] for k in keys],
     )
+    return 0
+
+
+def cmd_projects_create(args: argparse.Namespace, config: Config) -> int:
+    async def action(glimpze: Glimpze) -> Any:
+        await glimpze.keys.ensure_default_project(mint_admin_key=False)  # the default stays the first
+        return await glimpze.keys.create_project(args.name)
+
+    project, key = _run(config, action)
+    if args.json:
+        _print_json({"id": project.id, "key": key.key})
+    else:
+        print(f"Created project {project.id} ({project.name}). Its API key is shown only this once:\n\n    {key.key}\n")
+    return 0
+
+
+def cmd_projects_list(args: argparse.Namespace, config: Config) -> int:
+    projects = _run(config, lambda glimpze: glimpze.keys.list_projects())
+    if args.json:
+        _print_json(projects)
+        return 0
+    _table(["ID", "NAME", "CREATED"], [[p.id, p.name, p.created_at] for p in projects])
     return 0
 
 

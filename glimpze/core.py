@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
+from urllib.parse import urlsplit
 
 import httpx
 import msgspec
 
+from glimpze.agents import Agents
 from glimpze.clock import Clock, SystemClock
 from glimpze.config import Config
 from glimpze.db import Database
@@ -16,12 +19,19 @@ from glimpze.feeds import Feeds
 from glimpze.idempotency import Idempotency
 from glimpze.ingest import Ingest, Stored
 from glimpze.keys import Keys
+from glimpze.leads import Leads
 from glimpze.limits import AuthFailureLimiter, parse_networks
 from glimpze.media import Media
+from glimpze.messages import Messages
 from glimpze.outbox import Outbox
 from glimpze.retention import Retention
+from glimpze.session_records import SessionRecords
+from glimpze.sessions import Sessions
+from glimpze.settings import ProjectSettings, normalize_origin
 from glimpze.ssrf import GuardedTransport, TargetPolicy
+from glimpze.streams import SessionStreams
 from glimpze.webhooks import Webhooks
+from glimpze.widget_tokens import WidgetTokens
 from glimpze.widgets import Widgets
 
 log = logging.getLogger("glimpze")
@@ -59,11 +69,31 @@ class Glimpze:
             busy=lambda: self.ingest.in_flight > 0,
         )
         self.retention = Retention(self.db, config, self.media)
+        # Conversations
+        self.settings = ProjectSettings(self.db, self.clock)
+        own_origin = normalize_origin(urlsplit(config.base_url)._replace(path="", query="", fragment="").geturl())
+        self.widget_tokens = WidgetTokens(self.db, self.clock, self.settings, own_origin)
+        self.agents = Agents(self.db, self.clock)
+        self.streams = SessionStreams(self.db, self.clock)
+        self.sessions = Sessions(self.db, self.clock, self.outbox, self.streams)
+        self.session_records = SessionRecords(self.db, self.clock, self.sessions)
+        self.messages = Messages(self.db, self.clock, self.outbox, self.streams, self.sessions)
+        self.leads = Leads(self.db, self.clock, self.outbox)
+        # Set when the server begins to shut down: streams end, long polls answer.
+        self.stopping = asyncio.Event()
 
     async def open(self) -> None:
         await self.db.open()
         self.media.open()
         self.db.writer.after_commit.append(self.outbox.after_commit)
+        self.db.writer.after_commit.append(self.streams.after_commit)
+
+    def stop(self) -> None:
+        """Begin shutting down: open SSE streams end and waiting long polls answer at once
+        (idempotent; call on the loop)."""
+        self.stopping.set()
+        self.streams.wake_all()
+        self.outbox.shutdown()
 
     def _emit_feed_event(self, conn: sqlite3.Connection, stored: Stored) -> None:
         """`feed.event` for every accepted event; its id is the ingested event's id."""

@@ -24,13 +24,14 @@ import itertools
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiosqlite
 
+from glimpze.clock import iso
 from glimpze.migrations import MIGRATIONS
 
 log = logging.getLogger("glimpze.db")
@@ -194,6 +195,16 @@ def _run_jobs(
         if isolated:
             conn.execute("RELEASE job")
     return outcomes
+
+
+def from_row(cls: type[T], row: Mapping[str, Any], **values: Any) -> T:
+    """A Struct from the row's columns of the same names (`values` take precedence). Columns named
+    `*_at` hold unix seconds and become ISO-8601 text, as the API shows times."""
+    fields: dict[str, Any] = {}
+    for name in cls.__struct_fields__:  # type: ignore[attr-defined]
+        value = values[name] if name in values else row[name]
+        fields[name] = iso(value) if name.endswith("_at") and isinstance(value, (int, float)) else value
+    return cls(**fields)
 
 
 class Database:

@@ -5,14 +5,20 @@ Domain code raises these; `glimpze.problems` turns them into RFC 9457 problem+js
     GlimpzeError                      500 internal_error (never raised for client faults)
     ├── BadRequest                    400 (invalid_json, invalid_request)
     ├── Unauthorized                  401 invalid_api_key | invalid_write_key | invalid_read_token | invalid_token
-    ├── Forbidden                     403 plan_forbids | forbidden
+    ├── Forbidden                     403 plan_forbids | forbidden | origin_not_allowed
     ├── NotFound                      404 not_found
-    ├── Conflict                      409 conflict | idempotency_key_in_use
+    ├── Conflict                      409 conflict | idempotency_key_in_use | session_closed | invalid_transition
     ├── Gone                          410 cursor_expired
     ├── PayloadTooLarge               413 payload_too_large (an upload's image: `errors` names the field)
     ├── UnsupportedMediaType          415 unsupported_media_type
     ├── ValidationFailed              422 validation_failed | schema_type_mismatch | idempotency_key_reused | …
     └── RateLimited                   429 rate_limited
+
+Conversation codes: `invalid_token` (a widget token that is malformed, tampered, expired, of an
+unknown project, or bound to another Origin), `origin_not_allowed` (a browser Origin missing from
+the project's widget origins), `session_closed` (a change to a closed session other than a reopen,
+a note or a lead), `invalid_transition` (a status change the session transition table forbids,
+e.g. PATCH to "closed" instead of POST /close).
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ CACHE_SECONDS = 10.0
 SQL_INSERT_PROJECT = "INSERT INTO projects (id, name, created_at) VALUES (?, ?, ?)"
 SQL_GET_PROJECT = "SELECT id, name, created_at FROM projects WHERE id = ?"
 SQL_FIRST_PROJECT = "SELECT id, name, created_at FROM projects ORDER BY created_at, id LIMIT 1"
+SQL_LIST_PROJECTS = "SELECT id, name, created_at FROM projects ORDER BY created_at, id"
 SQL_INSERT_KEY = """
     INSERT INTO api_keys (id, project_id, name, prefix, hash, created_at) VALUES (?, ?, ?, ?, ?, ?)
 """
@@ -116,6 +117,7 @@ class Keys:
 
     async def create_project(self, name: str) -> tuple[Project, NewApiKey]:
         """A new project with its first API key (named "admin")."""
+        name = _check_name(name)
         project_id, now = new_id("prj_"), self.clock.now()
         secret = new_secret("gzp_")
         key_id = new_id("key_")
@@ -159,6 +161,11 @@ class Keys:
         if row is None:
             raise not_found("project", project_id)
         return Project(row["id"], row["name"], iso(row["created_at"]))
+
+    async def list_projects(self) -> list[Project]:
+        """Every project, oldest (the default) first."""
+        rows = await self.db.fetch_all(SQL_LIST_PROJECTS)
+        return [Project(row["id"], row["name"], iso(row["created_at"])) for row in rows]
 
     async def default_project_id(self) -> str:
         row = await self.db.fetch_one(SQL_FIRST_PROJECT)

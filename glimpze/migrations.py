@@ -196,8 +196,121 @@ CREATE TABLE event_media (
 CREATE INDEX event_media_sha256 ON event_media(sha256);
 """
 
+CONVERSATIONS = """
+-- Per-project settings (widget origins, the widget-token secret), one JSON value per name.
+CREATE TABLE project_settings (
+    project_id  TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    name        TEXT NOT NULL,
+    value       TEXT NOT NULL,
+    updated_at  REAL NOT NULL,
+    PRIMARY KEY (project_id, name)
+) WITHOUT ROWID;
+
+CREATE TABLE agents (
+    id          TEXT PRIMARY KEY,
+    project_id  TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    name        TEXT NOT NULL,
+    language    TEXT,
+    created_at  REAL NOT NULL,
+    updated_at  REAL NOT NULL
+);
+CREATE INDEX agents_project ON agents(project_id, created_at);
+
+CREATE TABLE sessions (
+    seq            INTEGER PRIMARY KEY,      -- creation order; list cursors
+    id             TEXT NOT NULL UNIQUE,
+    project_id     TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    agent_id       TEXT,
+    visitor_id     TEXT NOT NULL,
+    visitor_name   TEXT,
+    visitor_email  TEXT,
+    status         TEXT NOT NULL,            -- open | pending | snoozed | closed
+    snoozed_until  REAL,
+    priority       TEXT NOT NULL,            -- low | normal | high | urgent
+    team           TEXT,
+    assignee       TEXT,
+    labels         TEXT NOT NULL DEFAULT '[]',
+    page_url       TEXT,
+    language       TEXT,
+    context        TEXT NOT NULL DEFAULT '{}',
+    resolution     TEXT,
+    closed_at      REAL,
+    stream_seq     INTEGER NOT NULL DEFAULT 0,  -- the last SSE id handed out (session_stream.seq)
+    created_at     REAL NOT NULL,
+    updated_at     REAL NOT NULL
+);
+CREATE INDEX sessions_project ON sessions(project_id, seq);
+CREATE INDEX sessions_visitor ON sessions(project_id, visitor_id, seq);
+CREATE INDEX sessions_snoozed ON sessions(snoozed_until) WHERE status = 'snoozed';
+
+-- What a visitor's SSE stream replays: message, done and session events, numbered per session.
+CREATE TABLE session_stream (
+    session_id  TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    seq         INTEGER NOT NULL,
+    event       TEXT NOT NULL,
+    data        BLOB NOT NULL,
+    created_at  REAL NOT NULL,
+    PRIMARY KEY (session_id, seq)
+) WITHOUT ROWID;
+
+CREATE TABLE messages (
+    id          TEXT PRIMARY KEY,
+    session_id  TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    seq         INTEGER NOT NULL,            -- its session_stream seq
+    role        TEXT NOT NULL,               -- visitor | agent | assistant
+    text        TEXT NOT NULL,
+    author      TEXT,
+    created_at  REAL NOT NULL,
+    UNIQUE (session_id, seq)
+);
+
+CREATE TABLE session_notes (
+    seq         INTEGER PRIMARY KEY,
+    id          TEXT NOT NULL UNIQUE,
+    session_id  TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    author      TEXT,
+    text        TEXT NOT NULL,
+    created_at  REAL NOT NULL
+);
+CREATE INDEX session_notes_session ON session_notes(session_id, seq);
+
+CREATE TABLE session_handoffs (
+    seq            INTEGER PRIMARY KEY,
+    id             TEXT NOT NULL UNIQUE,
+    session_id     TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    from_team      TEXT,
+    from_assignee  TEXT,
+    to_team        TEXT NOT NULL,
+    to_assignee    TEXT,
+    reason         TEXT NOT NULL,
+    created_at     REAL NOT NULL
+);
+CREATE INDEX session_handoffs_session ON session_handoffs(session_id, seq);
+
+CREATE TABLE leads (
+    seq            INTEGER PRIMARY KEY,
+    id             TEXT NOT NULL UNIQUE,
+    project_id     TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    agent_id       TEXT,
+    session_id     TEXT,
+    fields         TEXT NOT NULL,            -- {"name", "email", "phone", ...custom}
+    intent         TEXT NOT NULL DEFAULT '{}',
+    email_key      TEXT,                     -- lower-cased email: the first upsert match
+    phone_key      TEXT,                     -- digits (and a leading +): the second
+    crm_system     TEXT,
+    crm_record_id  TEXT,
+    captures       INTEGER NOT NULL DEFAULT 1,
+    created_at     REAL NOT NULL,
+    updated_at     REAL NOT NULL
+);
+CREATE INDEX leads_email ON leads(project_id, email_key) WHERE email_key IS NOT NULL;
+CREATE INDEX leads_phone ON leads(project_id, phone_key) WHERE phone_key IS NOT NULL;
+CREATE INDEX leads_updated ON leads(project_id, updated_at, seq);
+"""
+
 MIGRATIONS: list[tuple[str, str]] = [
     ("core: projects, keys, feeds, events, idempotency", CORE),
     ("webhooks: outgoing events, webhooks, deliveries, attempts", WEBHOOKS),
     ("images: feed read tokens, uploaded media and the events that reference it", IMAGES),
+    ("conversations: settings, agents, sessions, messages, notes, handoffs, leads", CONVERSATIONS),
 ]

@@ -63,6 +63,9 @@ def openapi_config() -> OpenAPIConfig:
                     name="token",
                     description="Feed read token `gzr_…` in the URL, for devices that cannot send headers",
                 ),
+                "widgetToken": SecurityScheme(
+                    type="http", scheme="bearer", description="Widget token `gzt_…` from POST /v1/widget-tokens"
+                ),
             }
         ),
     )

@@ -47,4 +47,5 @@ def build_scheduler(glimpze: Glimpze) -> AsyncIOScheduler:
     every(600, "purge-expired-events", glimpze.retention.purge_expired)
     every(600, "purge-outgoing-events", glimpze.outbox.purge)
     every(3600, "purge-idempotency-keys", glimpze.idempotency.purge)
+    every(30, "wake-snoozed-sessions", glimpze.sessions.wake_snoozed)
     return scheduler

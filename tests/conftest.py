@@ -7,19 +7,26 @@ and requests go through httpx's ASGITransport, all in one loop.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import re
+import socket
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+import anyio
 import httpx
 import pytest
+import uvicorn
 
 from glimpze.app import create_app
 from glimpze.clock import FakeClock
 from glimpze.config import Config, load
+from glimpze.server import Server
 
 
 @pytest.fixture
@@ -131,5 +138,92 @@ def row_counts(db_path: Path) -> dict[str, int]:
     try:
         tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
         return {t: conn.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables}
+    finally:
+        conn.close()
+
+
+class LiveServer(Server):
+    """Glimpze's server class without signal handling: it runs inside the test's event loop."""
+
+    def capture_signals(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+
+@pytest.fixture
+async def live(config: Config, clock: FakeClock) -> AsyncIterator[Api]:
+    """The real app served by uvicorn on 127.0.0.1 in the test's own loop, with a real httpx client.
+
+    For what AsyncTestClient cannot do: it buffers whole responses, so an SSE stream never returns.
+    `live.app.state.server` is the uvicorn server (set `should_exit` to shut it down)."""
+    said: list[str] = []
+    app = create_app(config, clock=clock, announce=said.append)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = LiveServer(
+        uvicorn.Config(app, lifespan="on", log_config=None, access_log=False, timeout_graceful_shutdown=5),
+        app.state.glimpze,
+    )
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:  # uvicorn has no startup event to await
+        assert not task.done(), task.exception()
+        await asyncio.sleep(0.01)
+    app.state.server = server
+    port = sock.getsockname()[1]
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            yield Api(client, admin_key_from(said), app)
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+class SseEvent(NamedTuple):
+    id: str | None
+    event: str | None
+    data: str
+    comment: str | None = None
+
+    def json(self) -> Any:
+        return json.loads(self.data)
+
+
+class SseReader:
+    """Reads Server-Sent Events from a streaming httpx response."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        self._lines = response.aiter_lines()
+
+    async def next(self, timeout: float = 2.0, *, comments: bool = False) -> SseEvent | None:
+        """The next event (None when the stream ended), failing after `timeout` seconds."""
+        fields: dict[str, list[str]] = {}
+        with anyio.fail_after(timeout):
+            async for line in self._lines:
+                if line == "":
+                    if fields:
+                        comment = "\n".join(fields.pop("", [])) or None
+                        if fields or comments:
+                            return SseEvent(
+                                (fields.get("id") or [None])[-1],
+                                (fields.get("event") or [None])[-1],
+                                "\n".join(fields.get("data", [])),
+                                comment,
+                            )
+                        fields = {}
+                    continue
+                name, _, value = line.partition(":")
+                fields.setdefault(name, []).append(value[1:] if value.startswith(" ") else value)
+        return None
+
+
+def out_events(db_path: Path, event_type: str | None = None) -> list[dict[str, Any]]:
+    """The outgoing events' payloads, oldest first, read through a separate connection."""
+    conn = sqlite3.connect(db_path)
+    try:
+        rows = conn.execute(
+            "SELECT payload FROM out_events WHERE ? IS NULL OR type = ? ORDER BY seq", (event_type, event_type)
+        ).fetchall()
+        return [json.loads(row[0]) for row in rows]
     finally:
         conn.close()

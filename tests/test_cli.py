@@ -32,7 +32,7 @@ def glimpze(
 def test_help_explains_every_command(tmp_path: Path) -> None:
     top = glimpze("--help", data=tmp_path / "data")
     assert top.returncode == 0
-    for command in ("serve", "keys", "feeds", "webhooks"):
+    for command in ("serve", "projects", "keys", "feeds", "webhooks"):
         assert command in top.stdout
     serve = glimpze("serve", "--help", data=tmp_path / "data")
     for flag in ("--config", "--host", "--port", "--data-dir"):
@@ -56,6 +56,19 @@ def test_keys_and_feeds_from_the_cli(tmp_path: Path) -> None:
     assert rotated["write_key"] != feed["write_key"]
     keys = glimpze("keys", "list", data=data)
     assert "ci" in keys.stdout and key["key"] not in keys.stdout
+
+
+def test_projects_from_the_cli(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    made = glimpze("projects", "create", "Client site", "--json", data=data)
+    assert made.returncode == 0, made.stderr
+    project = json.loads(made.stdout)
+    assert set(project) == {"id", "key"} and project["id"].startswith("prj_") and project["key"].startswith("gzp_")
+    listed = json.loads(glimpze("projects", "list", "--json", data=data).stdout)
+    assert [p["name"] for p in listed] == ["Default", "Client site"]
+    keys = glimpze("keys", "list", "--project", project["id"], data=data)
+    assert "admin" in keys.stdout
+    assert glimpze("projects", "create", "  ", data=data).returncode == 1
 
 
 def test_configuration_errors_exit_2_and_name_the_key(tmp_path: Path) -> None:

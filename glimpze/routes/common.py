@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import msgspec
 from litestar import Request, Response
 from litestar.di import NamedDependency
 
@@ -50,6 +52,26 @@ async def read_json(request: AnyRequest, decoder: Decoder[T], *, empty: T | None
 
 def json_response(status: int, body: bytes, headers: dict[str, str] | None = None) -> Response[bytes]:
     return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+
+_encode = msgspec.json.Encoder().encode
+
+
+async def create_once(
+    request: AnyRequest, glimpze: Glimpze, scope: str, create: Callable[[], Awaitable[Any]]
+) -> Response[bytes]:
+    """Run a create under the request's Idempotency-Key (DESIGN §7): a retry with the same key and
+    body gets the first answer again, with `Idempotent-Replayed: true`. `create()` returns the
+    answer (201) or (status, answer); only successful answers are kept."""
+
+    async def run() -> tuple[int, bytes]:
+        result = await create()
+        status, answer = result if isinstance(result, tuple) else (201, result)
+        return status, _encode(answer)
+
+    key = request.headers.get("idempotency-key")
+    status, body, replayed = await glimpze.idempotency.run(scope, key, await request.body(), run)
+    return json_response(status, body, {"Idempotent-Replayed": "true"} if replayed else None)
 
 
 def refuse_idempotency_key(request: AnyRequest) -> None:

@@ -1,0 +1,166 @@
+"""Messages of a session (visitor, agent, assistant): post, list, and what a post sends out.
+
+One write job stores the message, appends it to the visitor's stream (`message`; for an assistant
+message also `done`), emits `message.created`, and brings a pending or snoozed session back to
+open when the visitor writes. A closed session takes no messages (409 `session_closed`).
+
+The seam for CTA cards: an assistant message's `Reply` is handed to every `on_reply` hook inside
+that write job, before the `done` event is stored; a hook may fill `ctas`/`cta`, which then go out
+in the SSE `done` event and in the POST answer (`PostedMessage.answer()`).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import msgspec
+
+from glimpze.clock import Clock, iso
+from glimpze.db import Database, from_row
+from glimpze.ids import new_id
+from glimpze.outbox import Outbox
+from glimpze.pagination import Page, page
+from glimpze.sessions import Name, Session, Sessions, Text, session_out
+from glimpze.streams import SessionStreams
+from glimpze.transitions import session_closed
+
+Role = Literal["visitor", "agent", "assistant"]
+
+SQL_INSERT_MESSAGE = """
+    INSERT INTO messages (id, session_id, seq, role, text, author, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+"""
+SQL_MESSAGE_COLUMNS = "id, session_id, seq, role, text, author, created_at"
+SQL_LIST_MESSAGES = f"""
+    SELECT {SQL_MESSAGE_COLUMNS} FROM messages WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT ?
+"""
+
+
+class MessageCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    role: Role
+    text: Text
+    author: Name | None = None
+
+
+class Message(msgspec.Struct, kw_only=True):
+    id: str
+    session_id: str
+    seq: int  # the SSE id of its `message` event; `?after=` takes it
+    role: Role
+    text: str
+    author: str | None
+    created_at: str
+
+
+class AssistantMessage(Message, kw_only=True):
+    """The answer to posting an assistant message: the message and its cards."""
+
+    ctas: list[dict[str, Any]]
+    cta: dict[str, Any] | None
+
+
+class Done(msgspec.Struct):
+    """The SSE `done` event: an assistant reply is complete."""
+
+    message_id: str
+    ctas: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    cta: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class Reply:
+    """An assistant message being stored, for `on_reply` hooks (CTA rules) to attach cards to."""
+
+    project_id: str
+    session: Session
+    message: Message
+    done: Done
+
+
+@dataclass(slots=True)
+class PostedMessage:
+    message: Message
+    done: Done | None = None  # assistant messages only
+
+    def answer(self) -> Message:
+        if self.done is None:
+            return self.message
+        fields = msgspec.structs.asdict(self.message)
+        return AssistantMessage(**fields, ctas=self.done.ctas, cta=self.done.cta)
+
+
+class MessagePoll(msgspec.Struct):
+    """`GET /widget/v1/sessions/{id}/messages?after=`: the polling fallback of the stream."""
+
+    data: list[Message]
+    next_after: int  # pass as `after` next time
+    status: str  # the session's status
+
+
+ReplyHook = Callable[[sqlite3.Connection, Reply], None]
+
+
+class Messages:
+    def __init__(self, db: Database, clock: Clock, outbox: Outbox, streams: SessionStreams, sessions: Sessions) -> None:
+        self.db = db
+        self.clock = clock
+        self.outbox = outbox
+        self.streams = streams
+        self.sessions = sessions
+        self.on_reply: list[ReplyHook] = []
+
+    async def post(self, project_id: str, session_id: str, data: MessageCreate) -> PostedMessage:
+        now, message_id = self.clock.now(), new_id("msg_")
+        hooks = self.on_reply
+
+        def job(conn: sqlite3.Connection) -> PostedMessage:
+            row = self.sessions.row(conn, project_id, session_id)
+            if row["status"] == "closed":
+                raise session_closed(session_id)
+            seq = self.streams.next_seq(conn, session_id)
+            message = Message(
+                id=message_id,
+                session_id=session_id,
+                seq=seq,
+                role=data.role,
+                text=data.text,
+                author=data.author,
+                created_at=iso(now),
+            )
+            conn.execute(SQL_INSERT_MESSAGE, (message_id, session_id, seq, data.role, data.text, data.author, now))
+            self.streams.record(conn, session_id, seq, "message", msgspec.json.encode(message), now)
+            posted = PostedMessage(message)
+            if data.role == "assistant":
+                posted.done = Done(message_id)
+                reply = Reply(project_id, session_out(row), message, posted.done)
+                for hook in hooks:
+                    hook(conn, reply)
+                self.streams.append(conn, session_id, "done", msgspec.json.encode(posted.done), now)
+            fields = msgspec.structs.asdict(message)
+            del fields["id"]
+            self.outbox.emit(
+                conn,
+                project_id,
+                "message.created",
+                {"message_id": message_id, "agent_id": row["agent_id"], **fields},
+                occurred_at=now,
+            )
+            if data.role == "visitor":
+                self.sessions.reopen_for_visitor(conn, row, now)
+            return posted
+
+        return await self.db.write(job)
+
+    async def list(self, project_id: str, session_id: str, *, after: int, limit: int) -> Page[Message]:
+        """Oldest first, from the message after stream number `after`."""
+        await self.sessions.get(project_id, session_id)
+        rows = await self.db.fetch_all(SQL_LIST_MESSAGES, (session_id, after, limit + 1))
+        return page(list(rows), limit, lambda r: from_row(Message, r), lambda r: (r["seq"],))
+
+    async def poll(self, project_id: str, visitor_id: str, session_id: str, *, after: int, limit: int) -> MessagePoll:
+        session = await self.sessions.for_visitor(project_id, visitor_id, session_id)
+        rows = await self.db.fetch_all(SQL_LIST_MESSAGES, (session_id, after, limit))
+        messages = [from_row(Message, row) for row in rows]
+        return MessagePoll(messages, messages[-1].seq if messages else after, session.status)

@@ -1,0 +1,179 @@
+"""`/v1/sessions`: sessions, their messages, notes and handoffs, and closing them."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from litestar import Request, Response, Router, get, patch, post
+from litestar.params import FromPath, FromQuery
+
+from glimpze.messages import AssistantMessage, Message, MessageCreate
+from glimpze.pagination import Page, check_limit, decode_cursor
+from glimpze.routes.common import App, Caller, create_once, read_json
+from glimpze.session_records import Handoff, HandoffCreate, Note, NoteCreate
+from glimpze.sessions import Session, SessionCreate, SessionPatch
+from glimpze.transitions import Status
+from glimpze.validation import Decoder
+
+
+class SessionClose(msgspec.Struct, forbid_unknown_fields=True):
+    resolution: Annotated[str, msgspec.Meta(min_length=1, max_length=1000)] | None = None
+
+
+SESSION_CREATE = Decoder(SessionCreate)
+SESSION_PATCH = Decoder(SessionPatch)
+SESSION_CLOSE = Decoder(SessionClose)
+MESSAGE_CREATE = Decoder(MessageCreate)
+NOTE_CREATE = Decoder(NoteCreate)
+HANDOFF_CREATE = Decoder(HandoffCreate)
+
+
+@post("/", opt={"body": SessionCreate}, summary="Create a session (Idempotency-Key accepted)")
+async def create_session(request: Request, glimpze: App, principal: Caller) -> Response[Session]:
+    data = await read_json(request, SESSION_CREATE)
+    return await create_once(
+        request, glimpze, principal.key_id, lambda: glimpze.sessions.create(principal.project_id, data)
+    )
+
+
+@get("/", summary="List sessions, newest first, filtered by status, label, team, assignee or agent")
+async def list_sessions(
+    glimpze: App,
+    principal: Caller,
+    limit: FromQuery[int | None] = None,
+    cursor: FromQuery[str | None] = None,
+    status: FromQuery[Status | None] = None,
+    label: FromQuery[str | None] = None,
+    team: FromQuery[str | None] = None,
+    assignee: FromQuery[str | None] = None,
+    agent_id: FromQuery[str | None] = None,
+) -> Page[Session]:
+    return await glimpze.sessions.list(
+        principal.project_id,
+        after=decode_cursor(cursor, int),
+        limit=check_limit(limit),
+        status=status,
+        label=label,
+        team=team,
+        assignee=assignee,
+        agent_id=agent_id,
+    )
+
+
+@get("/{session_id:str}", summary="Read a session")
+async def get_session(session_id: FromPath[str], glimpze: App, principal: Caller) -> Session:
+    return await glimpze.sessions.get(principal.project_id, session_id)
+
+
+@patch(
+    "/{session_id:str}",
+    opt={"body": SessionPatch},
+    summary="Change status, snooze, priority, team, assignee or labels (a closed session: only a reopen)",
+)
+async def update_session(session_id: FromPath[str], request: Request, glimpze: App, principal: Caller) -> Session:
+    data = await read_json(request, SESSION_PATCH)
+    return await glimpze.sessions.update(principal.project_id, session_id, data)
+
+
+@post("/{session_id:str}/close", status_code=200, opt={"body": SessionClose}, summary="Close (resolve) a session")
+async def close_session(session_id: FromPath[str], request: Request, glimpze: App, principal: Caller) -> Session:
+    data = await read_json(request, SESSION_CLOSE, empty=SessionClose())
+    return await glimpze.sessions.close(principal.project_id, session_id, data.resolution)
+
+
+@post(
+    "/{session_id:str}/messages",
+    opt={"body": MessageCreate},
+    summary="Post a message; an assistant message's answer also carries its CTA cards",
+)
+async def post_message(
+    session_id: FromPath[str], request: Request, glimpze: App, principal: Caller
+) -> Response[Message | AssistantMessage]:
+    data = await read_json(request, MESSAGE_CREATE)
+
+    async def create() -> Message:
+        return (await glimpze.messages.post(principal.project_id, session_id, data)).answer()
+
+    return await create_once(request, glimpze, principal.key_id, create)
+
+
+@get("/{session_id:str}/messages", summary="List a session's messages, oldest first")
+async def list_messages(
+    session_id: FromPath[str],
+    glimpze: App,
+    principal: Caller,
+    limit: FromQuery[int | None] = None,
+    cursor: FromQuery[str | None] = None,
+) -> Page[Message]:
+    after = decode_cursor(cursor, int)
+    return await glimpze.messages.list(
+        principal.project_id, session_id, after=after[0] if after else 0, limit=check_limit(limit)
+    )
+
+
+@post("/{session_id:str}/notes", opt={"body": NoteCreate}, summary="Add an internal note (also on closed sessions)")
+async def add_note(session_id: FromPath[str], request: Request, glimpze: App, principal: Caller) -> Response[Note]:
+    data = await read_json(request, NOTE_CREATE)
+    records = glimpze.session_records
+    return await create_once(
+        request, glimpze, principal.key_id, lambda: records.add_note(principal.project_id, session_id, data)
+    )
+
+
+@get("/{session_id:str}/notes", summary="List a session's notes, oldest first")
+async def list_notes(
+    session_id: FromPath[str],
+    glimpze: App,
+    principal: Caller,
+    limit: FromQuery[int | None] = None,
+    cursor: FromQuery[str | None] = None,
+) -> Page[Note]:
+    return await glimpze.session_records.notes(
+        principal.project_id, session_id, after=decode_cursor(cursor, int), limit=check_limit(limit)
+    )
+
+
+@post(
+    "/{session_id:str}/handoffs",
+    opt={"body": HandoffCreate},
+    summary="Hand the session to another team (emits session.escalated)",
+)
+async def hand_off(session_id: FromPath[str], request: Request, glimpze: App, principal: Caller) -> Response[Handoff]:
+    data = await read_json(request, HANDOFF_CREATE)
+    records = glimpze.session_records
+    return await create_once(
+        request, glimpze, principal.key_id, lambda: records.hand_off(principal.project_id, session_id, data)
+    )
+
+
+@get("/{session_id:str}/handoffs", summary="List a session's handoffs, oldest first")
+async def list_handoffs(
+    session_id: FromPath[str],
+    glimpze: App,
+    principal: Caller,
+    limit: FromQuery[int | None] = None,
+    cursor: FromQuery[str | None] = None,
+) -> Page[Handoff]:
+    return await glimpze.session_records.handoffs(
+        principal.project_id, session_id, after=decode_cursor(cursor, int), limit=check_limit(limit)
+    )
+
+
+router = Router(
+    "/sessions",
+    route_handlers=[
+        create_session,
+        list_sessions,
+        get_session,
+        update_session,
+        close_session,
+        post_message,
+        list_messages,
+        add_note,
+        list_notes,
+        hand_off,
+        list_handoffs,
+    ],
+    tags=["sessions"],
+)

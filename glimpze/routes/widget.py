@@ -1,0 +1,151 @@
+"""`/widget/v1`: the visitor API a website's widget calls with a widget token (`gzt_…`).
+
+Open or resume the visitor's session, post visitor messages, poll for messages, and follow the
+session as Server-Sent Events (`message`, `done`, `session`; the SSE id is the session's stream
+number, so `Last-Event-ID` resumes exactly). The token comes as `Authorization: Bearer …`, or as
+`?token=` on the stream only (EventSource cannot send headers; access logs mask it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+import msgspec
+from litestar import Request, Response, Router, get, post
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, FromQuery, HeaderParameter, QueryParameter
+from litestar.response import ServerSentEvent, ServerSentEventMessage
+
+from glimpze.errors import ValidationFailed
+from glimpze.messages import Message, MessageCreate, MessagePoll
+from glimpze.pagination import check_limit
+from glimpze.routes.common import App, bearer, create_once, read_json
+from glimpze.routes.widget_cors import WidgetCors
+from glimpze.sessions import Language, Text, Url, VisitorSession, visitor_view
+from glimpze.streams import StreamEvent
+from glimpze.validation import Decoder
+from glimpze.widget_tokens import WidgetVisitor
+
+TOKEN_IN_QUERY = "token_in_query"  # route opt: this route also takes ?token=
+
+WidgetCaller = NamedDependency[WidgetVisitor]
+
+
+class SessionOpen(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    page_url: Url | None = None
+    language: Language | None = None
+
+
+class VisitorMessage(msgspec.Struct, forbid_unknown_fields=True):
+    text: Text
+
+
+SESSION_OPEN = Decoder(SessionOpen)
+VISITOR_MESSAGE = Decoder(VisitorMessage)
+
+
+async def widget_visitor(request: Request, glimpze: App) -> WidgetVisitor:
+    """Dependency for /widget/v1: the visitor behind the widget token."""
+    token = bearer(request)
+    if token is None and request.route_handler.opt.get(TOKEN_IN_QUERY):
+        token = request.query_params.get("token")
+    return await glimpze.widget_tokens.authenticate(token, request.headers.get("origin"))
+
+
+@post(
+    "/sessions",
+    opt={"body": SessionOpen},
+    summary="Open the visitor's session, or resume the one still open (201 new, 200 resumed)",
+)
+async def open_session(request: Request, glimpze: App, visitor: WidgetCaller) -> Response[VisitorSession]:
+    data = await read_json(request, SESSION_OPEN, empty=SessionOpen())
+    created, session = await glimpze.sessions.open_for_visitor(
+        visitor.project_id,
+        visitor.visitor,
+        agent_id=visitor.agent_id,
+        context=visitor.context,
+        page_url=data.page_url,
+        language=data.language,
+    )
+    return Response(visitor_view(session), status_code=201 if created else 200)
+
+
+@get("/sessions/{session_id:str}", summary="The visitor's session")
+async def get_session(session_id: FromPath[str], glimpze: App, visitor: WidgetCaller) -> VisitorSession:
+    return visitor_view(await glimpze.sessions.for_visitor(visitor.project_id, visitor.visitor.id, session_id))
+
+
+@post("/sessions/{session_id:str}/messages", opt={"body": VisitorMessage}, summary="Post a visitor message")
+async def post_message(
+    session_id: FromPath[str], request: Request, glimpze: App, visitor: WidgetCaller
+) -> Response[Message]:
+    data = await read_json(request, VISITOR_MESSAGE)
+    await glimpze.sessions.for_visitor(visitor.project_id, visitor.visitor.id, session_id)
+    message = MessageCreate(role="visitor", text=data.text, author=visitor.visitor.name)
+
+    async def create() -> Message:
+        return (await glimpze.messages.post(visitor.project_id, session_id, message)).answer()
+
+    return await create_once(request, glimpze, f"visitor:{visitor.project_id}:{visitor.visitor.id}", create)
+
+
+@get("/sessions/{session_id:str}/messages", summary="Messages after stream number `after` (the polling fallback)")
+async def poll_messages(
+    session_id: FromPath[str],
+    glimpze: App,
+    visitor: WidgetCaller,
+    after: Annotated[int, QueryParameter(ge=0)] = 0,
+    limit: FromQuery[int | None] = None,
+) -> MessagePoll:
+    return await glimpze.messages.poll(
+        visitor.project_id, visitor.visitor.id, session_id, after=after, limit=check_limit(limit)
+    )
+
+
+@get(
+    "/sessions/{session_id:str}/stream",
+    opt={TOKEN_IN_QUERY: True},
+    summary="Follow the session as Server-Sent Events: message, done, session",
+    description="The SSE id is the session's stream number: reconnect with `Last-Event-ID` (or "
+    "`?last_event_id=`) to resume exactly; without either the stream starts at the session's first "
+    "event. The stream ends when the token expires or the server shuts down.",
+)
+async def stream(
+    session_id: FromPath[str],
+    request: Request,
+    glimpze: App,
+    visitor: WidgetCaller,
+    token: FromQuery[str | None] = None,
+    last_event_id: Annotated[int | None, QueryParameter(ge=0)] = None,
+    last_event_id_header: Annotated[str | None, HeaderParameter(name="Last-Event-ID")] = None,
+) -> ServerSentEvent:
+    await glimpze.sessions.for_visitor(visitor.project_id, visitor.visitor.id, session_id)
+    # A browser reconnecting on its own sends the header, newer than the query the page built.
+    after = _event_id(last_event_id_header) if last_event_id_header is not None else last_event_id or 0
+    events = glimpze.streams.follow(session_id, after, until=visitor.expires_at, stopping=glimpze.stopping)
+    return ServerSentEvent(_messages(events))
+
+
+def _event_id(header: str) -> int:
+    if not header.strip().isdigit():
+        raise ValidationFailed.at("header.Last-Event-ID", "expected the id of an event of this stream (a number)")
+    return int(header)
+
+
+async def _messages(events: AsyncIterator[StreamEvent | None]) -> AsyncIterator[ServerSentEventMessage]:
+    async for event in events:
+        if event is None:
+            yield ServerSentEventMessage(data=None, comment="ping")
+        else:
+            yield ServerSentEventMessage(data=event.data.decode(), event=event.event, id=event.seq)
+
+
+router = Router(
+    "/widget/v1",
+    route_handlers=[open_session, get_session, post_message, poll_messages, stream],
+    dependencies={"visitor": Provide(widget_visitor)},
+    middleware=[WidgetCors],
+    security=[{"widgetToken": []}],
+    tags=["widget"],
+)

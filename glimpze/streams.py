@@ -1,0 +1,110 @@
+"""A session's live stream: the numbered `message`/`done`/`session` events a visitor's SSE replays.
+
+Write jobs append events with `append(conn, …)`; each session numbers its own events 1, 2, 3 …
+(`sessions.stream_seq`), and that number is the SSE `id`, so `Last-Event-ID` resumes exactly.
+Readers wait on an `asyncio.Event` per stream; the writer's `after_commit` sets the events of the
+sessions the committed batch touched, so a posted message reaches its streams right after the
+commit, without polling. A job that was rolled back may cause a spurious wake-up: the stream then
+reads nothing new and waits again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from typing import NamedTuple
+
+from glimpze.clock import Clock
+from glimpze.db import Database
+
+HEARTBEAT_SECONDS = 15.0  # an SSE comment this often keeps proxies from closing an idle stream
+READ_BATCH = 100
+
+SQL_NEXT_SEQ = "UPDATE sessions SET stream_seq = stream_seq + 1 WHERE id = ? RETURNING stream_seq"
+SQL_INSERT = "INSERT INTO session_stream (session_id, seq, event, data, created_at) VALUES (?, ?, ?, ?, ?)"
+SQL_READ = "SELECT seq, event, data FROM session_stream WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT ?"
+
+
+class StreamEvent(NamedTuple):
+    seq: int
+    event: str  # message | done | session
+    data: bytes  # JSON
+
+
+class SessionStreams:
+    """Appends stream events inside write jobs and wakes the streams that wait for them."""
+
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self.db = db
+        self.clock = clock
+        self._touched: set[str] = set()
+        self._waiters: dict[str, set[asyncio.Event]] = {}
+
+    def next_seq(self, conn: sqlite3.Connection, session_id: str) -> int:
+        """Reserve the session's next stream number (inside a write job)."""
+        self._touched.add(session_id)
+        return conn.execute(SQL_NEXT_SEQ, (session_id,)).fetchone()[0]
+
+    def record(self, conn: sqlite3.Connection, session_id: str, seq: int, event: str, data: bytes, now: float) -> None:
+        """Store an event under a number from `next_seq`."""
+        conn.execute(SQL_INSERT, (session_id, seq, event, data, now))
+
+    def append(self, conn: sqlite3.Connection, session_id: str, event: str, data: bytes, now: float) -> int:
+        seq = self.next_seq(conn, session_id)
+        self.record(conn, session_id, seq, event, data, now)
+        return seq
+
+    def after_commit(self) -> None:
+        """Called by the writer after every commit: wake the streams of the sessions it touched."""
+        if not self._touched:
+            return
+        touched, self._touched = self._touched, set()
+        for session_id in touched:
+            for waiter in self._waiters.get(session_id, ()):
+                waiter.set()
+
+    def wake_all(self) -> None:
+        """Wake every stream (shutdown: they see `stopping` and end)."""
+        for waiters in self._waiters.values():
+            for waiter in waiters:
+                waiter.set()
+
+    async def read(self, session_id: str, after: int, limit: int = READ_BATCH) -> list[StreamEvent]:
+        rows = await self.db.fetch_all(SQL_READ, (session_id, after, limit))
+        return [StreamEvent(row["seq"], row["event"], row["data"]) for row in rows]
+
+    async def follow(
+        self, session_id: str, after: int, *, until: float, stopping: asyncio.Event
+    ) -> AsyncIterator[StreamEvent | None]:
+        """The session's events after `after`, then each new one as it is committed, until the
+        clock reaches `until` (the token's expiry) or `stopping` is set. None is a heartbeat; the
+        first item is one, once the stream listens (it also gets the response through proxies)."""
+        waiter = asyncio.Event()
+        self._waiters.setdefault(session_id, set()).add(waiter)
+        try:
+            yield None
+            while not stopping.is_set() and self.clock.now() < until:
+                waiter.clear()  # before reading: a commit from here on wakes the wait below
+                events = await self.read(session_id, after)
+                for event in events:
+                    yield event
+                    after = event.seq
+                if len(events) == READ_BATCH:
+                    continue
+                timeout = min(HEARTBEAT_SECONDS, until - self.clock.now())
+                try:
+                    await asyncio.wait_for(waiter.wait(), max(timeout, 0))
+                except TimeoutError:
+                    if timeout >= HEARTBEAT_SECONDS:
+                        yield None
+        finally:
+            waiters = self._waiters.get(session_id)
+            if waiters is not None:
+                waiters.discard(waiter)
+                if not waiters:
+                    del self._waiters[session_id]
+
+    @property
+    def streams_open(self) -> int:
+        return sum(len(w) for w in self._waiters.values())
