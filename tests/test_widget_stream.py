@@ -12,9 +12,13 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from standardwebhooks.webhooks import Webhook as StandardWebhook
 
 from glimpze.clock import FakeClock
+from glimpze.config import Config, load
+from glimpze.signing import verify_glimpze_signature
 from tests.conftest import Api, SseReader, out_events
+from tests.receiver import Receiver
 from tests.server import Server
 
 pytestmark = pytest.mark.anyio
@@ -32,7 +36,26 @@ async def open_session(api: Api, token: str) -> dict[str, Any]:
     return response.json()
 
 
+@pytest.fixture
+def clock() -> FakeClock:
+    # Wall-clock time: the standardwebhooks verifier accepts timestamps within 5 minutes only.
+    return FakeClock(float(int(time.time())))
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    path = tmp_path / "glimpze.toml"
+    path.write_text('[webhooks]\nallow_targets = ["127.0.0.1"]\n')
+    return load(path, env={}, overrides={"data_dir": str(tmp_path / "data")})
+
+
 async def test_end_to_end_visitor_agent_handoff_close(live: Api) -> None:
+    receiver = Receiver()
+    hook = await live.post(
+        "/v1/webhooks", json={"url": receiver.url, "events": ["session.escalated", "session.closed"]}
+    )
+    assert hook.status_code == 201, hook.text
+    secret = hook.json()["secret"]
     agent = (await live.post("/v1/agents", json={"name": "Sales bot"})).json()
     token = await mint(live, agent_id=agent["id"], context={"plan": "pro", "cart": 3})
     visitor = {"Authorization": f"Bearer {token}"}
@@ -67,6 +90,11 @@ async def test_end_to_end_visitor_agent_handoff_close(live: Api) -> None:
             f"/v1/sessions/{session['id']}/handoffs", json={"to_team": "sales", "reason": "pricing question"}
         )
         assert handoff.status_code == 201, handoff.text
+        await receiver.wait_for(1, timeout=5)  # session.escalated reaches the webhook receiver
+        delivered = receiver.requests[0]
+        payload = StandardWebhook(secret).verify(delivered.body, delivered.headers)
+        assert verify_glimpze_signature(secret, delivered.headers["x-glimpze-signature"], delivered.body, time.time())
+        assert payload["event"] == "session.escalated" and payload["session_id"] == session["id"]
         closed = await live.post(f"/v1/sessions/{session['id']}/close", json={"resolution": "answered"})
         assert closed.status_code == 200 and closed.json()["status"] == "closed"
         status = await sse.next(timeout=1.0)
@@ -80,6 +108,15 @@ async def test_end_to_end_visitor_agent_handoff_close(live: Api) -> None:
     assert closed_event["resolution"] == "answered" and closed_event["status"] == "closed"
     types = [e["event"] for e in out_events(live.glimpze.db.path)]
     assert types == ["session.created", "message.created", "message.created", "session.escalated", "session.closed"]
+
+    await receiver.wait_for(2, timeout=5)  # and session.closed, signed as well
+    closing = receiver.requests[1]
+    assert StandardWebhook(secret).verify(closing.body, closing.headers)["event"] == "session.closed"
+    receiver.close()
+    # the same events by long polling
+    polled = (await live.get("/v1/events?types=session.escalated,session.closed")).json()["data"]
+    assert [e["event"] for e in polled] == ["session.escalated", "session.closed"]
+    assert polled[0] == escalated and polled[1] == closed_event
 
 
 async def post_agent(api: Api, session_id: str, text: str, role: str = "agent") -> dict[str, Any]:
