@@ -21,7 +21,20 @@ from glimpze.keys import NewApiKey
 from glimpze.logs import AccessLogMiddleware
 from glimpze.openapi import openapi_config
 from glimpze.problems import EXCEPTION_HANDLERS
-from glimpze.routes import agents, feeds, keys, leads, sessions, settings, webhooks, widget, widgets
+from glimpze.routes import (
+    actions,
+    agents,
+    approvals,
+    feeds,
+    keys,
+    leads,
+    push,
+    sessions,
+    settings,
+    webhooks,
+    widget,
+    widgets,
+)
 from glimpze.routes.common import api_principal
 from glimpze.routes.ingest import ingest_endpoint
 from glimpze.routes.media import media_file
@@ -54,7 +67,9 @@ def create_app(
             _, key = await glimpze.keys.ensure_default_project()
             if key is not None:
                 say(_admin_key_banner(key))
+            await glimpze.webpush.open()
             await glimpze.dispatcher.start()
+            await glimpze.push.start()
             scheduler.start()
             # Everything built so far lives as long as the process: keep it out of the cyclic
             # GC's full collections, which otherwise pause the loop for tens of ms under load.
@@ -66,6 +81,7 @@ def create_app(
             if scheduler.running:
                 scheduler.shutdown(wait=False)
             await glimpze.dispatcher.stop()
+            await glimpze.push.stop()
             await glimpze.close()
 
     v1 = Router(
@@ -79,13 +95,15 @@ def create_app(
             sessions.router,
             leads.router,
             settings.router,
+            approvals.router,
+            push.router,
             mint_widget_token,
         ],
         dependencies={"principal": Provide(api_principal)},
         security=[{"apiKey": []}],
     )
     app = Litestar(
-        route_handlers=[ingest_endpoint, widgets.router, media_file, healthz, v1, widget.router],
+        route_handlers=[ingest_endpoint, widgets.router, media_file, healthz, v1, widget.router, actions.router],
         dependencies={"glimpze": Provide(lambda: glimpze, use_cache=True, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
