@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import sys
@@ -80,8 +81,8 @@ def create_app(
             glimpze.stop()
             if scheduler.running:
                 scheduler.shutdown(wait=False)
-            await glimpze.dispatcher.stop()
-            await glimpze.push.stop()
+            # Deliveries and pushes in flight share one grace period (SIGTERM: out within 10 s).
+            await asyncio.gather(glimpze.dispatcher.stop(), glimpze.push.stop())
             await glimpze.close()
 
     v1 = Router(
