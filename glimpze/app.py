@@ -21,7 +21,7 @@ from glimpze.keys import NewApiKey
 from glimpze.logs import AccessLogMiddleware
 from glimpze.openapi import openapi_config
 from glimpze.problems import EXCEPTION_HANDLERS
-from glimpze.routes import agents, feeds, keys, leads, sessions, settings, webhooks, widget, widgets
+from glimpze.routes import agents, ctas, feeds, keys, leads, sessions, settings, webhooks, widget, widgets
 from glimpze.routes.common import api_principal
 from glimpze.routes.ingest import ingest_endpoint
 from glimpze.routes.media import media_file
@@ -76,6 +76,8 @@ def create_app(
             webhooks.router,
             *webhooks.deliveries_and_events,
             agents.router,
+            ctas.agent_ctas,
+            ctas.router,
             sessions.router,
             leads.router,
             settings.router,

@@ -78,6 +78,11 @@ class ProjectSettings:
         value = await self.db.fetch_value(SQL_GET, (project_id, name))
         return None if value is None else msgspec.json.decode(value)
 
+    def read(self, conn: sqlite3.Connection, project_id: str, name: str) -> Any:
+        """A value, or None (inside a write job)."""
+        row = conn.execute(SQL_GET, (project_id, name)).fetchone()
+        return None if row is None else msgspec.json.decode(row[0])
+
     def put(self, conn: sqlite3.Connection, project_id: str, name: str, value: Any, now: float) -> None:
         """Set a value (inside a write job)."""
         conn.execute(SQL_PUT, (project_id, name, msgspec.json.encode(value), now))
