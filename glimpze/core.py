@@ -15,6 +15,8 @@ from glimpze.agents import Agents
 from glimpze.approvals import Approvals
 from glimpze.clock import Clock, SystemClock
 from glimpze.config import Config
+from glimpze.cta_context import CtaContext
+from glimpze.ctas import CtaRules
 from glimpze.db import Database
 from glimpze.delivery import Dispatcher
 from glimpze.feeds import Feeds
@@ -26,6 +28,7 @@ from glimpze.limits import AuthFailureLimiter, parse_networks
 from glimpze.media import Media
 from glimpze.messages import Messages
 from glimpze.outbox import Outbox
+from glimpze.patterns import PatternSearcher
 from glimpze.push import Push
 from glimpze.push_targets import PushTargets
 from glimpze.quiet_hours import QuietHours
@@ -103,6 +106,9 @@ class Glimpze:
         self.session_records = SessionRecords(self.db, self.clock, self.sessions)
         self.messages = Messages(self.db, self.clock, self.outbox, self.streams, self.sessions)
         self.leads = Leads(self.db, self.clock, self.outbox)
+        self.cta_context = CtaContext(self.db, self.clock, self.settings)
+        self.ctas = CtaRules(self.db, self.clock, self.cta_context, PatternSearcher())
+        self.messages.on_reply.append(self.ctas.on_reply)
         # Set when the server begins to shut down: streams end, long polls answer.
         self.stopping = asyncio.Event()
 
@@ -145,6 +151,7 @@ class Glimpze:
         try:
             await self.flush()
         finally:
+            await self.ctas.patterns.close()
             await self.db.close()
 
     async def flush(self) -> None:

@@ -308,6 +308,30 @@ CREATE INDEX leads_phone ON leads(project_id, phone_key) WHERE phone_key IS NOT 
 CREATE INDEX leads_updated ON leads(project_id, updated_at, seq);
 """
 
+CTAS = """
+-- An agent's call-to-action rules. Matching reads an agent's active rules by descending
+-- priority, ties in creation order (seq); `match` and `forward_context` are JSON.
+CREATE TABLE cta_rules (
+    seq              INTEGER PRIMARY KEY,      -- creation order: breaks priority ties; list cursors
+    id               TEXT NOT NULL UNIQUE,
+    project_id       TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    agent_id         TEXT NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
+    label            TEXT NOT NULL,
+    description      TEXT,
+    url              TEXT NOT NULL,
+    priority         INTEGER NOT NULL,
+    active           INTEGER NOT NULL,
+    match            TEXT NOT NULL,            -- {"page_url", "languages", "keywords", "pattern"}
+    forward_context  TEXT NOT NULL,            -- ["conversation_id", "visitor_email", ...]
+    created_at       REAL NOT NULL,
+    updated_at       REAL NOT NULL
+);
+CREATE INDEX cta_rules_agent ON cta_rules(agent_id, priority DESC, seq);
+
+-- A signed card forwards the fields of the lead last captured in its session.
+CREATE INDEX leads_session ON leads(session_id, updated_at) WHERE session_id IS NOT NULL;
+"""
+
 APPROVALS = """
 -- Approval callbacks go through the webhook delivery engine: a delivery targets either a webhook
 -- (webhook_id) or, with webhook_id NULL, the callback of an approval feed (feed_id, method, url,
@@ -469,5 +493,6 @@ MIGRATIONS: list[tuple[str, str]] = [
     ("webhooks: outgoing events, webhooks, deliveries, attempts", WEBHOOKS),
     ("images: feed read tokens, uploaded media and the events that reference it", IMAGES),
     ("conversations: settings, agents, sessions, messages, notes, handoffs, leads", CONVERSATIONS),
+    ("ctas: an agent's call-to-action rules; leads by session", CTAS),
     ("approvals: callback deliveries, approvals, push targets, pushes", APPROVALS),
 ]

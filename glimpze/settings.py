@@ -89,6 +89,11 @@ class ProjectSettings:
         """Remove a value (inside a write job)."""
         conn.execute(SQL_DELETE, (project_id, name))
 
+    def read(self, conn: sqlite3.Connection, project_id: str, name: str) -> Any:
+        """A value, or None (inside a write job)."""
+        row = conn.execute(SQL_GET, (project_id, name)).fetchone()
+        return None if row is None else msgspec.json.decode(row[0])
+
     def put(self, conn: sqlite3.Connection, project_id: str, name: str, value: Any, now: float) -> None:
         """Set a value (inside a write job)."""
         conn.execute(SQL_PUT, (project_id, name, msgspec.json.encode(value), now))
