@@ -1,4 +1,4 @@
-"""`create_app(config, *, clock, http)`: the only way to build the Glimpze ASGI app."""
+"""`create_app(config, *, clock, network)`: the only way to build the Glimpze ASGI app."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx
+import httpcore
 from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.di import Provide
@@ -53,12 +53,13 @@ def create_app(
     config: Config,
     *,
     clock: Clock | None = None,
-    http: httpx.AsyncBaseTransport | None = None,
+    network: httpcore.AsyncNetworkBackend | None = None,
     announce: Any = None,
 ) -> Litestar:
-    """The app for `config`. Tests pass a fake `clock` and an `http` transport for outgoing calls;
+    """The app for `config`. Tests pass a fake `clock`, and may pass the `network` backend of outgoing
+    connections (webhooks, callbacks, Web Push) instead of the SSRF-guarded one;
     `announce(text)` receives first-start messages (default: printed to stdout)."""
-    glimpze = Glimpze(config, clock=clock, http=http)
+    glimpze = Glimpze(config, clock=clock, network=network)
     say = announce or _print
 
     @asynccontextmanager

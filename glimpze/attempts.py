@@ -5,20 +5,28 @@ request (callbacks.py): POST or PUT with seed 002's body, or GET with the fields
 the signatures cover the full URL instead of a body. Either way it carries DESIGN §4's headers
 (`X-Glimpze-Signature`, Standard Webhooks' `webhook-*`, `X-Glimpze-Event`, `-Delivery`,
 `-Attempt`). The dispatcher (delivery.py) decides what to claim and what an outcome means.
+
+Requests go straight to an httpcore connection pool (ssrf.guarded_pool): httpx's client layer
+on top of it cost a third of the dispatcher's time per delivery (bench.deliveries).
 """
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import sqlite3
 import time
 from dataclasses import dataclass
 
+import httpcore
 import httpx
 import msgspec
 
+from glimpze import __version__
 from glimpze.signing import signature_headers
+
+USER_AGENT = f"Glimpze-Webhooks/{__version__}"
 
 RESPONSE_HEAD_BYTES = 512
 RESPONSE_READ_LIMIT = 64 * 1024
@@ -62,12 +70,13 @@ class Outcome:
     delivered: bool = False
 
 
-async def attempt(client: httpx.AsyncClient, claim: Claim, now: float) -> Outcome:
+async def attempt(pool: httpcore.AsyncConnectionPool, claim: Claim, now: float) -> Outcome:
     """Send `claim` once, signed at `now`. Any 2xx is delivered, and a callback's 409 too (the
     receiver already has this answer: an n8n resume URL that resumed)."""
     # A GET callback has no body: its signature covers the full URL, which holds the fields.
     signed = claim.url.encode() if claim.method == "GET" else claim.payload
     headers = {
+        "User-Agent": USER_AGENT,
         **claim.headers,
         **({} if claim.method == "GET" else {"Content-Type": "application/json"}),
         **signature_headers(claim.secrets, claim.id, int(now), signed),
@@ -76,26 +85,45 @@ async def attempt(client: httpx.AsyncClient, claim: Claim, now: float) -> Outcom
         "X-Glimpze-Attempt": str(claim.attempt),
     }
     body = None if claim.method == "GET" else claim.payload
+    timeouts = {"timeout": dict.fromkeys(("connect", "read", "write", "pool"), claim.timeout)}
     start = time.perf_counter()
     try:
         async with asyncio.timeout(claim.timeout):
-            async with client.stream(
-                claim.method, claim.url, content=body, headers=headers, timeout=claim.timeout
+            async with pool.stream(
+                claim.method, _target(claim.url), headers=list(headers.items()), content=body, extensions=timeouts
             ) as response:
                 head = await _read_head(response)
-    except (httpx.HTTPError, TimeoutError, OSError) as exc:
+    except (*HTTP_ERRORS, TimeoutError, OSError) as exc:
         return Outcome(None, _ms_since(start), error=_describe(exc, claim.timeout))
-    status = response.status_code
+    status = response.status
     delivered = 200 <= status < 300 or (claim.callback and status == 409)
     return Outcome(
         status,
         _ms_since(start),
         error=None if delivered else f"HTTP {status}",
         response_head=head,
-        retry_after=_retry_after(response, now) if status in (429, 503) else None,
-        disable=status == 410 or response.headers.get("webhook-delivery", "").strip().lower() == "disable",
+        retry_after=_retry_after(_header(response, b"retry-after"), now) if status in (429, 503) else None,
+        disable=status == 410 or _header(response, b"webhook-delivery").strip().lower() == "disable",
         delivered=delivered,
     )
+
+
+# httpcore's errors have no common base; these are all a request can raise.
+HTTP_ERRORS = (
+    httpcore.TimeoutException,
+    httpcore.NetworkError,
+    httpcore.ProtocolError,
+    httpcore.UnsupportedProtocol,
+    httpcore.ProxyError,
+    httpx.InvalidURL,
+)
+
+
+@functools.lru_cache(maxsize=1024)
+def _target(url: str) -> httpcore.URL:
+    """httpcore's URL of `url` (IDNA host, percent-encoded path), as httpx would send it."""
+    parsed = httpx.URL(url)
+    return httpcore.URL(scheme=parsed.raw_scheme, host=parsed.raw_host, port=parsed.port, target=parsed.raw_path)
 
 
 def claim_of(row: sqlite3.Row, now: float) -> Claim:
@@ -123,11 +151,11 @@ def claim_of(row: sqlite3.Row, now: float) -> Claim:
     )
 
 
-async def _read_head(response: httpx.Response) -> str:
+async def _read_head(response: httpcore.Response) -> str:
     """The first bytes of the answer, for the attempt log. A large body is not read to its end."""
     head = b""
     read = 0
-    async for chunk in response.aiter_bytes():
+    async for chunk in response.aiter_stream():
         if len(head) < RESPONSE_HEAD_BYTES:
             head += chunk[: RESPONSE_HEAD_BYTES - len(head)]
         read += len(chunk)
@@ -136,8 +164,16 @@ async def _read_head(response: httpx.Response) -> str:
     return head.decode("utf-8", "replace")
 
 
-def _retry_after(response: httpx.Response, now: float) -> float | None:
-    value = response.headers.get("retry-after", "").strip()
+def _header(response: httpcore.Response, name: bytes) -> str:
+    """The first value of header `name` (lower case), or ""."""
+    for key, value in response.headers:
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return ""
+
+
+def _retry_after(value: str, now: float) -> float | None:
+    value = value.strip()
     if not value:
         return None
     if value.isdigit():
@@ -150,7 +186,7 @@ def _retry_after(response: httpx.Response, now: float) -> float | None:
 
 
 def _describe(exc: BaseException, timeout: float) -> str:
-    if isinstance(exc, (TimeoutError, httpx.TimeoutException)):
+    if isinstance(exc, (TimeoutError, httpcore.TimeoutException)):
         return f"no answer within {timeout:g} s"
     text = str(exc) or type(exc).__name__
     return text[:500]

@@ -7,7 +7,7 @@ import logging
 import sqlite3
 from urllib.parse import urlsplit
 
-import httpx
+import httpcore
 import msgspec
 
 from glimpze.action_links import ActionLinks
@@ -36,7 +36,7 @@ from glimpze.retention import Retention
 from glimpze.session_records import SessionRecords
 from glimpze.sessions import Sessions
 from glimpze.settings import ProjectSettings, normalize_origin
-from glimpze.ssrf import GuardedTransport, TargetPolicy
+from glimpze.ssrf import GuardedTransport, TargetPolicy, guarded_pool
 from glimpze.streams import SessionStreams
 from glimpze.webhooks import Webhooks
 from glimpze.webpush import FALLBACK_SUBJECT, WebPush
@@ -50,11 +50,10 @@ class Glimpze:
     """One instance per process: open() before use, close() at the end."""
 
     def __init__(
-        self, config: Config, *, clock: Clock | None = None, http: httpx.AsyncBaseTransport | None = None
+        self, config: Config, *, clock: Clock | None = None, network: httpcore.AsyncNetworkBackend | None = None
     ) -> None:
         self.config = config
         self.clock = clock or SystemClock()
-        self.http_transport = http  # outgoing calls go through this when given (tests)
         self.db = Database(config.db_path, synchronous=config.synchronous)
         self.trusted_proxies = parse_networks(config.trusted_proxies)
         self.auth_failures = AuthFailureLimiter()
@@ -74,7 +73,7 @@ class Glimpze:
             config,
             self.clock,
             self.outbox,
-            lambda: http or GuardedTransport(self.policy),
+            lambda: guarded_pool(self.policy, network=network),
             busy=lambda: self.ingest.in_flight > 0,
         )
         self.retention = Retention(self.db, config, self.media)
@@ -87,7 +86,7 @@ class Glimpze:
             subject=_vapid_subject(config),
             ttl=config.push.webpush_ttl_seconds,
             timeout=config.push.timeout_seconds,
-            transport=lambda: http or GuardedTransport(self.policy),
+            transport=lambda: GuardedTransport(self.policy, network=network),
         )
         self.push = Push(self.db, config, self.clock, self.push_targets, self.quiet_hours, self.webpush)
         self.action_links = ActionLinks(self.db, config.base_url)

@@ -4,7 +4,8 @@ A delivery targets a webhook, or (webhook_id NULL) the callback of an approval (
 the same queue, retry schedule and attempt log. Each target with due deliveries gets a lane — a
 webhook, or an approval feed for its callbacks (signed with the feed's callback secret) — a task
 that claims a batch of its due deliveries (leasing them), sends them at most `concurrency` at a
-time (one at a time, head first, for an `ordered` webhook), and records each attempt. Lanes are
+time (one at a time, head first, for an `ordered` webhook; one at a time in answer order for
+callbacks), and records each attempt over an httpcore pool (attempts.py). Lanes are
 independent, so a slow receiver only slows its own lane. The database is the queue: the
 dispatcher is woken after every commit that queued something and by a scheduler tick (for
 retries), and `deliver_due(now)` does one pass, which tests call directly with a fake clock.
@@ -31,9 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import httpcore
 
-from glimpze import __version__
 from glimpze.attempts import Claim, Outcome, attempt, claim_of
 from glimpze.clock import Clock, iso
 from glimpze.config import Config
@@ -52,7 +52,6 @@ BUSY_PACE = 0.05  # seconds between sends while ingest requests are in flight
 RUN_INTERVAL = 0.05  # the least time between two looks for webhooks with due deliveries
 FAILING_AFTER_ATTEMPTS = 10
 FAILING_AFTER_SECONDS = 3600
-USER_AGENT = f"Glimpze-Webhooks/{__version__}"
 
 SQL_RELEASE_LEASES = "UPDATE deliveries SET lease_until = NULL WHERE lease_until IS NOT NULL"
 # Sendable now: due and not leased. An ordered webhook may only send its head (oldest open delivery).
@@ -134,7 +133,7 @@ class Dispatcher:
         config: Config,
         clock: Clock,
         outbox: Outbox,
-        transport: Callable[[], httpx.AsyncBaseTransport],
+        pool: Callable[[], httpcore.AsyncConnectionPool],
         rng: random.Random | None = None,
         busy: Callable[[], bool] = lambda: False,
     ) -> None:
@@ -147,8 +146,8 @@ class Dispatcher:
         self.rng = rng or random.Random()
         self.busy = busy
         self._next_busy_slot = 0.0
-        self._transport = transport
-        self._client: httpx.AsyncClient | None = None
+        self._new_pool = pool
+        self._pool: httpcore.AsyncConnectionPool | None = None
         self._lanes: dict[str, asyncio.Task[int]] = {}
         self._records: set[asyncio.Future[Any]] = set()
         self._outcomes: list[tuple[Claim, Outcome, float, float, asyncio.Future[None]]] = []
@@ -163,7 +162,7 @@ class Dispatcher:
 
     async def start(self) -> None:
         """Clear leases left by a previous process (one process per database), then run."""
-        self._open_client()
+        self._open_pool()
         await self.db.execute(SQL_RELEASE_LEASES)
         self._wake = self.outbox.waiter()
         self._wake.set()
@@ -210,16 +209,14 @@ class Dispatcher:
         await asyncio.gather(*self._records, return_exceptions=True)
         if self._wake is not None:
             self.outbox.forget(self._wake)
-        if self._client is not None:
-            await self._client.aclose()
+        if self._pool is not None:
+            await self._pool.aclose()
         await self.db.execute(SQL_RELEASE_LEASES)
 
-    def _open_client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = httpx.AsyncClient(
-                transport=self._transport(), follow_redirects=False, trust_env=False, headers={"User-Agent": USER_AGENT}
-            )
-        return self._client
+    def _open_pool(self) -> httpcore.AsyncConnectionPool:
+        if self._pool is None:
+            self._pool = self._new_pool()
+        return self._pool
 
     # One pass
 
@@ -227,7 +224,7 @@ class Dispatcher:
         """Attempt every delivery due at `now` (and those that fall due while this runs); returns
         the number of attempts made. Waits until every attempt is recorded."""
         before = self.attempts
-        self._open_client()
+        self._open_pool()
         while True:
             round_start = self.attempts
             await self._open_lanes(now)
@@ -252,8 +249,10 @@ class Dispatcher:
             claims = await self._claim(target, self.clock.now() if now is None else now)
             if not claims:
                 return sent
-            if target.ordered:
-                for claim in claims:  # one at a time, each recorded before the next is sent
+            if target.ordered or target.callback:
+                # One at a time, each recorded before the next is sent. A feed's callbacks too: the
+                # answers to an approval (defer, defer, reject) arrive in the order they were given.
+                for claim in claims:
                     await self._pace()
                     await self._record(claim, await self._send(claim))
             else:
@@ -297,7 +296,7 @@ class Dispatcher:
         return await self.db.write(job)
 
     async def _send(self, claim: Claim) -> Outcome:
-        return await attempt(self._open_client(), claim, self.clock.now())
+        return await attempt(self._open_pool(), claim, self.clock.now())
 
     def _record(self, claim: Claim, outcome: Outcome) -> asyncio.Future[None]:
         """Queue an attempt's result for the database; the future is done once it is committed.

@@ -1,6 +1,7 @@
 """The SSRF guard: outgoing requests reach only public addresses, unless the operator allows more.
 
-The check holds at connect time: `GuardedTransport` resolves the host itself, refuses addresses
+The check holds at connect time: `GuardedBackend`, the network backend of every outgoing
+connection pool (`guarded_pool`), resolves the host itself, refuses addresses
 the policy forbids and connects to the checked address, so a name that resolves differently a
 moment later (DNS rebinding) cannot slip through. TLS still verifies the original host name.
 Redirects are never followed (the dispatcher treats a 3xx as a failed attempt).
@@ -177,24 +178,34 @@ def _ssl_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
-class GuardedTransport(httpx.AsyncHTTPTransport):
-    """httpx's transport with the guarded network backend (and no proxies, no env settings)."""
+def guarded_pool(
+    policy: TargetPolicy, *, max_connections: int = 100, network: httpcore.AsyncNetworkBackend | None = None
+) -> httpcore.AsyncConnectionPool:
+    """An HTTP/1.1 connection pool that connects only where `policy` allows (no proxies, no env).
+    Tests may pass the `network` backend to use instead (e.g. httpcore's mock backend)."""
+    return httpcore.AsyncConnectionPool(
+        ssl_context=_ssl_context(),
+        max_connections=max_connections,
+        max_keepalive_connections=20,
+        keepalive_expiry=5.0,
+        http1=True,
+        http2=False,
+        network_backend=network or GuardedBackend(policy),
+    )
 
-    def __init__(self, policy: TargetPolicy, *, max_connections: int = 100) -> None:
+
+class GuardedTransport(httpx.AsyncHTTPTransport):
+    """httpx's transport over `guarded_pool` (for httpx clients: Web Push)."""
+
+    def __init__(
+        self, policy: TargetPolicy, *, max_connections: int = 100, network: httpcore.AsyncNetworkBackend | None = None
+    ) -> None:
         # httpx has no public way to pass a network backend, and its __init__ would build a pool
         # (and an SSL context) only to throw it away: set up the one attribute it uses, its pool.
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=_ssl_context(),
-            max_connections=max_connections,
-            max_keepalive_connections=20,
-            keepalive_expiry=5.0,
-            http1=True,
-            http2=False,
-            network_backend=GuardedBackend(policy),
-        )
+        self._pool = guarded_pool(policy, max_connections=max_connections, network=network)
 
 
 def refused_reason(exc: BaseException) -> str | None:
-    """The refusal message if `exc` (an httpx error) came from the guard."""
+    """The refusal message if `exc` (an httpx or httpcore error) came from the guard."""
     text = str(exc)
     return text if "target refused" in text or "metadata address" in text else None
