@@ -21,14 +21,17 @@ from glimpze.ctx import verify
 from tests.browser import ExampleSite, chromium
 from tests.server import Server
 
+WAIT_MS = 20_000  # the longest one browser wait may take (2 shared cores: be patient)
+
 try:
     from playwright.sync_api import expect
+
+    expect.set_options(timeout=WAIT_MS)  # assertions have their own default (5 s), not the context's
 except ImportError:  # the browser fixture skips, or fails under GLIMPZE_REQUIRE_BROWSER=1
     expect = None
 
 pytestmark = pytest.mark.slow
 
-WAIT_MS = 20_000  # the longest one browser wait may take (2 shared cores: be patient)
 RECONNECT_MS = 60_000  # a restart plus the widget's backoff (at most 30 s between tries)
 TOKEN_TTL = 30  # the shortest a widget token may live: the widget renews it at 80 %, after 24 s
 KEYWORD = "plans"
