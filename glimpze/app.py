@@ -41,6 +41,7 @@ from glimpze.routes.common import api_principal
 from glimpze.routes.ingest import ingest_endpoint
 from glimpze.routes.media import media_file
 from glimpze.routes.ops import healthz
+from glimpze.routes.widget_script import widget_js
 from glimpze.routes.widget_tokens import mint_widget_token
 from glimpze.scheduler import build_scheduler
 
@@ -108,7 +109,16 @@ def create_app(
         security=[{"apiKey": []}],
     )
     app = Litestar(
-        route_handlers=[ingest_endpoint, widgets.router, media_file, healthz, v1, widget.router, actions.router],
+        route_handlers=[
+            ingest_endpoint,
+            widgets.router,
+            media_file,
+            healthz,
+            v1,
+            widget.router,
+            widget_js,
+            actions.router,
+        ],
         dependencies={"glimpze": Provide(lambda: glimpze, use_cache=True, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],

@@ -106,7 +106,7 @@ class Glimpze:
         self.messages = Messages(self.db, self.clock, self.outbox, self.streams, self.sessions)
         self.leads = Leads(self.db, self.clock, self.outbox)
         self.cta_context = CtaContext(self.db, self.clock, self.settings)
-        self.ctas = CtaRules(self.db, self.clock, self.cta_context, PatternSearcher())
+        self.ctas = CtaRules(self.db, self.clock, self.cta_context, PatternSearcher(), self.streams)
         self.messages.on_reply.append(self.ctas.on_reply)
         # Set when the server begins to shut down: streams end, long polls answer.
         self.stopping = asyncio.Event()

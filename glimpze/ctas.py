@@ -33,13 +33,14 @@ from glimpze.clock import Clock
 from glimpze.cta_context import CtaContext, new_context_secret
 from glimpze.ctx import PARAMS
 from glimpze.db import Database, from_row
-from glimpze.errors import Conflict, not_found
+from glimpze.errors import Conflict, NotFound, not_found
 from glimpze.ids import new_id
-from glimpze.messages import Reply, ReplyDraft, ReplyFill
+from glimpze.messages import CtaCard, Reply, ReplyDraft, ReplyFill
 from glimpze.pagination import Page, page
 from glimpze.patterns import PATTERN_MAX_CHARS, PatternSearcher, check_pattern
 from glimpze.schemas import url_problem
-from glimpze.sessions import Language
+from glimpze.sessions import Language, Session
+from glimpze.streams import SessionStreams
 
 log = logging.getLogger("glimpze.ctas")
 
@@ -254,11 +255,14 @@ def text_patterns(match: CtaMatch) -> list[str]:
 class CtaRules:
     """Rules of a project's agents: create, list, change, delete; and the cards of a reply."""
 
-    def __init__(self, db: Database, clock: Clock, context: CtaContext, patterns: PatternSearcher) -> None:
+    def __init__(
+        self, db: Database, clock: Clock, context: CtaContext, patterns: PatternSearcher, streams: SessionStreams
+    ) -> None:
         self.db = db
         self.clock = clock
         self.context = context
         self.patterns = patterns
+        self.streams = streams
 
     async def create(self, project_id: str, agent_id: str, data: CtaCreate) -> Cta:
         now, cta_id = self.clock.now(), new_id("cta_")
@@ -364,3 +368,21 @@ class CtaRules:
             reply.done.ctas, reply.done.cta = cards, cards[0]
 
         return fill
+
+    async def fresh_card(self, project_id: str, session: Session, cta_id: str) -> CtaCard:
+        """The card of rule `cta_id` as offered in `session`, its URL signed now: the widget asks
+        for it when a card is clicked long after its reply, so the 300 s window never bites a
+        visitor. Only a card some reply in this session offered, of a rule still active, is
+        signed again: a visitor cannot collect other rules' destinations with their own context."""
+        now, fresh = self.clock.now(), new_context_secret()
+
+        def job(conn: sqlite3.Connection) -> CtaCard:
+            row = conn.execute(SQL_GET_CTA, (project_id, cta_id)).fetchone()
+            if row is None or not row["active"] or not self.streams.card_offered(conn, session.id, cta_id):
+                raise NotFound(
+                    f"No card {cta_id!r} is offered in session {session.id!r} (its rule may have been "
+                    "deleted or deactivated)."
+                )
+            return self.context.cards(conn, project_id, session, [cta_out(row)], now, fresh)[0]
+
+        return await self.db.write(job)

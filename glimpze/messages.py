@@ -112,10 +112,18 @@ class PostedMessage:
         return AssistantMessage(**fields, ctas=self.done.ctas, cta=self.done.cta)
 
 
+class PolledMessage(Message, kw_only=True):
+    """A message in a poll: an assistant message comes with the cards its `done` event carried, so
+    a widget that polls shows the same cards as one that streams; other messages have null."""
+
+    ctas: list[CtaCard] | None = None
+    cta: CtaCard | None = None
+
+
 class MessagePoll(msgspec.Struct):
     """`GET /widget/v1/sessions/{id}/messages?after=`: the polling fallback of the stream."""
 
-    data: list[Message]
+    data: list[PolledMessage]
     next_after: int  # pass as `after` next time
     status: str  # the session's status
 
@@ -188,4 +196,23 @@ class Messages:
         session = await self.sessions.for_visitor(project_id, visitor_id, session_id)
         rows = await self.db.fetch_all(SQL_LIST_MESSAGES, (session_id, after, limit))
         messages = [from_row(Message, row) for row in rows]
-        return MessagePoll(messages, messages[-1].seq if messages else after, session.status)
+        if not messages:
+            return MessagePoll([], after, session.status)
+        dones: dict[str, Done] = {}
+        if any(message.role == "assistant" for message in messages):
+            # A reply's `done` follows its message in the same write job, so it is numbered next.
+            events = await self.streams.read_kind(session_id, "done", after, messages[-1].seq + 1)
+            dones = {done.message_id: done for done in (DONE_DECODER.decode(event.data) for event in events)}
+        data = [_polled(message, dones.get(message.id)) for message in messages]
+        return MessagePoll(data, messages[-1].seq, session.status)
+
+
+DONE_DECODER = msgspec.json.Decoder(Done)
+
+
+def _polled(message: Message, done: Done | None) -> PolledMessage:
+    polled = PolledMessage(**msgspec.structs.asdict(message))
+    if message.role == "assistant":
+        # A missing `done` is not expected (the reply's job always stores one): no cards then.
+        polled.ctas, polled.cta = (done.ctas, done.cta) if done else ([], None)
+    return polled

@@ -24,6 +24,15 @@ READ_BATCH = 100
 SQL_NEXT_SEQ = "UPDATE sessions SET stream_seq = stream_seq + 1 WHERE id = ? RETURNING stream_seq"
 SQL_INSERT = "INSERT INTO session_stream (session_id, seq, event, data, created_at) VALUES (?, ?, ?, ?, ?)"
 SQL_READ = "SELECT seq, event, data FROM session_stream WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT ?"
+SQL_READ_KIND = """
+    SELECT seq, event, data FROM session_stream
+    WHERE session_id = ? AND event = ? AND seq > ? AND seq <= ? ORDER BY seq
+"""
+# Whether one of the session's `done` events offered the card (its `ctas` hold the rule's id).
+SQL_CARD_OFFERED = """
+    SELECT 1 FROM session_stream s, json_each(CAST(s.data AS TEXT), '$.ctas') card
+    WHERE s.session_id = ? AND s.event = 'done' AND json_extract(card.value, '$.id') = ? LIMIT 1
+"""
 
 
 class StreamEvent(NamedTuple):
@@ -73,6 +82,15 @@ class SessionStreams:
     async def read(self, session_id: str, after: int, limit: int = READ_BATCH) -> list[StreamEvent]:
         rows = await self.db.fetch_all(SQL_READ, (session_id, after, limit))
         return [StreamEvent(row["seq"], row["event"], row["data"]) for row in rows]
+
+    async def read_kind(self, session_id: str, event: str, after: int, upto: int) -> list[StreamEvent]:
+        """The session's `event` events numbered after `after` up to `upto`, in order."""
+        rows = await self.db.fetch_all(SQL_READ_KIND, (session_id, event, after, upto))
+        return [StreamEvent(row["seq"], row["event"], row["data"]) for row in rows]
+
+    def card_offered(self, conn: sqlite3.Connection, session_id: str, cta_id: str) -> bool:
+        """Whether an assistant reply in the session came with the card of rule `cta_id`."""
+        return conn.execute(SQL_CARD_OFFERED, (session_id, cta_id)).fetchone() is not None
 
     async def follow(
         self, session_id: str, after: int, *, until: float, stopping: asyncio.Event

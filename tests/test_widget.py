@@ -216,6 +216,26 @@ async def test_cors_allows_exactly_the_projects_origins(api: Api) -> None:
     assert crossed.status_code == 403 and crossed.json()["code"] == "origin_not_allowed"
 
 
+async def test_every_widget_api_answer_has_a_strict_csp(api: Api) -> None:
+    """Answers are data for the widget's script, never pages: nothing in them may run or load."""
+    await api.put("/v1/settings/widget-origins", json={"origins": [SHOP]})
+    token = await mint(api)
+    answers = {
+        "created": await open_session(api, token, SHOP),
+        "problem": await open_session(api, "not-a-token", SHOP),
+        "preflight": await api.client.options("/widget/v1/sessions", headers=preflight(SHOP)),
+        "refused preflight": await api.client.options("/widget/v1/sessions", headers=preflight("https://x.example")),
+        "no origin": await api.client.get("/widget/v1/sessions/ses_nope", headers=bearer(token)),
+    }
+    for name, response in answers.items():
+        csp = response.headers["content-security-policy"]
+        assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp and "sandbox" in csp, name
+        assert response.headers["x-content-type-options"] == "nosniff", name
+        assert response.headers["cache-control"] == "no-store", name
+    # The widget reads Date to correct for a visitor's clock.
+    assert "Date" in answers["created"].headers["access-control-expose-headers"]
+
+
 async def test_glimpzes_own_origin_is_same_origin(api: Api) -> None:
     token = await mint(api)
     assert (await open_session(api, token, "http://localhost:8080")).status_code == 201

@@ -128,6 +128,7 @@ async def post_agent(api: Api, session_id: str, text: str, role: str = "agent") 
 async def read_all(api: Api, url: str, count: int, headers: dict[str, str] | None = None) -> list[Any]:
     async with api.client.stream("GET", url, headers=headers or {}) as response:
         assert response.status_code == 200, await response.aread()
+        assert "default-src 'none'" in response.headers["content-security-policy"]
         sse = SseReader(response)
         return [await sse.next() for _ in range(count)]
 

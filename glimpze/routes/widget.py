@@ -2,8 +2,9 @@
 
 Open or resume the visitor's session, post visitor messages, poll for messages, and follow the
 session as Server-Sent Events (`message`, `done`, `session`; the SSE id is the session's stream
-number, so `Last-Event-ID` resumes exactly). The token comes as `Authorization: Bearer …`, or as
-`?token=` on the stream only (EventSource cannot send headers; access logs mask it).
+number, so `Last-Event-ID` resumes exactly); sign a card offered in the session again, for a click
+long after its reply. The token comes as `Authorization: Bearer …`, or as `?token=` on the stream
+only (EventSource cannot send headers; access logs mask it).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from litestar.params import FromPath, FromQuery, HeaderParameter, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from glimpze.errors import ValidationFailed
-from glimpze.messages import Message, MessageCreate, MessagePoll
+from glimpze.messages import CtaCard, Message, MessageCreate, MessagePoll
 from glimpze.pagination import check_limit
 from glimpze.routes.common import App, bearer, create_once, read_json
 from glimpze.routes.widget_cors import WidgetCors
@@ -127,6 +128,23 @@ async def stream(
     return ServerSentEvent(_messages(events))
 
 
+@get(
+    "/ctas/{cta_id:str}/url",
+    summary="A card offered in the visitor's session, its URL signed now",
+    description="The widget asks for this when a card is clicked more than 240 s after it was signed, so "
+    "the destination's 300 s window never refuses a visitor. 404 when no reply in the session offered the "
+    "card, or its rule was deleted or deactivated since.",
+)
+async def fresh_card_url(
+    cta_id: FromPath[str],
+    glimpze: App,
+    visitor: WidgetCaller,
+    session_id: Annotated[str, QueryParameter(name="session", description="the session the card was offered in")],
+) -> CtaCard:
+    session = await glimpze.sessions.for_visitor(visitor.project_id, visitor.visitor.id, session_id)
+    return await glimpze.ctas.fresh_card(visitor.project_id, session, cta_id)
+
+
 def _event_id(header: str) -> int:
     if not header.strip().isdigit():
         raise ValidationFailed.at("header.Last-Event-ID", "expected the id of an event of this stream (a number)")
@@ -143,7 +161,7 @@ async def _messages(events: AsyncIterator[StreamEvent | None]) -> AsyncIterator[
 
 router = Router(
     "/widget/v1",
-    route_handlers=[open_session, get_session, post_message, poll_messages, stream],
+    route_handlers=[open_session, get_session, post_message, poll_messages, stream, fresh_card_url],
     dependencies={"visitor": Provide(widget_visitor)},
     middleware=[WidgetCors],
     security=[{"widgetToken": []}],

@@ -1,9 +1,15 @@
-"""CORS for `/widget/v1`: the project's widget origins, preflights included (DESIGN §7).
+"""CORS and response headers for `/widget/v1`: the project's widget origins, preflights included
+(DESIGN §7), and a strict CSP on every answer.
 
 A preflight carries no credentials, so it is answered for an origin that any project allows (or
 Glimpze's own); the request that follows is checked against its token's project (403
 `origin_not_allowed` otherwise), so a success only ever reaches that project's origins. With no
 widget origins set, preflights get 403 and browsers refuse the cross-origin call.
+
+Every answer (JSON, problems, the event stream, preflights) is data for the widget's script, never
+a page: `default-src 'none'` with `sandbox` keeps a browser that is sent to one of these URLs from
+running or loading anything in it, `nosniff` from reading it as another type, and `no-store` (when
+the route set no Cache-Control of its own) keeps a visitor's conversation out of caches.
 """
 
 from __future__ import annotations
@@ -16,8 +22,15 @@ from glimpze.problems import PROBLEM_JSON, problem_body
 
 ALLOW_METHODS = b"GET, POST"
 ALLOW_HEADERS = b"Authorization, Content-Type, Idempotency-Key, Last-Event-ID"
-EXPOSE_HEADERS = b"Idempotent-Replayed, Retry-After, WWW-Authenticate"
+# Date lets the widget estimate the server's clock (token lifetimes, card signing times).
+EXPOSE_HEADERS = b"Date, Idempotent-Replayed, Retry-After, WWW-Authenticate"
 MAX_AGE_SECONDS = b"600"
+WIDGET_API_CSP = b"default-src 'none'; frame-ancestors 'none'; sandbox"
+SECURITY_HEADERS = (
+    (b"content-security-policy", WIDGET_API_CSP),
+    (b"x-content-type-options", b"nosniff"),
+    (b"cache-control", b"no-store"),
+)
 
 
 class WidgetCors:
@@ -27,27 +40,32 @@ class WidgetCors:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = dict(scope["headers"]) if scope["type"] == "http" else {}
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
         origin = headers.get(b"origin")
-        if origin is None:
-            await self.app(scope, receive, send)
-            return
-        glimpze: Any = scope["litestar_app"].state.glimpze
-        known = await glimpze.widget_tokens.origin_known(origin.decode("latin-1"))
-        if scope["method"] == "OPTIONS" and b"access-control-request-method" in headers:
-            await _preflight(send, origin if known else None)
-            return
-        if not known:
-            await self.app(scope, receive, send)
-            return
+        known = False
+        if origin is not None:
+            glimpze: Any = scope["litestar_app"].state.glimpze
+            known = await glimpze.widget_tokens.origin_known(origin.decode("latin-1"))
+            if scope["method"] == "OPTIONS" and b"access-control-request-method" in headers:
+                await _preflight(send, origin if known else None)
+                return
+        cors = [*_cors_headers(origin), (b"access-control-expose-headers", EXPOSE_HEADERS)] if known and origin else []
 
-        async def send_with_cors(message: Message) -> None:
+        async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *_cors_headers(origin)]
-                message["headers"].append((b"access-control-expose-headers", EXPOSE_HEADERS))
+                message["headers"] = _secured([*message.get("headers", []), *cors])
             await send(message)
 
-        await self.app(scope, receive, send_with_cors)
+        await self.app(scope, receive, send_with_headers)
+
+
+def _secured(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """`headers` plus each security header the response does not set itself."""
+    present = {name.lower() for name, _ in headers}
+    return [*headers, *((name, value) for name, value in SECURITY_HEADERS if name not in present)]
 
 
 def _cors_headers(origin: bytes) -> list[tuple[bytes, bytes]]:
@@ -62,15 +80,17 @@ async def _preflight(send: Send, origin: bytes | None) -> None:
             "Origin not allowed",
             "This origin is not one of the project's widget origins; add it with PUT /v1/settings/widget-origins.",
         )
-        headers = [(b"content-type", PROBLEM_JSON.encode()), (b"vary", b"Origin")]
+        headers = _secured([(b"content-type", PROBLEM_JSON.encode()), (b"vary", b"Origin")])
         await send({"type": "http.response.start", "status": 403, "headers": headers})
         await send({"type": "http.response.body", "body": body})
         return
-    headers = [
-        *_cors_headers(origin),
-        (b"access-control-allow-methods", ALLOW_METHODS),
-        (b"access-control-allow-headers", ALLOW_HEADERS),
-        (b"access-control-max-age", MAX_AGE_SECONDS),
-    ]
+    headers = _secured(
+        [
+            *_cors_headers(origin),
+            (b"access-control-allow-methods", ALLOW_METHODS),
+            (b"access-control-allow-headers", ALLOW_HEADERS),
+            (b"access-control-max-age", MAX_AGE_SECONDS),
+        ]
+    )
     await send({"type": "http.response.start", "status": 204, "headers": headers})
     await send({"type": "http.response.body", "body": b""})
