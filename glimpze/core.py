@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 import httpx
 import msgspec
 
+from glimpze.admin import Admin
 from glimpze.agents import Agents
 from glimpze.clock import Clock, SystemClock
 from glimpze.config import Config
@@ -79,6 +80,8 @@ class Glimpze:
         self.session_records = SessionRecords(self.db, self.clock, self.sessions)
         self.messages = Messages(self.db, self.clock, self.outbox, self.streams, self.sessions)
         self.leads = Leads(self.db, self.clock, self.outbox)
+        # The dashboard's administrator
+        self.admin = Admin(self.db, self.clock)
         # Set when the server begins to shut down: streams end, long polls answer.
         self.stopping = asyncio.Event()
 

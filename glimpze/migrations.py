@@ -308,9 +308,33 @@ CREATE INDEX leads_phone ON leads(project_id, phone_key) WHERE phone_key IS NOT 
 CREATE INDEX leads_updated ON leads(project_id, updated_at, seq);
 """
 
+DASHBOARD = """
+-- The dashboard's administrator (one row): the argon2 password hash and the current setup token.
+CREATE TABLE admin (
+    id                      INTEGER PRIMARY KEY CHECK (id = 1),
+    password_hash           TEXT,
+    password_set_at         REAL,
+    setup_token_hash        TEXT,            -- sha256 of the newest setup link's token
+    setup_token_expires_at  REAL             -- NULL: valid until a password is set (first start)
+);
+
+-- Signed-in browsers: the cookie value is stored as a hash.
+CREATE TABLE dashboard_sessions (
+    hash        TEXT PRIMARY KEY,
+    csrf        TEXT NOT NULL,
+    project_id  TEXT REFERENCES projects(id) ON DELETE SET NULL,  -- NULL: the default project
+    created_at  REAL NOT NULL,
+    seen_at     REAL NOT NULL,
+    expires_at  REAL NOT NULL,
+    user_agent  TEXT NOT NULL DEFAULT ''
+) WITHOUT ROWID;
+CREATE INDEX dashboard_sessions_expiry ON dashboard_sessions(expires_at);
+"""
+
 MIGRATIONS: list[tuple[str, str]] = [
     ("core: projects, keys, feeds, events, idempotency", CORE),
     ("webhooks: outgoing events, webhooks, deliveries, attempts", WEBHOOKS),
     ("images: feed read tokens, uploaded media and the events that reference it", IMAGES),
     ("conversations: settings, agents, sessions, messages, notes, handoffs, leads", CONVERSATIONS),
+    ("dashboard: the administrator's password and setup token, dashboard sessions", DASHBOARD),
 ]

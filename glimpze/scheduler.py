@@ -48,4 +48,5 @@ def build_scheduler(glimpze: Glimpze) -> AsyncIOScheduler:
     every(600, "purge-outgoing-events", glimpze.outbox.purge)
     every(3600, "purge-idempotency-keys", glimpze.idempotency.purge)
     every(30, "wake-snoozed-sessions", glimpze.sessions.wake_snoozed)
+    every(3600, "purge-dashboard-sessions", glimpze.admin.purge_expired)
     return scheduler
