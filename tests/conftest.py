@@ -27,6 +27,20 @@ from glimpze.app import create_app
 from glimpze.clock import FakeClock
 from glimpze.config import Config, load
 from glimpze.server import Server
+from tests.screenshots import SCREENSHOT
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    outcome = yield
+    report = outcome.get_result()
+    shoot = item.stash.get(SCREENSHOT, None)  # set by tests that show a page: saves a screenshot
+    if report.when == "call" and shoot is not None:
+        try:
+            where = f"saved at {shoot()}"
+        except Exception as exc:  # a crashed page must not hide the test's own failure
+            where = f"could not be saved: {exc!r}"
+        report.sections.append(("screenshot", where))  # printed with a failure's report
 
 
 @pytest.fixture
