@@ -13,6 +13,7 @@ import httpx
 from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.exceptions import NotFoundException
 
 from glimpze import dashboard
 from glimpze.clock import Clock
@@ -90,7 +91,7 @@ def create_app(
     app = Litestar(
         route_handlers=[ingest_endpoint, widgets.router, media_file, healthz, v1, widget.router, *dashboard.routers()],
         dependencies={"glimpze": Provide(lambda: glimpze, use_cache=True, sync_to_thread=False)},
-        exception_handlers=EXCEPTION_HANDLERS,
+        exception_handlers={**EXCEPTION_HANDLERS, NotFoundException: dashboard.unknown_path},
         lifespan=[lifespan],
         middleware=[AccessLogMiddleware],
         openapi_config=openapi_config(),

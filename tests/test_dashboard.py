@@ -306,12 +306,14 @@ def _png_size(data: bytes) -> tuple[int, int]:
 
 
 async def test_every_page_has_no_inline_script_or_style_and_labels_every_field(api: Api, dash: Dash) -> None:
-    feed = await api.feed("summary", name="Revenue")
-    await api.ingest(feed, {"schema_type": "summary", "content": {"title": "R", "primary_value": "$1"}})
+    hostile = '<script>alert(1)</script><img src=x onerror="alert(2)" style="x">'  # escaped everywhere
+    feed = await api.feed("summary", name=hostile)
+    await api.ingest(feed, {"schema_type": "summary", "content": {"title": hostile, "primary_value": hostile}})
     hook = await api.post("/v1/webhooks", json={"url": "https://example.com/hook", "events": ["*"]})
-    session = await api.post("/v1/sessions", json={"visitor": {"id": "v1", "name": "Ada"}})
-    await api.post(f"/v1/sessions/{session.json()['id']}/messages", json={"role": "visitor", "text": "Hi"})
-    await api.post("/v1/leads", json={"fields": {"email": "ada@example.com", "plan": "pro"}})
+    session = await api.post("/v1/sessions", json={"visitor": {"id": "v1", "name": hostile[:100]}})
+    await api.post(f"/v1/sessions/{session.json()['id']}/messages", json={"role": "visitor", "text": hostile})
+    await api.post(f"/v1/sessions/{session.json()['id']}/notes", json={"text": hostile})
+    await api.post("/v1/leads", json={"fields": {"email": "ada@example.com", "plan": hostile}})
     pages = [
         "/",
         "/feeds",
@@ -328,6 +330,7 @@ async def test_every_page_has_no_inline_script_or_style_and_labels_every_field(a
     for path in pages:
         html = (await dash.open(path)).text
         assert audit(html) == [], path
+        assert "<script>alert" not in html
     await dash.submit("/logout", on="/")
     assert audit((await api.client.get("/login")).text) == []
 
@@ -667,3 +670,33 @@ async def test_snippets_run_as_written(live: Api, schema: str) -> None:
     assert node["parameters"]["authentication"] == "genericCredentialType"
     assert node["parameters"]["genericAuthType"] == "httpHeaderAuth"
     assert json.loads(node["parameters"]["jsonBody"])["schema_type"] == schema
+
+
+async def test_unknown_paths_are_a_page_for_browsers_and_problem_json_for_the_api(api: Api) -> None:
+    page = await api.client.get("/feedz", headers={"Accept": "text/html,application/xhtml+xml"})
+    assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    for path in ("/feedz", "/v1/nothing"):
+        response = await api.client.get(path, headers={"Accept": "application/json"})
+        assert response.headers["content-type"] == "application/problem+json", path
+    api_path = await api.client.get("/v1/nothing", headers={"Accept": "text/html"})
+    assert api_path.headers["content-type"] == "application/problem+json"
+
+
+async def test_switch_between_projects(api: Api, dash: Dash) -> None:
+    await api.feed("summary", name="Default feed")
+    project, key = await api.glimpze.keys.create_project("Client site")
+    await api.client.post(
+        "/v1/feeds",
+        json={"name": "Client feed", "schema_type": "status"},
+        headers={"Authorization": f"Bearer {key.key}"},
+    )
+    assert "Default feed" in (await dash.open("/feeds")).text
+    settings = await dash.open("/settings")
+    assert 'option value="' + project.id in settings.text
+    switched = await dash.follow(await dash.submit("/settings/project", {"project": project.id}))
+    assert "Client site" in switched.text
+    feeds = await dash.open("/feeds")
+    assert "Client feed" in feeds.text and "Default feed" not in feeds.text
+    missing = await dash.submit("/settings/project", {"project": "prj_missing"}, on="/settings")
+    assert missing.status_code == 404

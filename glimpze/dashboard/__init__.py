@@ -10,9 +10,9 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.template.config import TemplateConfig
 
 from glimpze.dashboard import auth, conversations, feeds, pwa, settings, webhooks, widgets
-from glimpze.dashboard.web import EXCEPTION_HANDLERS, TEMPLATES, SecurityHeaders, Ui, before_request
+from glimpze.dashboard.web import EXCEPTION_HANDLERS, TEMPLATES, SecurityHeaders, Ui, before_request, unknown_path
 
-__all__ = ["Ui", "routers", "template_config"]
+__all__ = ["Ui", "routers", "template_config", "unknown_path"]
 
 
 def routers() -> list[Any]:

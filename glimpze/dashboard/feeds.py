@@ -104,13 +104,9 @@ async def feed_page(
     glimpze, v = glimpze_of(request), viewer(request)
     feed = await glimpze.feeds.get(v.project_id, feed_id)
     log = await glimpze.ingest.events(v.project_id, feed_id, cursor=cursor, limit=DEFAULT_LIMIT, status=status)
-    # A key shown once: the notice that carries it is consumed by this very page.
-    ui = ui_of(request)
-    notices = ui.notices.take(v.session.key)
+    # A key shown once: the notice that carries it opens the quick-start dialog instead.
+    notices = ui_of(request).notices.take(v.session.key)
     reveal = next((n for n in notices if n.data.get("feed_id") == feed.id and n.data.get("write_key")), None)
-    for notice in notices:
-        if notice is not reveal:
-            ui.notices.add(v.session.key, notice)
     write_key = reveal.data["write_key"] if reveal else None
     base = glimpze.config.base_url
     return page(
@@ -126,6 +122,7 @@ async def feed_page(
         status_filter=status,
         throttled_dropped=log.throttled_dropped,
         reveal=reveal,
+        notices=[n for n in notices if n is not reveal],
         request_cursor=cursor,
         write_key=write_key,
         snippets=snippets(feed.schema_type, feed.name, feed.webhook_url, base, write_key),

@@ -45,6 +45,7 @@ async def settings_page(request: AnyRequest) -> Template:
         title="Settings",
         section="settings",
         project=project,
+        projects=await glimpze.keys.list_projects(),
         keys=await _all_keys(request),
         origins=await glimpze.settings.widget_origins(v.project_id),
         grace_hours=DEFAULT_ROTATION_GRACE_SECONDS // 3600,
@@ -106,6 +107,20 @@ async def set_origins(request: AnyRequest) -> Response[Any]:
     return await attempt(request, action, then="/settings#origins")
 
 
+@post("/settings/project", include_in_schema=False)
+async def switch_project(request: AnyRequest) -> Response[Any]:
+    """Look at another project (made with `glimpze projects create`) in this browser."""
+    glimpze, v = glimpze_of(request), viewer(request)
+    form = await form_of(request)
+
+    async def action() -> str:
+        project = await glimpze.keys.get_project(form["project"])
+        await glimpze.admin.set_project(v.session, project.id)
+        return f"Now showing the project “{project.name}”."
+
+    return await attempt(request, action, then="/settings")
+
+
 @post("/settings/password", include_in_schema=False)
 async def change_password(request: AnyRequest) -> Response[Any]:
     glimpze, ui = glimpze_of(request), ui_of(request)
@@ -139,4 +154,13 @@ async def sign_out_everywhere(request: AnyRequest) -> Response[Any]:
     return response
 
 
-ROUTES = [settings_page, create_key, rotate_key, revoke_key, set_origins, change_password, sign_out_everywhere]
+ROUTES = [
+    settings_page,
+    create_key,
+    rotate_key,
+    revoke_key,
+    set_origins,
+    switch_project,
+    change_password,
+    sign_out_everywhere,
+]

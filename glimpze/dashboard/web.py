@@ -35,6 +35,7 @@ from glimpze.config import Config
 from glimpze.core import Glimpze
 from glimpze.errors import GlimpzeError
 from glimpze.ids import same
+from glimpze.problems import http_error
 from glimpze.routes.common import client_address
 from glimpze.validation import validation_failed
 
@@ -260,13 +261,16 @@ def page(
     section: str = "",
     status: int = 200,
     cookies: list[Cookie] | None = None,
+    notices: list[Notice] | None = None,
     **context: Any,
 ) -> Template:
-    """An HTML page from `template` with what every page needs (viewer, CSRF token, notices)."""
+    """An HTML page from `template` with what every page needs (viewer, CSRF token, the session's
+    notices unless the handler took them itself)."""
     ui = ui_of(request)
     found: Viewer | None = request.state.get("viewer")
     token, cookie = csrf_token(request)
-    notices = ui.notices.take(found.session.key) if found is not None else []
+    if notices is None:
+        notices = ui.notices.take(found.session.key) if found is not None else []
     base = {
         "title": title,
         "section": section,
@@ -276,6 +280,7 @@ def page(
         "v": ui.asset_version,
         "features": features(ui.glimpze),
         "base_url": ui.glimpze.config.base_url,
+        "public_url_missing": ui.glimpze.config.public_url is None,
     }
     all_cookies = list(cookies or []) + ([cookie] if cookie else [])
     return Template(template_name=template, context={**base, **context}, status_code=status, cookies=all_cookies)
@@ -395,6 +400,20 @@ def http_error_page(request: Request[Any, Any, Any], exc: HTTPException) -> Resp
 def internal_error_page(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.exception("unhandled error in %s %s", request.method, request.url.path)
     return error_page(request, 500, "Something went wrong", "The server hit an unexpected error; it has been logged.")
+
+
+API_PREFIXES = ("/v1/", "/ingest/", "/widget/", "/w/", "/media/", "/schema", "/healthz", "/metrics")
+
+
+def unknown_path(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    """The app's answer to a path no route has: a page for a browser asking for one outside the
+    API's paths, problem+json everywhere else (API clients keep their one error shape)."""
+    accepts_html = "text/html" in request.headers.get("accept", "")
+    if not accepts_html or request.url.path.startswith(API_PREFIXES):
+        return http_error(request, exc)
+    response = error_page(request, exc.status_code, "Not found", "There is no page here.")
+    response.headers.update({name.decode(): value.decode() for name, value in SECURITY_HEADERS})
+    return response
 
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {

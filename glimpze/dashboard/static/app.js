@@ -108,7 +108,11 @@
     };
     const source = new EventSource(live.dataset.live);
     source.addEventListener("open", () => setStatus("open", "Live"));
-    source.addEventListener("error", () => setStatus("closed", "Reconnecting…"));
+    source.addEventListener("error", () => {
+      // The browser reconnects by itself, unless the server refused the stream (signed out).
+      if (source.readyState === EventSource.CLOSED) setStatus("closed", "Not live: reload the page");
+      else setStatus("closed", "Reconnecting…");
+    });
     source.addEventListener("widget", (message) => {
       let data;
       try { data = JSON.parse(message.data); } catch (error) { return; }
@@ -121,7 +125,9 @@
       };
       for (const img of $$("img[data-widget-image]", card)) {
         img.src = bump(img.getAttribute("src"));
-        if (data.label) img.alt = (card.dataset.name ? card.dataset.name + " widget: " : "") + data.label;
+        if (data.label) {
+          img.alt = `${card.dataset.name ? card.dataset.name + " widget: " : ""}${data.label} (${img.dataset.size || ""})`;
+        }
       }
       for (const source of $$("source[srcset]", card)) source.srcset = bump(source.getAttribute("srcset"));
       const url = typeof data.widget_url === "string" && /^https?:\/\//i.test(data.widget_url) ? data.widget_url : null;
