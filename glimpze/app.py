@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import sys
@@ -23,7 +24,21 @@ from glimpze.keys import NewApiKey
 from glimpze.logs import AccessLogMiddleware
 from glimpze.openapi import openapi_config
 from glimpze.problems import EXCEPTION_HANDLERS
-from glimpze.routes import agents, feeds, keys, leads, sessions, settings, webhooks, widget, widgets
+from glimpze.routes import (
+    actions,
+    agents,
+    approvals,
+    ctas,
+    feeds,
+    keys,
+    leads,
+    push,
+    sessions,
+    settings,
+    webhooks,
+    widget,
+    widgets,
+)
 from glimpze.routes.common import api_principal
 from glimpze.routes.ingest import ingest_endpoint
 from glimpze.routes.media import media_file
@@ -58,7 +73,9 @@ def create_app(
                 say(_admin_key_banner(key))
             if not await glimpze.admin.has_password():
                 say(setup_banner(config.base_url, await glimpze.admin.new_setup_token()))
+            await glimpze.webpush.open()
             await glimpze.dispatcher.start()
+            await glimpze.push.start()
             scheduler.start()
             # Everything built so far lives as long as the process: keep it out of the cyclic
             # GC's full collections, which otherwise pause the loop for tens of ms under load.
@@ -69,7 +86,8 @@ def create_app(
             glimpze.stop()
             if scheduler.running:
                 scheduler.shutdown(wait=False)
-            await glimpze.dispatcher.stop()
+            # Deliveries and pushes in flight share one grace period (SIGTERM: out within 10 s).
+            await asyncio.gather(glimpze.dispatcher.stop(), glimpze.push.stop())
             await glimpze.close()
 
     v1 = Router(
@@ -80,16 +98,29 @@ def create_app(
             webhooks.router,
             *webhooks.deliveries_and_events,
             agents.router,
+            ctas.agent_ctas,
+            ctas.router,
             sessions.router,
             leads.router,
             settings.router,
+            approvals.router,
+            push.router,
             mint_widget_token,
         ],
         dependencies={"principal": Provide(api_principal)},
         security=[{"apiKey": []}],
     )
     app = Litestar(
-        route_handlers=[ingest_endpoint, widgets.router, media_file, healthz, v1, widget.router, *dashboard.routers()],
+        route_handlers=[
+            ingest_endpoint,
+            widgets.router,
+            media_file,
+            healthz,
+            v1,
+            widget.router,
+            actions.router,
+            *dashboard.routers(),
+        ],
         dependencies={"glimpze": Provide(lambda: glimpze, use_cache=True, sync_to_thread=False)},
         exception_handlers={**EXCEPTION_HANDLERS, NotFoundException: dashboard.unknown_path},
         lifespan=[lifespan],

@@ -360,6 +360,10 @@ def cmd_feeds_create(args: argparse.Namespace, config: Config) -> int:
             f"  Webhook URL: {feed.webhook_url}\n"
             f"  Write key (shown only this once): {feed.write_key}"
         )
+        if feed.callback_secret:
+            print(
+                f"  Callback secret (signs approval callbacks; also on GET /v1/feeds/{feed.id}): {feed.callback_secret}"
+            )
     return 0
 
 

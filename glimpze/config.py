@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 import typing
 from collections.abc import Mapping
@@ -50,6 +51,15 @@ class WebhooksConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     disable_after_days: float = 5.0
 
 
+class PushConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    feed_interval_seconds: float = 10.0  # at most one push per feed this often (approvals exempt)
+    defer_seconds: float = 3600.0  # a deferred approval is pushed again after this
+    action_link_ttl_seconds: float = 86400.0  # Approve/Reject links in notifications stop working after this
+    vapid_subject: str | None = None  # contact sent to Web Push services; None: public_url if https
+    timeout_seconds: float = 10.0  # per push request
+    webpush_ttl_seconds: int = 86400  # how long a push service keeps a push for an offline device
+
+
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     host: str = "0.0.0.0"
     port: int = 8080
@@ -62,6 +72,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     synchronous: Literal["full", "normal"] = "full"
     plans: dict[str, Plan] = msgspec.field(default_factory=lambda: dict(DEFAULT_PLANS))
     webhooks: WebhooksConfig = msgspec.field(default_factory=WebhooksConfig)
+    push: PushConfig = msgspec.field(default_factory=PushConfig)
 
     @property
     def base_url(self) -> str:
@@ -80,7 +91,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 # Tables whose keys may be set from the environment as GLIMPZE_<TABLE>_<KEY>.
-_TABLES: dict[str, type[msgspec.Struct]] = {"webhooks": WebhooksConfig}
+_TABLES: dict[str, type[msgspec.Struct]] = {"webhooks": WebhooksConfig, "push": PushConfig}
 
 
 def load(
@@ -228,3 +239,21 @@ def _check(config: Config, source: str) -> None:
             parse_allow_target(entry)
         except ValueError as exc:
             fail(f"webhooks.allow_targets[{i}]", str(exc))
+    push = config.push
+    if push.feed_interval_seconds < 0:
+        fail("push.feed_interval_seconds", "must be 0 (no limit) or more")
+    if push.defer_seconds < 60:
+        fail("push.defer_seconds", "must be at least 60")
+    if push.action_link_ttl_seconds < 60:
+        fail("push.action_link_ttl_seconds", "must be at least 60")
+    if push.vapid_subject is not None and not re.fullmatch(
+        r"mailto:[^@\s]+@[^@\s]+|https://[\w.-]+", push.vapid_subject
+    ):
+        fail(
+            "push.vapid_subject",
+            "must be a mailto: address or https://host (no port or path), e.g. mailto:you@example.com",
+        )
+    if not 0 < push.timeout_seconds <= 60:
+        fail("push.timeout_seconds", "must be between 1 and 60")
+    if not 0 <= push.webpush_ttl_seconds <= 28 * 86400:
+        fail("push.webpush_ttl_seconds", "must be between 0 and 2419200 (28 days)")

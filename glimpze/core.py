@@ -10,10 +10,14 @@ from urllib.parse import urlsplit
 import httpx
 import msgspec
 
+from glimpze.action_links import ActionLinks
 from glimpze.admin import Admin
 from glimpze.agents import Agents
+from glimpze.approvals import Approvals
 from glimpze.clock import Clock, SystemClock
 from glimpze.config import Config
+from glimpze.cta_context import CtaContext
+from glimpze.ctas import CtaRules
 from glimpze.db import Database
 from glimpze.delivery import Dispatcher
 from glimpze.feeds import Feeds
@@ -25,6 +29,10 @@ from glimpze.limits import AuthFailureLimiter, parse_networks
 from glimpze.media import Media
 from glimpze.messages import Messages
 from glimpze.outbox import Outbox
+from glimpze.patterns import PatternSearcher
+from glimpze.push import Push
+from glimpze.push_targets import PushTargets
+from glimpze.quiet_hours import QuietHours
 from glimpze.retention import Retention
 from glimpze.session_records import SessionRecords
 from glimpze.sessions import Sessions
@@ -32,6 +40,7 @@ from glimpze.settings import ProjectSettings, normalize_origin
 from glimpze.ssrf import GuardedTransport, TargetPolicy
 from glimpze.streams import SessionStreams
 from glimpze.webhooks import Webhooks
+from glimpze.webpush import FALLBACK_SUBJECT, WebPush
 from glimpze.widget_tokens import WidgetTokens
 from glimpze.widgets import Widgets
 
@@ -70,8 +79,26 @@ class Glimpze:
             busy=lambda: self.ingest.in_flight > 0,
         )
         self.retention = Retention(self.db, config, self.media)
-        # Conversations
         self.settings = ProjectSettings(self.db, self.clock)
+        # Approvals and push: approval rows, then pushes, are written by ingest hooks after feed.event.
+        self.quiet_hours = QuietHours(self.db, self.clock, self.settings)
+        self.push_targets = PushTargets(self.db, self.clock, self.policy)
+        self.webpush = WebPush(
+            config.data_path,
+            subject=_vapid_subject(config),
+            ttl=config.push.webpush_ttl_seconds,
+            timeout=config.push.timeout_seconds,
+            transport=lambda: http or GuardedTransport(self.policy),
+        )
+        self.push = Push(self.db, config, self.clock, self.push_targets, self.quiet_hours, self.webpush)
+        self.action_links = ActionLinks(self.db, config.base_url)
+        self.approvals = Approvals(self.db, config, self.clock, self.outbox, self.push, self.action_links)
+        self.push.links = self.approvals.links
+        self.ingest.decide_push = self.push.decide
+        self.ingest.on_accept.append(self.approvals.on_accept)
+        self.ingest.on_accept.append(self.push.on_accept)
+        self.widgets.approval_state = self.approvals.widget_state
+        # Conversations
         own_origin = normalize_origin(urlsplit(config.base_url)._replace(path="", query="", fragment="").geturl())
         self.widget_tokens = WidgetTokens(self.db, self.clock, self.settings, own_origin)
         self.agents = Agents(self.db, self.clock)
@@ -80,6 +107,9 @@ class Glimpze:
         self.session_records = SessionRecords(self.db, self.clock, self.sessions)
         self.messages = Messages(self.db, self.clock, self.outbox, self.streams, self.sessions)
         self.leads = Leads(self.db, self.clock, self.outbox)
+        self.cta_context = CtaContext(self.db, self.clock, self.settings)
+        self.ctas = CtaRules(self.db, self.clock, self.cta_context, PatternSearcher())
+        self.messages.on_reply.append(self.ctas.on_reply)
         # The dashboard's administrator
         self.admin = Admin(self.db, self.clock)
         # Set when the server begins to shut down: streams end, long polls answer.
@@ -90,6 +120,11 @@ class Glimpze:
         self.media.open()
         self.db.writer.after_commit.append(self.outbox.after_commit)
         self.db.writer.after_commit.append(self.streams.after_commit)
+        self.db.writer.after_commit.append(self.push.after_commit)
+        await self.feeds.backfill_callback_secrets()
+        await self.action_links.open()
+        await self.push_targets.load()
+        await self.quiet_hours.load()
 
     def stop(self) -> None:
         """Begin shutting down: open SSE streams end and waiting long polls answer at once
@@ -119,6 +154,7 @@ class Glimpze:
         try:
             await self.flush()
         finally:
+            await self.ctas.patterns.close()
             await self.db.close()
 
     async def flush(self) -> None:
@@ -132,3 +168,12 @@ class Glimpze:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+def _vapid_subject(config: Config) -> str:
+    """Who push services may contact about our pushes: the setting, else an https public_url."""
+    if config.push.vapid_subject:
+        return config.push.vapid_subject
+    if config.public_url and config.public_url.startswith("https://"):
+        return f"https://{urlsplit(config.public_url).hostname}"  # VAPID takes no port or path
+    return FALLBACK_SUBJECT

@@ -1,24 +1,27 @@
 """The dispatcher: sends queued deliveries, records every attempt, retries on DESIGN §4's schedule.
 
-Each webhook with due deliveries gets a lane: a task that claims a batch of its due deliveries
-(leasing them), sends them at most `concurrency` at a time (one at a time, head first, for an
-`ordered` webhook), and records each attempt. Lanes are independent, so a slow receiver only
-slows its own lane. The database is the queue: the dispatcher is woken after every commit that
-queued something and by a scheduler tick (for retries), and `deliver_due(now)` does one pass,
-which tests call directly with a fake clock.
+A delivery targets a webhook, or (webhook_id NULL) the callback of an approval (callbacks.py):
+the same queue, retry schedule and attempt log. Each target with due deliveries gets a lane — a
+webhook, or an approval feed for its callbacks (signed with the feed's callback secret) — a task
+that claims a batch of its due deliveries (leasing them), sends them at most `concurrency` at a
+time (one at a time, head first, for an `ordered` webhook), and records each attempt. Lanes are
+independent, so a slow receiver only slows its own lane. The database is the queue: the
+dispatcher is woken after every commit that queued something and by a scheduler tick (for
+retries), and `deliver_due(now)` does one pass, which tests call directly with a fake clock.
 
-Outcomes: any 2xx → delivered. 410 or `webhook-delivery: disable` → dead, webhook disabled.
+Outcomes: any 2xx → delivered (a callback's 409 too: the receiver already has the answer). 410 or
+`webhook-delivery: disable` → dead, and a webhook is disabled (a callback URL is only given up).
 Otherwise failed and retried after 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h (±10 %;
 `Retry-After` on 429/503 stretches a wait up to 24 h); the 10th failed attempt is dead.
 A webhook failing without a success gets `webhook.failing` once 10 attempts over at least an
-hour have failed, and is disabled (`webhook.disabled`) after `disable_after_days`.
+hour have failed, and is disabled (`webhook.disabled`) after `disable_after_days`. Callbacks have
+no such streak: each approval has its own URL.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import email.utils
 import functools
 import logging
 import random
@@ -29,14 +32,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import msgspec
 
 from glimpze import __version__
+from glimpze.attempts import Claim, Outcome, attempt, claim_of
 from glimpze.clock import Clock, iso
 from glimpze.config import Config
 from glimpze.db import Database
 from glimpze.outbox import Outbox
-from glimpze.signing import signature_headers
 
 log = logging.getLogger("glimpze.delivery")
 
@@ -50,8 +52,6 @@ BUSY_PACE = 0.05  # seconds between sends while ingest requests are in flight
 RUN_INTERVAL = 0.05  # the least time between two looks for webhooks with due deliveries
 FAILING_AFTER_ATTEMPTS = 10
 FAILING_AFTER_SECONDS = 3600
-RESPONSE_HEAD_BYTES = 512
-RESPONSE_READ_LIMIT = 64 * 1024
 USER_AGENT = f"Glimpze-Webhooks/{__version__}"
 
 SQL_RELEASE_LEASES = "UPDATE deliveries SET lease_until = NULL WHERE lease_until IS NOT NULL"
@@ -62,19 +62,36 @@ _SENDABLE = """
 _HEAD_OF = (
     "(SELECT min(seq) FROM deliveries WHERE webhook_id = {webhook} AND ordered AND status IN ('pending', 'failed'))"
 )
-SQL_DUE_WEBHOOKS = f"""
-    SELECT w.id AS webhook_id, w.ordered FROM webhooks w
+# The targets with something to send: webhooks, then approval feeds with due callbacks (found in
+# their own partial index, which the webhook deliveries' planner must not be tempted to scan).
+SQL_DUE_TARGETS = f"""
+    SELECT w.id AS target, w.ordered, 0 AS callback FROM webhooks w
     WHERE w.active AND CASE WHEN w.ordered
         THEN EXISTS (SELECT 1 FROM deliveries d WHERE d.seq = {_HEAD_OF.format(webhook="w.id")} AND {_SENDABLE})
         ELSE EXISTS (SELECT 1 FROM deliveries d WHERE d.webhook_id = w.id AND {_SENDABLE}) END
+    UNION ALL
+    SELECT DISTINCT d.feed_id, 0, 1 FROM deliveries d INDEXED BY deliveries_callbacks
+    WHERE d.feed_id IS NOT NULL AND {_SENDABLE}
 """
 _CLAIM = """
-    SELECT d.seq, d.id, d.attempts, d.schedule_base, e.payload, e.type, w.id AS webhook_id, w.project_id, w.url,
-           w.headers, w.timeout_seconds, w.ordered, w.secret, w.previous_secret, w.previous_secret_expires_at
+    SELECT d.seq, d.id, d.attempts, d.schedule_base, e.payload, e.type, w.id AS webhook_id, NULL AS feed_id,
+           w.project_id, 'POST' AS method, w.url, w.headers, w.timeout_seconds, w.ordered, w.secret,
+           w.previous_secret, w.previous_secret_expires_at
     FROM deliveries d JOIN out_events e ON e.seq = d.event_seq JOIN webhooks w ON w.id = d.webhook_id
 """
-SQL_CLAIM = f"{_CLAIM} WHERE d.webhook_id = :webhook AND w.active AND {_SENDABLE} ORDER BY d.seq LIMIT :limit"
-SQL_CLAIM_HEAD = f"{_CLAIM} WHERE d.seq = {_HEAD_OF.format(webhook=':webhook')} AND w.active AND {_SENDABLE}"
+SQL_CLAIM = f"{_CLAIM} WHERE d.webhook_id = :target AND w.active AND {_SENDABLE} ORDER BY d.seq LIMIT :limit"
+SQL_CLAIM_HEAD = f"{_CLAIM} WHERE d.seq = {_HEAD_OF.format(webhook=':target')} AND w.active AND {_SENDABLE}"
+# A callback carries its own request (a GET has no body: X'' stands for it).
+SQL_CLAIM_CALLBACKS = f"""
+    SELECT d.seq, d.id, d.attempts, d.schedule_base, coalesce(d.payload, X'') AS payload, e.type,
+           NULL AS webhook_id, d.feed_id, f.project_id, d.method, d.url, '{{}}' AS headers,
+           :timeout AS timeout_seconds, 0 AS ordered, f.callback_secret AS secret,
+           f.previous_callback_secret AS previous_secret,
+           f.previous_callback_secret_expires_at AS previous_secret_expires_at
+    FROM deliveries d INDEXED BY deliveries_callbacks
+    JOIN out_events e ON e.seq = d.event_seq JOIN feeds f ON f.id = d.feed_id
+    WHERE d.feed_id = :target AND {_SENDABLE} ORDER BY d.seq LIMIT :limit
+"""
 SQL_LEASE = "UPDATE deliveries SET lease_until = ? WHERE seq = ?"
 SQL_INSERT_ATTEMPT = """
     INSERT INTO delivery_attempts (delivery_seq, attempt, at, status_code, latency_ms, error, response_head)
@@ -99,39 +116,13 @@ SQL_DISABLE = """
 """
 
 
-@dataclass(slots=True)
-class Claim:
-    """A leased delivery, with what it takes to send it."""
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where a lane sends: a webhook, or the callbacks of an approval feed (`id` is then the feed's)."""
 
-    seq: int
     id: str
-    attempt: int  # the number of this attempt (1 for the first)
-    cycle_attempt: int  # the same, counted since the last replay
-    payload: bytes
-    event_type: str
-    webhook_id: str
-    project_id: str
-    url: str
-    headers: dict[str, str]
-    timeout: float
-    ordered: bool
-    secrets: list[str]
-
-
-@dataclass(slots=True)
-class Outcome:
-    """One attempt's result."""
-
-    status_code: int | None
-    latency_ms: float
-    error: str | None = None
-    response_head: str | None = None
-    retry_after: float | None = None
-    disable: bool = False
-
-    @property
-    def delivered(self) -> bool:
-        return self.status_code is not None and 200 <= self.status_code < 300
+    ordered: bool = False
+    callback: bool = False
 
 
 class Dispatcher:
@@ -151,6 +142,7 @@ class Dispatcher:
         self.clock = clock
         self.outbox = outbox
         self.concurrency = config.webhooks.concurrency
+        self.callback_timeout = config.webhooks.timeout_seconds
         self.disable_after = config.webhooks.disable_after_days * 86400
         self.rng = rng or random.Random()
         self.busy = busy
@@ -247,21 +239,20 @@ class Dispatcher:
 
     async def _open_lanes(self, now: float | None) -> None:
         due_at = self.clock.now() if now is None else now
-        for row in await self.db.fetch_all(SQL_DUE_WEBHOOKS, {"now": due_at}):
-            webhook_id = row["webhook_id"]
-            if webhook_id not in self._lanes and not self._stopping:
-                lane = self._lane(webhook_id, bool(row["ordered"]), now)
-                task = asyncio.create_task(lane, name=f"glimpze-lane-{webhook_id}")
-                self._lanes[webhook_id] = task
-                task.add_done_callback(lambda _, w=webhook_id: self._lanes.pop(w, None))
+        for row in await self.db.fetch_all(SQL_DUE_TARGETS, {"now": due_at}):
+            target = Target(row["target"], bool(row["ordered"]), bool(row["callback"]))
+            if target.id not in self._lanes and not self._stopping:
+                task = asyncio.create_task(self._lane(target, now), name=f"glimpze-lane-{target.id}")
+                self._lanes[target.id] = task
+                task.add_done_callback(lambda _, key=target.id: self._lanes.pop(key, None))
 
-    async def _lane(self, webhook_id: str, ordered: bool, now: float | None) -> int:
+    async def _lane(self, target: Target, now: float | None) -> int:
         sent = 0
         while not self._stopping:
-            claims = await self._claim(webhook_id, ordered, self.clock.now() if now is None else now)
+            claims = await self._claim(target, self.clock.now() if now is None else now)
             if not claims:
                 return sent
-            if ordered:
+            if target.ordered:
                 for claim in claims:  # one at a time, each recorded before the next is sent
                     await self._pace()
                     await self._record(claim, await self._send(claim))
@@ -291,44 +282,22 @@ class Dispatcher:
         if slot > now:
             await asyncio.sleep(slot - now)
 
-    async def _claim(self, webhook_id: str, ordered: bool, now: float) -> list[Claim]:
-        sql = SQL_CLAIM_HEAD if ordered else SQL_CLAIM
+    async def _claim(self, target: Target, now: float) -> list[Claim]:
+        params: dict[str, Any] = {"target": target.id, "now": now, "limit": LANE_BATCH}
+        if target.callback:
+            sql, params["timeout"] = SQL_CLAIM_CALLBACKS, self.callback_timeout
+        else:
+            sql = SQL_CLAIM_HEAD if target.ordered else SQL_CLAIM
 
         def job(conn: sqlite3.Connection) -> list[Claim]:
-            rows = conn.execute(sql, {"webhook": webhook_id, "now": now, "limit": LANE_BATCH}).fetchall()
+            rows = conn.execute(sql, params).fetchall()
             conn.executemany(SQL_LEASE, [(now + LEASE_SECONDS, row["seq"]) for row in rows])
-            return [_claim_of(row, now) for row in rows]
+            return [claim_of(row, now) for row in rows]
 
         return await self.db.write(job)
 
     async def _send(self, claim: Claim) -> Outcome:
-        now = self.clock.now()
-        headers = {
-            **claim.headers,
-            "Content-Type": "application/json",
-            **signature_headers(claim.secrets, claim.id, int(now), claim.payload),
-            "X-Glimpze-Event": claim.event_type,
-            "X-Glimpze-Delivery": claim.id,
-            "X-Glimpze-Attempt": str(claim.attempt),
-        }
-        start = time.perf_counter()
-        try:
-            async with asyncio.timeout(claim.timeout):
-                async with self._open_client().stream(
-                    "POST", claim.url, content=claim.payload, headers=headers, timeout=claim.timeout
-                ) as response:
-                    head = await _read_head(response)
-        except (httpx.HTTPError, TimeoutError, OSError) as exc:
-            return Outcome(None, _ms_since(start), error=_describe(exc, claim.timeout))
-        status = response.status_code
-        return Outcome(
-            status,
-            _ms_since(start),
-            error=None if 200 <= status < 300 else f"HTTP {status}",
-            response_head=head,
-            retry_after=_retry_after(response, now) if status in (429, 503) else None,
-            disable=status == 410 or response.headers.get("webhook-delivery", "").strip().lower() == "disable",
-        )
+        return await attempt(self._open_client(), claim, self.clock.now())
 
     def _record(self, claim: Claim, outcome: Outcome) -> asyncio.Future[None]:
         """Queue an attempt's result for the database; the future is done once it is committed.
@@ -385,15 +354,18 @@ class Dispatcher:
                 outcome.response_head,
             ),
         )
+        webhook_id = claim.webhook_id  # None for a callback: no webhook to disable or to keep a streak for
         if outcome.disable:  # received or not, the receiver wants no more
             status, next_at = ("delivered" if outcome.delivered else "dead"), None
             reason = "the receiver answered 410 Gone"
             if outcome.status_code != 410:
                 reason = "the receiver asked to stop deliveries (webhook-delivery: disable)"
-            self._disable(conn, claim.webhook_id, reason, now)
+            if webhook_id is not None:
+                self._disable(conn, webhook_id, reason, now)
         elif outcome.delivered:
             status, next_at = "delivered", None
-            conn.execute(SQL_SUCCEEDED, (claim.webhook_id,))
+            if webhook_id is not None:
+                conn.execute(SQL_SUCCEEDED, (webhook_id,))
         elif claim.cycle_attempt >= MAX_ATTEMPTS:
             status, next_at = "dead", None
             self._count_failure(conn, claim, now)
@@ -420,6 +392,8 @@ class Dispatcher:
 
     def _count_failure(self, conn: sqlite3.Connection, claim: Claim, now: float) -> None:
         """Track the webhook's failure streak: warn once, then disable after `disable_after_days`."""
+        if claim.webhook_id is None:
+            return
         row = conn.execute(SQL_FAILED, {"now": now, "id": claim.webhook_id}).fetchone()
         if row is None or not row["active"]:
             return
@@ -454,62 +428,3 @@ class Dispatcher:
                 {"webhook_id": webhook_id, "url": row["url"], "reason": reason},
                 occurred_at=now,
             )
-
-
-def _claim_of(row: sqlite3.Row, now: float) -> Claim:
-    secrets = [row["secret"]]
-    if row["previous_secret"] and (row["previous_secret_expires_at"] or 0) > now:
-        secrets.append(row["previous_secret"])
-    attempt = row["attempts"] + 1
-    return Claim(
-        seq=row["seq"],
-        id=row["id"],
-        attempt=attempt,
-        cycle_attempt=attempt - row["schedule_base"],
-        payload=row["payload"],
-        event_type=row["type"],
-        webhook_id=row["webhook_id"],
-        project_id=row["project_id"],
-        url=row["url"],
-        headers=msgspec.json.decode(row["headers"]),
-        timeout=row["timeout_seconds"],
-        ordered=bool(row["ordered"]),
-        secrets=secrets,
-    )
-
-
-async def _read_head(response: httpx.Response) -> str:
-    """The first bytes of the answer, for the attempt log. A large body is not read to its end."""
-    head = b""
-    read = 0
-    async for chunk in response.aiter_bytes():
-        if len(head) < RESPONSE_HEAD_BYTES:
-            head += chunk[: RESPONSE_HEAD_BYTES - len(head)]
-        read += len(chunk)
-        if read > RESPONSE_READ_LIMIT:
-            break
-    return head.decode("utf-8", "replace")
-
-
-def _retry_after(response: httpx.Response, now: float) -> float | None:
-    value = response.headers.get("retry-after", "").strip()
-    if not value:
-        return None
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - now)
-
-
-def _describe(exc: BaseException, timeout: float) -> str:
-    if isinstance(exc, (TimeoutError, httpx.TimeoutException)):
-        return f"no answer within {timeout:g} s"
-    text = str(exc) or type(exc).__name__
-    return text[:500]
-
-
-def _ms_since(start: float) -> float:
-    return (time.perf_counter() - start) * 1000

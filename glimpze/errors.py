@@ -8,6 +8,7 @@ Domain code raises these; `glimpze.problems` turns them into RFC 9457 problem+js
     ├── Forbidden                     403 plan_forbids | forbidden | origin_not_allowed
     ├── NotFound                      404 not_found
     ├── Conflict                      409 conflict | idempotency_key_in_use | session_closed | invalid_transition
+    │                                     | approval_decided | action_link_used | too_many_ctas
     ├── Gone                          410 cursor_expired
     ├── PayloadTooLarge               413 payload_too_large (an upload's image: `errors` names the field)
     ├── UnsupportedMediaType          415 unsupported_media_type
@@ -19,6 +20,13 @@ unknown project, or bound to another Origin), `origin_not_allowed` (a browser Or
 the project's widget origins), `session_closed` (a change to a closed session other than a reopen,
 a note or a lead), `invalid_transition` (a status change the session transition table forbids,
 e.g. PATCH to "closed" instead of POST /close).
+
+Approval codes: `approval_decided` (an answer to an approval that was already approved or
+rejected; `decision` in the body says which, when and by whom), `action_link_used` (an action
+link from a notification that was already used once). `target_not_allowed` (422) also refuses
+push targets and subscription endpoints that point at private addresses.
+
+CTA codes: `too_many_ctas` (an agent already holds `MAX_RULES_PER_AGENT` CTA rules).
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """Feeds: CRUD, write keys (`gzw_…`, stored hashed), read tokens, and the state the ingest path needs.
 
 A read token (`gzr_…`) lets a device read the feed's widget (`/w/…`); unlike the write key it is
-stored as is, since an API key can show it again (DESIGN §7) and devices are set up from it.
+stored as is, since an API key can show it again (DESIGN §7) and devices are set up from it. So
+is an approval feed's callback secret (`whsec_…`), which signs the callbacks of its approvals
+(callbacks.py); a rotation keeps the old one signing beside it for a grace period.
 
 `FeedState` caches what ingest checks on every request (key hashes, schema, plan, token
 buckets). A key that does not match the cached hash re-reads the row, so a key rotated by the
@@ -20,10 +22,11 @@ import msgspec
 from glimpze.clock import Clock, iso
 from glimpze.config import Config, Plan
 from glimpze.db import Database
-from glimpze.errors import Forbidden, NotFound, Unauthorized, ValidationFailed, not_found
+from glimpze.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed, not_found
 from glimpze.ids import display_prefix, hash_secret, looks_like, new_id, new_secret, same
 from glimpze.limits import FeedBuckets, FeedUsage
 from glimpze.pagination import Page, page
+from glimpze.signing import new_signing_secret
 
 CACHE_SECONDS = 10.0
 MAX_KEY_GRACE_SECONDS = 7 * 24 * 3600
@@ -35,7 +38,8 @@ SCHEMA_TYPES: tuple[str, ...] = typing.get_args(SchemaType)
 SQL_SELECT_FEEDS = """
     SELECT feeds.rowid, feeds.id, feeds.project_id, feeds.name, feeds.schema_type, feeds.plan,
            feeds.write_key_prefix, feeds.write_key_hash, feeds.previous_key_hash, feeds.previous_key_expires_at,
-           feeds.read_token, feeds.throttled_dropped, feeds.created_at, feeds.updated_at,
+           feeds.read_token, feeds.throttled_dropped, feeds.created_at, feeds.updated_at, feeds.callback_secret,
+           feeds.previous_callback_secret, feeds.previous_callback_secret_expires_at,
            e.received_at AS buckets_at, e.minute_tokens, e.day_tokens
     FROM feeds LEFT JOIN events e ON e.seq = (
         SELECT seq FROM events WHERE feed_id = feeds.id AND status = 'accepted' ORDER BY seq DESC LIMIT 1
@@ -43,8 +47,8 @@ SQL_SELECT_FEEDS = """
 """
 SQL_INSERT_FEED = """
     INSERT INTO feeds (id, project_id, name, schema_type, plan, write_key_hash, write_key_prefix, read_token,
-                       created_at, updated_at)
-    VALUES (:id, :project_id, :name, :schema_type, :plan, :hash, :prefix, :read_token, :now, :now)
+                       callback_secret, created_at, updated_at)
+    VALUES (:id, :project_id, :name, :schema_type, :plan, :hash, :prefix, :read_token, :callback_secret, :now, :now)
 """
 SQL_COUNT_CUSTOM = "SELECT count(*) FROM feeds WHERE project_id = ? AND schema_type = 'custom' AND id != ?"
 SQL_GET_FEED = SQL_SELECT_FEEDS + " WHERE feeds.id = ?"
@@ -60,9 +64,18 @@ SQL_ROTATE_FEED_KEY = """
 SQL_ADD_DROPPED = "UPDATE feeds SET throttled_dropped = throttled_dropped + ? WHERE id = ?"
 SQL_ROTATE_READ_TOKEN = "UPDATE feeds SET read_token = ?, updated_at = ? WHERE project_id = ? AND id = ?"
 SQL_READER_FEED = "SELECT id, name, schema_type, read_token FROM feeds WHERE id = ?"
+SQL_ROTATE_CALLBACK_SECRET = """
+    UPDATE feeds SET previous_callback_secret = CASE WHEN :grace > 0 THEN callback_secret END,
+        previous_callback_secret_expires_at = CASE WHEN :grace > 0 THEN :now + :grace END,
+        callback_secret = :secret, updated_at = :now
+    WHERE project_id = :project AND id = :id AND schema_type = 'approval'
+"""
+# Approval feeds created before callbacks existed get their secret at start (`backfill_callback_secrets`).
+SQL_MISSING_CALLBACK_SECRETS = "SELECT id FROM feeds WHERE schema_type = 'approval' AND callback_secret IS NULL"
+SQL_SET_CALLBACK_SECRET = "UPDATE feeds SET callback_secret = ? WHERE id = ? AND callback_secret IS NULL"
 
 
-class Feed(msgspec.Struct, kw_only=True):
+class Feed(msgspec.Struct, kw_only=True, omit_defaults=True):
     id: str
     name: str
     schema_type: str
@@ -74,10 +87,19 @@ class Feed(msgspec.Struct, kw_only=True):
     updated_at: str
     usage: FeedUsage
     throttled_dropped: int
+    callback_secret: str | None = None  # approval feeds: signs the callbacks of their approvals
 
 
 class NewFeed(Feed, kw_only=True):
     write_key: str
+
+
+class CallbackSecret(msgspec.Struct):
+    """An approval feed's callback secret, and the previous one while it still signs."""
+
+    callback_secret: str
+    previous_callback_secret: str | None
+    previous_callback_secret_expires_at: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +162,7 @@ class Feeds:
             "hash": hash_secret(secret),
             "prefix": display_prefix(secret),
             "read_token": new_secret("gzr_"),
+            "callback_secret": new_signing_secret() if schema_type == "approval" else None,
             "now": now,
         }
 
@@ -231,6 +254,40 @@ class Feeds:
             raise not_found("feed", feed_id)
         return self._feed_out(row)
 
+    async def callback_secret(self, project_id: str, feed_id: str) -> CallbackSecret:
+        row = await self.row(project_id, feed_id)
+        if row["callback_secret"] is None:
+            raise Conflict("Only approval feeds have a callback secret.")
+        previous, until = row["previous_callback_secret"], row["previous_callback_secret_expires_at"]
+        if previous is None or until is None or until <= self.clock.now():
+            return CallbackSecret(row["callback_secret"], None, None)
+        return CallbackSecret(row["callback_secret"], previous, iso(until))
+
+    async def rotate_callback_secret(self, project_id: str, feed_id: str, grace_seconds: int) -> CallbackSecret:
+        """A new callback secret; the old one keeps signing beside it for `grace_seconds` (0: not at all)."""
+        if not 0 <= grace_seconds <= MAX_KEY_GRACE_SECONDS:
+            raise ValidationFailed.at("$.grace_seconds", f"must be between 0 and {MAX_KEY_GRACE_SECONDS} (7 days)")
+        row = await self.row(project_id, feed_id)
+        if row["schema_type"] != "approval":
+            raise Conflict("Only approval feeds have a callback secret.")
+        params = {
+            "grace": grace_seconds,
+            "now": self.clock.now(),
+            "secret": new_signing_secret(),
+            "project": project_id,
+            "id": feed_id,
+        }
+        if await self.db.execute(SQL_ROTATE_CALLBACK_SECRET, params) == 0:
+            raise not_found("feed", feed_id)
+        return await self.callback_secret(project_id, feed_id)
+
+    async def backfill_callback_secrets(self) -> None:
+        """Give approval feeds from before callbacks their secret (once, at start)."""
+        rows = await self.db.fetch_all(SQL_MISSING_CALLBACK_SECRETS)
+        if rows:
+            secrets = [(new_signing_secret(), row["id"]) for row in rows]
+            await self.db.write(lambda conn: conn.executemany(SQL_SET_CALLBACK_SECRET, secrets))
+
     async def reader(self, feed_id: str, token: str | None) -> ReaderFeed:
         """The feed a read token opens; raises Unauthorized, or NotFound for an unknown feed
         with a token of the right shape (as the write key does on ingest)."""
@@ -320,6 +377,7 @@ class Feeds:
             updated_at=iso(row["updated_at"]),
             usage=self.usage(row),
             throttled_dropped=self.dropped(row),
+            callback_secret=row["callback_secret"],
         )
 
 

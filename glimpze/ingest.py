@@ -112,6 +112,7 @@ class Stored:
     widget_updated: bool
     push: str
     media: list[Any] = field(default_factory=list)  # media.MediaFile: images an upload brings
+    push_detail: str | None = None  # PushDecision.detail: what the push hook queues or logs
     minute_tokens: float | None = None
     day_tokens: float | None = None
     seq: int = 0
@@ -158,12 +159,24 @@ class JsonSubmission:
         return decode_event(self.body, self.schema_type)
 
 
+@dataclass(frozen=True, slots=True)
+class PushDecision:
+    """What `decide_push` settles for an accepted event: `answer` is the ingest answer's `push`
+    ("none", "queued" or "suppressed"); `detail` is handed to the `on_accept` hooks (as
+    `Stored.push_detail`), which queue or log the push in the event's transaction."""
+
+    answer: str
+    detail: str | None = None
+
+
+NO_PUSH = PushDecision("none")
+
 AcceptHook = Callable[[sqlite3.Connection, Stored], None]
-PushDecider = Callable[[FeedState, Any, float], str]
+PushDecider = Callable[[FeedState, Any, float], PushDecision]
 
 
-def _no_push(feed: FeedState, event: Any, now: float) -> str:
-    return "none"
+def _no_push(feed: FeedState, event: Any, now: float) -> PushDecision:
+    return NO_PUSH
 
 
 class Ingest:
@@ -253,9 +266,10 @@ class Ingest:
             return await self._throttle(feed, event, submission, decision, now)
         update_widget = event.intent.update_widget
         push = self.decide_push(feed, event, now)
-        stored = self._stored(feed, event, submission, now, "accepted", update_widget, push)
+        stored = self._stored(feed, event, submission, now, "accepted", update_widget, push.answer)
+        stored.push_detail = push.detail
         content = msgspec.Raw(stored.content) if submission.echo_content else None
-        answer = msgspec.json.encode(Accepted(stored.id, feed.id, "accepted", update_widget, push, content))
+        answer = msgspec.json.encode(Accepted(stored.id, feed.id, "accepted", update_widget, push.answer, content))
         stored.minute_tokens, stored.day_tokens = feed.buckets.minute.tokens, feed.buckets.day.tokens
         hooks = self.on_accept
 

@@ -17,8 +17,8 @@ import msgspec
 access_log = logging.getLogger("glimpze.access")
 
 _SECRET_QUERY = re.compile(r"(?i)((?:^|&)(?:token|key|secret|password|sig|glimpze_sig)=)[^&]*")
-_SECRET_PATH = re.compile(r"(/setup/)[^/?]+")
-_SECRET_VALUE = re.compile(r"\b(gz[pwrt]_|whsec_)[A-Za-z0-9+/=_.-]+")
+_SECRET_PATH = re.compile(r"(/setup/|/a/)[^/?]+")  # /a/: approval action links (action_links.py)
+_SECRET_VALUE = re.compile(r"\b(gz[pwrtacs]_|whsec_)[A-Za-z0-9+/=_.-]+")
 
 
 def redact(text: str) -> str:

@@ -4,17 +4,19 @@ One write job stores the message, appends it to the visitor's stream (`message`;
 message also `done`), emits `message.created`, and brings a pending or snoozed session back to
 open when the visitor writes. A closed session takes no messages (409 `session_closed`).
 
-The seam for CTA cards: an assistant message's `Reply` is handed to every `on_reply` hook inside
-that write job, before the `done` event is stored; a hook may fill `ctas`/`cta`, which then go out
-in the SSE `done` event and in the POST answer (`PostedMessage.answer()`).
+The seam for CTA cards: before an assistant message's write job, every `on_reply` hook is awaited
+with the `ReplyDraft` (slow work such as matching patterns happens there, off the writer) and may
+return a function that the write job calls with the `Reply` before the `done` event is stored; it
+may fill `ctas`/`cta`, which then go out in the SSE `done` event and in the POST answer
+(`PostedMessage.answer()`).
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import msgspec
 
@@ -54,19 +56,38 @@ class Message(msgspec.Struct, kw_only=True):
     created_at: str
 
 
+class CtaCard(msgspec.Struct, kw_only=True):
+    """A call-to-action card attached to an assistant reply (glimpze.ctas); `url` carries the
+    signed context when its rule forwards one."""
+
+    id: str
+    label: str
+    description: str | None
+    url: str
+
+
 class AssistantMessage(Message, kw_only=True):
     """The answer to posting an assistant message: the message and its cards."""
 
-    ctas: list[dict[str, Any]]
-    cta: dict[str, Any] | None
+    ctas: list[CtaCard]  # at most three, highest priority first
+    cta: CtaCard | None  # the first card, for clients that show one
 
 
 class Done(msgspec.Struct):
     """The SSE `done` event: an assistant reply is complete."""
 
     message_id: str
-    ctas: list[dict[str, Any]] = msgspec.field(default_factory=list)
-    cta: dict[str, Any] | None = None
+    ctas: list[CtaCard] = msgspec.field(default_factory=list)
+    cta: CtaCard | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyDraft:
+    """An assistant message about to be stored, for `on_reply` hooks to prepare for."""
+
+    project_id: str
+    session_id: str
+    text: str
 
 
 @dataclass(slots=True)
@@ -99,7 +120,8 @@ class MessagePoll(msgspec.Struct):
     status: str  # the session's status
 
 
-ReplyHook = Callable[[sqlite3.Connection, Reply], None]
+ReplyFill = Callable[[sqlite3.Connection, Reply], None]  # runs inside the write job
+ReplyHook = Callable[[ReplyDraft], Awaitable[ReplyFill | None]]  # awaited before it
 
 
 class Messages:
@@ -112,8 +134,11 @@ class Messages:
         self.on_reply: list[ReplyHook] = []
 
     async def post(self, project_id: str, session_id: str, data: MessageCreate) -> PostedMessage:
+        fills: list[ReplyFill] = []
+        if data.role == "assistant":
+            draft = ReplyDraft(project_id, session_id, data.text)
+            fills = [fill for hook in self.on_reply if (fill := await hook(draft)) is not None]
         now, message_id = self.clock.now(), new_id("msg_")
-        hooks = self.on_reply
 
         def job(conn: sqlite3.Connection) -> PostedMessage:
             row = self.sessions.row(conn, project_id, session_id)
@@ -135,8 +160,8 @@ class Messages:
             if data.role == "assistant":
                 posted.done = Done(message_id)
                 reply = Reply(project_id, session_out(row), message, posted.done)
-                for hook in hooks:
-                    hook(conn, reply)
+                for fill in fills:
+                    fill(conn, reply)
                 self.streams.append(conn, session_id, "done", msgspec.json.encode(posted.done), now)
             fields = msgspec.structs.asdict(message)
             del fields["id"]

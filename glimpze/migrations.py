@@ -308,6 +308,186 @@ CREATE INDEX leads_phone ON leads(project_id, phone_key) WHERE phone_key IS NOT 
 CREATE INDEX leads_updated ON leads(project_id, updated_at, seq);
 """
 
+CTAS = """
+-- An agent's call-to-action rules. Matching reads an agent's active rules by descending
+-- priority, ties in creation order (seq); `match` and `forward_context` are JSON.
+CREATE TABLE cta_rules (
+    seq              INTEGER PRIMARY KEY,      -- creation order: breaks priority ties; list cursors
+    id               TEXT NOT NULL UNIQUE,
+    project_id       TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    agent_id         TEXT NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
+    label            TEXT NOT NULL,
+    description      TEXT,
+    url              TEXT NOT NULL,
+    priority         INTEGER NOT NULL,
+    active           INTEGER NOT NULL,
+    match            TEXT NOT NULL,            -- {"page_url", "languages", "keywords", "pattern"}
+    forward_context  TEXT NOT NULL,            -- ["conversation_id", "visitor_email", ...]
+    created_at       REAL NOT NULL,
+    updated_at       REAL NOT NULL
+);
+CREATE INDEX cta_rules_agent ON cta_rules(agent_id, priority DESC, seq);
+
+-- A signed card forwards the fields of the lead last captured in its session.
+CREATE INDEX leads_session ON leads(session_id, updated_at) WHERE session_id IS NOT NULL;
+"""
+
+APPROVALS = """
+-- Approval callbacks go through the webhook delivery engine: a delivery targets either a webhook
+-- (webhook_id) or, with webhook_id NULL, the callback of an approval feed (feed_id, method, url,
+-- payload; signed with the feed's callback secret). SQLite cannot make a column nullable in place,
+-- so deliveries is rebuilt (its attempts copied aside first: dropping deliveries cascades to them).
+ALTER TABLE feeds ADD COLUMN callback_secret TEXT;                 -- whsec_…, approval feeds only
+ALTER TABLE feeds ADD COLUMN previous_callback_secret TEXT;        -- also signs until …_expires_at
+ALTER TABLE feeds ADD COLUMN previous_callback_secret_expires_at REAL;
+
+CREATE TABLE deliveries_new (
+    seq               INTEGER PRIMARY KEY,
+    id                TEXT NOT NULL UNIQUE,
+    webhook_id        TEXT REFERENCES webhooks(id) ON DELETE CASCADE,  -- NULL: an approval callback
+    event_seq         INTEGER NOT NULL,           -- out_events.seq; kept while the delivery is open (outbox.purge)
+    ordered           INTEGER NOT NULL DEFAULT 0, -- the webhook's, copied: only these are in deliveries_head
+    status            TEXT NOT NULL,              -- pending | failed | delivered | dead
+    attempts          INTEGER NOT NULL DEFAULT 0,
+    schedule_base     INTEGER NOT NULL DEFAULT 0, -- attempts made before the last replay
+    next_attempt_at   REAL,                       -- due time while pending or failed
+    lease_until       REAL,                       -- a dispatcher is sending it until then
+    last_status_code  INTEGER,
+    last_error        TEXT,
+    created_at        REAL NOT NULL,
+    updated_at        REAL NOT NULL,
+    -- An approval callback (callbacks.py): the request itself, fixed when the action was taken.
+    feed_id           TEXT REFERENCES feeds(id) ON DELETE CASCADE,
+    method            TEXT,                       -- POST | PUT | GET
+    url               TEXT,                       -- for GET with the fields in its query string
+    payload           BLOB,                       -- the body (seed 002's); NULL for GET
+    CHECK ((webhook_id IS NULL) = (feed_id IS NOT NULL))
+);
+INSERT INTO deliveries_new (seq, id, webhook_id, event_seq, ordered, status, attempts, schedule_base,
+                            next_attempt_at, lease_until, last_status_code, last_error, created_at, updated_at)
+SELECT seq, id, webhook_id, event_seq, ordered, status, attempts, schedule_base, next_attempt_at, lease_until,
+       last_status_code, last_error, created_at, updated_at FROM deliveries;
+CREATE TABLE delivery_attempts_copy AS SELECT * FROM delivery_attempts;
+DROP TRIGGER out_events_queue;
+DROP TABLE delivery_attempts;
+DROP TABLE deliveries;
+ALTER TABLE deliveries_new RENAME TO deliveries;
+
+CREATE TABLE delivery_attempts (
+    delivery_seq   INTEGER NOT NULL REFERENCES deliveries(seq) ON DELETE CASCADE,
+    attempt        INTEGER NOT NULL,
+    at             REAL NOT NULL,
+    status_code    INTEGER,
+    latency_ms     REAL,
+    error          TEXT,
+    response_head  TEXT,                          -- the first bytes of the answer
+    PRIMARY KEY (delivery_seq, attempt)
+) WITHOUT ROWID;
+INSERT INTO delivery_attempts SELECT * FROM delivery_attempts_copy;
+DROP TABLE delivery_attempts_copy;
+
+-- The webhook indexes as before (each one costs every event a webhook takes). Callbacks have their
+-- own partial index, which webhook deliveries (feed_id NULL) never enter: it finds due callbacks and
+-- serves the feed foreign key.
+CREATE INDEX deliveries_due ON deliveries(webhook_id, next_attempt_at) WHERE status IN ('pending', 'failed');
+CREATE INDEX deliveries_head ON deliveries(webhook_id, seq) WHERE ordered AND status IN ('pending', 'failed');
+CREATE INDEX deliveries_webhook ON deliveries(webhook_id, seq);
+CREATE INDEX deliveries_callbacks ON deliveries(feed_id, next_attempt_at) WHERE feed_id IS NOT NULL;
+
+CREATE TRIGGER out_events_queue AFTER INSERT ON out_events BEGIN
+    INSERT INTO deliveries (id, webhook_id, event_seq, ordered, status, attempts, next_attempt_at, created_at,
+                            updated_at)
+    -- ids grow with the event's seq, so their index is appended to (see ids.new_id)
+    SELECT 'dlv_' || printf('%010x', NEW.seq) || lower(hex(randomblob(5))), w.id, NEW.seq, w.ordered, 'pending', 0,
+           NEW.occurred_at, NEW.occurred_at, NEW.occurred_at
+    FROM webhooks w
+    WHERE w.project_id = NEW.project_id AND w.active
+      AND CASE WHEN NEW.target_webhook_id IS NULL
+               THEN EXISTS (SELECT 1 FROM json_each(w.events) WHERE value IN (NEW.type, '*'))
+               ELSE w.id = NEW.target_webhook_id END;
+END;
+
+-- An approval event's lifecycle: pending until approved or rejected; a defer keeps it pending and
+-- sets renotify_at. Retention never deletes the event of a pending approval.
+CREATE TABLE approvals (
+    event_seq     INTEGER PRIMARY KEY REFERENCES events(seq) ON DELETE CASCADE,
+    event_id      TEXT NOT NULL UNIQUE,
+    project_id    TEXT NOT NULL,
+    feed_id       TEXT NOT NULL,
+    status        TEXT NOT NULL,              -- pending | approved | rejected
+    renotify_at   REAL,                       -- deferred: push again then
+    defers        INTEGER NOT NULL DEFAULT 0,
+    decided_at    REAL,
+    decided_by    TEXT,                       -- dashboard | push | the API key's name
+    created_at    REAL NOT NULL,
+    updated_at    REAL NOT NULL
+);
+CREATE INDEX approvals_project ON approvals(project_id, event_seq);
+CREATE INDEX approvals_status ON approvals(project_id, status, event_seq);
+CREATE INDEX approvals_renotify ON approvals(renotify_at) WHERE renotify_at IS NOT NULL;
+
+-- Every answer to an approval, with who gave it and the callback delivery it queued.
+CREATE TABLE approval_actions (
+    seq           INTEGER PRIMARY KEY,
+    event_seq     INTEGER NOT NULL REFERENCES approvals(event_seq) ON DELETE CASCADE,
+    action        TEXT NOT NULL,              -- approve | reject | defer
+    actor         TEXT NOT NULL,
+    at            REAL NOT NULL,
+    delivery_id   TEXT,                       -- deliveries.id of its callback (purged with time)
+    link_nonce    TEXT UNIQUE                 -- the action link used, so that each works once
+);
+CREATE INDEX approval_actions_approval ON approval_actions(event_seq, seq);
+
+-- Push targets: Apprise URLs (the URL holds secrets; `shown` is its redacted form) and Web Push
+-- subscriptions of browsers.
+CREATE TABLE push_targets (
+    seq          INTEGER PRIMARY KEY,
+    id           TEXT NOT NULL UNIQUE,
+    project_id   TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    kind         TEXT NOT NULL,               -- apprise | webpush
+    url          TEXT NOT NULL,               -- the Apprise URL, or the subscription's endpoint
+    shown        TEXT NOT NULL,
+    service      TEXT NOT NULL,               -- e.g. "ntfy", "Telegram", or the push service's host
+    p256dh       TEXT,                        -- webpush: the browser's keys
+    auth         TEXT,
+    created_at   REAL NOT NULL,
+    UNIQUE (project_id, kind, url)
+);
+
+-- Pushes: one row per event that asked for one (or approval, or reminder), queued in the event's
+-- transaction and sent by the scheduler; suppressed and coalesced ones are kept as the log says.
+CREATE TABLE pushes (
+    seq          INTEGER PRIMARY KEY,
+    id           TEXT NOT NULL UNIQUE,
+    project_id   TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    feed_id      TEXT NOT NULL,
+    event_id     TEXT NOT NULL,
+    approval     INTEGER NOT NULL DEFAULT 0,  -- with action links; exempt from the per-feed limit
+    status       TEXT NOT NULL,               -- queued | held | sending | sent | failed | suppressed | coalesced
+    reason       TEXT,
+    title        TEXT NOT NULL,
+    body         TEXT NOT NULL,
+    send_at      REAL,                        -- queued: due then; sending: lease end
+    created_at   REAL NOT NULL,
+    sent_at      REAL
+);
+CREATE INDEX pushes_due ON pushes(send_at) WHERE status IN ('queued', 'sending');
+CREATE INDEX pushes_held ON pushes(project_id) WHERE status = 'held';
+CREATE INDEX pushes_project ON pushes(project_id, seq);
+CREATE INDEX pushes_event ON pushes(event_id);
+CREATE INDEX pushes_created ON pushes(created_at);
+
+CREATE TABLE push_results (
+    push_seq     INTEGER NOT NULL REFERENCES pushes(seq) ON DELETE CASCADE,
+    target_id    TEXT NOT NULL,
+    kind         TEXT NOT NULL,
+    status       TEXT NOT NULL,               -- sent | failed | removed (a 404/410 subscription)
+    error        TEXT,
+    at           REAL NOT NULL,
+    PRIMARY KEY (push_seq, target_id)
+) WITHOUT ROWID;
+"""
+
 DASHBOARD = """
 -- The dashboard's administrator (one row): the argon2 password hash and the current setup token.
 CREATE TABLE admin (
@@ -336,5 +516,7 @@ MIGRATIONS: list[tuple[str, str]] = [
     ("webhooks: outgoing events, webhooks, deliveries, attempts", WEBHOOKS),
     ("images: feed read tokens, uploaded media and the events that reference it", IMAGES),
     ("conversations: settings, agents, sessions, messages, notes, handoffs, leads", CONVERSATIONS),
+    ("ctas: an agent's call-to-action rules; leads by session", CTAS),
+    ("approvals: callback deliveries, approvals, push targets, pushes", APPROVALS),
     ("dashboard: the administrator's password and setup token, dashboard sessions", DASHBOARD),
 ]

@@ -1,6 +1,7 @@
 """History retention: events older than their feed plan's `history_days` are deleted in small batches.
 
-Never deleted: a feed's current widget state (DESIGN §7, Limits). Each batch is its own short
+Never deleted: a feed's current widget state, and the event of a pending approval (DESIGN §7,
+Limits); a decided approval goes with its event. Each batch is its own short
 transaction, so ingest keeps flowing while a large backlog is purged. Purged events take their
 image references with them (ON DELETE CASCADE); images no kept event references are then
 deleted, with any orphan files (`Media.collect`).
@@ -20,18 +21,20 @@ log = logging.getLogger("glimpze.retention")
 
 BATCH = 500
 
-SQL_PURGE_EVENTS = """
+# A pending approval's event stays however old it is: it is what the answer refers to.
+_KEPT = "NOT EXISTS (SELECT 1 FROM approvals a WHERE a.event_seq = e.seq AND a.status = 'pending')"
+SQL_PURGE_EVENTS = f"""
     DELETE FROM events WHERE seq IN (
         SELECT e.seq FROM events e JOIN feeds f ON f.id = e.feed_id
-        WHERE f.plan = :plan AND e.received_at < :cutoff AND e.seq IS NOT f.widget_event_seq
+        WHERE f.plan = :plan AND e.received_at < :cutoff AND e.seq IS NOT f.widget_event_seq AND {_KEPT}
         LIMIT :batch
     )
 """
-SQL_PURGE_UNKNOWN_PLAN = """
+SQL_PURGE_UNKNOWN_PLAN = f"""
     DELETE FROM events WHERE seq IN (
         SELECT e.seq FROM events e JOIN feeds f ON f.id = e.feed_id
         WHERE f.plan NOT IN (SELECT value FROM json_each(:plans))
-          AND e.received_at < :cutoff AND e.seq IS NOT f.widget_event_seq
+          AND e.received_at < :cutoff AND e.seq IS NOT f.widget_event_seq AND {_KEPT}
         LIMIT :batch
     )
 """

@@ -49,4 +49,12 @@ def build_scheduler(glimpze: Glimpze) -> AsyncIOScheduler:
     every(3600, "purge-idempotency-keys", glimpze.idempotency.purge)
     every(30, "wake-snoozed-sessions", glimpze.sessions.wake_snoozed)
     every(3600, "purge-dashboard-sessions", glimpze.admin.purge_expired)
+
+    async def push_tick(now: float) -> None:
+        glimpze.push.wake()  # a safety net: every commit that queues a push wakes the runner itself
+
+    every(5, "push-tick", push_tick)
+    every(30, "release-quiet-hours", glimpze.push.release_quiet_hours)
+    every(30, "renotify-deferred-approvals", glimpze.approvals.renotify_deferred)
+    every(3600, "purge-push-log", glimpze.push.purge)
     return scheduler

@@ -1,4 +1,5 @@
-"""Per-project settings stored as JSON values by name, and the widget origins built on them.
+"""Per-project settings stored as JSON values by name, and the widget origins built on them
+(quiet hours are another: quiet_hours.py).
 
 Widget origins (`PUT/GET /v1/settings/widget-origins`) are the browser origins allowed to call the
 visitor API of a project. They are kept in memory after the first read (they only change through
@@ -27,6 +28,7 @@ SQL_PUT = """
     ON CONFLICT (project_id, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at
 """
 SQL_PUT_NEW = "INSERT OR IGNORE INTO project_settings (project_id, name, value, updated_at) VALUES (?, ?, ?, ?)"
+SQL_DELETE = "DELETE FROM project_settings WHERE project_id = ? AND name = ?"
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -77,6 +79,20 @@ class ProjectSettings:
     async def get(self, project_id: str, name: str) -> Any:
         value = await self.db.fetch_value(SQL_GET, (project_id, name))
         return None if value is None else msgspec.json.decode(value)
+
+    async def all(self, name: str) -> list[tuple[str, Any]]:
+        """Every project's value of setting `name`."""
+        rows = await self.db.fetch_all(SQL_ALL, (name,))
+        return [(row["project_id"], msgspec.json.decode(row["value"])) for row in rows]
+
+    def delete(self, conn: sqlite3.Connection, project_id: str, name: str) -> None:
+        """Remove a value (inside a write job)."""
+        conn.execute(SQL_DELETE, (project_id, name))
+
+    def read(self, conn: sqlite3.Connection, project_id: str, name: str) -> Any:
+        """A value, or None (inside a write job)."""
+        row = conn.execute(SQL_GET, (project_id, name)).fetchone()
+        return None if row is None else msgspec.json.decode(row[0])
 
     def put(self, conn: sqlite3.Connection, project_id: str, name: str, value: Any, now: float) -> None:
         """Set a value (inside a write job)."""

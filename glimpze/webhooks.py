@@ -1,5 +1,8 @@
 """Webhooks: subscriptions (URL, event filter, headers, secret) and the deliveries queued for them.
 
+A delivery may also be an approval's callback (callbacks.py): it has no webhook, and shows its
+`callback` (feed, method, URL) instead; reading and replaying one works the same.
+
 Secrets (`whsec_…`) are stored so deliveries can be signed; an API key can read them back. A
 rotation keeps the old secret signing too (both signatures in the headers) until its grace ends.
 Sending is the dispatcher's job (delivery.py); this module creates, changes and replays.
@@ -81,17 +84,17 @@ SQL_ROTATE_SECRET = """
 """
 SQL_DELIVERY_COLUMNS = """
     d.seq, d.id, d.webhook_id, e.id AS event_id, e.type AS event, d.status, d.attempts, d.next_attempt_at,
-    d.last_status_code, d.last_error, d.created_at
+    d.last_status_code, d.last_error, d.created_at, d.feed_id, d.method, d.url
 """
 SQL_LIST_DELIVERIES = f"""
     SELECT {SQL_DELIVERY_COLUMNS} FROM deliveries d JOIN out_events e ON e.seq = d.event_seq
     WHERE d.webhook_id = :webhook AND d.seq < :before AND (:status IS NULL OR d.status = :status)
     ORDER BY d.seq DESC LIMIT :limit
 """
+# Webhook deliveries and callbacks alike belong to an outgoing event of the project.
 SQL_GET_DELIVERY = f"""
     SELECT {SQL_DELIVERY_COLUMNS} FROM deliveries d JOIN out_events e ON e.seq = d.event_seq
-    JOIN webhooks w ON w.id = d.webhook_id
-    WHERE d.id = ? AND w.project_id = ?
+    WHERE d.id = ? AND e.project_id = ?
 """
 SQL_TEST_DELIVERY = f"""
     SELECT {SQL_DELIVERY_COLUMNS} FROM deliveries d JOIN out_events e ON e.seq = d.event_seq
@@ -109,8 +112,8 @@ SQL_ATTEMPTS_OF = """
 SQL_REPLAY = """
     UPDATE deliveries SET status = 'pending', next_attempt_at = :now, schedule_base = attempts, lease_until = NULL,
         updated_at = :now
-    WHERE seq IN (SELECT d.seq FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id
-                  WHERE w.project_id = :project_id AND {where})
+    WHERE seq IN (SELECT d.seq FROM deliveries d JOIN out_events e ON e.seq = d.event_seq
+                  WHERE e.project_id = :project_id AND {where})
 """
 
 
@@ -140,9 +143,17 @@ class WebhookSecret(msgspec.Struct):
     previous_secret_expires_at: str | None
 
 
-class Delivery(msgspec.Struct, kw_only=True):
+class CallbackTarget(msgspec.Struct):
+    """Where an approval callback goes (for GET, `url` holds the fields)."""
+
+    feed_id: str
+    method: str
+    url: str
+
+
+class Delivery(msgspec.Struct, kw_only=True, omit_defaults=True):
     id: str
-    webhook_id: str
+    webhook_id: str | None  # None: an approval callback
     event_id: str
     event: str
     status: str
@@ -151,6 +162,7 @@ class Delivery(msgspec.Struct, kw_only=True):
     last_status_code: int | None
     last_error: str | None
     created_at: str
+    callback: CallbackTarget | None = None
 
 
 class Attempt(msgspec.Struct):
@@ -226,6 +238,7 @@ def delivery_out(row: sqlite3.Row) -> Delivery:
         last_status_code=row["last_status_code"],
         last_error=row["last_error"],
         created_at=iso(row["created_at"]),
+        callback=None if row["feed_id"] is None else CallbackTarget(row["feed_id"], row["method"], row["url"]),
     )
 
 

@@ -13,7 +13,7 @@ import json
 import re
 import socket
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -27,6 +27,7 @@ from glimpze.app import create_app
 from glimpze.clock import FakeClock
 from glimpze.config import Config, load
 from glimpze.server import Server
+from tests.receiver import Receiver
 from tests.screenshots import SCREENSHOT
 
 
@@ -138,6 +139,26 @@ async def running(config: Config, clock: FakeClock, key: str | None = None, **kw
 @pytest.fixture
 async def api(config: Config, clock: FakeClock) -> AsyncIterator[Api]:
     async with running(config, clock) as api:
+        yield api
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A real HTTP receiver on 127.0.0.1 (tests/receiver.py)."""
+    with Receiver() as r:
+        yield r
+
+
+@asynccontextmanager
+async def driven(tmp_path: Path, clock: FakeClock, toml: str = "") -> AsyncIterator[Api]:
+    """The app allowed to call 127.0.0.1 (local receivers), its deliveries and pushes driven by the
+    test: `dispatcher.deliver_due(now)`, `push.send_due(now)`. `toml` adds settings."""
+    path = tmp_path / "glimpze.toml"
+    path.write_text(f'{toml}\n[webhooks]\nallow_targets = ["127.0.0.1"]\n')
+    config = load(path, env={}, overrides={"data_dir": str(tmp_path / "data")})
+    async with running(config, clock) as api:
+        await api.glimpze.dispatcher.stop_runner()
+        await api.glimpze.push.stop_runner()
         yield api
 
 

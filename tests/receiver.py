@@ -20,6 +20,7 @@ class Received:
     query: dict[str, list[str]]
     headers: dict[str, str]
     body: bytes
+    target: str = ""  # the request target as sent: path and raw query string
 
 
 @dataclass
@@ -69,6 +70,7 @@ class Receiver:
                             parse_qs(parts.query),
                             {k.lower(): v for k, v in self.headers.items()},
                             body,
+                            self.path,
                         )
                     )
                     answer = receiver._script.pop(0) if receiver._script else receiver.default

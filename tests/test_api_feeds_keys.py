@@ -184,7 +184,7 @@ async def test_healthz_and_openapi(api: Api) -> None:
     ingest = spec["paths"]["/ingest/{feed_id}"]["post"]
     assert "requestBody" in ingest
     assert {"SummaryEvent", "StatusEvent", "CounterEvent", "ApprovalEvent"} <= set(spec["components"]["schemas"])
-    bodiless = {"/v1/webhooks/{webhook_id}/test", "/v1/deliveries/{delivery_id}/replay"}
+    bodiless = {"/v1/webhooks/{webhook_id}/test", "/v1/deliveries/{delivery_id}/replay", "/v1/ctas/rotate-secret"}
     for path, methods in spec["paths"].items():
         for method, operation in methods.items():
             if (

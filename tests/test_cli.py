@@ -56,6 +56,13 @@ def test_keys_and_feeds_from_the_cli(tmp_path: Path) -> None:
     assert rotated["write_key"] != feed["write_key"]
     keys = glimpze("keys", "list", data=data)
     assert "ci" in keys.stdout and key["key"] not in keys.stdout
+    assert "callback_secret" not in feed
+    approvals = json.loads(
+        glimpze("feeds", "create", "--name", "Deploys", "--schema", "approval", "--json", data=data).stdout
+    )
+    assert approvals["callback_secret"].startswith("whsec_")
+    shown = glimpze("feeds", "create", "--name", "More deploys", "--schema", "approval", data=data).stdout
+    assert "Callback secret" in shown and "whsec_" in shown
 
 
 def test_projects_from_the_cli(tmp_path: Path) -> None:

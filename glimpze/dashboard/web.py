@@ -278,17 +278,11 @@ def page(
         "csrf": token,
         "notices": notices,
         "v": ui.asset_version,
-        "features": features(ui.glimpze),
         "base_url": ui.glimpze.config.base_url,
         "public_url_missing": ui.glimpze.config.public_url is None,
     }
     all_cookies = list(cookies or []) + ([cookie] if cookie else [])
     return Template(template_name=template, context={**base, **context}, status_code=status, cookies=all_cookies)
-
-
-def features(glimpze: Glimpze) -> dict[str, bool]:
-    """Parts of the dashboard that appear once their services exist (approvals and push: issue 8)."""
-    return {"approvals": hasattr(glimpze, "approvals"), "push": hasattr(glimpze, "push")}
 
 
 def notify(request: Request[Any, Any, Any], text: str, kind: str = "success", **extra: Any) -> None:

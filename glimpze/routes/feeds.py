@@ -8,11 +8,12 @@ import msgspec
 from litestar import Request, Router, delete, get, patch, post
 from litestar.params import FromPath, FromQuery
 
-from glimpze.feeds import Feed, NewFeed, SchemaType
+from glimpze.feeds import CallbackSecret, Feed, NewFeed, SchemaType
 from glimpze.ingest import EventLog, Widget
 from glimpze.pagination import Page, check_limit, decode_cursor
 from glimpze.routes.common import App, Caller, read_json, refuse_idempotency_key
 from glimpze.validation import Decoder
+from glimpze.webhooks import DEFAULT_SECRET_GRACE_SECONDS
 
 
 class FeedCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -30,9 +31,14 @@ class RotateKey(msgspec.Struct, forbid_unknown_fields=True):
     grace_seconds: int = 0
 
 
+class RotateCallbackSecret(msgspec.Struct, forbid_unknown_fields=True):
+    grace_seconds: int = DEFAULT_SECRET_GRACE_SECONDS
+
+
 FEED_CREATE = Decoder(FeedCreate)
 FEED_PATCH = Decoder(FeedPatch)
 ROTATE_KEY = Decoder(RotateKey)
+ROTATE_CALLBACK_SECRET = Decoder(RotateCallbackSecret)
 
 
 @post("/", opt={"body": FeedCreate}, summary="Create a feed (the write key is shown only here)")
@@ -91,6 +97,19 @@ async def rotate_read_token(feed_id: FromPath[str], glimpze: App, principal: Cal
     return await glimpze.feeds.rotate_read_token(principal.project_id, feed_id)
 
 
+@post(
+    "/{feed_id:str}/rotate-callback-secret",
+    status_code=200,
+    opt={"body": RotateCallbackSecret},
+    summary="Approval feeds: new callback secret; the old one also signs for grace_seconds (default 24 h)",
+)
+async def rotate_callback_secret(
+    feed_id: FromPath[str], request: Request, glimpze: App, principal: Caller
+) -> CallbackSecret:
+    data = await read_json(request, ROTATE_CALLBACK_SECRET, empty=RotateCallbackSecret())
+    return await glimpze.feeds.rotate_callback_secret(principal.project_id, feed_id, data.grace_seconds)
+
+
 @get("/{feed_id:str}/events", summary="The feed's event log, newest first")
 async def list_events(
     feed_id: FromPath[str],
@@ -120,6 +139,7 @@ router = Router(
         delete_feed,
         rotate_feed_key,
         rotate_read_token,
+        rotate_callback_secret,
         list_events,
         get_widget,
     ],

@@ -1,14 +1,16 @@
-"""`/v1/settings`: project settings (widget origins)."""
+"""`/v1/settings`: project settings (widget origins, quiet hours)."""
 
 from __future__ import annotations
 
-from litestar import Request, Router, get, put
+from litestar import Request, Router, delete, get, put
 
+from glimpze.quiet_hours import QuietHoursSpec, QuietHoursState
 from glimpze.routes.common import App, Caller, read_json
 from glimpze.settings import WidgetOriginList
 from glimpze.validation import Decoder
 
 WIDGET_ORIGINS = Decoder(WidgetOriginList)
+QUIET_HOURS = Decoder(QuietHoursSpec)
 
 
 @put(
@@ -26,4 +28,31 @@ async def get_widget_origins(glimpze: App, principal: Caller) -> WidgetOriginLis
     return WidgetOriginList(await glimpze.settings.widget_origins(principal.project_id))
 
 
-router = Router("/settings", route_handlers=[put_widget_origins, get_widget_origins], tags=["settings"])
+@put(
+    "/quiet-hours",
+    opt={"body": QuietHoursSpec},
+    summary="Set quiet hours: local start and end (may cross midnight) and an IANA time zone",
+)
+async def put_quiet_hours(request: Request, glimpze: App, principal: Caller) -> QuietHoursState:
+    data = await read_json(request, QUIET_HOURS)
+    state = await glimpze.quiet_hours.set(principal.project_id, data)
+    await glimpze.push.release_quiet_hours(glimpze.clock.now())  # held approvals outside the new window go now
+    return state
+
+
+@get("/quiet-hours", summary="The project's quiet hours, and whether they are on now")
+async def get_quiet_hours(glimpze: App, principal: Caller) -> QuietHoursState:
+    return glimpze.quiet_hours.state(principal.project_id)
+
+
+@delete("/quiet-hours", summary="Turn quiet hours off (held approvals are pushed at once)")
+async def delete_quiet_hours(glimpze: App, principal: Caller) -> None:
+    await glimpze.quiet_hours.clear(principal.project_id)
+    await glimpze.push.release_quiet_hours(glimpze.clock.now())
+
+
+router = Router(
+    "/settings",
+    route_handlers=[put_widget_origins, get_widget_origins, put_quiet_hours, get_quiet_hours, delete_quiet_hours],
+    tags=["settings"],
+)
