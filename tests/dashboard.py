@@ -27,6 +27,18 @@ def csrf_of(html: str) -> str:
     return match.group(1)
 
 
+def approval_event(description: str, callback: str | None = None) -> dict[str, Any]:
+    """An approval event's body, with a POST callback to `callback` when given."""
+    body: dict[str, Any] = {
+        "schema_type": "approval",
+        "content": {"description": description},
+        "metadata": {"deployment_id": "deploy-123"},
+    }
+    if callback:
+        body["callback"] = {"url": callback, "method": "POST"}
+    return body
+
+
 class Dash:
     """`await dash.open(path)` reads a page; `await dash.submit(path, fields, on=page)` posts a form."""
 

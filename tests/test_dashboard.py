@@ -75,6 +75,9 @@ async def test_login_renders_before_setup_and_says_where_the_link_was_printed(ap
         "/conversations/ses_x",
         "/leads",
         "/settings",
+        "/approvals",
+        "/approvals/evt_x",
+        "/settings/push",
     ],
 )
 async def test_pages_without_a_session_redirect_to_sign_in(api: Api, path: str) -> None:
@@ -314,6 +317,12 @@ async def test_every_page_has_no_inline_script_or_style_and_labels_every_field(a
     await api.post(f"/v1/sessions/{session.json()['id']}/messages", json={"role": "visitor", "text": hostile})
     await api.post(f"/v1/sessions/{session.json()['id']}/notes", json={"text": hostile})
     await api.post("/v1/leads", json={"fields": {"email": "ada@example.com", "plan": hostile}})
+    approvals = await api.feed("approval", name=hostile)
+    pending = {"schema_type": "approval", "content": {"description": hostile}, "metadata": {"x": hostile}}
+    approval_id = (await api.ingest(approvals, pending)).json()["id"]
+    decided_id = (await api.ingest(approvals, pending)).json()["id"]
+    await api.post(f"/v1/approvals/{decided_id}/respond", json={"action_type": "approve"})
+    await api.put("/v1/settings/quiet-hours", json={"start": "22:00", "end": "07:00", "timezone": "Europe/Berlin"})
     pages = [
         "/",
         "/feeds",
@@ -326,6 +335,11 @@ async def test_every_page_has_no_inline_script_or_style_and_labels_every_field(a
         f"/conversations/{session.json()['id']}",
         "/leads",
         "/settings",
+        "/approvals",
+        f"/approvals/{approval_id}",
+        f"/approvals/{decided_id}",
+        f"/feeds/{approvals['id']}",
+        "/settings/push",
     ]
     for path in pages:
         html = (await dash.open(path)).text

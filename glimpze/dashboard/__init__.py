@@ -1,5 +1,6 @@
-"""The dashboard: server-rendered pages (Jinja2) for feeds, widgets, webhooks, conversations and
-settings, installable as a PWA. It reads and writes through the same services as the API."""
+"""The dashboard: server-rendered pages (Jinja2) for widgets, feeds, approvals, webhooks,
+conversations and settings (push included), installable as a PWA. It reads and writes through the
+same services as the API."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from litestar import Router
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.template.config import TemplateConfig
 
-from glimpze.dashboard import auth, conversations, feeds, pwa, settings, webhooks, widgets
+from glimpze.dashboard import approvals, auth, conversations, feeds, push, pwa, settings, webhooks, widgets
 from glimpze.dashboard.web import EXCEPTION_HANDLERS, TEMPLATES, SecurityHeaders, Ui, before_request, unknown_path
 
 __all__ = ["Ui", "routers", "template_config", "unknown_path"]
@@ -23,9 +24,11 @@ def routers() -> list[Any]:
             *auth.ROUTES,
             *widgets.ROUTES,
             *feeds.ROUTES,
+            *approvals.ROUTES,
             *webhooks.ROUTES,
             *conversations.ROUTES,
             *settings.ROUTES,
+            *push.ROUTES,
             *pwa.ROUTES,
         ],
         before_request=before_request,

@@ -30,6 +30,7 @@ from glimpze.errors import GlimpzeError
 from glimpze.feeds import Feed
 from glimpze.ingest import JsonSubmission
 from glimpze.pagination import DEFAULT_LIMIT
+from glimpze.webhooks import DEFAULT_SECRET_GRACE_SECONDS
 
 AnyRequest = Request[Any, Any, Any]
 
@@ -131,6 +132,8 @@ async def feed_page(
         reader_json=f"{base}/w/{feed.id}.json?token={feed.read_token}",
         reader_png=f"{base}/w/{feed.id}/medium.png?token={feed.read_token}",
         reader_pngs=[(size, f"{base}/w/{feed.id}/{size}.png?token={feed.read_token}") for size in SIZES],
+        callback=await glimpze.feeds.callback_secret(v.project_id, feed_id) if feed.schema_type == "approval" else None,
+        grace_hours=DEFAULT_SECRET_GRACE_SECONDS // 3600,
     )
 
 
@@ -167,6 +170,20 @@ async def rotate_read_token(request: AnyRequest, feed_id: FromPath[str]) -> Resp
     return redirect(f"/feeds/{feed_id}#read")
 
 
+@post("/feeds/{feed_id:str}/rotate-callback-secret", include_in_schema=False)
+async def rotate_callback_secret(request: AnyRequest, feed_id: FromPath[str]) -> Response[Any]:
+    """Approval feeds: a new secret signs callbacks; the old one signs beside it for a day."""
+    glimpze, v = glimpze_of(request), viewer(request)
+
+    async def action() -> None:
+        secret = await glimpze.feeds.rotate_callback_secret(v.project_id, feed_id, DEFAULT_SECRET_GRACE_SECONDS)
+        hours = DEFAULT_SECRET_GRACE_SECONDS // 3600
+        text = f"Made a new callback secret. The old one keeps signing beside it for {hours} hours."
+        notify(request, text, secret=secret.callback_secret, secret_label="New callback secret")
+
+    return await attempt(request, action, then=f"/feeds/{feed_id}#callbacks")
+
+
 @post("/feeds/{feed_id:str}/test-event", include_in_schema=False)
 async def test_event(request: AnyRequest, feed_id: FromPath[str]) -> Response[Any]:
     """Send the feed its example event through the ingest pipeline (quota included), as a sender would."""
@@ -193,4 +210,14 @@ async def delete_feed(request: AnyRequest, feed_id: FromPath[str]) -> Response[A
     return redirect("/feeds")
 
 
-ROUTES = [feeds_page, create_feed, feed_page, update_feed, rotate_key, rotate_read_token, test_event, delete_feed]
+ROUTES = [
+    feeds_page,
+    create_feed,
+    feed_page,
+    update_feed,
+    rotate_key,
+    rotate_read_token,
+    rotate_callback_secret,
+    test_event,
+    delete_feed,
+]

@@ -51,6 +51,7 @@ PUBLIC = "dashboard_public"  # route opt: no session needed (sign-in, setup, PWA
 STREAM = "dashboard_stream"  # route opt: answer 401 instead of a redirect (EventSource, fetch)
 CSRF_FIELD = "csrf"
 CSRF_HEADER = "x-csrf-token"
+REDRAW_HEADER = "x-glimpze-redraw"  # sent by the script when it reads a page again to redraw its live part
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 NOTICE_SECONDS = 600
 NOTICE_SESSIONS = 1000
@@ -270,7 +271,10 @@ def page(
     found: Viewer | None = request.state.get("viewer")
     token, cookie = csrf_token(request)
     if notices is None:
-        notices = ui.notices.take(found.session.key) if found is not None else []
+        # A page's script redrawing its live part reads the page again: that must not eat the notices
+        # meant for the page the browser is about to show (after a form's 303, say).
+        redraw = request.headers.get(REDRAW_HEADER) is not None
+        notices = ui.notices.take(found.session.key) if found is not None and not redraw else []
     base = {
         "title": title,
         "section": section,

@@ -3,7 +3,9 @@
 The pictures are the widget readers' own PNGs (widgets.py, the same ETags), behind the session
 instead of a read token. `/live` follows the project's outgoing events from the cursor the page
 was drawn at: a `feed.event` that updates a widget becomes a `widget` message, and the page swaps
-that feed's pictures. The stream ends when the server stops or the session does.
+that feed's pictures; `approval.requested` and `approval.responded` become `approval` messages, on
+which the approvals pages redraw their live part. The stream ends when the server stops or the
+session does.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from glimpze.routes.common import known_etags
 AnyRequest = Request[Any, Any, Any]
 
 SIZES = tuple(WIDGET_PIXELS)  # small, medium, large
-LIVE_TYPES = ["feed.event"]
+LIVE_TYPES = ["feed.event", "approval.requested", "approval.responded"]
 HEARTBEAT_SECONDS = 20
 MAX_FEEDS_SHOWN = 500
 
@@ -143,7 +145,7 @@ async def _live_messages(
             continue
         if glimpze.stopping.is_set() or await glimpze.admin.session(cookie) is None:
             return
-        messages = [m for m in (_message(raw) for raw in polled.data) if m is not None]
+        messages = [m for raw in polled.data for m in _messages(raw)]
         for i, message in enumerate(messages):
             if i == len(messages) - 1:
                 message.id = polled.next_cursor  # a reconnecting browser resumes after the batch
@@ -153,18 +155,37 @@ async def _live_messages(
         cursor = polled.next_cursor
 
 
-def _message(raw: msgspec.Raw) -> ServerSentEventMessage | None:
+def _messages(raw: msgspec.Raw) -> list[ServerSentEventMessage]:
+    """What the pages hear of one outgoing event: `widget` (a feed's pictures changed: a widget-updating
+    event, or an answer that changes an approval widget's state) and `approval` (the inbox changed)."""
     event = msgspec.json.decode(raw)
-    if event.get("event") != "feed.event" or not (event.get("intent") or {}).get("update_widget", True):
-        return None
-    data = {
-        "feed_id": event["feed_id"],
-        "event_id": event["id"],
-        "received_at": event["occurred_at"],
-        "label": describe(event.get("schema_type", ""), event.get("content")),
-        "widget_url": widget_url(event.get("content")),
-    }
-    return ServerSentEventMessage(data=msgspec.json.encode(data).decode(), event="widget")
+    kind = event.get("event")
+    messages = []
+    if kind == "feed.event" and (event.get("intent") or {}).get("update_widget", True):
+        data = {
+            "feed_id": event["feed_id"],
+            "event_id": event["id"],
+            "received_at": event["occurred_at"],
+            "label": describe(event.get("schema_type", ""), event.get("content")),
+            "widget_url": widget_url(event.get("content")),
+        }
+        messages.append(_sse("widget", data))
+    if kind in ("approval.requested", "approval.responded"):
+        approval = {
+            "event_id": event["event_id"],
+            "feed_id": event["feed_id"],
+            "status": event.get("status", "pending"),
+        }
+        messages.append(_sse("approval", approval))
+    if kind == "approval.responded":
+        # The picture's URL changes with the answer, so the page fetches the new state; its label stays.
+        state = {"feed_id": event["feed_id"], "event_id": event["id"], "received_at": event["occurred_at"]}
+        messages.append(_sse("widget", {**state, "label": None, "widget_url": None}))
+    return messages
+
+
+def _sse(name: str, data: dict[str, Any]) -> ServerSentEventMessage:
+    return ServerSentEventMessage(data=msgspec.json.encode(data).decode(), event=name)
 
 
 ROUTES = [widgets_page, widget_image, live]

@@ -84,11 +84,17 @@ self.addEventListener("push", (event) => {
   event.waitUntil(showPush(data));
 });
 
-// Only pages of this site open from a notification.
+// Only pages of this site open from a notification. The server writes its links with public_url,
+// which may name it differently than this browser does (localhost, a LAN address): the same path here.
 function sameSite(url) {
   try {
     const target = new URL(url, self.location.origin);
-    return target.origin === self.location.origin ? target.href : new URL("/", self.location.origin).href;
+    if (target.origin === self.location.origin) return target.href;
+    const here = new URL("/", self.location.origin);  // never parsed from the link: "//host" stays a path
+    here.pathname = target.pathname;
+    here.search = target.search;
+    here.hash = target.hash;
+    return here.href;
   } catch (error) {
     return new URL("/", self.location.origin).href;
   }
@@ -113,9 +119,12 @@ async function openPage(url) {
   return self.clients.openWindow(target);
 }
 
-self.addEventListener("notificationclick", (event) => {
+// A tap on the notification opens its page (an approval's); a tap on an action button, its link.
+function notificationClicked(event) {
   const data = event.notification.data || {};
   event.notification.close();
   const url = (event.action && data.links && data.links[event.action]) || data.url || "/";
   event.waitUntil(openPage(url));
-});
+}
+
+self.addEventListener("notificationclick", notificationClicked);
