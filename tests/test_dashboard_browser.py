@@ -21,10 +21,12 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.dashboard import PASSWORD
+from glimpze.signing import verify_glimpze_signature
+from tests.dashboard import PASSWORD, approval_event
 from tests.receiver import Receiver
 from tests.screenshots import SCREENSHOT
 from tests.server import UNLIMITED_PLAN, Server
+from tests.webpush_browser import Browser
 
 pytestmark = pytest.mark.slow
 
@@ -134,16 +136,19 @@ def admin_key(server: Server) -> str:
     return server.admin_key()
 
 
-def make_feed(server: Server, state: dict[str, Any]) -> dict[str, Any]:
-    if "feed" not in state:
+def make_feed(
+    server: Server, state: dict[str, Any], name: str = "Revenue", schema: str = "summary", key: str = "feed"
+) -> dict[str, Any]:
+    """A feed made through the API once per module (`state[key]`), with its write key."""
+    if key not in state:
         response = httpx.post(
             f"{server.url}/v1/feeds",
             headers={"Authorization": f"Bearer {admin_key(server)}"},
-            json={"name": "Revenue", "schema_type": "summary"},
+            json={"name": name, "schema_type": schema},
         )
         assert response.status_code == 201, response.text
-        state["feed"] = response.json()
-    return state["feed"]  # type: ignore[no-any-return]
+        state[key] = response.json()
+    return state[key]  # type: ignore[no-any-return]
 
 
 # The acceptance tests, in the order a new user meets them
@@ -303,13 +308,6 @@ def test_the_manifest_and_the_service_worker_register(
     assert manifest_info["errors"] == [] and manifest_info["url"] == f"{server.url}/manifest.webmanifest"
 
     # A push message (Chromium here reaches no push service: the DevTools protocol delivers it).
-    registrations: list[dict[str, Any]] = []
-    cdp.on("ServiceWorker.workerRegistrationUpdated", lambda e: registrations.extend(e["registrations"]))
-    cdp.send("ServiceWorker.enable")
-    deadline = time.monotonic() + WAIT_MS / 1000
-    while not registrations and time.monotonic() < deadline:
-        page.wait_for_timeout(50)
-    registration = next(r for r in registrations if r["scopeURL"] == f"{server.url}/" and not r["isDeleted"])
     push = {
         "title": "Deploy v2.3.0 to production?",
         "body": "Approval requested by the CI feed",
@@ -320,25 +318,7 @@ def test_the_manifest_and_the_service_worker_register(
             {"action": "reject", "title": "Reject", "url": "/feeds?reject=1"},
         ],
     }
-    worker = next(w for w in context.service_workers if w.url == f"{server.url}/sw.js")
-    # Headless Chromium sometimes drops a shown notification from getNotifications() at once, so the
-    # test records what the worker's push handler asks the browser to show, and that it was shown.
-    worker.evaluate(
-        """() => {
-          self.shown = [];
-          const show = self.registration.showNotification.bind(self.registration);
-          self.registration.showNotification = (title, options) =>
-            show(title, options).then(() => { self.shown.push({title, ...options}); });
-        }"""
-    )
-    cdp.send(
-        "ServiceWorker.deliverPushMessage",
-        {"origin": server.url, "registrationId": registration["registrationId"], "data": json.dumps(push)},
-    )
-    deadline = time.monotonic() + WAIT_MS / 1000
-    while not worker.evaluate("self.shown.length") and time.monotonic() < deadline:
-        page.wait_for_timeout(50)
-    shown = worker.evaluate("self.shown")
+    worker, shown = deliver_push(page, cdp, server, push)
     assert len(shown) == 1, shown
     assert shown[0]["title"] == push["title"] and shown[0]["body"] == push["body"]
     assert shown[0]["tag"] == "approval-evt_1" and shown[0]["requireInteraction"] is True
@@ -348,8 +328,227 @@ def test_the_manifest_and_the_service_worker_register(
     # Tapping it opens its page in the app's window (the worker's handler, run directly).
     worker.evaluate("openPage('/feeds?from=notification')")
     page.wait_for_url(f"{server.url}/feeds?from=notification")
-    assert worker.evaluate("sameSite('https://evil.example/x')") == f"{server.url}/"
+    # Only this site's pages open, whatever name the link uses for it.
+    assert worker.evaluate("sameSite('https://elsewhere.example/approvals/evt_1?x=1')") == (
+        f"{server.url}/approvals/evt_1?x=1"
+    )
+    assert worker.evaluate("sameSite('https://elsewhere.example//evil.example/x')") == f"{server.url}//evil.example/x"
+    assert worker.evaluate("sameSite('javascript:alert(1)')") == f"{server.url}/alert(1)"
     cdp.detach()
+
+
+def approval_feed(server: Server, state: dict[str, Any]) -> dict[str, Any]:
+    return make_feed(server, state, "Deploys", "approval", key="approval_feed")
+
+
+def ask(feed: dict[str, Any], description: str, callback: str | None = None) -> str:
+    """Post an approval event to the feed; returns its event id."""
+    body = approval_event(description, callback)
+    response = httpx.post(feed["webhook_url"], json=body, headers={"Authorization": f"Bearer {feed['write_key']}"})
+    assert response.status_code == 202, response.text
+    return response.json()["id"]  # type: ignore[no-any-return]
+
+
+def api_get(server: Server, path: str) -> Any:
+    response = httpx.get(f"{server.url}{path}", headers={"Authorization": f"Bearer {admin_key(server)}"})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_answer_an_approval_and_see_the_callback_arrive(page: Any, server: Server, state: dict[str, Any]) -> None:
+    signed_in(page, server, state)
+    feed = approval_feed(server, state)
+    page.goto("/approvals")
+    page.locator('.live-status[data-state="open"]').wait_for()
+    page.evaluate("window.notReloaded = true")
+    with Receiver() as callback:
+        event_id = ask(feed, "Deploy v2.3.0 to production?", callback.url)
+        pending = page.locator(f"#approval-{event_id}")
+        pending.wait_for()  # it arrived live, without reloading
+        assert page.evaluate("window.notReloaded") is True
+        assert "Deploy v2.3.0 to production?" in pending.inner_text()
+        pending.get_by_role("button", name="Approve").click()
+        page.get_by_role("status").filter(has_text="Approved").wait_for()
+
+        assert callback.wait_for_sync(1, timeout=WAIT_MS / 1000), "no callback arrived"
+        [request] = callback.requests
+        body = json.loads(request.body)
+        assert list(body) == ["feed_id", "action_type", "event_id", "timestamp", "metadata"]  # seed 002
+        assert (body["feed_id"], body["action_type"], body["event_id"]) == (feed["id"], "approve", event_id)
+        assert body["metadata"] == {"deployment_id": "deploy-123"}
+        signature = request.headers["x-glimpze-signature"]
+        assert verify_glimpze_signature(feed["callback_secret"], signature, request.body, time.time())
+
+    decided = page.locator(f'#decided tr[data-approval="{event_id}"]')
+    assert decided.get_attribute("data-status") == "approved" and "dashboard" in decided.inner_text()
+    assert api_get(server, f"/v1/approvals/{event_id}")["decided_by"] == "dashboard"
+
+    # One answered elsewhere (the API) leaves the pending list and joins the decided ones, live.
+    other = ask(feed, "Run the migration?")
+    page.locator(f"#approval-{other}").wait_for()
+    page.evaluate("window.notReloaded = true")
+    response = httpx.post(
+        f"{server.url}/v1/approvals/{other}/respond",
+        json={"action_type": "reject"},
+        headers={"Authorization": f"Bearer {admin_key(server)}"},
+    )
+    assert response.status_code == 200
+    page.locator(f'#decided tr[data-approval="{other}"][data-status="rejected"]').wait_for()
+    assert page.locator(f"#approval-{other}").count() == 0
+    assert page.evaluate("window.notReloaded") is True
+
+
+PUSH_STUB = """
+(() => {
+  // Chromium here reaches no push service: PushManager answers with the test's subscription keys.
+  const KEYS = %s;
+  const STORED = "stub-push-subscription";
+  const make = (data) => ({
+    endpoint: data.endpoint,
+    expirationTime: null,
+    toJSON: () => ({ endpoint: data.endpoint, expirationTime: null, keys: { p256dh: data.p256dh, auth: data.auth } }),
+    unsubscribe: async () => { localStorage.removeItem(STORED); return true; },
+  });
+  PushManager.prototype.getSubscription = async function () {
+    const stored = localStorage.getItem(STORED);
+    return stored ? make(JSON.parse(stored)) : null;
+  };
+  PushManager.prototype.subscribe = async function (options) {
+    const key = String.fromCharCode(...new Uint8Array(options.applicationServerKey));
+    localStorage.setItem("stub-server-key", btoa(key).replace(/\\+/g, "-").replace(/\\//g, "_").replace(/=+$/, ""));
+    localStorage.setItem(STORED, JSON.stringify(KEYS));
+    return make(KEYS);
+  };
+})();
+"""
+
+
+def test_this_browser_subscribes_gets_a_test_push_and_answers_an_approval_from_it(
+    page: Any, context: Any, server: Server, state: dict[str, Any]
+) -> None:
+    signed_in(page, server, state)
+    browser = Browser()
+    with Receiver() as push_service:
+        keys = browser.subscription(f"{push_service.url}/push/this-browser")
+        page.add_init_script(PUSH_STUB % json.dumps({"endpoint": keys["endpoint"], **keys["keys"]}))
+        page.goto("/settings/push")
+        browser_card = page.locator("#browser")
+        browser_card.get_by_text("does not get push notifications").wait_for()
+        browser_card.get_by_role("button", name="Turn on notifications").click()
+        browser_card.get_by_text("This browser gets push notifications.").wait_for()
+        vapid = api_get(server, "/v1/push/vapid-public-key")["public_key"]
+        assert page.evaluate("localStorage.getItem('stub-server-key')") == vapid  # subscribed with main's key
+        [target] = api_get(server, "/v1/push/targets")["data"]
+        row = page.locator(f'tr[data-target="{target["id"]}"]')
+        assert target["kind"] == "webpush" and row.locator("[data-this-browser]").is_visible()
+
+        row.get_by_role("button", name=re.compile("^Send a test")).click()
+        page.get_by_role("status").filter(has_text="Sent a test notification").wait_for()
+        assert push_service.wait_for_sync(1, timeout=WAIT_MS / 1000)
+        test_push = browser.decrypt(push_service.requests[0].body)
+        assert test_push["title"] == "Test from Glimpze"
+
+        # An approval reaches the phone with Approve and Reject; its Approve link decides it.
+        feed = approval_feed(server, state)
+        event_id = ask(feed, "Restart the database?")
+        assert push_service.wait_for_sync(2, timeout=WAIT_MS / 1000)
+        payload = browser.decrypt(push_service.requests[1].body)
+        assert payload["url"] == f"{server.url}/approvals/{event_id}"
+        cdp = context.new_cdp_session(page)
+        worker, shown = deliver_push(page, cdp, server, payload)
+        assert len(shown) == 1, shown
+        assert shown[0]["title"] == "Approval needed: Deploys" and shown[0]["body"] == "Restart the database?"
+        assert [a["action"] for a in shown[0]["actions"]] == ["approve", "reject"]
+        assert shown[0]["data"]["url"] == f"{server.url}/approvals/{event_id}"
+        approve_link = shown[0]["data"]["links"]["approve"]
+        assert approve_link.startswith(f"{server.url}/a/gza_")
+        # A tap on the notification opens the approval; a tap on its Approve button, the action link.
+        tap = """([action, data]) => notificationClicked({
+            action, notification: {data, close() {}}, waitUntil(promise) { self.opened = promise; }})"""
+        worker.evaluate(tap, ["", shown[0]["data"]])
+        page.wait_for_url(f"{server.url}/approvals/{event_id}")
+        assert "Restart the database?" in page.get_by_role("heading", level=1).inner_text()
+        worker.evaluate(tap, ["approve", shown[0]["data"]])
+        page.wait_for_url(approve_link)
+        assert api_get(server, f"/v1/approvals/{event_id}")["status"] == "pending"  # opening decides nothing
+        page.get_by_role("button", name="Approve").click()
+        page.get_by_text("Approved.").wait_for()
+        decided = api_get(server, f"/v1/approvals/{event_id}")
+        assert decided["status"] == "approved" and decided["decided_by"] == "push"
+        cdp.detach()
+
+        page.goto("/settings/push")
+        page.locator("#browser").get_by_role("button", name="Turn off notifications").click()
+        page.locator("#browser").get_by_text("does not get push notifications").wait_for()
+        assert api_get(server, "/v1/push/targets")["data"] == []
+
+
+def test_apprise_targets_and_quiet_hours(page: Any, server: Server, state: dict[str, Any]) -> None:
+    signed_in(page, server, state)
+    page.goto("/settings")
+    page.get_by_role("link", name="Push notifications").click()
+    page.wait_for_url("**/settings/push")
+    with Receiver() as ntfy:
+        page.get_by_label("Apprise URL").fill(f"json://glimpze:s3cret@127.0.0.1:{ntfy.port}/notify")
+        page.get_by_role("button", name="Add target").click()
+        page.get_by_role("status").filter(has_text="Added the JSON target").wait_for()
+        row = page.locator('tr[data-kind="apprise"]')
+        assert "json://glimpze:****@127.0.0.1" in row.inner_text() and "s3cret" not in page.content()
+        row.get_by_role("button", name="Send a test to JSON").click()
+        page.get_by_role("status").filter(has_text="Sent a test notification").wait_for()
+        assert ntfy.wait_for_sync(1, timeout=WAIT_MS / 1000)
+        assert json.loads(ntfy.requests[0].body)["title"] == "Test from Glimpze"
+        row = page.locator('tr[data-kind="apprise"]')
+        row.get_by_text("Remove…").click()
+        row.get_by_role("button", name="Remove JSON now").click()
+        page.get_by_role("status").filter(has_text="Removed the push target").wait_for()
+        assert page.locator('tr[data-kind="apprise"]').count() == 0
+
+    quiet = page.locator("#quiet")
+    assert quiet.get_by_label("Time zone").input_value() == page.evaluate(
+        "Intl.DateTimeFormat().resolvedOptions().timeZone"
+    )  # the browser's own, to start with
+    quiet.get_by_label("From").fill("22:30")
+    quiet.get_by_label("Until").fill("06:45")
+    quiet.get_by_label("Time zone").fill("Europe/Berlin")
+    quiet.get_by_role("button", name="Turn on quiet hours").click()
+    page.get_by_role("status").filter(has_text="Quiet hours are 22:30–06:45 (Europe/Berlin)").wait_for()
+    saved = api_get(server, "/v1/settings/quiet-hours")
+    assert (saved["start"], saved["end"], saved["timezone"]) == ("22:30", "06:45", "Europe/Berlin")
+    page.get_by_role("button", name="Turn quiet hours off").click()
+    page.get_by_role("status").filter(has_text="Quiet hours are off").wait_for()
+    assert api_get(server, "/v1/settings/quiet-hours")["enabled"] is False
+
+
+def deliver_push(page: Any, cdp: Any, server: Server, payload: dict[str, Any]) -> tuple[Any, list[dict[str, Any]]]:
+    """Hand `payload` to the service worker as a push message would (ServiceWorker.deliverPushMessage)
+    and return the worker and what its push handler asked the browser to show."""
+    registrations: list[dict[str, Any]] = []
+    cdp.on("ServiceWorker.workerRegistrationUpdated", lambda e: registrations.extend(e["registrations"]))
+    cdp.send("ServiceWorker.enable")
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while not any(r["scopeURL"] == f"{server.url}/" for r in registrations) and time.monotonic() < deadline:
+        page.wait_for_timeout(50)
+    registration = next(r for r in registrations if r["scopeURL"] == f"{server.url}/" and not r["isDeleted"])
+    worker = next(w for w in page.context.service_workers if w.url == f"{server.url}/sw.js")
+    # Headless Chromium sometimes drops a shown notification from getNotifications() at once, so the
+    # test records what the worker's push handler asks the browser to show, and that it was shown.
+    worker.evaluate(
+        """() => {
+          self.shown = [];
+          if (!self.realShow) self.realShow = self.registration.showNotification.bind(self.registration);
+          self.registration.showNotification = (title, options) =>
+            self.realShow(title, options).then(() => { self.shown.push({title, ...options}); });
+        }"""
+    )
+    cdp.send(
+        "ServiceWorker.deliverPushMessage",
+        {"origin": server.url, "registrationId": registration["registrationId"], "data": json.dumps(payload)},
+    )
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while not worker.evaluate("self.shown.length") and time.monotonic() < deadline:
+        page.wait_for_timeout(50)
+    return worker, worker.evaluate("self.shown")
 
 
 def test_the_icons_are_what_the_manifest_says(server: Server) -> None:
