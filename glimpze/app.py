@@ -14,7 +14,9 @@ import httpcore
 from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.exceptions import NotFoundException
 
+from glimpze import dashboard
 from glimpze.clock import Clock
 from glimpze.config import Config
 from glimpze.core import Glimpze
@@ -71,6 +73,8 @@ def create_app(
             _, key = await glimpze.keys.ensure_default_project()
             if key is not None:
                 say(_admin_key_banner(key))
+            if not await glimpze.admin.has_password():
+                say(setup_banner(config.base_url, await glimpze.admin.new_setup_token()))
             await glimpze.webpush.open()
             await glimpze.dispatcher.start()
             await glimpze.push.start()
@@ -118,15 +122,17 @@ def create_app(
             widget.router,
             widget_js,
             actions.router,
+            *dashboard.routers(),
         ],
         dependencies={"glimpze": Provide(lambda: glimpze, use_cache=True, sync_to_thread=False)},
-        exception_handlers=EXCEPTION_HANDLERS,
+        exception_handlers={**EXCEPTION_HANDLERS, NotFoundException: dashboard.unknown_path},
         lifespan=[lifespan],
         middleware=[AccessLogMiddleware],
         openapi_config=openapi_config(),
         logging_config=None,
         request_max_body_size=API_MAX_BODY_BYTES,
-        state=State({"glimpze": glimpze}),
+        state=State({"glimpze": glimpze, "ui": dashboard.Ui(glimpze)}),
+        template_config=dashboard.template_config(),
         signature_namespace={"Glimpze": Glimpze},
     )
     return app
@@ -138,6 +144,16 @@ def _admin_key_banner(key: NewApiKey) -> str:
         "  Glimpze created the default project and its admin API key (shown only this once):\n\n"
         f"      {key.key}\n\n"
         "  Use it as 'Authorization: Bearer <key>' on /v1. Lost it? Run 'glimpze keys create --name NAME'.\n"
+    )
+
+
+def setup_banner(base_url: str, token: str) -> str:
+    return (
+        "\n"
+        "  No dashboard password is set yet. Open this one-time link to choose it:\n\n"
+        f"      {base_url}/setup/{token}\n\n"
+        "  (A new link is printed at every start until a password exists; 'glimpze admin reset-password'\n"
+        "  prints one at any time.)\n"
     )
 
 

@@ -43,7 +43,8 @@ _SELECT = """
 """
 SQL_GET = f"{_SELECT} WHERE a.event_id = ?"
 SQL_LIST = f"""
-    {_SELECT} WHERE a.project_id = :project AND a.event_seq < :before AND (:status IS NULL OR a.status = :status)
+    {_SELECT} WHERE a.project_id = :project AND a.event_seq < :before
+      AND (:status IS NULL OR a.status = :status OR (:status = 'decided' AND a.status != 'pending'))
     ORDER BY a.event_seq DESC LIMIT :limit
 """
 SQL_DECIDE = """
@@ -231,7 +232,7 @@ class Approvals:
     async def list(
         self, project_id: str, *, status: str | None, before: tuple[int] | None, limit: int
     ) -> Page[Approval]:
-        """Newest first, optionally only those with `status`."""
+        """Newest first, optionally only those with `status` (`decided`: approved or rejected)."""
         params = {"project": project_id, "before": before[0] if before else 2**63 - 1, "status": status}
         rows = await self.db.fetch_all(SQL_LIST, {**params, "limit": limit + 1})
         return page(list(rows), limit, approval_out, lambda r: (r["event_seq"],))

@@ -22,6 +22,7 @@ from glimpze.config import Config, ConfigError, load
 from glimpze.core import Glimpze
 from glimpze.errors import GlimpzeError
 from glimpze.logs import setup as setup_logging
+from glimpze.pagination import all_pages
 
 log = logging.getLogger("glimpze")
 
@@ -195,6 +196,24 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--project", help="project id (default: the default project)")
     replay.set_defaults(run=cmd_webhooks_replay)
     hooks.set_defaults(run=_help(hooks))
+
+    admin = commands.add_parser(
+        "admin",
+        parents=[common],
+        help="the dashboard's administrator",
+        description="Manage the dashboard's admin password.",
+    )
+    admin_sub = admin.add_subparsers(title="actions", metavar="ACTION")
+    reset = admin_sub.add_parser(
+        "reset-password",
+        parents=[common],
+        help="print a one-time link to set a new dashboard password",
+        description="Print a one-time link (valid 24 hours, or until a password is first set) to choose the "
+        "dashboard password. The current password keeps working until the link is used; using it signs every "
+        "browser out. Works while the server runs.",
+    )
+    reset.set_defaults(run=cmd_admin_reset_password)
+    admin.set_defaults(run=_help(admin))
     return parser
 
 
@@ -293,7 +312,7 @@ def cmd_keys_create(args: argparse.Namespace, config: Config) -> int:
 def cmd_keys_list(args: argparse.Namespace, config: Config) -> int:
     async def action(glimpze: Glimpze) -> Any:
         project = await _project(glimpze, args.project)
-        return await _all_pages(lambda after: glimpze.keys.list(project, after=after, limit=100))
+        return await all_pages(lambda after: glimpze.keys.list(project, after=after, limit=100))
 
     keys = _run(config, action)
     if args.json:
@@ -351,7 +370,7 @@ def cmd_feeds_create(args: argparse.Namespace, config: Config) -> int:
 def cmd_feeds_list(args: argparse.Namespace, config: Config) -> int:
     async def action(glimpze: Glimpze) -> Any:
         project = await _project(glimpze, args.project)
-        return await _all_pages(lambda after: glimpze.feeds.list(project, after=after, limit=100))
+        return await all_pages(lambda after: glimpze.feeds.list(project, after=after, limit=100))
 
     feeds = _run(config, action)
     if args.json:
@@ -407,7 +426,7 @@ def cmd_webhooks_add(args: argparse.Namespace, config: Config) -> int:
 def cmd_webhooks_list(args: argparse.Namespace, config: Config) -> int:
     async def action(glimpze: Glimpze) -> Any:
         project = await _project(glimpze, args.project)
-        return await _all_pages(lambda after: glimpze.webhooks.list(project, after=after, limit=100))
+        return await all_pages(lambda after: glimpze.webhooks.list(project, after=after, limit=100))
 
     hooks = _run(config, action)
     if args.json:
@@ -475,17 +494,20 @@ def cmd_webhooks_replay(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
-async def _all_pages(fetch: Callable[[Any], Awaitable[Any]]) -> list[Any]:
-    from glimpze.pagination import decode_cursor
+def cmd_admin_reset_password(args: argparse.Namespace, config: Config) -> int:
+    async def action(glimpze: Glimpze) -> Any:
+        had_password = await glimpze.admin.has_password()
+        return had_password, await glimpze.admin.new_setup_token()
 
-    items: list[Any] = []
-    after = None
-    while True:
-        page = await fetch(after)
-        items.extend(page.data)
-        if page.next_cursor is None:
-            return items
-        after = decode_cursor(page.next_cursor, int)
+    had_password, token = _run(config, action)
+    validity = "for 24 hours" if had_password else "until a password is set"
+    print(
+        f"Open this one-time link to choose the dashboard password (it works {validity}; any older link no "
+        f"longer does):\n\n    {config.base_url}/setup/{token}\n"
+    )
+    if had_password:
+        print("The current password keeps working until the link is used; using it signs every browser out.")
+    return 0
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> None:

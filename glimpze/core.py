@@ -11,6 +11,7 @@ import httpcore
 import msgspec
 
 from glimpze.action_links import ActionLinks
+from glimpze.admin import Admin
 from glimpze.agents import Agents
 from glimpze.approvals import Approvals
 from glimpze.clock import Clock, SystemClock
@@ -108,6 +109,8 @@ class Glimpze:
         self.cta_context = CtaContext(self.db, self.clock, self.settings)
         self.ctas = CtaRules(self.db, self.clock, self.cta_context, PatternSearcher(), self.streams)
         self.messages.on_reply.append(self.ctas.on_reply)
+        # The dashboard's administrator
+        self.admin = Admin(self.db, self.clock)
         # Set when the server begins to shut down: streams end, long polls answer.
         self.stopping = asyncio.Event()
 

@@ -13,6 +13,7 @@ CLI works at once; matches are re-read after CACHE_SECONDS.
 from __future__ import annotations
 
 import sqlite3
+import typing
 from dataclasses import dataclass
 from typing import Literal
 
@@ -31,6 +32,7 @@ CACHE_SECONDS = 10.0
 MAX_KEY_GRACE_SECONDS = 7 * 24 * 3600
 
 SchemaType = Literal["summary", "status", "counter", "approval", "custom"]
+SCHEMA_TYPES: tuple[str, ...] = typing.get_args(SchemaType)
 
 # A feed with its quota snapshot: the bucket levels stored with its newest accepted event.
 SQL_SELECT_FEEDS = """
@@ -145,6 +147,8 @@ class Feeds:
         return plan
 
     async def create(self, project_id: str, name: str, schema_type: str, plan_name: str | None) -> NewFeed:
+        if schema_type not in SCHEMA_TYPES:
+            raise ValidationFailed.at("$.schema_type", f"must be one of {', '.join(SCHEMA_TYPES)}")
         plan_name = plan_name or self.config.default_plan
         plan = self.plan(plan_name)
         name = _check_name(name)

@@ -49,6 +49,12 @@ SQL_WIDGET_EVENT = f"""
     SELECT {SQL_EVENT_COLUMNS} FROM events WHERE seq = (SELECT widget_event_seq FROM feeds WHERE id = ?)
 """
 
+SQL_PROJECT_WIDGETS = """
+    SELECT e.seq, e.id, e.feed_id, e.status, e.received_at, e.schema_type, e.content, e.metadata, e.intent,
+           e.callback, e.widget_updated, e.push
+    FROM feeds f JOIN events e ON e.seq = f.widget_event_seq WHERE f.project_id = ?
+"""
+
 _JSON_TYPES = ("application/json", "text/plain")
 
 
@@ -348,6 +354,11 @@ class Ingest:
             encode_cursor(rows[-1]["seq"]) if more else None,
             self.feeds.dropped(row),
         )
+
+    async def widgets(self, project_id: str) -> dict[str, Event]:
+        """Every feed's current widget state in the project (feeds without one are absent)."""
+        rows = await self.db.fetch_all(SQL_PROJECT_WIDGETS, (project_id,))
+        return {row["feed_id"]: event_out(row) for row in rows}
 
     async def widget(self, project_id: str, feed_id: str) -> Widget:
         await self.feeds.row(project_id, feed_id)

@@ -488,6 +488,29 @@ CREATE TABLE push_results (
 ) WITHOUT ROWID;
 """
 
+DASHBOARD = """
+-- The dashboard's administrator (one row): the argon2 password hash and the current setup token.
+CREATE TABLE admin (
+    id                      INTEGER PRIMARY KEY CHECK (id = 1),
+    password_hash           TEXT,
+    password_set_at         REAL,
+    setup_token_hash        TEXT,            -- sha256 of the newest setup link's token
+    setup_token_expires_at  REAL             -- NULL: valid until a password is set (first start)
+);
+
+-- Signed-in browsers: the cookie value is stored as a hash.
+CREATE TABLE dashboard_sessions (
+    hash        TEXT PRIMARY KEY,
+    csrf        TEXT NOT NULL,
+    project_id  TEXT REFERENCES projects(id) ON DELETE SET NULL,  -- NULL: the default project
+    created_at  REAL NOT NULL,
+    seen_at     REAL NOT NULL,
+    expires_at  REAL NOT NULL,
+    user_agent  TEXT NOT NULL DEFAULT ''
+) WITHOUT ROWID;
+CREATE INDEX dashboard_sessions_expiry ON dashboard_sessions(expires_at);
+"""
+
 MIGRATIONS: list[tuple[str, str]] = [
     ("core: projects, keys, feeds, events, idempotency", CORE),
     ("webhooks: outgoing events, webhooks, deliveries, attempts", WEBHOOKS),
@@ -495,4 +518,5 @@ MIGRATIONS: list[tuple[str, str]] = [
     ("conversations: settings, agents, sessions, messages, notes, handoffs, leads", CONVERSATIONS),
     ("ctas: an agent's call-to-action rules; leads by session", CTAS),
     ("approvals: callback deliveries, approvals, push targets, pushes", APPROVALS),
+    ("dashboard: the administrator's password and setup token, dashboard sessions", DASHBOARD),
 ]

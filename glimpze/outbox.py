@@ -63,6 +63,7 @@ SQL_PURGE_BATCH = """
     SELECT seq FROM out_events WHERE occurred_at < :cutoff AND seq < :needed ORDER BY seq LIMIT :batch
 """
 SQL_DELETE_EVENT = "DELETE FROM out_events WHERE seq = ?"
+SQL_HEAD = "SELECT coalesce(max(seq), 0) FROM out_events"
 
 MAX_WAIT_SECONDS = 30
 PURGE_BATCH = 500
@@ -131,6 +132,10 @@ class Outbox:
 
     def forget(self, waiter: asyncio.Event) -> None:
         self._waiters.discard(waiter)
+
+    async def head(self) -> str:
+        """A cursor after the newest outgoing event: polling from it waits for the next one."""
+        return encode_cursor(await self.db.fetch_value(SQL_HEAD))
 
     async def poll(
         self, project_id: str, *, cursor: str | None, types: list[str] | None, wait: float, limit: int

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
 import msgspec
@@ -61,3 +61,17 @@ def page(rows: list[Any], limit: int, convert: Callable[[Any], T], key: Callable
     more = len(rows) > limit
     rows = rows[:limit]
     return Page([convert(row) for row in rows], encode_cursor(*key(rows[-1])) if more else None)
+
+
+async def all_pages(fetch: Callable[[Any], Awaitable[Page[T]]], *, most: int | None = None) -> list[T]:
+    """Every item of a list ordered by one integer key (`fetch(after)` reads the page after it),
+    or the first `most` of them: for the CLI's listings and the dashboard's pages."""
+    items: list[T] = []
+    after = None
+    while most is None or len(items) < most:
+        result = await fetch(after)
+        items.extend(result.data)
+        if result.next_cursor is None:
+            break
+        after = decode_cursor(result.next_cursor, int)
+    return items if most is None else items[:most]

@@ -48,6 +48,7 @@ def build_scheduler(glimpze: Glimpze) -> AsyncIOScheduler:
     every(600, "purge-outgoing-events", glimpze.outbox.purge)
     every(3600, "purge-idempotency-keys", glimpze.idempotency.purge)
     every(30, "wake-snoozed-sessions", glimpze.sessions.wake_snoozed)
+    every(3600, "purge-dashboard-sessions", glimpze.admin.purge_expired)
 
     async def push_tick(now: float) -> None:
         glimpze.push.wake()  # a safety net: every commit that queues a push wakes the runner itself

@@ -104,6 +104,10 @@ SQL_ATTEMPTS = """
     SELECT attempt, at, status_code, latency_ms, error, response_head FROM delivery_attempts
     WHERE delivery_seq = ? ORDER BY attempt
 """
+SQL_ATTEMPTS_OF = """
+    SELECT delivery_seq, attempt, at, status_code, latency_ms, error, response_head FROM delivery_attempts
+    WHERE delivery_seq IN (SELECT value FROM json_each(?)) ORDER BY delivery_seq, attempt
+"""
 # A replay starts a fresh retry schedule; the attempt log keeps counting.
 SQL_REPLAY = """
     UPDATE deliveries SET status = 'pending', next_attempt_at = :now, schedule_base = attempts, lease_until = NULL,
@@ -238,6 +242,12 @@ def delivery_out(row: sqlite3.Row) -> Delivery:
     )
 
 
+def _attempt_out(row: sqlite3.Row) -> Attempt:
+    return Attempt(
+        row["attempt"], iso(row["at"]), row["status_code"], row["latency_ms"], row["error"], row["response_head"]
+    )
+
+
 class Webhooks:
     """Webhook subscriptions of a project, and their deliveries."""
 
@@ -367,22 +377,41 @@ class Webhooks:
     async def deliveries(
         self, project_id: str, webhook_id: str, *, status: str | None, before: tuple[int] | None, limit: int
     ) -> Page[Delivery]:
+        rows = await self._delivery_rows(project_id, webhook_id, status, before, limit)
+        return page(rows, limit, delivery_out, lambda r: (r["seq"],))
+
+    async def delivery_log(
+        self, project_id: str, webhook_id: str, *, status: str | None, before: tuple[int] | None, limit: int
+    ) -> Page[DeliveryDetail]:
+        """`deliveries()` with each one's attempt log (status codes, latencies), in two reads."""
+        rows = await self._delivery_rows(project_id, webhook_id, status, before, limit)
+        seqs = msgspec.json.encode([row["seq"] for row in rows[:limit]]).decode()
+        attempts: dict[int, list[Attempt]] = {}
+        for a in await self.db.fetch_all(SQL_ATTEMPTS_OF, (seqs,)):
+            attempts.setdefault(a["delivery_seq"], []).append(_attempt_out(a))
+
+        def out(row: sqlite3.Row) -> DeliveryDetail:
+            return DeliveryDetail(**msgspec.structs.asdict(delivery_out(row)), attempt_log=attempts.get(row["seq"], []))
+
+        return page(rows, limit, out, lambda r: (r["seq"],))
+
+    async def _delivery_rows(
+        self, project_id: str, webhook_id: str, status: str | None, before: tuple[int] | None, limit: int
+    ) -> list[sqlite3.Row]:
         await self.row(project_id, webhook_id)
-        rows = await self.db.fetch_all(
-            SQL_LIST_DELIVERIES,
-            {"webhook": webhook_id, "before": before[0] if before else 2**63 - 1, "status": status, "limit": limit + 1},
-        )
-        return page(list(rows), limit, delivery_out, lambda r: (r["seq"],))
+        params = {
+            "webhook": webhook_id,
+            "before": before[0] if before else 2**63 - 1,
+            "status": status,
+            "limit": limit + 1,
+        }
+        return list(await self.db.fetch_all(SQL_LIST_DELIVERIES, params))
 
     async def delivery(self, project_id: str, delivery_id: str) -> DeliveryDetail:
         row = await self.db.fetch_one(SQL_GET_DELIVERY, (delivery_id, project_id))
         if row is None:
             raise not_found("delivery", delivery_id)
-        attempts = await self.db.fetch_all(SQL_ATTEMPTS, (row["seq"],))
-        log = [
-            Attempt(a["attempt"], iso(a["at"]), a["status_code"], a["latency_ms"], a["error"], a["response_head"])
-            for a in attempts
-        ]
+        log = [_attempt_out(a) for a in await self.db.fetch_all(SQL_ATTEMPTS, (row["seq"],))]
         return DeliveryDetail(**msgspec.structs.asdict(delivery_out(row)), attempt_log=log)
 
     async def replay(self, project_id: str, delivery_id: str) -> DeliveryDetail:

@@ -28,6 +28,20 @@ from glimpze.clock import FakeClock
 from glimpze.config import Config, load
 from glimpze.server import Server
 from tests.receiver import Receiver
+from tests.screenshots import SCREENSHOT
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    outcome = yield
+    report = outcome.get_result()
+    shoot = item.stash.get(SCREENSHOT, None)  # set by tests that show a page: saves a screenshot
+    if report.when == "call" and shoot is not None:
+        try:
+            where = f"saved at {shoot()}"
+        except Exception as exc:  # a crashed page must not hide the test's own failure
+            where = f"could not be saved: {exc!r}"
+        report.sections.append(("screenshot", where))  # printed with a failure's report
 
 
 @pytest.fixture
@@ -50,11 +64,12 @@ def config(tmp_path: Path) -> Config:
 class Api:
     """A test client with the admin key, and helpers for the common setup steps."""
 
-    def __init__(self, client: httpx.AsyncClient, key: str, app: Any) -> None:
+    def __init__(self, client: httpx.AsyncClient, key: str, app: Any, announced: list[str] | None = None) -> None:
         self.client = client
         self.key = key
         self.app = app
         self.auth = {"Authorization": f"Bearer {key}"}
+        self.announced = announced or []  # what the server printed at start (admin key, setup link)
 
     @property
     def glimpze(self) -> Any:
@@ -118,7 +133,7 @@ async def running(config: Config, clock: FakeClock, key: str | None = None, **kw
     async with app.lifespan():
         transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver.local") as client:
-            yield Api(client, key or admin_key_from(said), app)
+            yield Api(client, key or admin_key_from(said), app, said)
 
 
 @pytest.fixture
@@ -192,7 +207,7 @@ async def live(config: Config, clock: FakeClock) -> AsyncIterator[Api]:
     port = sock.getsockname()[1]
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-            yield Api(client, admin_key_from(said), app)
+            yield Api(client, admin_key_from(said), app, said)
     finally:
         server.should_exit = True
         await task

@@ -184,7 +184,12 @@ async def test_healthz_and_openapi(api: Api) -> None:
     ingest = spec["paths"]["/ingest/{feed_id}"]["post"]
     assert "requestBody" in ingest
     assert {"SummaryEvent", "StatusEvent", "CounterEvent", "ApprovalEvent"} <= set(spec["components"]["schemas"])
-    bodiless = {"/v1/webhooks/{webhook_id}/test", "/v1/deliveries/{delivery_id}/replay", "/v1/ctas/rotate-secret"}
+    bodiless = {
+        "/v1/webhooks/{webhook_id}/test",
+        "/v1/deliveries/{delivery_id}/replay",
+        "/v1/ctas/rotate-secret",
+        "/v1/push/targets/{target_id}/test",
+    }
     for path, methods in spec["paths"].items():
         for method, operation in methods.items():
             if (

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import subprocess
 import sys
@@ -16,10 +15,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import http_ece
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from py_vapid import Vapid02
 
 from glimpze import push as push_module
@@ -28,6 +24,7 @@ from glimpze.logs import redact, safe_target
 from tests.conftest import Api, driven, running
 from tests.receiver import Answer, Receiver
 from tests.server import REPO
+from tests.webpush_browser import Browser
 
 pytestmark = pytest.mark.anyio
 
@@ -42,31 +39,6 @@ APPROVAL_EVENT = {
     "content": {"description": "Deploy v2.3.0 to production?"},
     "metadata": {"deployment_id": "deploy-123"},
 }
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")
-
-
-class Browser:
-    """The browser's side of a Web Push subscription: its ECDH key pair and auth secret (RFC 8291)."""
-
-    def __init__(self) -> None:
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        self.auth = os.urandom(16)
-
-    def subscription(self, endpoint: str) -> dict[str, Any]:
-        point = self.key.public_key().public_bytes(
-            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
-        )
-        return {
-            "endpoint": endpoint,
-            "keys": {"p256dh": b64url(point), "auth": b64url(self.auth)},
-            "expirationTime": None,
-        }
-
-    def decrypt(self, body: bytes) -> Any:
-        return json.loads(http_ece.decrypt(body, private_key=self.key, auth_secret=self.auth, version="aes128gcm"))
 
 
 @pytest.fixture
@@ -413,6 +385,7 @@ async def test_web_push_approval_carries_approve_and_reject_actions(
     payload = browser.decrypt(request.body)
     assert payload["title"] == "Approval needed: Deploys" and payload["body"] == "Deploy v2.3.0 to production?"
     assert [(a["action"], a["title"]) for a in payload["actions"]] == [("approve", "Approve"), ("reject", "Reject")]
+    assert payload["url"] == f"http://localhost:8080/approvals/{event_id}"  # tapping it opens the approval
     reject = payload["actions"][1]["url"].removeprefix("http://localhost:8080")
     assert (await api.client.post(reject)).status_code == 200
     assert (await api.get(f"/v1/approvals/{event_id}")).json()["status"] == "rejected"
@@ -525,3 +498,40 @@ def test_action_link_tokens_stay_out_of_logs() -> None:
     token = "gza_evt_06an0000000000000000.approve.1800086400.abcdEFGH1234.0123456789abcdefABCD_-"
     assert token not in safe_target(f"/a/{token}", b"")
     assert token not in redact(f"POST /a/{token} 200") and "gza_…" in redact(f"link {token}")
+
+
+async def test_a_test_push_goes_to_one_target_at_once_and_says_how_it_went(api: Api, receiver: Receiver) -> None:
+    target = await apprise_target(api, receiver)
+    browser = Browser()
+    subscription = (await api.post("/v1/push/subscriptions", json=browser.subscription(receiver.url + "/sub"))).json()
+
+    sent = await api.post(f"/v1/push/targets/{target['id']}/test")
+    assert sent.status_code == 200, sent.text
+    assert sent.json() == {
+        "target_id": target["id"],
+        "kind": "apprise",
+        "status": "sent",
+        "error": None,
+        "at": sent.json()["at"],
+    }
+    [message] = messages(receiver)
+    assert message["title"] == "Test from Glimpze" and message["message"] == push_module.TEST_BODY
+
+    assert (await api.post(f"/v1/push/targets/{subscription['id']}/test")).json()["status"] == "sent"
+    payload = browser.decrypt(receiver.requests[1].body)
+    assert payload == {
+        "title": "Test from Glimpze",
+        "body": push_module.TEST_BODY,
+        "url": "http://localhost:8080/",
+        "actions": [],
+    }
+
+    receiver.script([Answer(500)])
+    failed = (await api.post(f"/v1/push/targets/{target['id']}/test")).json()
+    assert failed["status"] == "failed" and "500" in failed["error"]
+    receiver.script([Answer(410)])
+    gone = (await api.post(f"/v1/push/targets/{subscription['id']}/test")).json()
+    assert gone["status"] == "removed" and "410" in gone["error"]
+    assert [t["id"] for t in (await api.get("/v1/push/targets")).json()["data"]] == [target["id"]]
+    assert (await api.post("/v1/push/targets/ptg_missing/test")).status_code == 404
+    assert await push_log(api) == []  # tests are not an event's pushes

@@ -8,7 +8,7 @@ from litestar.params import FromPath, FromQuery
 
 from glimpze.errors import Conflict
 from glimpze.pagination import Page, check_limit, decode_cursor
-from glimpze.push import PushRecord
+from glimpze.push import PushRecord, PushResult
 from glimpze.push_targets import PushTarget, SubscriptionSpec, TargetSpec, Unsubscribe
 from glimpze.routes.common import App, Caller, read_json
 from glimpze.validation import Decoder
@@ -43,6 +43,15 @@ async def list_targets(
 @delete("/targets/{target_id:str}", summary="Remove a push target (an Apprise URL or a subscription)")
 async def delete_target(target_id: FromPath[str], glimpze: App, principal: Caller) -> None:
     await glimpze.push_targets.delete(principal.project_id, target_id)
+
+
+@post(
+    "/targets/{target_id:str}/test",
+    status_code=200,
+    summary="Send a test notification to one target now; answers how it went (sent, failed, removed)",
+)
+async def test_target(target_id: FromPath[str], glimpze: App, principal: Caller) -> PushResult:
+    return await glimpze.push.test(principal.project_id, target_id)
 
 
 @post(
@@ -92,6 +101,15 @@ async def push_log(
 
 router = Router(
     "/push",
-    route_handlers=[add_target, list_targets, delete_target, subscribe, unsubscribe, vapid_public_key, push_log],
+    route_handlers=[
+        add_target,
+        list_targets,
+        delete_target,
+        test_target,
+        subscribe,
+        unsubscribe,
+        vapid_public_key,
+        push_log,
+    ],
     tags=["push"],
 )

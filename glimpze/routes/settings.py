@@ -34,10 +34,7 @@ async def get_widget_origins(glimpze: App, principal: Caller) -> WidgetOriginLis
     summary="Set quiet hours: local start and end (may cross midnight) and an IANA time zone",
 )
 async def put_quiet_hours(request: Request, glimpze: App, principal: Caller) -> QuietHoursState:
-    data = await read_json(request, QUIET_HOURS)
-    state = await glimpze.quiet_hours.set(principal.project_id, data)
-    await glimpze.push.release_quiet_hours(glimpze.clock.now())  # held approvals outside the new window go now
-    return state
+    return await glimpze.push.set_quiet_hours(principal.project_id, await read_json(request, QUIET_HOURS))
 
 
 @get("/quiet-hours", summary="The project's quiet hours, and whether they are on now")
@@ -47,8 +44,7 @@ async def get_quiet_hours(glimpze: App, principal: Caller) -> QuietHoursState:
 
 @delete("/quiet-hours", summary="Turn quiet hours off (held approvals are pushed at once)")
 async def delete_quiet_hours(glimpze: App, principal: Caller) -> None:
-    await glimpze.quiet_hours.clear(principal.project_id)
-    await glimpze.push.release_quiet_hours(glimpze.clock.now())
+    await glimpze.push.clear_quiet_hours(principal.project_id)
 
 
 router = Router(
