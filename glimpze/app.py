@@ -25,9 +25,10 @@ from glimpze.routes import agents, feeds, keys, leads, sessions, settings, webho
 from glimpze.routes.common import api_principal
 from glimpze.routes.ingest import ingest_endpoint
 from glimpze.routes.media import media_file
-from glimpze.routes.ops import healthz
+from glimpze.routes.ops import healthz, metrics
 from glimpze.routes.widget_tokens import mint_widget_token
 from glimpze.scheduler import build_scheduler
+from glimpze.tls import HstsMiddleware
 
 log = logging.getLogger("glimpze")
 
@@ -85,11 +86,11 @@ def create_app(
         security=[{"apiKey": []}],
     )
     app = Litestar(
-        route_handlers=[ingest_endpoint, widgets.router, media_file, healthz, v1, widget.router],
+        route_handlers=[ingest_endpoint, widgets.router, media_file, healthz, metrics, v1, widget.router],
         dependencies={"glimpze": Provide(lambda: glimpze, use_cache=True, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
-        middleware=[AccessLogMiddleware],
+        middleware=[AccessLogMiddleware, *([HstsMiddleware] if config.tls.hsts else [])],
         openapi_config=openapi_config(),
         logging_config=None,
         request_max_body_size=API_MAX_BODY_BYTES,

@@ -38,6 +38,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "host": getattr(args, "host", None),
         "port": getattr(args, "port", None),
         "data_dir": args.data_dir,
+        "tls.cert": getattr(args, "tls_cert", None),
+        "tls.key": getattr(args, "tls_key", None),
     }
     try:
         config = load(args.config, overrides=overrides)
@@ -75,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", help="listen address (default 0.0.0.0)")
     serve.add_argument("--port", type=int, help="listen port (default 8080)")
+    serve.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this PEM certificate (chain) ([tls] cert)")
+    serve.add_argument("--tls-key", metavar="FILE", help="the certificate's PEM private key ([tls] key)")
     serve.set_defaults(run=cmd_serve)
 
     keys = commands.add_parser(
@@ -210,39 +214,59 @@ def _help(parser: argparse.ArgumentParser) -> Command:
 
 
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:
-    import uvicorn
-
     from glimpze.app import create_app
-    from glimpze.server import Server
+    from glimpze.config import parse_listen
+    from glimpze.server import SHUTDOWN_GRACE, Server, ServerConfig, listen_socket
+    from glimpze.tls import server_context
 
     if config.public_url is None and not _is_loopback(config.host):
         log.warning(
-            "public_url is not set: webhook and image URLs will say http://localhost:%d. "
+            "public_url is not set: webhook and image URLs will say %s. "
             "Set public_url in glimpze.toml (or GLIMPZE_PUBLIC_URL) to the address devices use.",
-            config.port,
+            config.base_url,
         )
+    try:
+        tls = server_context(config.tls) if config.tls_enabled else None
+    except ConfigError as exc:
+        print(f"glimpze: configuration error: {exc}", file=sys.stderr)
+        return 2
+    metrics_socket = None
+    if config.metrics.listen:
+        host, port = parse_listen(config.metrics.listen)
+        try:
+            metrics_socket = listen_socket(host, port)
+        except OSError as exc:
+            log.error("metrics.listen: cannot listen on %s: %s", config.metrics.listen, exc)
+            return 1
     app = create_app(config)
     server = Server(
-        uvicorn.Config(
+        ServerConfig(
             app,
+            tls=tls,
             host=config.host,
             port=config.port,
             log_config=None,
             access_log=False,
             server_header=False,
             proxy_headers=False,  # X-Forwarded-For is read by Glimpze itself, honouring trusted_proxies
-            timeout_graceful_shutdown=5,
+            timeout_graceful_shutdown=int(SHUTDOWN_GRACE),
             lifespan="on",
         ),
         app.state.glimpze,
+        metrics_socket=metrics_socket,
+        watchdog=True,
     )
+    scheme = "https" if tls else "http"
     log.info(
-        "glimpze %s listening on http://%s:%d (data in %s)",
+        "glimpze %s listening on %s://%s:%d (data in %s)",
         __version__,
+        scheme,
         config.host,
         config.port,
         config.data_path.resolve(),
     )
+    if metrics_socket is not None:
+        log.info("metrics without authentication on http://%s/metrics", config.metrics.listen)
     server.run()
     return 0 if server.started else 1
 

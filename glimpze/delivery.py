@@ -35,6 +35,7 @@ from glimpze import __version__
 from glimpze.clock import Clock, iso
 from glimpze.config import Config
 from glimpze.db import Database
+from glimpze.metrics import Registry
 from glimpze.outbox import Outbox
 from glimpze.signing import signature_headers
 
@@ -55,6 +56,15 @@ RESPONSE_READ_LIMIT = 64 * 1024
 USER_AGENT = f"Glimpze-Webhooks/{__version__}"
 
 SQL_RELEASE_LEASES = "UPDATE deliveries SET lease_until = NULL WHERE lease_until IS NOT NULL"
+# The queue at a glance (metrics, `glimpze check`): open deliveries, those being sent now, and the
+# oldest time one of an active webhook fell due (a paused webhook's queue just waits).
+SQL_QUEUE_STATS = """
+    SELECT count(*) AS open,
+           count(CASE WHEN d.lease_until > :now THEN 1 END) AS leased,
+           min(CASE WHEN d.next_attempt_at <= :now AND w.active THEN d.next_attempt_at END) AS oldest_due
+    FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id
+    WHERE d.status IN ('pending', 'failed')
+"""
 # Sendable now: due and not leased. An ordered webhook may only send its head (oldest open delivery).
 _SENDABLE = """
     d.status IN ('pending', 'failed') AND d.next_attempt_at <= :now AND (d.lease_until IS NULL OR d.lease_until <= :now)
@@ -146,6 +156,7 @@ class Dispatcher:
         transport: Callable[[], httpx.AsyncBaseTransport],
         rng: random.Random | None = None,
         busy: Callable[[], bool] = lambda: False,
+        metrics: Registry | None = None,
     ) -> None:
         self.db = db
         self.clock = clock
@@ -164,8 +175,13 @@ class Dispatcher:
         self._wake: asyncio.Event | None = None
         self._runner: asyncio.Task[None] | None = None
         self._stopping = False
+        self._stopped: asyncio.Future[None] | None = None
         self.attempts = 0
-        self.outcomes: dict[str, int] = {"delivered": 0, "failed": 0, "dead": 0}
+        self.outcomes = (metrics or Registry()).counter(
+            "glimpze_delivery_attempts_total",
+            "Delivery attempts by outcome: delivered, failed (a retry is scheduled), dead (given up), lost",
+            ("outcome",),
+        )
 
     # Running inside the server
 
@@ -205,8 +221,14 @@ class Dispatcher:
         await asyncio.gather(*self._records, return_exceptions=True)
 
     async def stop(self, grace: float = 5.0) -> None:
-        """Stop claiming; give running sends `grace` seconds, cancel the rest, release leases."""
-        self._stopping = True
+        """Stop claiming; give running sends `grace` seconds, cancel the rest, release leases.
+        Idempotent: a second call (the lifespan, after the server began stopping) waits for the first."""
+        if self._stopped is None:
+            self._stopping = True
+            self._stopped = asyncio.ensure_future(self._stop(grace))
+        await asyncio.shield(self._stopped)
+
+    async def _stop(self, grace: float) -> None:
         if self._runner is not None:
             self._runner.cancel()
         lanes = list(self._lanes.values())
@@ -220,6 +242,7 @@ class Dispatcher:
             self.outbox.forget(self._wake)
         if self._client is not None:
             await self._client.aclose()
+        # Claimed but not sent (or cut off): due again at the next start, no lease to wait out.
         await self.db.execute(SQL_RELEASE_LEASES)
 
     def _open_client(self) -> httpx.AsyncClient:
@@ -263,6 +286,8 @@ class Dispatcher:
                 return sent
             if ordered:
                 for claim in claims:  # one at a time, each recorded before the next is sent
+                    if self._stopping:
+                        break
                     await self._pace()
                     await self._record(claim, await self._send(claim))
             else:
@@ -273,8 +298,9 @@ class Dispatcher:
         return sent
 
     async def _work(self, queue: collections.deque[Claim]) -> None:
-        """One of a lane's `concurrency` senders; results are recorded without holding up the next send."""
-        while queue:
+        """One of a lane's `concurrency` senders; results are recorded without holding up the next send.
+        Stopping, it sends nothing more: the claims left keep their lease until `stop` releases them."""
+        while queue and not self._stopping:
             claim = queue.popleft()
             await self._pace()
             self._record(claim, await self._send(claim))
@@ -361,7 +387,7 @@ class Dispatcher:
                             statuses.append("lost")
                 for (_, _, _, _, done), status in zip(batch, statuses):
                     self.attempts += 1
-                    self.outcomes[status] = self.outcomes.get(status, 0) + 1
+                    self.outcomes.inc(status)
                     done.set_result(None)
         finally:
             self._writing = None

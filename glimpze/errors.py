@@ -5,6 +5,7 @@ Domain code raises these; `glimpze.problems` turns them into RFC 9457 problem+js
     GlimpzeError                      500 internal_error (never raised for client faults)
     ├── BadRequest                    400 (invalid_json, invalid_request)
     ├── Unauthorized                  401 invalid_api_key | invalid_write_key | invalid_read_token | invalid_token
+    │                                     | invalid_metrics_token
     ├── Forbidden                     403 plan_forbids | forbidden | origin_not_allowed
     ├── NotFound                      404 not_found
     ├── Conflict                      409 conflict | idempotency_key_in_use | session_closed | invalid_transition

@@ -55,6 +55,9 @@ def openapi_config() -> OpenAPIConfig:
         components=Components(
             security_schemes={
                 "apiKey": SecurityScheme(type="http", scheme="bearer", description="Project API key `gzp_…`"),
+                "metricsToken": SecurityScheme(
+                    type="http", scheme="bearer", description="The `[metrics] token` of glimpze.toml"
+                ),
                 "writeKey": SecurityScheme(type="http", scheme="bearer", description="Feed write key `gzw_…`"),
                 "readToken": SecurityScheme(type="http", scheme="bearer", description="Feed read token `gzr_…`"),
                 "readTokenQuery": SecurityScheme(

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -35,19 +36,32 @@ def free_port() -> int:
 class Server:
     """A `glimpze serve` process; start() waits for /healthz, kill() sends SIGKILL."""
 
-    def __init__(self, root: Path, config_text: str = UNLIMITED_PLAN, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        config_text: str = UNLIMITED_PLAN,
+        env: dict[str, str] | None = None,
+        *,
+        args: list[str] | None = None,
+        scheme: str = "http",
+        verify: Any = True,
+    ) -> None:
+        """`args` are added to `glimpze serve`; `scheme` and `verify` (a CA file for httpx) are for TLS."""
         self.root = root
         self.data = root / "data"
         self.config = root / "glimpze.toml"
         self.config.write_text(config_text)
         self.port = free_port()
         self.env = env or {}
+        self.args = args or []
+        self.scheme = scheme
+        self.verify = verify
         self.proc: subprocess.Popen[bytes] | None = None
         self.runs = 0
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     @property
     def log_path(self) -> Path:
@@ -72,6 +86,7 @@ class Server:
                 "127.0.0.1",
                 "--port",
                 str(self.port),
+                *self.args,
             ],
             stdout=self.log_path.open("wb"),
             stderr=subprocess.STDOUT,
@@ -83,7 +98,7 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"glimpze serve exited with {self.proc.returncode}:\n{self.output()}")
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}/healthz", timeout=1, verify=self.verify).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass

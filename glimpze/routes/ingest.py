@@ -12,6 +12,7 @@ so its images stream to disk instead of being held in memory.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -39,11 +40,15 @@ async def ingest_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
         raise NotFoundException()
     if scope["method"] != "POST":
         raise MethodNotAllowedException(headers={"Allow": "POST"})
-    await _answer(scope, receive, send, parts[0], upload=len(parts) == 2)
-
-
-async def _answer(scope: Scope, receive: Receive, send: Send, feed_id: str, *, upload: bool) -> None:
     glimpze: Glimpze = scope["litestar_app"].state.glimpze
+    start = time.perf_counter()
+    try:
+        await _answer(glimpze, scope, receive, send, parts[0], upload=len(parts) == 2)
+    finally:
+        glimpze.ingest.latency.observe(time.perf_counter() - start)
+
+
+async def _answer(glimpze: Glimpze, scope: Scope, receive: Receive, send: Send, feed_id: str, *, upload: bool) -> None:
     headers = {name: value.decode("latin-1") for name, value in scope["headers"] if name in _WANTED}
     peer = scope.get("client")
     common: dict[str, Any] = {
