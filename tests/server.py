@@ -123,3 +123,19 @@ class Server:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout)
+
+
+def run_cli(
+    *args: str, data: Path, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run `glimpze ARGS --data-dir DATA` as a subprocess (no GLIMPZE_* from this environment)."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("GLIMPZE_")}
+    environ.update({"PYTHONPATH": str(REPO), **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "glimpze", *args, "--data-dir", str(data)],
+        capture_output=True,
+        text=True,
+        env=environ,
+        cwd=cwd or data.parent,
+        timeout=60,
+    )
