@@ -420,15 +420,9 @@ class Dispatcher:
         elif outcome.delivered:
             status, next_at = "delivered", None
             conn.execute(SQL_SUCCEEDED, (claim.webhook_id,))
-        elif claim.cycle_attempt >= MAX_ATTEMPTS:
-            status, next_at = "dead", None
-            self._count_failure(conn, claim, now)
         else:
-            status = "failed"
-            delay = RETRY_DELAYS[claim.cycle_attempt - 1] * jitter
-            if outcome.retry_after is not None:
-                delay = max(delay, min(outcome.retry_after, MAX_RETRY_AFTER))
-            next_at = now + delay
+            delay = retry_delay(claim.cycle_attempt, jitter, outcome.retry_after)
+            status, next_at = ("dead", None) if delay is None else ("failed", now + delay)
             self._count_failure(conn, claim, now)
         conn.execute(
             SQL_FINISH,
@@ -480,6 +474,18 @@ class Dispatcher:
                 {"webhook_id": webhook_id, "url": row["url"], "reason": reason},
                 occurred_at=now,
             )
+
+
+def retry_delay(attempt: int, jitter: float, retry_after: float | None = None) -> float | None:
+    """Seconds until the next try after failed attempt number `attempt` (counted since the last
+    replay), or None when that was the last one (dead). `jitter` is the factor drawn in
+    [1 - JITTER, 1 + JITTER]; a receiver's Retry-After can stretch the wait, up to MAX_RETRY_AFTER."""
+    if attempt >= MAX_ATTEMPTS:
+        return None
+    delay = RETRY_DELAYS[attempt - 1] * jitter
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
+    return delay
 
 
 def _claim_of(row: sqlite3.Row, now: float) -> Claim:
