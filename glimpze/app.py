@@ -13,6 +13,7 @@ import httpx
 from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.routes import HTTPRoute
 
 from glimpze.clock import Clock
 from glimpze.config import Config
@@ -90,7 +91,7 @@ def create_app(
         dependencies={"glimpze": Provide(lambda: glimpze, use_cache=True, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
-        middleware=[AccessLogMiddleware, *([HstsMiddleware] if config.tls.hsts else [])],
+        middleware=[AccessLogMiddleware, OptionsAllowMiddleware, *([HstsMiddleware] if config.tls.hsts else [])],
         openapi_config=openapi_config(),
         logging_config=None,
         request_max_body_size=API_MAX_BODY_BYTES,
@@ -98,6 +99,36 @@ def create_app(
         signature_namespace={"Glimpze": Glimpze},
     )
     return app
+
+
+class OptionsAllowMiddleware:
+    """Pure ASGI: `Allow` on an OPTIONS answer lists every method the path serves.
+
+    Litestar 2.x builds a path's automatic OPTIONS answer from the handlers registered for it
+    first (litestar-org/litestar#4169, fixed in 3.0), so `OPTIONS /v1/feeds` said "OPTIONS, POST"
+    without GET. Other requests pass straight through.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "OPTIONS":
+            await self.app(scope, receive, send)
+            return
+        handler = scope.get("route_handler")
+        routes = scope["litestar_app"].routes
+        methods = next((r.methods for r in routes if isinstance(r, HTTPRoute) and handler in r.route_handlers), None)
+
+        async def send_allow(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start" and methods:
+                headers = list(message.get("headers", []))
+                if any(name.lower() == b"allow" for name, _ in headers):
+                    allow = ", ".join(sorted(methods)).encode()
+                    message["headers"] = [(n, v) for n, v in headers if n.lower() != b"allow"] + [(b"allow", allow)]
+            await send(message)
+
+        await self.app(scope, receive, send_allow)
 
 
 def _admin_key_banner(key: NewApiKey) -> str:
