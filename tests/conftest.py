@@ -27,6 +27,15 @@ from glimpze.app import create_app
 from glimpze.clock import FakeClock
 from glimpze.config import Config, load
 from glimpze.server import Server
+from tests.figures import REPORTED
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The figures tests reported with tests.figures.report(), after the results."""
+    if REPORTED:
+        terminalreporter.section("figures")
+        for line in REPORTED:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture
@@ -142,6 +151,19 @@ def row_counts(db_path: Path) -> dict[str, int]:
         conn.close()
 
 
+def loopback_socket() -> socket.socket:
+    """A TCP socket bound to a free port on 127.0.0.1, for uvicorn's `serve(sockets=[…])`.
+
+    Made with IPPROTO_TCP so that asyncio sets TCP_NODELAY on the connections it accepts (it
+    checks the socket's protocol): without it every answer written in two parts (headers, then
+    body) waits ~40 ms for the client's delayed ACK. (uvloop, which `glimpze serve` runs on, sets
+    it regardless.)
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
 class LiveServer(Server):
     """Glimpze's server class without signal handling: it runs inside the test's event loop."""
 
@@ -157,21 +179,26 @@ async def live(config: Config, clock: FakeClock) -> AsyncIterator[Api]:
     `live.app.state.server` is the uvicorn server (set `should_exit` to shut it down)."""
     said: list[str] = []
     app = create_app(config, clock=clock, announce=said.append)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+    async with serving(app) as (server, url):
+        app.state.server = server
+        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+            yield Api(client, admin_key_from(said), app)
+
+
+@asynccontextmanager
+async def serving(app: Any, *, grace: int = 5) -> AsyncIterator[tuple[LiveServer, str]]:
+    """`app` served by uvicorn on a free port of 127.0.0.1 in this loop: (the server, its URL)."""
+    sock = loopback_socket()
     server = LiveServer(
-        uvicorn.Config(app, lifespan="on", log_config=None, access_log=False, timeout_graceful_shutdown=5),
+        uvicorn.Config(app, lifespan="on", log_config=None, access_log=False, timeout_graceful_shutdown=grace),
         app.state.glimpze,
     )
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:  # uvicorn has no startup event to await
         assert not task.done(), task.exception()
         await asyncio.sleep(0.01)
-    app.state.server = server
-    port = sock.getsockname()[1]
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-            yield Api(client, admin_key_from(said), app)
+        yield server, f"http://127.0.0.1:{sock.getsockname()[1]}"
     finally:
         server.should_exit = True
         await task
