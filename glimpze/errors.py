@@ -101,6 +101,12 @@ class PayloadTooLarge(GlimpzeError):
     code = "payload_too_large"
     title = "Request body too large"
 
+    @classmethod
+    def over(cls, limit: int) -> PayloadTooLarge:
+        """The whole body is over `limit` bytes."""
+        size = f"{limit // 2**20} MiB" if limit >= 2**20 else f"{limit // 1024} KiB"
+        return cls(f"The body is larger than {size}, the most this endpoint accepts.")
+
 
 class UnsupportedMediaType(GlimpzeError):
     status = 415

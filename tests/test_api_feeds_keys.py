@@ -176,6 +176,9 @@ async def test_unknown_routes_and_methods_answer_problems(api: Api) -> None:
     assert missing.status_code == 404 and missing.json()["code"] == "not_found"
     wrong = await api.client.put("/healthz")
     assert wrong.status_code == 405 and wrong.json()["code"] == "method_not_allowed"
+    large = await api.post("/v1/agents", content=b'{"name": "' + b"a" * 2**20 + b'"}')
+    assert large.status_code == 413 and large.json()["code"] == "payload_too_large"
+    assert large.json()["detail"] == "The body is larger than 1 MiB, the most this endpoint accepts."
 
 
 async def test_options_allows_every_method_the_document_shows(api: Api) -> None:

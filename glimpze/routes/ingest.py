@@ -99,7 +99,7 @@ def check_length(content_length: str | None, limit: int) -> None:
     except ValueError:
         raise BadRequest(f"Content-Length {content_length!r} is not a number.") from None
     if declared > limit:
-        raise _too_large(limit)
+        raise PayloadTooLarge.over(limit)
 
 
 async def body_chunks(receive: Receive, limit: int) -> AsyncIterator[bytes]:
@@ -112,7 +112,7 @@ async def body_chunks(receive: Receive, limit: int) -> AsyncIterator[bytes]:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise _too_large(limit)
+            raise PayloadTooLarge.over(limit)
         if chunk:
             yield chunk
         if not message.get("more_body", False):
@@ -124,8 +124,3 @@ async def read_body(receive: Receive, content_length: str | None, limit: int) ->
     check_length(content_length, limit)
     chunks = [chunk async for chunk in body_chunks(receive, limit)]
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-def _too_large(limit: int) -> PayloadTooLarge:
-    size = f"{limit // (1024 * 1024)} MiB" if limit >= 1024 * 1024 else f"{limit // 1024} KiB"
-    return PayloadTooLarge(f"The body is larger than {size}, the most this endpoint accepts.")
