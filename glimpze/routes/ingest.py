@@ -77,7 +77,9 @@ async def _answer(glimpze: Glimpze, scope: Scope, receive: Receive, send: Send, 
 async def _send(
     send: Send, status: int, body: bytes, headers: dict[str, str], content_type: list[tuple[bytes, bytes]]
 ) -> None:
-    raw = [*content_type, *((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items())]
+    # Content-Length: without it uvicorn answers chunked, which costs more and trips simple clients.
+    length = (b"content-length", str(len(body)).encode())
+    raw = [*content_type, length, *((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items())]
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
 
