@@ -58,6 +58,7 @@ class Server:
         self.verify = verify
         self.proc: subprocess.Popen[bytes] | None = None
         self.runs = 0
+        self.start_seconds = 0.0  # from starting the process to its first /healthz 200
 
     @property
     def url(self) -> str:
@@ -67,11 +68,13 @@ class Server:
     def log_path(self) -> Path:
         return self.root / f"server-{self.runs}.log"
 
-    def start(self, timeout: float = 15.0) -> None:
+    def start(self, timeout: float = 15.0, poll: float = 0.05) -> None:
+        """Start the process and wait for /healthz to answer 200, asking every `poll` seconds."""
         self.runs += 1
         env = {**os.environ, "PYTHONPATH": str(REPO), **self.env}
         for name in [n for n in env if n.startswith("GLIMPZE_") and n not in self.env]:
             del env[name]
+        began = time.monotonic()
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -99,10 +102,11 @@ class Server:
                 raise RuntimeError(f"glimpze serve exited with {self.proc.returncode}:\n{self.output()}")
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=1, verify=self.verify).status_code == 200:
+                    self.start_seconds = time.monotonic() - began
                     return
             except httpx.HTTPError:
                 pass
-            time.sleep(0.05)
+            time.sleep(poll)
         self.kill()
         raise RuntimeError(f"glimpze serve did not become healthy:\n{self.output()}")
 
@@ -114,6 +118,10 @@ class Server:
         assert match, self.output()
         return match.group(0)
 
+    def rss_mb(self) -> float:
+        assert self.proc is not None
+        return rss_mb(self.proc.pid)
+
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
@@ -123,6 +131,14 @@ class Server:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout)
+
+
+def rss_mb(pid: int) -> float:
+    """The resident set size of a process, in MiB, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for {pid}")
 
 
 def run_cli(

@@ -166,14 +166,6 @@ class MixedLoad:
         await self._paced(VISITOR_INTERVAL, step)
 
 
-def rss_mb(pid: int) -> float:
-    """The resident set size of a process, from /proc."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError(f"no VmRSS for {pid}")
-
-
 def delivered(receiver: Receiver) -> tuple[set[str], set[str], set[str]]:
     """The ids of the feed events, sessions and messages whose outgoing events arrived."""
     events, sessions, messages = set(), set(), set()
@@ -215,10 +207,9 @@ async def test_a_minute_of_mixed_load_with_two_sigkills(tmp_path: Path) -> None:
                 await anyio.to_thread.run_sync(server.kill)  # SIGKILL to the process this test started
                 await anyio.to_thread.run_sync(server.start)
             await anyio.sleep(max(0.0, load_started + RSS_FROM - time.monotonic()))
-            assert server.proc is not None
             rss: list[float] = []
             while not running.done():
-                rss.append(rss_mb(server.proc.pid))
+                rss.append(server.rss_mb())
                 await anyio.sleep(RSS_SAMPLE_SECONDS)
             await running
             load_took = time.monotonic() - load_started
