@@ -1,7 +1,8 @@
 """A bounded HTTP/1.1 load generator for the benchmarks: wrk when installed, else asyncio sockets.
 
 `run(url, body, headers, connections, seconds)` returns requests/s, p50/p99 latency (ms) and the
-count of non-2xx answers. Every run stops by itself after `seconds`.
+count of non-2xx answers. Every run stops by itself after `seconds`; `send(url, body, headers,
+count)` stops after `count` requests (or `seconds`, whichever comes first).
 """
 
 from __future__ import annotations
@@ -54,6 +55,13 @@ wrk.body = io.open("{body}", "rb"):read("*a")
 """
 
 
+def send(
+    url: str, body: bytes, headers: dict[str, str], count: int, connections: int = 16, seconds: float = 600.0
+) -> Result:
+    """POST `body` `count` times (the Python generator: wrk cannot stop at a count)."""
+    return asyncio.run(_python(url, body, headers, connections, seconds, count))
+
+
 def _wrk(url: str, body: bytes, headers: dict[str, str], connections: int, seconds: float) -> Result:
     with tempfile.TemporaryDirectory() as tmp:
         body_path = Path(tmp) / "body.json"
@@ -85,7 +93,9 @@ def _wrk(url: str, body: bytes, headers: dict[str, str], connections: int, secon
     return Result(rps, ms("50"), ms("99"), requests, int(non_2xx[1]) if non_2xx else 0, "wrk")
 
 
-async def _python(url: str, body: bytes, headers: dict[str, str], connections: int, seconds: float) -> Result:
+async def _python(
+    url: str, body: bytes, headers: dict[str, str], connections: int, seconds: float, count: int | None = None
+) -> Result:
     parts = urlsplit(url)
     head = (
         f"POST {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Length: {len(body)}\r\n"
@@ -96,12 +106,14 @@ async def _python(url: str, body: bytes, headers: dict[str, str], connections: i
     latencies: list[float] = []
     non_2xx = 0
     deadline = time.perf_counter() + seconds
+    budget = [count if count is not None else -1]  # requests left to start; -1: no count
 
     async def worker() -> None:
         nonlocal non_2xx
         reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
         try:
-            while time.perf_counter() < deadline:
+            while time.perf_counter() < deadline and budget[0] != 0:
+                budget[0] -= 1
                 start = time.perf_counter()
                 writer.write(request)
                 status_line = await reader.readline()

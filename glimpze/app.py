@@ -15,6 +15,7 @@ from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import NotFoundException
+from litestar.routes import HTTPRoute
 
 from glimpze import dashboard
 from glimpze.clock import Clock
@@ -42,10 +43,11 @@ from glimpze.routes import (
 from glimpze.routes.common import api_principal
 from glimpze.routes.ingest import ingest_endpoint
 from glimpze.routes.media import media_file
-from glimpze.routes.ops import healthz
+from glimpze.routes.ops import healthz, metrics
 from glimpze.routes.widget_script import widget_js
 from glimpze.routes.widget_tokens import mint_widget_token
 from glimpze.scheduler import build_scheduler
+from glimpze.tls import HstsMiddleware
 
 log = logging.getLogger("glimpze")
 
@@ -118,6 +120,7 @@ def create_app(
             widgets.router,
             media_file,
             healthz,
+            metrics,
             v1,
             widget.router,
             widget_js,
@@ -127,7 +130,7 @@ def create_app(
         dependencies={"glimpze": Provide(lambda: glimpze, use_cache=True, sync_to_thread=False)},
         exception_handlers={**EXCEPTION_HANDLERS, NotFoundException: dashboard.unknown_path},
         lifespan=[lifespan],
-        middleware=[AccessLogMiddleware],
+        middleware=[AccessLogMiddleware, OptionsAllowMiddleware, *([HstsMiddleware] if config.tls.hsts else [])],
         openapi_config=openapi_config(),
         logging_config=None,
         request_max_body_size=API_MAX_BODY_BYTES,
@@ -136,6 +139,36 @@ def create_app(
         signature_namespace={"Glimpze": Glimpze},
     )
     return app
+
+
+class OptionsAllowMiddleware:
+    """Pure ASGI: `Allow` on an OPTIONS answer lists every method the path serves.
+
+    Litestar 2.x builds a path's automatic OPTIONS answer from the handlers registered for it
+    first (litestar-org/litestar#4169, fixed in 3.0), so `OPTIONS /v1/feeds` said "OPTIONS, POST"
+    without GET. Other requests pass straight through.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "OPTIONS":
+            await self.app(scope, receive, send)
+            return
+        handler = scope.get("route_handler")
+        routes = scope["litestar_app"].routes
+        methods = next((r.methods for r in routes if isinstance(r, HTTPRoute) and handler in r.route_handlers), None)
+
+        async def send_allow(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start" and methods:
+                headers = list(message.get("headers", []))
+                if any(name.lower() == b"allow" for name, _ in headers):
+                    allow = ", ".join(sorted(methods)).encode()
+                    message["headers"] = [(n, v) for n, v in headers if n.lower() != b"allow"] + [(b"allow", allow)]
+            await send(message)
+
+        await self.app(scope, receive, send_allow)
 
 
 def _admin_key_banner(key: NewApiKey) -> str:

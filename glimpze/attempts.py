@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import functools
+import logging
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from glimpze import __version__
 from glimpze.signing import signature_headers
 
 USER_AGENT = f"Glimpze-Webhooks/{__version__}"
+log = logging.getLogger("glimpze.delivery")
 
 RESPONSE_HEAD_BYTES = 512
 RESPONSE_READ_LIMIT = 64 * 1024
@@ -95,6 +97,9 @@ async def attempt(pool: httpcore.AsyncConnectionPool, claim: Claim, now: float) 
                 head = await _read_head(response)
     except (*HTTP_ERRORS, TimeoutError, OSError) as exc:
         return Outcome(None, _ms_since(start), error=_describe(exc, claim.timeout))
+    except Exception as exc:  # a bug of ours or a library's: a failed attempt, retried, never a lost claim
+        log.exception("delivery %s: the attempt failed unexpectedly", claim.id)
+        return Outcome(None, _ms_since(start), error=f"internal error: {type(exc).__name__}")
     status = response.status
     delivered = 200 <= status < 300 or (claim.callback and status == 409)
     return Outcome(

@@ -13,6 +13,7 @@ import ipaddress
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -39,6 +40,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "host": getattr(args, "host", None),
         "port": getattr(args, "port", None),
         "data_dir": args.data_dir,
+        "tls.cert": getattr(args, "tls_cert", None),
+        "tls.key": getattr(args, "tls_key", None),
     }
     try:
         config = load(args.config, overrides=overrides)
@@ -76,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", help="listen address (default 0.0.0.0)")
     serve.add_argument("--port", type=int, help="listen port (default 8080)")
+    serve.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this PEM certificate (chain) ([tls] cert)")
+    serve.add_argument("--tls-key", metavar="FILE", help="the certificate's PEM private key ([tls] key)")
     serve.set_defaults(run=cmd_serve)
 
     keys = commands.add_parser(
@@ -214,6 +219,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reset.set_defaults(run=cmd_admin_reset_password)
     admin.set_defaults(run=_help(admin))
+
+    backup = commands.add_parser(
+        "backup",
+        parents=[common],
+        help="copy the database, images and keys to a new directory",
+        description="Make an online backup while the server runs: a consistent copy of the database, the "
+        "uploaded images and the Web Push keys, in the new (or empty) directory PATH (mode 0700). "
+        "To restore, stop Glimpze and copy PATH's contents into an empty data directory.",
+    )
+    backup.add_argument("path", metavar="PATH", help="the directory to create")
+    backup.set_defaults(run=cmd_backup)
+
+    check = commands.add_parser(
+        "check",
+        parents=[common],
+        help="check the database and the configuration",
+        description="Run SQLite's integrity check, validate the configuration, and report the delivery "
+        "queue and the size of the data directory. Exits 0 only when all is sound.",
+    )
+    check.set_defaults(run=cmd_check)
     return parser
 
 
@@ -229,39 +254,59 @@ def _help(parser: argparse.ArgumentParser) -> Command:
 
 
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:
-    import uvicorn
-
     from glimpze.app import create_app
-    from glimpze.server import Server
+    from glimpze.config import parse_listen
+    from glimpze.server import SHUTDOWN_GRACE, Server, ServerConfig, listen_socket
+    from glimpze.tls import server_context
 
     if config.public_url is None and not _is_loopback(config.host):
         log.warning(
-            "public_url is not set: webhook and image URLs will say http://localhost:%d. "
+            "public_url is not set: webhook and image URLs will say %s. "
             "Set public_url in glimpze.toml (or GLIMPZE_PUBLIC_URL) to the address devices use.",
-            config.port,
+            config.base_url,
         )
+    try:
+        tls = server_context(config.tls) if config.tls_enabled else None
+    except ConfigError as exc:
+        print(f"glimpze: configuration error: {exc}", file=sys.stderr)
+        return 2
+    metrics_socket = None
+    if config.metrics.listen:
+        host, port = parse_listen(config.metrics.listen)
+        try:
+            metrics_socket = listen_socket(host, port)
+        except OSError as exc:
+            log.error("metrics.listen: cannot listen on %s: %s", config.metrics.listen, exc)
+            return 1
     app = create_app(config)
     server = Server(
-        uvicorn.Config(
+        ServerConfig(
             app,
+            tls=tls,
             host=config.host,
             port=config.port,
             log_config=None,
             access_log=False,
             server_header=False,
             proxy_headers=False,  # X-Forwarded-For is read by Glimpze itself, honouring trusted_proxies
-            timeout_graceful_shutdown=5,
+            timeout_graceful_shutdown=int(SHUTDOWN_GRACE),
             lifespan="on",
         ),
         app.state.glimpze,
+        metrics_socket=metrics_socket,
+        watchdog=True,
     )
+    scheme = "https" if tls else "http"
     log.info(
-        "glimpze %s listening on http://%s:%d (data in %s)",
+        "glimpze %s listening on %s://%s:%d (data in %s)",
         __version__,
+        scheme,
         config.host,
         config.port,
         config.data_path.resolve(),
     )
+    if metrics_socket is not None:
+        log.info("metrics without authentication on http://%s/metrics", config.metrics.listen)
     server.run()
     return 0 if server.started else 1
 
@@ -492,6 +537,31 @@ def cmd_webhooks_replay(args: argparse.Namespace, config: Config) -> int:
     count = _run(config, action)
     print(f"Queued {count} deliver{'y' if count == 1 else 'ies'} again; a running server sends them within a second.")
     return 0
+
+
+def cmd_backup(args: argparse.Namespace, config: Config) -> int:
+    from glimpze.backup import backup
+
+    report = backup(config, Path(args.path))
+    print(f"Backed up {config.data_path.resolve()} to {report.path} in {report.seconds:.1f} s:")
+    print(f"  glimpze.db   {report.database_bytes / 1e6:.1f} MB, integrity ok, {report.events} events")
+    print(f"  media/       {report.images} images, {report.image_bytes / 1e6:.1f} MB")
+    print(f"  VAPID keys   {', '.join(report.vapid_files) or 'none yet'}")
+    if report.missing_images:
+        print(f"  ({len(report.missing_images)} images were deleted by retention while the backup ran)")
+    print("To restore: stop Glimpze, copy these files into an empty data directory, start Glimpze.")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace, config: Config) -> int:
+    from glimpze.backup import check
+
+    report = check(config)
+    for line in report.lines():
+        print(line)
+    for problem in report.problems:
+        print(f"glimpze: {problem}", file=sys.stderr)
+    return 0 if report.sound else 1
 
 
 def cmd_admin_reset_password(args: argparse.Namespace, config: Config) -> int:

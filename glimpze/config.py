@@ -60,6 +60,17 @@ class PushConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     webpush_ttl_seconds: int = 86400  # how long a push service keeps a push for an offline device
 
 
+class MetricsConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    token: str | None = None
+    listen: str | None = None
+
+
+class TlsConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    cert: str | None = None
+    key: str | None = None
+    hsts: bool = False
+
+
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     host: str = "0.0.0.0"
     port: int = 8080
@@ -73,13 +84,26 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     plans: dict[str, Plan] = msgspec.field(default_factory=lambda: dict(DEFAULT_PLANS))
     webhooks: WebhooksConfig = msgspec.field(default_factory=WebhooksConfig)
     push: PushConfig = msgspec.field(default_factory=PushConfig)
+    metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
+    tls: TlsConfig = msgspec.field(default_factory=TlsConfig)
 
     @property
     def base_url(self) -> str:
         """The URL the outside world reaches this server at, without a trailing slash."""
         if self.public_url:
             return self.public_url.rstrip("/")
-        return f"http://localhost:{self.port}"
+        return f"{'https' if self.tls_enabled else 'http'}://localhost:{self.port}"
+
+    @property
+    def tls_enabled(self) -> bool:
+        """Glimpze itself serves HTTPS ([tls] cert and key)."""
+        return bool(self.tls.cert and self.tls.key)
+
+    @property
+    def https(self) -> bool:
+        """Browsers reach this deployment over HTTPS: TLS is on here, or `public_url` is https (a
+        proxy terminates TLS). Secure cookies and HSTS depend on this."""
+        return self.tls_enabled or (self.public_url or "").lower().startswith("https://")
 
     @property
     def data_path(self) -> Path:
@@ -91,7 +115,12 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 # Tables whose keys may be set from the environment as GLIMPZE_<TABLE>_<KEY>.
-_TABLES: dict[str, type[msgspec.Struct]] = {"webhooks": WebhooksConfig, "push": PushConfig}
+_TABLES: dict[str, type[msgspec.Struct]] = {
+    "webhooks": WebhooksConfig,
+    "push": PushConfig,
+    "metrics": MetricsConfig,
+    "tls": TlsConfig,
+}
 
 
 def load(
@@ -100,7 +129,8 @@ def load(
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> Config:
-    """Build the configuration: file, then environment, then `overrides` (CLI flags).
+    """Build the configuration: file, then environment, then `overrides` (CLI flags; a table key
+    is given as "table.key", e.g. "tls.cert").
 
     `path` falls back to $GLIMPZE_CONFIG, then to ./glimpze.toml when it exists.
     """
@@ -119,7 +149,15 @@ def load(
         raise ConfigError(f"{source}: no such configuration file")
     _merge_env(raw, env)
     for key, value in (overrides or {}).items():
-        if value is not None:
+        if value is None:
+            continue
+        table, dot, name = key.rpartition(".")
+        if dot:
+            section = raw.setdefault(table, {})
+            if not isinstance(section, dict):
+                raise ConfigError(f"{source}: {table}: expected a table")
+            section[name] = value
+        else:
             raw[key] = value
     plans = _load_plans(raw.pop("plans", {}), source)
     try:
@@ -257,3 +295,33 @@ def _check(config: Config, source: str) -> None:
         fail("push.timeout_seconds", "must be between 1 and 60")
     if not 0 <= push.webpush_ttl_seconds <= 28 * 86400:
         fail("push.webpush_ttl_seconds", "must be between 0 and 2419200 (28 days)")
+    if config.metrics.token is not None and len(config.metrics.token.strip()) < 16:
+        fail("metrics.token", "must be at least 16 characters (e.g. the output of: openssl rand -hex 16)")
+    if config.metrics.listen is not None:
+        try:
+            parse_listen(config.metrics.listen)
+        except ValueError as exc:
+            fail("metrics.listen", str(exc))
+    tls = config.tls
+    if bool(tls.cert) != bool(tls.key):
+        fail("tls.cert" if not tls.cert else "tls.key", "set both [tls] cert and key, or neither")
+    for key in ("cert", "key"):
+        file = getattr(tls, key)
+        if file and not Path(file).is_file():
+            fail(f"tls.{key}", f"no such file: {file}")
+    if tls.hsts and not config.https:
+        fail("tls.hsts", "needs HTTPS: set [tls] cert and key, or an https:// public_url")
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """ "127.0.0.1:9100", "[::1]:9100" or ":9100" (every interface) → (host, port); raises ValueError."""
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{text!r}: expected HOST:PORT, e.g. 127.0.0.1:9100")
+    host = host.removeprefix("[").removesuffix("]") or "0.0.0.0"
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if host != "localhost":
+            raise ValueError(f"{text!r}: the host must be an IP address or localhost") from None
+    return host, int(port)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
+import time
 from urllib.parse import urlsplit
 
 import httpcore
 import msgspec
 
+from glimpze import __version__
 from glimpze.action_links import ActionLinks
 from glimpze.admin import Admin
 from glimpze.agents import Agents
@@ -19,7 +22,7 @@ from glimpze.config import Config
 from glimpze.cta_context import CtaContext
 from glimpze.ctas import CtaRules
 from glimpze.db import Database
-from glimpze.delivery import Dispatcher
+from glimpze.delivery import SQL_QUEUE_STATS, Dispatcher
 from glimpze.feeds import Feeds
 from glimpze.idempotency import Idempotency
 from glimpze.ingest import Ingest, Stored
@@ -28,6 +31,7 @@ from glimpze.leads import Leads
 from glimpze.limits import AuthFailureLimiter, parse_networks
 from glimpze.media import Media
 from glimpze.messages import Messages
+from glimpze.metrics import Registry
 from glimpze.outbox import Outbox
 from glimpze.patterns import PatternSearcher
 from glimpze.push import Push
@@ -55,6 +59,7 @@ class Glimpze:
     ) -> None:
         self.config = config
         self.clock = clock or SystemClock()
+        self.metrics = Registry()
         self.db = Database(config.db_path, synchronous=config.synchronous)
         self.trusted_proxies = parse_networks(config.trusted_proxies)
         self.auth_failures = AuthFailureLimiter()
@@ -65,7 +70,9 @@ class Glimpze:
         self.outbox = Outbox(self.db, self.clock, config.webhooks.event_retention_days)
         self.webhooks = Webhooks(self.db, config, self.clock, self.outbox, self.policy)
         self.media = Media(config.data_path / "media", self.db, config.base_url)
-        self.ingest = Ingest(self.db, self.feeds, self.idempotency, self.clock, self.auth_failures, self.media)
+        self.ingest = Ingest(
+            self.db, self.feeds, self.idempotency, self.clock, self.auth_failures, self.media, self.metrics
+        )
         self.ingest.on_store.append(self.media.on_store)
         self.ingest.on_accept.append(self._emit_feed_event)
         self.widgets = Widgets(self.db, self.feeds, self.media, self.clock, self.auth_failures)
@@ -76,6 +83,7 @@ class Glimpze:
             self.outbox,
             lambda: guarded_pool(self.policy, network=network),
             busy=lambda: self.ingest.in_flight > 0,
+            metrics=self.metrics,
         )
         self.retention = Retention(self.db, config, self.media)
         self.settings = ProjectSettings(self.db, self.clock)
@@ -89,7 +97,9 @@ class Glimpze:
             timeout=config.push.timeout_seconds,
             transport=lambda: GuardedTransport(self.policy, network=network),
         )
-        self.push = Push(self.db, config, self.clock, self.push_targets, self.quiet_hours, self.webpush)
+        self.push = Push(
+            self.db, config, self.clock, self.push_targets, self.quiet_hours, self.webpush, metrics=self.metrics
+        )
         self.action_links = ActionLinks(self.db, config.base_url)
         self.approvals = Approvals(self.db, config, self.clock, self.outbox, self.push, self.action_links)
         self.push.links = self.approvals.links
@@ -113,6 +123,7 @@ class Glimpze:
         self.admin = Admin(self.db, self.clock)
         # Set when the server begins to shut down: streams end, long polls answer.
         self.stopping = asyncio.Event()
+        self._declare_gauges()
 
     async def open(self) -> None:
         await self.db.open()
@@ -131,6 +142,37 @@ class Glimpze:
         self.stopping.set()
         self.streams.wake_all()
         self.outbox.shutdown()
+
+    def _declare_gauges(self) -> None:
+        """The figures read at scrape time: the delivery queue, the data's size, the process."""
+        m = self.metrics
+        m.gauge("glimpze_info", "The running version (always 1)", ("version",)).set(__version__, value=1)
+        m.gauge("process_start_time_seconds", "When this process started (unix time)").set(value=time.time())
+        queued = m.gauge("glimpze_deliveries_queued", "Deliveries waiting to be sent, leased ones included")
+        leased = m.gauge("glimpze_deliveries_leased", "Deliveries being sent right now")
+        oldest = m.gauge(
+            "glimpze_delivery_oldest_due_seconds",
+            "How long the oldest due delivery (of an active webhook, or a callback) has waited",
+        )
+        files = m.gauge("glimpze_database_bytes", "Size of the database files", ("file",))
+        media = m.gauge("glimpze_media_bytes", "Size of the stored images")
+        streams = m.gauge("glimpze_sse_streams", "Server-Sent Event streams open now")
+        rss = m.gauge("process_resident_memory_bytes", "Resident memory of this process")
+
+        @m.collector
+        async def collect() -> None:
+            now = self.clock.now()
+            row = await self.db.fetch_one(SQL_QUEUE_STATS, {"now": now})
+            if row is not None:
+                queued.set(value=row["open"])
+                leased.set(value=row["leased"])
+                oldest.set(value=0 if row["oldest_due"] is None else max(0.0, now - row["oldest_due"]))
+            media.set(value=await self.db.fetch_value("SELECT coalesce(sum(bytes), 0) FROM media"))
+            for name, path in (("db", self.db.path), ("wal", self.db.path.with_name(self.db.path.name + "-wal"))):
+                files.set(name, value=path.stat().st_size if path.exists() else 0)
+            streams.set(value=self.streams.streams_open)
+            if (memory := _resident_bytes()) is not None:
+                rss.set(value=memory)
 
     def _emit_feed_event(self, conn: sqlite3.Connection, stored: Stored) -> None:
         """`feed.event` for every accepted event; its id is the ingested event's id."""
@@ -176,3 +218,12 @@ def _vapid_subject(config: Config) -> str:
     if config.public_url and config.public_url.startswith("https://"):
         return f"https://{urlsplit(config.public_url).hostname}"  # VAPID takes no port or path
     return FALLBACK_SUBJECT
+
+
+def _resident_bytes() -> int | None:
+    """This process's RSS from /proc (Linux); None elsewhere."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None

@@ -38,6 +38,7 @@ from glimpze.attempts import Claim, Outcome, attempt, claim_of
 from glimpze.clock import Clock, iso
 from glimpze.config import Config
 from glimpze.db import Database
+from glimpze.metrics import Registry
 from glimpze.outbox import Outbox
 
 log = logging.getLogger("glimpze.delivery")
@@ -54,6 +55,16 @@ FAILING_AFTER_ATTEMPTS = 10
 FAILING_AFTER_SECONDS = 3600
 
 SQL_RELEASE_LEASES = "UPDATE deliveries SET lease_until = NULL WHERE lease_until IS NOT NULL"
+# The queue at a glance (metrics, `glimpze check`): open deliveries, those being sent now, and the
+# oldest time one fell due, of an active webhook or a callback (a paused webhook's queue just waits).
+SQL_QUEUE_STATS = """
+    SELECT count(*) AS open,
+           count(CASE WHEN d.lease_until > :now THEN 1 END) AS leased,
+           min(CASE WHEN d.next_attempt_at <= :now AND (d.webhook_id IS NULL OR w.active) THEN d.next_attempt_at END)
+               AS oldest_due
+    FROM deliveries d LEFT JOIN webhooks w ON w.id = d.webhook_id
+    WHERE d.status IN ('pending', 'failed')
+"""
 # Sendable now: due and not leased. An ordered webhook may only send its head (oldest open delivery).
 _SENDABLE = """
     d.status IN ('pending', 'failed') AND d.next_attempt_at <= :now AND (d.lease_until IS NULL OR d.lease_until <= :now)
@@ -136,6 +147,7 @@ class Dispatcher:
         pool: Callable[[], httpcore.AsyncConnectionPool],
         rng: random.Random | None = None,
         busy: Callable[[], bool] = lambda: False,
+        metrics: Registry | None = None,
     ) -> None:
         self.db = db
         self.clock = clock
@@ -155,8 +167,13 @@ class Dispatcher:
         self._wake: asyncio.Event | None = None
         self._runner: asyncio.Task[None] | None = None
         self._stopping = False
+        self._stopped: asyncio.Future[None] | None = None
         self.attempts = 0
-        self.outcomes: dict[str, int] = {"delivered": 0, "failed": 0, "dead": 0}
+        self.outcomes = (metrics or Registry()).counter(
+            "glimpze_delivery_attempts_total",
+            "Delivery attempts by outcome: delivered, failed (a retry is scheduled), dead (given up), lost",
+            ("outcome",),
+        )
 
     # Running inside the server
 
@@ -196,8 +213,14 @@ class Dispatcher:
         await asyncio.gather(*self._records, return_exceptions=True)
 
     async def stop(self, grace: float = 5.0) -> None:
-        """Stop claiming; give running sends `grace` seconds, cancel the rest, release leases."""
-        self._stopping = True
+        """Stop claiming; give running sends `grace` seconds, cancel the rest, release leases.
+        Idempotent: a second call (the lifespan, after the server began stopping) waits for the first."""
+        if self._stopped is None:
+            self._stopping = True
+            self._stopped = asyncio.ensure_future(self._stop(grace))
+        await asyncio.shield(self._stopped)
+
+    async def _stop(self, grace: float) -> None:
         if self._runner is not None:
             self._runner.cancel()
         lanes = list(self._lanes.values())
@@ -211,6 +234,7 @@ class Dispatcher:
             self.outbox.forget(self._wake)
         if self._pool is not None:
             await self._pool.aclose()
+        # Claimed but not sent (or cut off): due again at the next start, no lease to wait out.
         await self.db.execute(SQL_RELEASE_LEASES)
 
     def _open_pool(self) -> httpcore.AsyncConnectionPool:
@@ -253,6 +277,8 @@ class Dispatcher:
                 # One at a time, each recorded before the next is sent. A feed's callbacks too: the
                 # answers to an approval (defer, defer, reject) arrive in the order they were given.
                 for claim in claims:
+                    if self._stopping:
+                        break
                     await self._pace()
                     await self._record(claim, await self._send(claim))
             else:
@@ -263,8 +289,9 @@ class Dispatcher:
         return sent
 
     async def _work(self, queue: collections.deque[Claim]) -> None:
-        """One of a lane's `concurrency` senders; results are recorded without holding up the next send."""
-        while queue:
+        """One of a lane's `concurrency` senders; results are recorded without holding up the next send.
+        Stopping, it sends nothing more: the claims left keep their lease until `stop` releases them."""
+        while queue and not self._stopping:
             claim = queue.popleft()
             await self._pace()
             self._record(claim, await self._send(claim))
@@ -329,7 +356,7 @@ class Dispatcher:
                             statuses.append("lost")
                 for (_, _, _, _, done), status in zip(batch, statuses):
                     self.attempts += 1
-                    self.outcomes[status] = self.outcomes.get(status, 0) + 1
+                    self.outcomes.inc(status)
                     done.set_result(None)
         finally:
             self._writing = None
@@ -365,15 +392,9 @@ class Dispatcher:
             status, next_at = "delivered", None
             if webhook_id is not None:
                 conn.execute(SQL_SUCCEEDED, (webhook_id,))
-        elif claim.cycle_attempt >= MAX_ATTEMPTS:
-            status, next_at = "dead", None
-            self._count_failure(conn, claim, now)
         else:
-            status = "failed"
-            delay = RETRY_DELAYS[claim.cycle_attempt - 1] * jitter
-            if outcome.retry_after is not None:
-                delay = max(delay, min(outcome.retry_after, MAX_RETRY_AFTER))
-            next_at = now + delay
+            delay = retry_delay(claim.cycle_attempt, jitter, outcome.retry_after)
+            status, next_at = ("dead", None) if delay is None else ("failed", now + delay)
             self._count_failure(conn, claim, now)
         conn.execute(
             SQL_FINISH,
@@ -427,3 +448,15 @@ class Dispatcher:
                 {"webhook_id": webhook_id, "url": row["url"], "reason": reason},
                 occurred_at=now,
             )
+
+
+def retry_delay(attempt: int, jitter: float, retry_after: float | None = None) -> float | None:
+    """Seconds until the next try after failed attempt number `attempt` (counted since the last
+    replay), or None when that was the last one (dead). `jitter` is the factor drawn in
+    [1 - JITTER, 1 + JITTER]; a receiver's Retry-After can stretch the wait, up to MAX_RETRY_AFTER."""
+    if attempt >= MAX_ATTEMPTS:
+        return None
+    delay = RETRY_DELAYS[attempt - 1] * jitter
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
+    return delay

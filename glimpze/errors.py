@@ -5,6 +5,7 @@ Domain code raises these; `glimpze.problems` turns them into RFC 9457 problem+js
     GlimpzeError                      500 internal_error (never raised for client faults)
     ├── BadRequest                    400 (invalid_json, invalid_request)
     ├── Unauthorized                  401 invalid_api_key | invalid_write_key | invalid_read_token | invalid_token
+    │                                     | invalid_metrics_token
     ├── Forbidden                     403 plan_forbids | forbidden | origin_not_allowed
     ├── NotFound                      404 not_found
     ├── Conflict                      409 conflict | idempotency_key_in_use | session_closed | invalid_transition
@@ -107,6 +108,12 @@ class PayloadTooLarge(GlimpzeError):
     status = 413
     code = "payload_too_large"
     title = "Request body too large"
+
+    @classmethod
+    def over(cls, limit: int) -> PayloadTooLarge:
+        """The whole body is over `limit` bytes."""
+        size = f"{limit // 2**20} MiB" if limit >= 2**20 else f"{limit // 1024} KiB"
+        return cls(f"The body is larger than {size}, the most this endpoint accepts.")
 
 
 class UnsupportedMediaType(GlimpzeError):

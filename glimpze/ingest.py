@@ -26,6 +26,7 @@ from glimpze.idempotency import Claim, Idempotency, body_digest
 from glimpze.ids import new_id
 from glimpze.limits import AuthFailureLimiter, Decision
 from glimpze.media import Media
+from glimpze.metrics import Registry
 from glimpze.pagination import decode_cursor, encode_cursor
 from glimpze.schemas import decode_event
 from glimpze.uploads import Upload, check_upload_feed, multipart_boundary, receive_form
@@ -188,6 +189,7 @@ class Ingest:
         clock: Clock,
         auth_failures: AuthFailureLimiter,
         media: Media,
+        metrics: Registry,
     ) -> None:
         self.db = db
         self.feeds = feeds
@@ -198,8 +200,14 @@ class Ingest:
         self.on_store: list[AcceptHook] = []  # every stored event, accepted or throttled
         self.on_accept: list[AcceptHook] = []  # accepted events only
         self.decide_push: PushDecider = _no_push
-        self.accepted = 0
-        self.throttled = 0
+        self.counted = metrics.counter(
+            "glimpze_ingest_events_total",
+            "Events ingested by feed and status (accepted, throttled)",
+            ("feed_id", "status"),
+        )
+        self.latency = metrics.histogram(
+            "glimpze_ingest_duration_seconds", "Time to answer an ingest request (JSON events and uploads, any status)"
+        )
         self.in_flight = 0  # requests being served right now; deliveries yield while any are
 
     async def authenticate(self, feed_id: str, secret: str | None, client: str) -> FeedState:
@@ -281,14 +289,14 @@ class Ingest:
                 hook(conn, stored)
 
         await self._write(job, feed)
-        self.accepted += 1
+        self.counted.inc(feed.id, "accepted")
         return Outcome(202, answer, decision.headers())
 
     async def _throttle(
         self, feed: FeedState, event: Any, submission: Submission, decision: Decision, now: float
     ) -> Outcome:
         """Refused by the quota: the first few per minute are logged, the rest only counted."""
-        self.throttled += 1
+        self.counted.inc(feed.id, "throttled")
         event_id = None
         if feed.buckets.store_throttled(now):
             stored = self._stored(feed, event, submission, now, "throttled", False, "none")

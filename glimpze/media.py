@@ -125,7 +125,7 @@ class Media:
             finally:
                 os.close(fd)
             self._place(file)
-        _fsync_dir(self.root)
+        fsync(self.root)
 
     def _place(self, file: MediaFile) -> bool:
         """Link the spool file to its content address; False when it was already there."""
@@ -153,7 +153,7 @@ class Media:
                 (file.sha256, file.ext, file.content_type, file.size, file.width, file.height, stored.received_at),
             )
             if not self.path(file.name).exists() and self._place(file):  # collect() took it meanwhile
-                _fsync_dir(self.root)
+                fsync(self.root)
         refs = list(self.references(event))
         if refs:
             conn.executemany(SQL_REFERENCE, [(stored.seq, slot, sha, ext) for slot, sha, ext in refs])
@@ -226,8 +226,9 @@ class Media:
         return names
 
 
-def _fsync_dir(path: Path) -> None:
-    """Make a directory's new entries durable (a link is not on disk until its folder is synced)."""
+def fsync(path: Path) -> None:
+    """Make a file's bytes, or a directory's new entries, durable (a link is not on disk until its
+    folder is synced)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

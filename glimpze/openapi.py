@@ -2,8 +2,11 @@
 
 Litestar generates it from the handlers; `complete()` then adds what it cannot see:
 - request bodies: handlers that must decode strictly read their raw body instead of taking
-  `data: Struct` (which Litestar decodes leniently), and name the body type in `opt={"body": T}`;
+  `data: Struct` (which Litestar decodes leniently), and name the body type in `opt={"body": T}`
+  (with `"body_optional": True` when an empty body means the defaults);
 - the ingest endpoints, an ASGI mount (see routes/ingest.py): JSON events and image uploads;
+- list limits: `?limit=` is 1 to 100 everywhere (checked by the service, not by Litestar);
+- uploaded images: `/media/{name}` answers PNG, JPEG or WebP, whichever was uploaded;
 - the error shape: every operation answers problem+json on failure.
 """
 
@@ -20,8 +23,9 @@ from litestar.routes import HTTPRoute
 
 from glimpze import __version__
 from glimpze.errors import FieldError
-from glimpze.images import WIDGET_PIXELS
+from glimpze.images import CONTENT_TYPES, WIDGET_PIXELS
 from glimpze.ingest import Accepted
+from glimpze.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from glimpze.schemas import CustomContent, IngestEvent
 from glimpze.uploads import IMAGE_FIELDS, IMAGE_MAX_BYTES, UPLOAD_MAX_BYTES
 
@@ -55,6 +59,9 @@ def openapi_config() -> OpenAPIConfig:
         components=Components(
             security_schemes={
                 "apiKey": SecurityScheme(type="http", scheme="bearer", description="Project API key `gzp_…`"),
+                "metricsToken": SecurityScheme(
+                    type="http", scheme="bearer", description="The `[metrics] token` of glimpze.toml"
+                ),
                 "writeKey": SecurityScheme(type="http", scheme="bearer", description="Feed write key `gzw_…`"),
                 "readToken": SecurityScheme(type="http", scheme="bearer", description="Feed read token `gzr_…`"),
                 "readTokenQuery": SecurityScheme(
@@ -94,10 +101,37 @@ class Problem(msgspec.Struct):
 
 
 def complete(app: Litestar, spec: dict[str, Any]) -> None:
-    """Add request bodies, the ingest mount and the error shape to the generated document."""
+    """Add request bodies, the ingest mount, list limits and the error shape to the generated document."""
     _document_ingest(spec)
     _document_bodies(app, spec)
+    _document_limits(spec)
+    _document_media(spec)
     _document_problems(spec)
+
+
+def _document_limits(spec: dict[str, Any]) -> None:
+    """Every `?limit=` is checked by pagination.check_limit: say so (handlers take a plain int)."""
+    for methods in spec.get("paths", {}).values():
+        for operation in methods.values():
+            for parameter in operation.get("parameters", []) if isinstance(operation, dict) else []:
+                if parameter.get("name") == "limit" and parameter.get("in") == "query":
+                    parameter["schema"] = {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": MAX_LIMIT,
+                        "default": DEFAULT_LIMIT,
+                    }
+
+
+def _document_media(spec: dict[str, Any]) -> None:
+    """A handler has one media type; a stored image has the type it was uploaded with."""
+    operation = spec.get("paths", {}).get("/media/{name}", {}).get("get")
+    if operation is not None:
+        image = {"schema": {"type": "string", "format": "binary"}}
+        operation.setdefault("responses", {})["200"] = {
+            "description": "The image, as uploaded",
+            "content": {content_type: image for content_type in CONTENT_TYPES.values()},
+        }
 
 
 def _document_ingest(spec: dict[str, Any]) -> None:
@@ -191,7 +225,7 @@ def _document_problems(spec: dict[str, Any]) -> None:
 
 def _document_bodies(app: Litestar, spec: dict[str, Any]) -> None:
     """Add the request body of every handler with `opt["body"]` to the generated document."""
-    bodies: list[tuple[str, str, Any]] = []
+    bodies: list[tuple[str, str, Any, bool]] = []
     for route in app.routes:
         if not isinstance(route, HTTPRoute):
             continue
@@ -199,12 +233,12 @@ def _document_bodies(app: Litestar, spec: dict[str, Any]) -> None:
             body = handler.opt.get("body")
             if body is not None:
                 for method in handler.http_methods:
-                    bodies.append((route.path_format, method.lower(), body))
+                    bodies.append((route.path_format, method.lower(), body, not handler.opt.get("body_optional")))
     if not bodies:
         return
     schemas, components = msgspec.json.schema_components([b[2] for b in bodies], ref_template=REF)
     spec.setdefault("components", {}).setdefault("schemas", {}).update(components)
-    for (path, method, _), schema in zip(bodies, schemas):
+    for (path, method, _, required), schema in zip(bodies, schemas):
         operation = spec.get("paths", {}).get(path, {}).get(method)
         if operation is not None:
-            operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
+            operation["requestBody"] = {"required": required, "content": {"application/json": {"schema": schema}}}

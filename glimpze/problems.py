@@ -21,7 +21,7 @@ from litestar.exceptions.http_exceptions import (
 )
 
 from glimpze.db import StorageError
-from glimpze.errors import FieldError, GlimpzeError
+from glimpze.errors import FieldError, GlimpzeError, PayloadTooLarge
 
 log = logging.getLogger("glimpze.errors")
 
@@ -94,7 +94,7 @@ def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[
     elif isinstance(exc, MethodNotAllowedException):
         detail = f"{request.method} is not allowed on {request.url.path}."
     elif isinstance(exc, RequestEntityTooLarge):
-        detail = "The request body is larger than this endpoint accepts (64 KiB for events)."
+        detail = PayloadTooLarge.over(request.route_handler.resolve_request_max_body_size() or 0).detail
     elif isinstance(exc, ValidationException):
         code, title = _CODES[422]
         return problem(422, code, title, _validation_detail(exc), _validation_errors(exc), headers)

@@ -37,6 +37,7 @@ from glimpze.errors import not_found
 from glimpze.feeds import FeedState
 from glimpze.ids import new_id
 from glimpze.ingest import NO_PUSH, PushDecision, Stored
+from glimpze.metrics import Registry
 from glimpze.pagination import Page, page
 from glimpze.push_targets import PushTargets, Target
 from glimpze.quiet_hours import QuietHours, QuietHoursSpec, QuietHoursState
@@ -132,6 +133,7 @@ class Push:
         targets: PushTargets,
         quiet: QuietHours,
         webpush: WebPush,
+        metrics: Registry | None = None,
     ) -> None:
         self.db = db
         self.clock = clock
@@ -151,6 +153,12 @@ class Push:
         self._wake: asyncio.Event | None = None
         self._runner: asyncio.Task[None] | None = None
         self.sent = 0
+        self.outcomes = (metrics or Registry()).counter(
+            "glimpze_pushes_total",
+            "Pushes by outcome: sent (to at least one target), failed, suppressed (quiet hours, or an approval "
+            "answered before its push went out), coalesced (the feed's push limit)",
+            ("outcome",),
+        )
 
     # Deciding and queuing (inside ingest)
 
@@ -164,9 +172,11 @@ class Push:
         if approval:
             return PushDecision("queued", HELD if quiet else QUEUED)
         if quiet:
+            self.outcomes.inc(SUPPRESSED)
             return PushDecision("suppressed", SUPPRESSED)
         last = self._last_push.get(feed.id)
         if last is not None and 0 <= now - last < self.interval:
+            self.outcomes.inc(COALESCED)
             return PushDecision("suppressed", COALESCED)
         self._last_push[feed.id] = now
         return PushDecision("queued", QUEUED)
@@ -327,10 +337,12 @@ class Push:
             links = await self.links(row["event_id"], now)
             if links is None:
                 await self._finish(row, SUPPRESSED, "the approval was answered before its push went out", now)
+                self.outcomes.inc(SUPPRESSED)
                 return
         targets = await self.targets.of_project(row["project_id"])
         if not targets:
             await self._finish(row, "failed", "the project has no push targets", now)
+            self.outcomes.inc("failed")
             return
         title, body = row["title"], row["body"]
         actions = [{"action": action, "title": action.title(), "url": url} for action, url in links.items()]
@@ -346,6 +358,7 @@ class Push:
         if count is not None:
             self.targets.set_count(row["project_id"], count)
         self.sent += 1
+        self.outcomes.inc("sent" if any(status == "sent" for status, _ in results) else "failed")
 
     async def test(self, project_id: str, target_id: str) -> PushResult:
         """Send a test notification to one target now and say how it went (a gone subscription is

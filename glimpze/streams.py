@@ -20,6 +20,7 @@ from glimpze.db import Database
 
 HEARTBEAT_SECONDS = 15.0  # an SSE comment this often keeps proxies from closing an idle stream
 READ_BATCH = 100
+MAX_SEQ = 2**63 - 1  # SQLite's largest INTEGER: a stream number a client sends is at most this
 
 SQL_NEXT_SEQ = "UPDATE sessions SET stream_seq = stream_seq + 1 WHERE id = ? RETURNING stream_seq"
 SQL_INSERT = "INSERT INTO session_stream (session_id, seq, event, data, created_at) VALUES (?, ?, ?, ?, ?)"

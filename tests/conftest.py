@@ -27,6 +27,7 @@ from glimpze.app import create_app
 from glimpze.clock import FakeClock
 from glimpze.config import Config, load
 from glimpze.server import Server
+from tests.figures import REPORTED
 from tests.receiver import Receiver
 from tests.screenshots import SCREENSHOT
 
@@ -35,6 +36,10 @@ from tests.screenshots import SCREENSHOT
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     outcome = yield
     report = outcome.get_result()
+    if report.when == "call":
+        # Figures travel on the report, so they reach the main process from pytest-xdist workers too.
+        report.user_properties.extend(("figure", line) for line in REPORTED)
+        REPORTED.clear()
     shoot = item.stash.get(SCREENSHOT, None)  # set by tests that show a page: saves a screenshot
     if report.when == "call" and shoot is not None:
         try:
@@ -42,6 +47,29 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         except Exception as exc:  # a crashed page must not hide the test's own failure
             where = f"could not be saved: {exc!r}"
         report.sections.append(("screenshot", where))  # printed with a failure's report
+
+
+# The longest suites start first, so that pytest-xdist's workers (.ci/run: -n 2) finish together.
+LONG_FIRST = ("test_soak.py", "test_schemathesis.py", "test_backup.py", "test_widget_browser.py", "test_shutdown.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: LONG_FIRST.index(item.path.name) if item.path.name in LONG_FIRST else len(LONG_FIRST))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The figures tests reported with tests.figures.report(), after the results."""
+    lines = [
+        value
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        for name, value in getattr(report, "user_properties", ())
+        if name == "figure"
+    ]
+    if lines:
+        terminalreporter.section("figures")
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture
@@ -178,6 +206,19 @@ def row_counts(db_path: Path) -> dict[str, int]:
         conn.close()
 
 
+def loopback_socket() -> socket.socket:
+    """A TCP socket bound to a free port on 127.0.0.1, for uvicorn's `serve(sockets=[…])`.
+
+    Made with IPPROTO_TCP so that asyncio sets TCP_NODELAY on the connections it accepts (it
+    checks the socket's protocol): without it every answer written in two parts (headers, then
+    body) waits ~40 ms for the client's delayed ACK. (uvloop, which `glimpze serve` runs on, sets
+    it regardless.)
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
 class LiveServer(Server):
     """Glimpze's server class without signal handling: it runs inside the test's event loop."""
 
@@ -193,21 +234,26 @@ async def live(config: Config, clock: FakeClock) -> AsyncIterator[Api]:
     `live.app.state.server` is the uvicorn server (set `should_exit` to shut it down)."""
     said: list[str] = []
     app = create_app(config, clock=clock, announce=said.append)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+    async with serving(app) as (server, url):
+        app.state.server = server
+        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+            yield Api(client, admin_key_from(said), app, said)
+
+
+@asynccontextmanager
+async def serving(app: Any, *, grace: int = 5) -> AsyncIterator[tuple[LiveServer, str]]:
+    """`app` served by uvicorn on a free port of 127.0.0.1 in this loop: (the server, its URL)."""
+    sock = loopback_socket()
     server = LiveServer(
-        uvicorn.Config(app, lifespan="on", log_config=None, access_log=False, timeout_graceful_shutdown=5),
+        uvicorn.Config(app, lifespan="on", log_config=None, access_log=False, timeout_graceful_shutdown=grace),
         app.state.glimpze,
     )
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:  # uvicorn has no startup event to await
         assert not task.done(), task.exception()
         await asyncio.sleep(0.01)
-    app.state.server = server
-    port = sock.getsockname()[1]
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-            yield Api(client, admin_key_from(said), app, said)
+        yield server, f"http://127.0.0.1:{sock.getsockname()[1]}"
     finally:
         server.should_exit = True
         await task

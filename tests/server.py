@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -35,29 +36,45 @@ def free_port() -> int:
 class Server:
     """A `glimpze serve` process; start() waits for /healthz, kill() sends SIGKILL."""
 
-    def __init__(self, root: Path, config_text: str = UNLIMITED_PLAN, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        config_text: str = UNLIMITED_PLAN,
+        env: dict[str, str] | None = None,
+        *,
+        args: list[str] | None = None,
+        scheme: str = "http",
+        verify: Any = True,
+    ) -> None:
+        """`args` are added to `glimpze serve`; `scheme` and `verify` (a CA file for httpx) are for TLS."""
         self.root = root
         self.data = root / "data"
         self.config = root / "glimpze.toml"
         self.config.write_text(config_text)
         self.port = free_port()
         self.env = env or {}
+        self.args = args or []
+        self.scheme = scheme
+        self.verify = verify
         self.proc: subprocess.Popen[bytes] | None = None
         self.runs = 0
+        self.start_seconds = 0.0  # from starting the process to its first /healthz 200
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     @property
     def log_path(self) -> Path:
         return self.root / f"server-{self.runs}.log"
 
-    def start(self, timeout: float = 15.0) -> None:
+    def start(self, timeout: float = 15.0, poll: float = 0.05) -> None:
+        """Start the process and wait for /healthz to answer 200, asking every `poll` seconds."""
         self.runs += 1
         env = {**os.environ, "PYTHONPATH": str(REPO), **self.env}
         for name in [n for n in env if n.startswith("GLIMPZE_") and n not in self.env]:
             del env[name]
+        began = time.monotonic()
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -72,6 +89,7 @@ class Server:
                 "127.0.0.1",
                 "--port",
                 str(self.port),
+                *self.args,
             ],
             stdout=self.log_path.open("wb"),
             stderr=subprocess.STDOUT,
@@ -83,11 +101,12 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"glimpze serve exited with {self.proc.returncode}:\n{self.output()}")
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}/healthz", timeout=1, verify=self.verify).status_code == 200:
+                    self.start_seconds = time.monotonic() - began
                     return
             except httpx.HTTPError:
                 pass
-            time.sleep(0.05)
+            time.sleep(poll)
         self.kill()
         raise RuntimeError(f"glimpze serve did not become healthy:\n{self.output()}")
 
@@ -99,6 +118,10 @@ class Server:
         assert match, self.output()
         return match.group(0)
 
+    def rss_mb(self) -> float:
+        assert self.proc is not None
+        return rss_mb(self.proc.pid)
+
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
@@ -108,3 +131,27 @@ class Server:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout)
+
+
+def rss_mb(pid: int) -> float:
+    """The resident set size of a process, in MiB, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def run_cli(
+    *args: str, data: Path, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run `glimpze ARGS --data-dir DATA` as a subprocess (no GLIMPZE_* from this environment)."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("GLIMPZE_")}
+    environ.update({"PYTHONPATH": str(REPO), **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "glimpze", *args, "--data-dir", str(data)],
+        capture_output=True,
+        text=True,
+        env=environ,
+        cwd=cwd or data.parent,
+        timeout=60,
+    )

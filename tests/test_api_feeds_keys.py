@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -175,6 +176,19 @@ async def test_unknown_routes_and_methods_answer_problems(api: Api) -> None:
     assert missing.status_code == 404 and missing.json()["code"] == "not_found"
     wrong = await api.client.put("/healthz")
     assert wrong.status_code == 405 and wrong.json()["code"] == "method_not_allowed"
+    large = await api.post("/v1/agents", content=b'{"name": "' + b"a" * 2**20 + b'"}')
+    assert large.status_code == 413 and large.json()["code"] == "payload_too_large"
+    assert large.json()["detail"] == "The body is larger than 1 MiB, the most this endpoint accepts."
+
+
+async def test_options_allows_every_method_the_document_shows(api: Api) -> None:
+    """Litestar 2.x answered OPTIONS with the methods of one handler of the path (found by schemathesis)."""
+    spec = (await api.client.get("/schema/openapi.json")).json()
+    for path, methods in spec["paths"].items():
+        documented = {m.upper() for m in methods if m in ("get", "post", "put", "patch", "delete")}
+        answer = await api.client.options(re.sub(r"{[^}]+}", "x", path))
+        allowed = {m.strip() for m in answer.headers["allow"].split(",")} - {"OPTIONS"}
+        assert allowed == documented, (path, answer.headers["allow"])
 
 
 async def test_healthz_and_openapi(api: Api) -> None:

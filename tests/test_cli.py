@@ -3,39 +3,22 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.server import REPO, Server
-
-
-def glimpze(
-    *args: str, data: Path, cwd: Path | None = None, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("GLIMPZE_")}
-    environ.update({"PYTHONPATH": str(REPO), **(env or {})})
-    return subprocess.run(
-        [sys.executable, "-m", "glimpze", *args, "--data-dir", str(data)],
-        capture_output=True,
-        text=True,
-        env=environ,
-        cwd=cwd or data.parent,
-        timeout=60,
-    )
+from tests.server import Server
+from tests.server import run_cli as glimpze
 
 
 def test_help_explains_every_command(tmp_path: Path) -> None:
     top = glimpze("--help", data=tmp_path / "data")
     assert top.returncode == 0
-    for command in ("serve", "projects", "keys", "feeds", "webhooks"):
+    for command in ("serve", "projects", "keys", "feeds", "webhooks", "backup", "check"):
         assert command in top.stdout
     serve = glimpze("serve", "--help", data=tmp_path / "data")
-    for flag in ("--config", "--host", "--port", "--data-dir"):
+    for flag in ("--config", "--host", "--port", "--data-dir", "--tls-cert", "--tls-key"):
         assert flag in serve.stdout
     create = glimpze("keys", "create", "--help", data=tmp_path / "data")
     assert "--name" in create.stdout and "--json" in create.stdout

@@ -8,7 +8,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from glimpze.config import _TABLES, Config, ConfigError, Plan, load
+from glimpze.config import _TABLES, Config, ConfigError, Plan, load, parse_listen
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -77,6 +77,13 @@ def test_partial_default_plan_and_new_plan(tmp_path: Path) -> None:
         ('trusted_proxies = ["not-an-ip"]\n', "trusted_proxies[0]"),
         ('log_level = "loud"\n', "log_level"),
         ("port = \n", "not valid TOML"),
+        ('[tls]\ncert = "glimpze.toml"\n', "tls.key: set both [tls] cert and key, or neither"),
+        ('[tls]\ncert = "nope.pem"\nkey = "nope.pem"\n', "tls.cert: no such file"),
+        ("[tls]\nhsts = true\n", "tls.hsts: needs HTTPS"),
+        ('[metrics]\ntoken = "short"\n', "metrics.token: must be at least 16"),
+        ('[metrics]\nlisten = "9100"\n', "metrics.listen: '9100': expected HOST:PORT"),
+        ('[metrics]\nlisten = "prometheus.local:9100"\n', "metrics.listen"),
+        ("[metrics]\nport = 9100\n", "metrics.port: unknown key"),
     ],
 )
 def test_errors_name_the_file_and_key(tmp_path: Path, text: str, where: str) -> None:
@@ -119,3 +126,35 @@ def test_every_setting_is_documented_in_glimpze_toml() -> None:
 def test_the_shipped_glimpze_toml_is_the_defaults() -> None:
     shipped = load(REPO / "glimpze.toml", env={})
     assert msgspec.structs.asdict(shipped) == msgspec.structs.asdict(Config())
+
+
+def test_https_and_tls_settings(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_text("x")
+    key.write_text("x")
+    plain = load(write(tmp_path, ""), env={})
+    assert not plain.https and not plain.tls_enabled
+    behind_proxy = load(write(tmp_path, 'public_url = "https://glimpze.example.com"\n[tls]\nhsts = true\n'), env={})
+    assert behind_proxy.https and not behind_proxy.tls_enabled and behind_proxy.tls.hsts
+    # flags reach table keys; TLS on makes the default URLs https
+    direct = load(write(tmp_path, ""), env={}, overrides={"tls.cert": str(cert), "tls.key": str(key), "port": 8443})
+    assert direct.https and direct.tls_enabled
+    assert direct.base_url == "https://localhost:8443"
+    env = {
+        "GLIMPZE_TLS_CERT": str(cert),
+        "GLIMPZE_TLS_KEY": str(key),
+        "GLIMPZE_TLS_HSTS": "true",
+        "GLIMPZE_METRICS_LISTEN": "[::1]:9100",
+        "GLIMPZE_METRICS_TOKEN": "0123456789abcdef",
+    }
+    from_env = load(write(tmp_path, ""), env=env)
+    assert from_env.tls.hsts and from_env.tls.cert == str(cert)
+    assert from_env.metrics.listen == "[::1]:9100" and from_env.metrics.token == "0123456789abcdef"
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [("127.0.0.1:9100", ("127.0.0.1", 9100)), ("[::1]:9100", ("::1", 9100)), (":9100", ("0.0.0.0", 9100))],
+)
+def test_metrics_listen_addresses(text: str, expected: tuple[str, int]) -> None:
+    assert parse_listen(text) == expected

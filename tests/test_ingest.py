@@ -33,6 +33,7 @@ async def test_every_seed_example_is_accepted_logged_and_becomes_the_widget(api:
         "push": "none",
     }
     assert answer["id"].startswith("evt_")
+    assert response.headers["content-length"] == str(len(response.content))  # not chunked
     log = (await api.get(f"/v1/feeds/{feed['id']}/events")).json()
     [event] = log["data"]
     assert event["id"] == answer["id"]

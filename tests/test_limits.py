@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from glimpze.clock import FakeClock
-from glimpze.config import Config, load
-from glimpze.limits import Bucket, client_ip, parse_networks
+from glimpze.config import Config, Plan, load
+from glimpze.limits import Bucket, FeedBuckets, client_ip, parse_networks
 from tests.conftest import Api, row_counts, running
 
 pytestmark = pytest.mark.anyio
@@ -106,6 +106,71 @@ def test_bucket_admits_whenever_a_token_is_there(arrivals: list[float]) -> None:
     for now in sorted(arrivals):
         before = min(6.0, bucket.tokens + (now - bucket.at) * bucket.rate)
         assert bucket.take(now) == (before >= 1)
+
+
+plans = st.builds(
+    Plan,
+    events_per_minute=st.integers(1, 120),
+    events_per_day=st.integers(1, 5000),
+    history_days=st.just(7),
+    custom_feeds=st.just(0),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(plan=plans, gaps=st.lists(st.floats(0, 3600, allow_nan=False), min_size=1, max_size=300))
+def test_both_buckets_bound_what_a_feed_admits(plan: Plan, gaps: list[float]) -> None:
+    """Over any arrival pattern a feed admits no more than either bucket allows, and the
+    RateLimit headers never promise what is not there."""
+    buckets = FeedBuckets.load(plan, 0.0, None, None, None)
+    now, admitted = 0.0, 0
+    for gap in gaps:
+        now += gap
+        decision = buckets.take(now)
+        admitted += decision.allowed
+        assert admitted <= plan.events_per_minute + now * plan.events_per_minute / 60 + 1e-6
+        assert admitted <= plan.events_per_day + now * plan.events_per_day / 86400 + 1e-6
+        assert 0 <= decision.remaining <= decision.limit
+        assert decision.limit in (plan.events_per_minute, plan.events_per_day)
+
+
+@settings(max_examples=150, deadline=None)
+@given(plan=plans, burst=st.integers(1, 200), at=st.floats(0, 86400, allow_nan=False))
+def test_retry_after_is_exactly_long_enough(plan: Plan, burst: int, at: float) -> None:
+    """A refused client that waits `Retry-After` seconds gets in; one second less is still too early."""
+    buckets = FeedBuckets.load(plan, at, None, None, None)
+    for _ in range(burst):
+        decision = buckets.take(at)
+    if decision.allowed:
+        return
+    wait = decision.retry_after
+    early = FeedBuckets.load(plan, at, buckets.minute.tokens, buckets.day.tokens, at)
+    assert not early.take(at + wait - 1).allowed
+    assert buckets.take(at + wait + 1e-6).allowed
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    before=plans,
+    after=plans,
+    used=st.integers(0, 200),
+    later=st.floats(0, 600, allow_nan=False),
+)
+def test_a_plan_change_keeps_what_was_used(before: Plan, after: Plan, used: int, later: float) -> None:
+    """Moving a feed to another plan neither refunds the tokens it used nor goes below empty."""
+    buckets = FeedBuckets.load(before, 0.0, None, None, None)
+    taken = sum(buckets.take(0.0).allowed for _ in range(used))
+    buckets.set_plan(after, later)
+    for bucket, capacity, per in (
+        (buckets.minute, after.events_per_minute, 60),
+        (buckets.day, after.events_per_day, 86400),
+    ):
+        refilled = later * (before.events_per_minute / 60 if per == 60 else before.events_per_day / 86400)
+        old_capacity = before.events_per_minute if per == 60 else before.events_per_day
+        used_then = max(0.0, min(old_capacity, taken) - refilled)
+        bucket.refill(later)  # an unchanged plan is left alone until the next take
+        assert 0 <= bucket.tokens <= capacity
+        assert math.isclose(bucket.tokens, max(0.0, capacity - used_then), abs_tol=1e-6)
 
 
 async def test_ninety_concurrent_requests_on_a_pro_feed(api: Api, clock: FakeClock) -> None:

@@ -535,3 +535,21 @@ async def test_a_test_push_goes_to_one_target_at_once_and_says_how_it_went(api: 
     assert [t["id"] for t in (await api.get("/v1/push/targets")).json()["data"]] == [target["id"]]
     assert (await api.post("/v1/push/targets/ptg_missing/test")).status_code == 404
     assert await push_log(api) == []  # tests are not an event's pushes
+
+
+async def test_metrics_count_pushes_by_outcome(api: Api, receiver: Receiver, clock: FakeClock) -> None:
+    await apprise_target(api, receiver)
+    feed = await api.feed("status")
+    assert (await api.ingest(feed, STATUS_EVENT)).json()["push"] == "queued"
+    assert (await api.ingest(feed, STATUS_EVENT)).json()["push"] == "suppressed"  # the feed's push limit
+    assert await send(api, clock) == 1
+    receiver.script([Answer(500)])
+    clock.advance(60)
+    await api.ingest(feed, STATUS_EVENT)
+    assert await send(api, clock) == 1
+    pushes = {
+        line.split('"')[1]: float(line.rsplit(" ", 1)[1])
+        for line in (await api.get("/metrics")).text.splitlines()
+        if line.startswith("glimpze_pushes_total{")
+    }
+    assert pushes == {"sent": 1, "failed": 1, "coalesced": 1}

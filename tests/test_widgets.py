@@ -246,5 +246,6 @@ async def test_the_openapi_document_shows_the_upload_and_the_readers(api: Api) -
     assert form["small_image"]["format"] == "binary"
     assert "202" in upload["responses"] and "default" in upload["responses"]
     assert "/w/{feed_id}/{image}" in spec["paths"] and "/w/{target}" in spec["paths"]
-    assert "/media/{name}" in spec["paths"]
+    media = spec["paths"]["/media/{name}"]["get"]["responses"]["200"]["content"]
+    assert set(media) == {"image/png", "image/jpeg", "image/webp"}
     assert {"readToken", "readTokenQuery"} <= set(spec["components"]["securitySchemes"])

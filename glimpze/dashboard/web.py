@@ -31,7 +31,6 @@ from litestar.exceptions import HTTPException
 from litestar.response import Redirect, Template
 
 from glimpze.admin import SESSION_SECONDS, DashboardSession
-from glimpze.config import Config
 from glimpze.core import Glimpze
 from glimpze.errors import GlimpzeError
 from glimpze.ids import same
@@ -82,18 +81,6 @@ SECURITY_HEADERS = [
     (b"cross-origin-resource-policy", b"same-origin"),
     (b"permissions-policy", b"camera=(), microphone=(), geolocation=(), payment=()"),
 ]
-HSTS = (b"strict-transport-security", b"max-age=31536000")
-
-
-def cookies_secure(config: Config) -> bool:
-    """Secure cookies when browsers reach the server over https (DESIGN §7, Dashboard)."""
-    tls = getattr(config, "tls", None)  # [tls] arrives with the operations issue
-    return (config.public_url or "").lower().startswith("https://") or bool(getattr(tls, "cert", None))
-
-
-def hsts_enabled(config: Config) -> bool:
-    tls = getattr(config, "tls", None)
-    return bool(getattr(tls, "hsts", False)) and bool(getattr(tls, "cert", None) or cookies_secure(config))
 
 
 @dataclass(slots=True)
@@ -132,7 +119,7 @@ class Ui:
     def __init__(self, glimpze: Glimpze) -> None:
         self.glimpze = glimpze
         self.notices = Notices()
-        self.secure = cookies_secure(glimpze.config)
+        self.secure = glimpze.config.https  # Secure cookies over https (DESIGN §7, Dashboard)
         prefix = "__Host-" if self.secure else ""
         self.session_cookie = prefix + "glimpze_session"
         self.csrf_cookie = prefix + "glimpze_csrf"
@@ -431,8 +418,7 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        config = scope["litestar_app"].state.glimpze.config
-        extra = [*SECURITY_HEADERS, HSTS] if hsts_enabled(config) else SECURITY_HEADERS
+        extra = SECURITY_HEADERS  # HSTS, when on, comes from tls.HstsMiddleware on every response
 
         async def send_with_headers(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":

@@ -6,7 +6,7 @@ from litestar import Request, Router, get, post
 from litestar.params import FromPath, FromQuery
 
 from glimpze.agents import Agent, AgentCreate
-from glimpze.pagination import Page, check_limit, decode_cursor
+from glimpze.pagination import DEFAULT_LIMIT, Page, check_limit, decode_cursor
 from glimpze.routes.common import App, Caller, read_json
 from glimpze.validation import Decoder
 
@@ -21,7 +21,7 @@ async def create_agent(request: Request, glimpze: App, principal: Caller) -> Age
 
 @get("/", summary="List agents, oldest first")
 async def list_agents(
-    glimpze: App, principal: Caller, limit: FromQuery[int | None] = None, cursor: FromQuery[str | None] = None
+    glimpze: App, principal: Caller, limit: FromQuery[int] = DEFAULT_LIMIT, cursor: FromQuery[str | None] = None
 ) -> Page[Agent]:
     return await glimpze.agents.list(principal.project_id, after=decode_cursor(cursor, int), limit=check_limit(limit))
 

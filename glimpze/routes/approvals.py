@@ -9,7 +9,7 @@ from litestar import Request, Router, get, post
 from litestar.params import FromPath, FromQuery
 
 from glimpze.approvals import Approval, ApprovalDetail
-from glimpze.pagination import Page, check_limit, decode_cursor
+from glimpze.pagination import DEFAULT_LIMIT, Page, check_limit, decode_cursor
 from glimpze.routes.common import App, Caller, read_json
 from glimpze.validation import Decoder
 
@@ -28,7 +28,7 @@ async def list_approvals(
     glimpze: App,
     principal: Caller,
     status: FromQuery[Literal["pending", "approved", "rejected"] | None] = None,
-    limit: FromQuery[int | None] = None,
+    limit: FromQuery[int] = DEFAULT_LIMIT,
     cursor: FromQuery[str | None] = None,
 ) -> Page[Approval]:
     return await glimpze.approvals.list(

@@ -7,7 +7,7 @@ from litestar.params import FromPath, FromQuery
 
 from glimpze.cta_context import CtaSecret, CtaVerify, Verification
 from glimpze.ctas import Cta, CtaCreate, CtaPatch
-from glimpze.pagination import Page, check_limit, decode_cursor
+from glimpze.pagination import DEFAULT_LIMIT, Page, check_limit, decode_cursor
 from glimpze.routes.common import App, Caller, create_once, read_json
 from glimpze.validation import Decoder
 
@@ -29,7 +29,7 @@ async def list_ctas(
     agent_id: FromPath[str],
     glimpze: App,
     principal: Caller,
-    limit: FromQuery[int | None] = None,
+    limit: FromQuery[int] = DEFAULT_LIMIT,
     cursor: FromQuery[str | None] = None,
 ) -> Page[Cta]:
     after = decode_cursor(cursor, int, int)

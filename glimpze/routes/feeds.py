@@ -10,7 +10,7 @@ from litestar.params import FromPath, FromQuery
 
 from glimpze.feeds import CallbackSecret, Feed, NewFeed, SchemaType
 from glimpze.ingest import EventLog, Widget
-from glimpze.pagination import Page, check_limit, decode_cursor
+from glimpze.pagination import DEFAULT_LIMIT, Page, check_limit, decode_cursor
 from glimpze.routes.common import App, Caller, read_json, refuse_idempotency_key
 from glimpze.validation import Decoder
 from glimpze.webhooks import DEFAULT_SECRET_GRACE_SECONDS
@@ -50,7 +50,7 @@ async def create_feed(request: Request, glimpze: App, principal: Caller) -> NewF
 
 @get("/", summary="List feeds, oldest first")
 async def list_feeds(
-    glimpze: App, principal: Caller, limit: FromQuery[int | None] = None, cursor: FromQuery[str | None] = None
+    glimpze: App, principal: Caller, limit: FromQuery[int] = DEFAULT_LIMIT, cursor: FromQuery[str | None] = None
 ) -> Page[Feed]:
     after = decode_cursor(cursor, int)
     return await glimpze.feeds.list(principal.project_id, after=after, limit=check_limit(limit))
@@ -80,7 +80,7 @@ async def delete_feed(feed_id: FromPath[str], glimpze: App, principal: Caller) -
 @post(
     "/{feed_id:str}/rotate-key",
     status_code=200,
-    opt={"body": RotateKey},
+    opt={"body": RotateKey, "body_optional": True},
     summary="Replace the write key (the old one stops working after grace_seconds, default 0)",
 )
 async def rotate_feed_key(feed_id: FromPath[str], request: Request, glimpze: App, principal: Caller) -> NewFeed:
@@ -115,7 +115,7 @@ async def list_events(
     feed_id: FromPath[str],
     glimpze: App,
     principal: Caller,
-    limit: FromQuery[int | None] = None,
+    limit: FromQuery[int] = DEFAULT_LIMIT,
     cursor: FromQuery[str | None] = None,
     status: FromQuery[Literal["accepted", "throttled"] | None] = None,
 ) -> EventLog:

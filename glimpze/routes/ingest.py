@@ -12,6 +12,7 @@ so its images stream to disk instead of being held in memory.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -39,11 +40,15 @@ async def ingest_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
         raise NotFoundException()
     if scope["method"] != "POST":
         raise MethodNotAllowedException(headers={"Allow": "POST"})
-    await _answer(scope, receive, send, parts[0], upload=len(parts) == 2)
-
-
-async def _answer(scope: Scope, receive: Receive, send: Send, feed_id: str, *, upload: bool) -> None:
     glimpze: Glimpze = scope["litestar_app"].state.glimpze
+    start = time.perf_counter()
+    try:
+        await _answer(glimpze, scope, receive, send, parts[0], upload=len(parts) == 2)
+    finally:
+        glimpze.ingest.latency.observe(time.perf_counter() - start)
+
+
+async def _answer(glimpze: Glimpze, scope: Scope, receive: Receive, send: Send, feed_id: str, *, upload: bool) -> None:
     headers = {name: value.decode("latin-1") for name, value in scope["headers"] if name in _WANTED}
     peer = scope.get("client")
     common: dict[str, Any] = {
@@ -72,7 +77,9 @@ async def _answer(scope: Scope, receive: Receive, send: Send, feed_id: str, *, u
 async def _send(
     send: Send, status: int, body: bytes, headers: dict[str, str], content_type: list[tuple[bytes, bytes]]
 ) -> None:
-    raw = [*content_type, *((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items())]
+    # Content-Length: without it uvicorn answers chunked, which costs more and trips simple clients.
+    length = (b"content-length", str(len(body)).encode())
+    raw = [*content_type, length, *((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items())]
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
 
@@ -94,7 +101,7 @@ def check_length(content_length: str | None, limit: int) -> None:
     except ValueError:
         raise BadRequest(f"Content-Length {content_length!r} is not a number.") from None
     if declared > limit:
-        raise _too_large(limit)
+        raise PayloadTooLarge.over(limit)
 
 
 async def body_chunks(receive: Receive, limit: int) -> AsyncIterator[bytes]:
@@ -107,7 +114,7 @@ async def body_chunks(receive: Receive, limit: int) -> AsyncIterator[bytes]:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise _too_large(limit)
+            raise PayloadTooLarge.over(limit)
         if chunk:
             yield chunk
         if not message.get("more_body", False):
@@ -119,8 +126,3 @@ async def read_body(receive: Receive, content_length: str | None, limit: int) ->
     check_length(content_length, limit)
     chunks = [chunk async for chunk in body_chunks(receive, limit)]
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-def _too_large(limit: int) -> PayloadTooLarge:
-    size = f"{limit // (1024 * 1024)} MiB" if limit >= 1024 * 1024 else f"{limit // 1024} KiB"
-    return PayloadTooLarge(f"The body is larger than {size}, the most this endpoint accepts.")

@@ -7,7 +7,7 @@ from litestar import Request, Router, delete, get, post
 from litestar.params import FromPath, FromQuery
 
 from glimpze.keys import DEFAULT_ROTATION_GRACE_SECONDS, ApiKey, NewApiKey
-from glimpze.pagination import Page, check_limit, decode_cursor
+from glimpze.pagination import DEFAULT_LIMIT, Page, check_limit, decode_cursor
 from glimpze.routes.common import App, Caller, read_json, refuse_idempotency_key
 from glimpze.validation import Decoder
 
@@ -33,7 +33,7 @@ async def create_key(request: Request, glimpze: App, principal: Caller) -> NewAp
 
 @get("/", summary="List API keys, oldest first")
 async def list_keys(
-    glimpze: App, principal: Caller, limit: FromQuery[int | None] = None, cursor: FromQuery[str | None] = None
+    glimpze: App, principal: Caller, limit: FromQuery[int] = DEFAULT_LIMIT, cursor: FromQuery[str | None] = None
 ) -> Page[ApiKey]:
     after = decode_cursor(cursor, int)
     return await glimpze.keys.list(principal.project_id, after=after, limit=check_limit(limit))
@@ -42,7 +42,7 @@ async def list_keys(
 @post(
     "/{key_id:str}/rotate",
     status_code=200,
-    opt={"body": KeyRotate},
+    opt={"body": KeyRotate, "body_optional": True},
     summary="Replace a key's secret; the old one keeps working for grace_seconds (default 24 h)",
 )
 async def rotate_key(key_id: FromPath[str], request: Request, glimpze: App, principal: Caller) -> NewApiKey:

@@ -8,7 +8,7 @@ from litestar.params import FromPath, FromQuery
 from glimpze.clock import parse_iso
 from glimpze.errors import ValidationFailed
 from glimpze.leads import Lead, LeadCapture, LeadPatch
-from glimpze.pagination import Page, check_limit, decode_cursor
+from glimpze.pagination import DEFAULT_LIMIT, Page, check_limit, decode_cursor
 from glimpze.routes.common import App, Caller, create_once, read_json
 from glimpze.validation import Decoder
 
@@ -35,7 +35,7 @@ async def capture_lead(request: Request, glimpze: App, principal: Caller) -> Res
 async def list_leads(
     glimpze: App,
     principal: Caller,
-    limit: FromQuery[int | None] = None,
+    limit: FromQuery[int] = DEFAULT_LIMIT,
     cursor: FromQuery[str | None] = None,
     updated_since: FromQuery[str | None] = None,
     crm_system: FromQuery[str | None] = None,

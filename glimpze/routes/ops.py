@@ -1,13 +1,17 @@
-"""Operations endpoints: `GET /healthz`."""
+"""Operations endpoints: `GET /healthz` and `GET /metrics`."""
 
 from __future__ import annotations
 
+import hmac
+
 import msgspec
-from litestar import get
+from litestar import Request, Response, get
 
 from glimpze import __version__
-from glimpze.errors import GlimpzeError
-from glimpze.routes.common import App
+from glimpze.core import Glimpze
+from glimpze.errors import GlimpzeError, Unauthorized
+from glimpze.metrics import CONTENT_TYPE
+from glimpze.routes.common import App, bearer, client_address
 
 
 class Health(msgspec.Struct):
@@ -31,3 +35,33 @@ async def healthz(glimpze: App) -> Health:
     if not glimpze.db.writer_alive:
         raise Unhealthy("The database writer has stopped.")
     return Health("ok", __version__, "ok")
+
+
+@get(
+    "/metrics",
+    tags=["operations"],
+    summary="Prometheus metrics (text format)",
+    description="`Authorization: Bearer` with the `[metrics] token`, or any project API key when no token is set.",
+    media_type=CONTENT_TYPE,
+    security=[{"metricsToken": []}, {"apiKey": []}],
+)
+async def metrics(request: Request, glimpze: App) -> Response[bytes]:
+    await authorize_metrics(glimpze, bearer(request), client_address(request, glimpze))
+    return Response(await glimpze.metrics.render(), media_type=CONTENT_TYPE)
+
+
+async def authorize_metrics(glimpze: Glimpze, secret: str | None, client: str) -> None:
+    """The `[metrics] token` when one is set, else any project API key; behind the
+    failed-authentication limiter like every credential."""
+    token = glimpze.config.metrics.token
+
+    async def check() -> None:
+        if token is None:
+            await glimpze.keys.authenticate(secret)
+        elif secret is None or not hmac.compare_digest(secret.encode(), token.encode()):
+            raise Unauthorized(
+                "Send the [metrics] token from glimpze.toml as 'Authorization: Bearer …'.",
+                code="invalid_metrics_token",
+            )
+
+    await glimpze.auth_failures.guard(client, glimpze.clock.now(), check)

@@ -7,7 +7,7 @@ from litestar import Request, Router, delete, get, post
 from litestar.params import FromPath, FromQuery
 
 from glimpze.errors import Conflict
-from glimpze.pagination import Page, check_limit, decode_cursor
+from glimpze.pagination import DEFAULT_LIMIT, Page, check_limit, decode_cursor
 from glimpze.push import PushRecord, PushResult
 from glimpze.push_targets import PushTarget, SubscriptionSpec, TargetSpec, Unsubscribe
 from glimpze.routes.common import App, Caller, read_json
@@ -33,7 +33,7 @@ async def add_target(request: Request, glimpze: App, principal: Caller) -> PushT
 
 @get("/targets", summary="Push targets: Apprise URLs (redacted) and Web Push subscriptions")
 async def list_targets(
-    glimpze: App, principal: Caller, limit: FromQuery[int | None] = None, cursor: FromQuery[str | None] = None
+    glimpze: App, principal: Caller, limit: FromQuery[int] = DEFAULT_LIMIT, cursor: FromQuery[str | None] = None
 ) -> Page[PushTarget]:
     return await glimpze.push_targets.list(
         principal.project_id, after=decode_cursor(cursor, int), limit=check_limit(limit)
@@ -87,7 +87,7 @@ async def push_log(
     principal: Caller,
     event_id: FromQuery[str | None] = None,
     feed_id: FromQuery[str | None] = None,
-    limit: FromQuery[int | None] = None,
+    limit: FromQuery[int] = DEFAULT_LIMIT,
     cursor: FromQuery[str | None] = None,
 ) -> Page[PushRecord]:
     return await glimpze.push.log(

@@ -9,7 +9,7 @@ from litestar import Request, Response, Router, get, patch, post
 from litestar.params import FromPath, FromQuery
 
 from glimpze.messages import AssistantMessage, Message, MessageCreate
-from glimpze.pagination import Page, check_limit, decode_cursor
+from glimpze.pagination import DEFAULT_LIMIT, Page, check_limit, decode_cursor
 from glimpze.routes.common import App, Caller, create_once, read_json
 from glimpze.session_records import Handoff, HandoffCreate, Note, NoteCreate
 from glimpze.sessions import Session, SessionCreate, SessionPatch
@@ -41,7 +41,7 @@ async def create_session(request: Request, glimpze: App, principal: Caller) -> R
 async def list_sessions(
     glimpze: App,
     principal: Caller,
-    limit: FromQuery[int | None] = None,
+    limit: FromQuery[int] = DEFAULT_LIMIT,
     cursor: FromQuery[str | None] = None,
     status: FromQuery[Status | None] = None,
     label: FromQuery[str | None] = None,
@@ -76,7 +76,12 @@ async def update_session(session_id: FromPath[str], request: Request, glimpze: A
     return await glimpze.sessions.update(principal.project_id, session_id, data)
 
 
-@post("/{session_id:str}/close", status_code=200, opt={"body": SessionClose}, summary="Close (resolve) a session")
+@post(
+    "/{session_id:str}/close",
+    status_code=200,
+    opt={"body": SessionClose, "body_optional": True},
+    summary="Close (resolve) a session",
+)
 async def close_session(session_id: FromPath[str], request: Request, glimpze: App, principal: Caller) -> Session:
     data = await read_json(request, SESSION_CLOSE, empty=SessionClose())
     return await glimpze.sessions.close(principal.project_id, session_id, data.resolution)
@@ -103,7 +108,7 @@ async def list_messages(
     session_id: FromPath[str],
     glimpze: App,
     principal: Caller,
-    limit: FromQuery[int | None] = None,
+    limit: FromQuery[int] = DEFAULT_LIMIT,
     cursor: FromQuery[str | None] = None,
 ) -> Page[Message]:
     after = decode_cursor(cursor, int)
@@ -126,7 +131,7 @@ async def list_notes(
     session_id: FromPath[str],
     glimpze: App,
     principal: Caller,
-    limit: FromQuery[int | None] = None,
+    limit: FromQuery[int] = DEFAULT_LIMIT,
     cursor: FromQuery[str | None] = None,
 ) -> Page[Note]:
     return await glimpze.session_records.notes(
@@ -152,7 +157,7 @@ async def list_handoffs(
     session_id: FromPath[str],
     glimpze: App,
     principal: Caller,
-    limit: FromQuery[int | None] = None,
+    limit: FromQuery[int] = DEFAULT_LIMIT,
     cursor: FromQuery[str | None] = None,
 ) -> Page[Handoff]:
     return await glimpze.session_records.handoffs(

@@ -11,7 +11,7 @@ from litestar.params import FromPath, FromQuery
 from glimpze.clock import parse_iso
 from glimpze.errors import ValidationFailed
 from glimpze.outbox import EVENT_TYPES, Polled
-from glimpze.pagination import Page, check_limit, decode_cursor
+from glimpze.pagination import DEFAULT_LIMIT, Page, check_limit, decode_cursor
 from glimpze.routes.common import App, Caller, json_response, read_json
 from glimpze.validation import Decoder
 from glimpze.webhooks import (
@@ -59,7 +59,7 @@ async def create_webhook(request: Request, glimpze: App, principal: Caller) -> R
 
 @get("/", summary="List webhooks, oldest first")
 async def list_webhooks(
-    glimpze: App, principal: Caller, limit: FromQuery[int | None] = None, cursor: FromQuery[str | None] = None
+    glimpze: App, principal: Caller, limit: FromQuery[int] = DEFAULT_LIMIT, cursor: FromQuery[str | None] = None
 ) -> Page[Webhook]:
     return await glimpze.webhooks.list(principal.project_id, after=decode_cursor(cursor, int), limit=check_limit(limit))
 
@@ -91,7 +91,7 @@ async def get_secret(webhook_id: FromPath[str], glimpze: App, principal: Caller)
 @post(
     "/{webhook_id:str}/rotate-secret",
     status_code=200,
-    opt={"body": RotateSecret},
+    opt={"body": RotateSecret, "body_optional": True},
     summary="New signing secret; the old one also signs for grace_seconds (default 24 h)",
 )
 async def rotate_secret(webhook_id: FromPath[str], request: Request, glimpze: App, principal: Caller) -> WebhookSecret:
@@ -110,7 +110,7 @@ async def list_deliveries(
     glimpze: App,
     principal: Caller,
     status: FromQuery[Literal["pending", "failed", "delivered", "dead"] | None] = None,
-    limit: FromQuery[int | None] = None,
+    limit: FromQuery[int] = DEFAULT_LIMIT,
     cursor: FromQuery[str | None] = None,
 ) -> Page[Delivery]:
     return await glimpze.webhooks.deliveries(
@@ -121,7 +121,7 @@ async def list_deliveries(
 @post(
     "/{webhook_id:str}/replay",
     status_code=200,
-    opt={"body": ReplaySpec},
+    opt={"body": ReplaySpec, "body_optional": True},
     summary="Send a webhook's failed, dead or all deliveries again (optionally only those since a time)",
 )
 async def replay_webhook(webhook_id: FromPath[str], request: Request, glimpze: App, principal: Caller) -> Replayed:
@@ -161,7 +161,7 @@ async def poll_events(
     after: FromQuery[str | None] = None,
     types: FromQuery[str | None] = None,
     wait: FromQuery[float] = 0,
-    limit: FromQuery[int | None] = None,
+    limit: FromQuery[int] = DEFAULT_LIMIT,
 ) -> Polled:
     wanted = None
     if types:

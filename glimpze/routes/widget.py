@@ -15,16 +15,17 @@ from typing import Annotated
 import msgspec
 from litestar import Request, Response, Router, get, post
 from litestar.di import NamedDependency, Provide
+from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, FromQuery, HeaderParameter, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from glimpze.errors import ValidationFailed
 from glimpze.messages import CtaCard, Message, MessageCreate, MessagePoll
-from glimpze.pagination import check_limit
+from glimpze.pagination import DEFAULT_LIMIT, check_limit
 from glimpze.routes.common import App, bearer, create_once, read_json
 from glimpze.routes.widget_cors import WidgetCors
 from glimpze.sessions import Language, Text, Url, VisitorSession, visitor_view
-from glimpze.streams import StreamEvent
+from glimpze.streams import MAX_SEQ, StreamEvent
 from glimpze.validation import Decoder
 from glimpze.widget_tokens import WidgetVisitor
 
@@ -56,8 +57,9 @@ async def widget_visitor(request: Request, glimpze: App) -> WidgetVisitor:
 
 @post(
     "/sessions",
-    opt={"body": SessionOpen},
+    opt={"body": SessionOpen, "body_optional": True},
     summary="Open the visitor's session, or resume the one still open (201 new, 200 resumed)",
+    responses={200: ResponseSpec(data_container=VisitorSession, description="The visitor's open session, resumed")},
 )
 async def open_session(request: Request, glimpze: App, visitor: WidgetCaller) -> Response[VisitorSession]:
     data = await read_json(request, SESSION_OPEN, empty=SessionOpen())
@@ -96,8 +98,8 @@ async def poll_messages(
     session_id: FromPath[str],
     glimpze: App,
     visitor: WidgetCaller,
-    after: Annotated[int, QueryParameter(ge=0)] = 0,
-    limit: FromQuery[int | None] = None,
+    after: Annotated[int, QueryParameter(ge=0, le=MAX_SEQ)] = 0,
+    limit: FromQuery[int] = DEFAULT_LIMIT,
 ) -> MessagePoll:
     return await glimpze.messages.poll(
         visitor.project_id, visitor.visitor.id, session_id, after=after, limit=check_limit(limit)
@@ -107,6 +109,7 @@ async def poll_messages(
 @get(
     "/sessions/{session_id:str}/stream",
     opt={TOKEN_IN_QUERY: True},
+    media_type="text/event-stream",
     summary="Follow the session as Server-Sent Events: message, done, session",
     description="The SSE id is the session's stream number: reconnect with `Last-Event-ID` (or "
     "`?last_event_id=`) to resume exactly; without either the stream starts at the session's first "
@@ -118,7 +121,7 @@ async def stream(
     glimpze: App,
     visitor: WidgetCaller,
     token: FromQuery[str | None] = None,
-    last_event_id: Annotated[int | None, QueryParameter(ge=0)] = None,
+    last_event_id: Annotated[int | None, QueryParameter(ge=0, le=MAX_SEQ)] = None,
     last_event_id_header: Annotated[str | None, HeaderParameter(name="Last-Event-ID")] = None,
 ) -> ServerSentEvent:
     await glimpze.sessions.for_visitor(visitor.project_id, visitor.visitor.id, session_id)
@@ -146,7 +149,7 @@ async def fresh_card_url(
 
 
 def _event_id(header: str) -> int:
-    if not header.strip().isdigit():
+    if not header.strip().isdigit() or int(header) > MAX_SEQ:
         raise ValidationFailed.at("header.Last-Event-ID", "expected the id of an event of this stream (a number)")
     return int(header)
 

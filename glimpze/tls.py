@@ -1,0 +1,52 @@
+"""HTTPS without a proxy: the server's TLS context (TLS 1.2 and newer only) and the HSTS header."""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+from glimpze.config import ConfigError, TlsConfig
+
+MINIMUM_VERSION = ssl.TLSVersion.TLSv1_2
+# One year: what browsers' preload lists ask for. Sent only when `[tls] hsts = true`.
+HSTS_VALUE = b"max-age=31536000"
+
+
+def server_context(tls: TlsConfig) -> ssl.SSLContext:
+    """A server context for `[tls] cert`/`key` that refuses anything older than TLS 1.2, with
+    OpenSSL's default cipher suites (forward-secret AEAD ones first); raises ConfigError naming
+    the setting when the files cannot be used."""
+    assert tls.cert and tls.key
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = MINIMUM_VERSION
+    context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
+    context.set_alpn_protocols(["http/1.1"])
+    try:
+        context.load_cert_chain(tls.cert, tls.key)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"tls: cannot read {exc.filename}") from None
+    except (ssl.SSLError, ValueError) as exc:
+        raise ConfigError(
+            f"tls.cert/tls.key: {tls.cert} and {tls.key} are not a matching PEM certificate and private key ({exc})"
+        ) from None
+    return context
+
+
+class HstsMiddleware:
+    """Pure ASGI: adds `Strict-Transport-Security` to every HTTP response (installed only when
+    `[tls] hsts = true`)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_hsts(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (b"strict-transport-security", HSTS_VALUE)]
+            await send(message)
+
+        await self.app(scope, receive, send_with_hsts)
