@@ -1,9 +1,10 @@
 """Web Push (RFC 8030/8291/8292): the server's VAPID key pair, browser subscriptions, sending.
 
-The key pair is made on first start in the data dir: `vapid_private.pem` (PKCS#8, mode 0600) and
-`vapid_public.txt` (the uncompressed P-256 point, base64url: what browsers take as
-`applicationServerKey`, served at `GET /v1/push/vapid-public-key`). Later starts read the public
-key as text, so a server that never pushes imports no cryptography.
+The key pair is made on first use (the first request for the public key, or push) in the data
+dir: `vapid_private.pem` (PKCS#8, mode 0600) and `vapid_public.txt` (the uncompressed P-256
+point, base64url: what browsers take as `applicationServerKey`, served at
+`GET /v1/push/vapid-public-key`). Starts read the public key as text, so a server that never
+pushes imports no cryptography.
 
 A push is the JSON `{title, body, url, actions}` encrypted by pywebpush (aes128gcm), with a VAPID
 `Authorization` header signed by py_vapid, POSTed to the subscription's endpoint through the
@@ -149,10 +150,21 @@ class WebPush:
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
         self._vapid: Any = None  # py_vapid.Vapid02, loaded on the first push
+        self._making = asyncio.Lock()
 
     async def open(self) -> None:
-        """Read (or on first start make) the key pair."""
-        self.public_key = await asyncio.to_thread(ensure_keys, self.data_path)
+        """Read the key pair if the data dir has one; `key()` makes it on first use (making it imports
+        cryptography, ~15 MB of memory that a server which never pushes does not need)."""
+        private, public = self.data_path / PRIVATE_KEY_FILE, self.data_path / PUBLIC_KEY_FILE
+        if private.exists() and public.exists():
+            self.public_key = public.read_text().strip()
+
+    async def key(self) -> str:
+        """The VAPID public key browsers subscribe with, made (once) if there is none yet."""
+        async with self._making:
+            if self.public_key is None:
+                self.public_key = await asyncio.to_thread(ensure_keys, self.data_path)
+        return self.public_key
 
     async def close(self) -> None:
         if self._client is not None:
@@ -161,6 +173,7 @@ class WebPush:
 
     async def send(self, subscription: Subscription, payload: bytes, *, now: float, urgent: bool) -> Sent:
         """Encrypt `payload` for the subscription and POST it to its push service."""
+        await self.key()
         try:
             body, headers = await asyncio.to_thread(self._prepare, subscription, payload, now)
         except Exception as exc:  # e.g. a browser key pywebpush cannot use, a VAPID subject it refuses

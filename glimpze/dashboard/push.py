@@ -71,7 +71,7 @@ async def _push_page(
         status=status,
         targets=targets,
         target_names=names,
-        vapid_key=glimpze.webpush.public_key,
+        vapid_key=await glimpze.webpush.key(),
         quiet=quiet,
         quiet_form=quiet_form
         or {"start": quiet.start or "22:00", "end": quiet.end or "07:00", "timezone": quiet.timezone},

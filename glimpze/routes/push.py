@@ -6,7 +6,6 @@ import msgspec
 from litestar import Request, Router, delete, get, post
 from litestar.params import FromPath, FromQuery
 
-from glimpze.errors import Conflict
 from glimpze.pagination import DEFAULT_LIMIT, Page, check_limit, decode_cursor
 from glimpze.push import PushRecord, PushResult
 from glimpze.push_targets import PushTarget, SubscriptionSpec, TargetSpec, Unsubscribe
@@ -76,9 +75,7 @@ async def unsubscribe(request: Request, glimpze: App, principal: Caller) -> None
 
 @get("/vapid-public-key", summary="The VAPID public key browsers subscribe with")
 async def vapid_public_key(glimpze: App, principal: Caller) -> VapidKey:
-    if glimpze.webpush.public_key is None:
-        raise Conflict("The Web Push keys are not loaded yet; try again in a moment.")
-    return VapidKey(glimpze.webpush.public_key)
+    return VapidKey(await glimpze.webpush.key())
 
 
 @get("/log", summary="Pushes, newest first, with each target's result (?event_id=&feed_id=)")
