@@ -17,10 +17,8 @@ import argparse
 import asyncio
 import hashlib
 import hmac
-import os
 import sqlite3
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,40 +27,14 @@ import httpcore
 import httpx
 
 from bench import loadgen
-from bench.ingest import BODY, median
-from tests.server import REPO, UNLIMITED_PLAN, Server, free_port
+from bench.ingest import BODY, median, start_uvicorn
+from tests.server import UNLIMITED_PLAN, Server
 
 CONCURRENCY = 4
 
 
 def start_receiver() -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "bench.receiver_app:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            httpx.get(f"{url}/count")
-            return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("the receiver did not start")
+    return start_uvicorn("bench.receiver_app:app", lambda url: httpx.get(f"{url}/count"))
 
 
 def received(url: str) -> int:

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -25,35 +26,29 @@ from tests.server import REPO, UNLIMITED_PLAN, Server, free_port
 BODY = b'{"schema_type":"counter","content":{"title":"Active Users","count":2314,"unit":"users","trend":"up"}}'
 
 
-def start_noop() -> tuple[subprocess.Popen[bytes], str]:
+def start_uvicorn(app: str, ready: Callable[[str], object]) -> tuple[subprocess.Popen[bytes], str]:
+    """`app` ("module:attr") under uvicorn on a free port of 127.0.0.1: (the process, its URL), once
+    `ready(url)` stops raising httpx errors."""
     port = free_port()
+    command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "bench.noop_app:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-            "--no-server-header",
-        ],
+        [*command, "--log-level", "warning", "--no-access-log", "--no-server-header"],
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     url = f"http://127.0.0.1:{port}"
     for _ in range(200):
         try:
-            httpx.post(f"{url}/noop/x", content=BODY)
+            ready(url)
             return proc, url
         except httpx.HTTPError:
             time.sleep(0.05)
     proc.kill()
-    raise RuntimeError("the no-op app did not start")
+    raise RuntimeError(f"{app} did not start")
+
+
+def start_noop() -> tuple[subprocess.Popen[bytes], str]:
+    return start_uvicorn("bench.noop_app:app", lambda url: httpx.post(f"{url}/noop/x", content=BODY))
 
 
 def median(results: list[loadgen.Result]) -> loadgen.Result:

@@ -51,7 +51,6 @@ class Claim:
     url: str
     headers: dict[str, str]
     timeout: float
-    ordered: bool
     secrets: list[str]
 
     @property
@@ -151,7 +150,6 @@ def claim_of(row: sqlite3.Row, now: float) -> Claim:
         url=row["url"],
         headers=msgspec.json.decode(row["headers"]),
         timeout=row["timeout_seconds"],
-        ordered=bool(row["ordered"]),
         secrets=secrets,
     )
 

@@ -80,12 +80,13 @@ SQL_DUE_TARGETS = f"""
         THEN EXISTS (SELECT 1 FROM deliveries d WHERE d.seq = {_HEAD_OF.format(webhook="w.id")} AND {_SENDABLE})
         ELSE EXISTS (SELECT 1 FROM deliveries d WHERE d.webhook_id = w.id AND {_SENDABLE}) END
     UNION ALL
-    SELECT DISTINCT d.feed_id, 0, 1 FROM deliveries d INDEXED BY deliveries_callbacks
+    -- a feed's callbacks go one at a time, in answer order (defer, defer, reject): an ordered lane
+    SELECT DISTINCT d.feed_id, 1, 1 FROM deliveries d INDEXED BY deliveries_callbacks
     WHERE d.feed_id IS NOT NULL AND {_SENDABLE}
 """
 _CLAIM = """
     SELECT d.seq, d.id, d.attempts, d.schedule_base, e.payload, e.type, w.id AS webhook_id, NULL AS feed_id,
-           w.project_id, 'POST' AS method, w.url, w.headers, w.timeout_seconds, w.ordered, w.secret,
+           w.project_id, 'POST' AS method, w.url, w.headers, w.timeout_seconds, w.secret,
            w.previous_secret, w.previous_secret_expires_at
     FROM deliveries d JOIN out_events e ON e.seq = d.event_seq JOIN webhooks w ON w.id = d.webhook_id
 """
@@ -95,7 +96,7 @@ SQL_CLAIM_HEAD = f"{_CLAIM} WHERE d.seq = {_HEAD_OF.format(webhook=':target')} A
 SQL_CLAIM_CALLBACKS = f"""
     SELECT d.seq, d.id, d.attempts, d.schedule_base, coalesce(d.payload, X'') AS payload, e.type,
            NULL AS webhook_id, d.feed_id, f.project_id, d.method, d.url, '{{}}' AS headers,
-           :timeout AS timeout_seconds, 0 AS ordered, f.callback_secret AS secret,
+           :timeout AS timeout_seconds, f.callback_secret AS secret,
            f.previous_callback_secret AS previous_secret,
            f.previous_callback_secret_expires_at AS previous_secret_expires_at
     FROM deliveries d INDEXED BY deliveries_callbacks
@@ -273,10 +274,8 @@ class Dispatcher:
             claims = await self._claim(target, self.clock.now() if now is None else now)
             if not claims:
                 return sent
-            if target.ordered or target.callback:
-                # One at a time, each recorded before the next is sent. A feed's callbacks too: the
-                # answers to an approval (defer, defer, reject) arrive in the order they were given.
-                for claim in claims:
+            if target.ordered:
+                for claim in claims:  # one at a time, each recorded before the next is sent
                     if self._stopping:
                         break
                     await self._pace()

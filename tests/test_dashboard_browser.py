@@ -12,7 +12,6 @@ import hashlib
 import hmac
 import json
 import re
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +21,7 @@ import httpx
 import pytest
 
 from glimpze.signing import verify_glimpze_signature
+from tests.browser import CHROMIUM_FLAGS, need_browser
 from tests.dashboard import PASSWORD, approval_event
 from tests.receiver import Receiver
 from tests.screenshots import SCREENSHOT
@@ -30,15 +30,6 @@ from tests.webpush_browser import Browser
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 WAIT_MS = 10_000  # the longest any single browser wait may take
 
 
@@ -70,13 +61,13 @@ def state() -> dict[str, Any]:
 def context(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """The administrator's browser. A persistent profile, as a phone's browser is: Chromium does not
     offer to install apps from incognito profiles, and the session cookie carries from test to test."""
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Chromium is not installed: `bash .ci/run` installs it (apt-get install chromium)")
-    with sync_api.sync_playwright() as playwright:
+    executable = need_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
             str(tmp_path_factory.mktemp("chromium-profile")),
-            executable_path=CHROMIUM,
+            executable_path=executable,
             args=CHROMIUM_FLAGS,
             base_url=server.url,
             viewport={"width": 1280, "height": 900},
