@@ -18,7 +18,7 @@ import pytest
 from glimpze.clock import FakeClock
 from glimpze.config import Config, load
 from glimpze.ssrf import GuardedTransport, TargetPolicy, TargetRefused, parse_allow_target
-from tests.conftest import running
+from tests.conftest import Api, row_counts, running
 from tests.receiver import Answer, Receiver
 from tests.webpush_browser import Browser
 
@@ -223,6 +223,33 @@ async def test_a_redirect_to_a_refused_address_is_never_followed(tmp_path: Path,
             assert web_pushed["status"] == "failed" and "302" in web_pushed["error"], web_pushed
         assert [r.path for r in receiver.requests] == ["/hook", "/hook", "/hook/sub"]
         assert refused.count_connections() == 0 and refused.requests == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/iam",  # the cloud metadata service
+        "http://192.168.1.20:5678/webhook-waiting/42",  # n8n on the LAN, not allowed
+        "http://localhost:5678/webhook-waiting/42",  # a name resolving to loopback
+    ],
+)
+async def test_approval_callbacks_to_refused_addresses_are_refused_at_ingest(
+    api: Api, config: Config, url: str
+) -> None:
+    feed = await api.feed("approval")
+    before = row_counts(config.db_path)
+    event = {"schema_type": "approval", "content": {"description": "Deploy?"}, "callback": {"url": url}}
+    message = refused_at(await api.ingest(feed, event), "$.callback.url")
+    assert row_counts(config.db_path) == before  # no event, no approval, no delivery
+    # The same refusal, and the same hint, as a webhook to that URL gets.
+    assert message == refused_at(await api.post("/v1/webhooks", json={"url": url, "events": ["*"]}), "$.url")
+    if "169.254" not in url:
+        assert "allow_targets" in message
+    accepted = await api.ingest(feed, {**event, "callback": {"url": "https://n8n.example.com/webhook-waiting/42"}})
+    assert accepted.status_code == 202, accepted.text
+    assert (
+        int(accepted.headers["RateLimit-Remaining"]) == int(accepted.headers["RateLimit-Limit"]) - 1
+    )  # no token taken
 
 
 def test_a_guarded_send_checks_every_socket_it_opens_in_any_thread_and_nothing_else(
