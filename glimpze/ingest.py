@@ -7,7 +7,8 @@ store. A JSON body and an upload form are two kinds of `Submission` that go thro
 `submit()`; an upload only adds reading its form (400/413 while streaming) before the replay
 check. Everything an accepted event causes (widget state, bucket levels, idempotency record,
 image references from `on_store` hooks, outgoing events from `on_accept` hooks) is written in
-the same transaction as the event."""
+the same transaction as the event.
+"""
 
 from __future__ import annotations
 
