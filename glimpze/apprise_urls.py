@@ -1,34 +1,38 @@
 """Apprise URLs (`ntfy://…`, `tgram://…`, `json://…`, `mailto://…`, …): checked, shown redacted, sent to.
 
 Apprise is imported on first use (saving a target, or sending), never at start: it costs memory a
-server without push targets should not pay. It sends with its own HTTP client, so the SSRF guard
-is applied around it: the host of a target (when it names one: an IP, `localhost`, or a dotted
-name; a Telegram bot id or a Discord webhook id is not a host) must be a public address, or one
-`[webhooks] allow_targets` allows — checked when the target is saved and again before each send.
-A name that resolves elsewhere between that check and Apprise's own connection is not caught;
-the guarded transport covers webhooks, callbacks and Web Push, which take untrusted URLs.
+server without push targets should not pay.
+
+The SSRF guard covers every send: Apprise connects with libraries of its own (`requests`, which
+follows redirects, `smtplib`, plain sockets), so `send` runs inside `ssrf.guarded_sockets`, which
+checks each connection, redirects included, against the address actually connected to (see the
+ssrf module for why the guard sits at the sockets). When a target is saved, the hosts its URL names
+— the host of a self-hosted service (`json://`, `ntfy://`, `gotify://`…, whatever the spelling:
+`2130706433`, `0x7f000001`, `0177.0.0.1`, `127.1`, `localhost`, a LAN name) and an e-mail URL's
+SMTP server — are resolved and every address checked, so a refused target gets a 422 that says
+how to allow it. A cloud service's URL names no host of its own (a Telegram bot token, a Discord
+webhook id): it goes to the service's public address, which the guard checks when sending.
 """
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
-from glimpze.ssrf import TargetPolicy
+from glimpze.ssrf import TargetPolicy, guarded_sockets
 
 MAX_URL_CHARS = 2048
+REASON_CHARS = 300
 
 
 @dataclass(frozen=True, slots=True)
 class Described:
-    """A valid Apprise URL: its service's name, its redacted form and the network host it names."""
+    """A valid Apprise URL: its service's name, its redacted form and the network hosts it names."""
 
     service: str
     shown: str
-    host: str | None
-    port: int | None
-    secure: bool
+    hosts: tuple[str, ...]
+    port: int
 
 
 def describe(url: str) -> Described | None:
@@ -39,54 +43,55 @@ def describe(url: str) -> Described | None:
     plugin: Any = apprise.Apprise.instantiate(url)
     if plugin is None:
         return None
-    host = getattr(plugin, "host", None)
     port = getattr(plugin, "port", None)
+    secure = bool(getattr(plugin, "secure", False))
     return Described(
         service=str(getattr(plugin, "service_name", None) or type(plugin).__name__),
         shown=str(plugin.url(privacy=True)),
-        host=host if isinstance(host, str) and _names_a_host(host) else None,
-        port=port if isinstance(port, int) else None,
-        secure=bool(getattr(plugin, "secure", False)),
+        hosts=_network_hosts(plugin),
+        port=port if isinstance(port, int) else (443 if secure else 80),
     )
 
 
-def _names_a_host(host: str) -> bool:
-    if host == "localhost" or "." in host:
-        return True
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-        return True
-    except ValueError:
-        return False
+def _network_hosts(plugin: Any) -> tuple[str, ...]:
+    """The hosts a plugin connects to that its URL chose: the `host` of a plugin whose URL template
+    has one (a self-hosted service), and an e-mail plugin's SMTP server."""
+    names = []
+    if "host" in (getattr(plugin, "template_tokens", None) or {}):
+        names.append(getattr(plugin, "host", None))
+    names.append(getattr(plugin, "smtp_host", None))
+    return tuple(dict.fromkeys(name for name in names if isinstance(name, str) and name))
 
 
-async def check_host(policy: TargetPolicy, described: Described) -> None:
-    """Raise TargetRefused when the target's host resolves to an address the policy forbids."""
-    if described.host is None:
-        return
-    port = described.port or (443 if described.secure else 80)
-    try:
-        await policy.check_host(described.host, port)
-    except OSError:
-        pass  # not resolvable now: Apprise will fail to send, and say so
+async def check_hosts(policy: TargetPolicy, described: Described) -> None:
+    """Raise TargetRefused when a host the target names resolves to an address the policy forbids
+    (OSError when one does not resolve now)."""
+    for host in described.hosts:
+        await policy.check_host(host, described.port)
 
 
-def send(url: str, title: str, body: str, timeout: float) -> str | None:
-    """Send one notification (blocking: run it in a worker thread); None on success, else why not."""
+def send(url: str, title: str, body: str, timeout: float, policy: TargetPolicy) -> str | None:
+    """Send one notification, every connection guarded by `policy` (blocking: run it in a worker
+    thread); None on success, else why not."""
     import apprise
 
     notifier = apprise.Apprise()  # one per call: nothing is shared between threads
     if not notifier.add(url):
         return "Apprise no longer accepts this URL"
-    try:
-        result: Any = notifier.notify(body=body, title=title, timeout=timeout)
-    except TypeError:  # Apprise before 2.0 has no call timeout
-        result = notifier.notify(body=body, title=title)
-    return None if result else _reason(result)
+    with guarded_sockets(policy) as scope:
+        try:
+            result: Any = notifier.notify(body=body, title=title, timeout=timeout)
+        except TypeError:  # Apprise before 2.0 has no call timeout
+            result = notifier.notify(body=body, title=title)
+    if result:
+        return None
+    if scope.refusals:  # Apprise's own message would only say the connection failed
+        return f"target refused: {scope.refusals[-1]}"[:REASON_CHARS]
+    return _reason(result)
 
 
 def _reason(result: Any) -> str:
     """The last warning Apprise logged for this call (Apprise ≥ 2 keeps them on the result)."""
     logs = getattr(result, "logs", None)
     messages = [entry.message for entry in logs()] if callable(logs) else []
-    return (messages[-1] if messages else "Apprise could not deliver the notification")[:300]
+    return (messages[-1] if messages else "Apprise could not deliver the notification")[:REASON_CHARS]

@@ -11,6 +11,11 @@ after the URL's own query, with `metadata` as JSON text; the signature then cove
 as a delivery row in the same transaction (`queue`), so the dispatcher sends, signs (with the
 feed's callback secret), retries and logs it like any webhook delivery (delivery.py); a 409 from
 the callback URL (an n8n resume URL that already resumed) counts as delivered.
+
+`check_target` runs at ingest, with the schema checks: a callback URL that points where Glimpze
+may not connect (a private or metadata address, unless `[webhooks] allow_targets` allows it) is
+a 422 naming `$.callback.url` with the hint a webhook gets, not a callback that fails for three
+days after someone answers. The SSRF guard checks it again at every connection.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import msgspec
+
+from glimpze.ssrf import TargetPolicy, check_url
 
 # Ids like the outbox trigger's: they grow with the event's seq (see migrations.WEBHOOKS).
 SQL_QUEUE = """
@@ -38,6 +45,13 @@ _encode = msgspec.json.Encoder().encode
 def seed_timestamp(ts: float) -> str:
     """Seed 002's timestamp format: `2026-02-08T12:34:56Z` (UTC, whole seconds)."""
     return datetime.fromtimestamp(int(ts), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def check_target(policy: TargetPolicy, event: Any) -> None:
+    """Refuse an event whose callback URL is not a target Glimpze may call (ingest's `check_event`)."""
+    callback = getattr(event, "callback", None)
+    if callback is not None:
+        await check_url(policy, callback.url, "$.callback.url")
 
 
 def callback_fields(feed_id: str, action: str, event_id: str, at: float, metadata: bytes) -> dict[str, Any]:

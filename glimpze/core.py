@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import sqlite3
@@ -12,7 +13,7 @@ from urllib.parse import urlsplit
 import httpcore
 import msgspec
 
-from glimpze import __version__
+from glimpze import __version__, callbacks
 from glimpze.action_links import ActionLinks
 from glimpze.admin import Admin
 from glimpze.agents import Agents
@@ -104,6 +105,7 @@ class Glimpze:
         self.approvals = Approvals(self.db, config, self.clock, self.outbox, self.push, self.action_links)
         self.push.links = self.approvals.links
         self.ingest.decide_push = self.push.decide
+        self.ingest.check_event = functools.partial(callbacks.check_target, self.policy)
         self.ingest.on_accept.append(self.approvals.on_accept)
         self.ingest.on_accept.append(self.push.on_accept)
         self.widgets.approval_state = self.approvals.widget_state

@@ -25,7 +25,8 @@ e.g. PATCH to "closed" instead of POST /close).
 Approval codes: `approval_decided` (an answer to an approval that was already approved or
 rejected; `decision` in the body says which, when and by whom), `action_link_used` (an action
 link from a notification that was already used once). `target_not_allowed` (422) also refuses
-push targets and subscription endpoints that point at private addresses.
+push targets, subscription endpoints and approval callback URLs (at ingest) that point at
+private addresses.
 
 CTA codes: `too_many_ctas` (an agent already holds `MAX_RULES_PER_AGENT` CTA rules).
 """

@@ -1,7 +1,8 @@
 """The ingest pipeline (`POST /ingest/{feed_id}` and `/upload`), the event log and the widget state.
 
 Check order (DESIGN §7): 413 body too large (the handler) → 429 too many failed logins → 401/404
-write key → 415 content type → Idempotency-Key replay → 400 JSON → 422 schema → 429 quota →
+write key → 415 content type → Idempotency-Key replay → 400 JSON → 422 schema (with
+`check_event`: an approval's callback URL must be a target Glimpze may call) → 429 quota →
 store. A JSON body and an upload form are two kinds of `Submission` that go through the same
 `submit()`; an upload only adds reading its form (400/413 while streaming) before the replay
 check. Everything an accepted event causes (widget state, bucket levels, idempotency record,
@@ -12,7 +13,7 @@ the same transaction as the event.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -174,10 +175,15 @@ NO_PUSH = PushDecision("none")
 
 AcceptHook = Callable[[sqlite3.Connection, Stored], None]
 PushDecider = Callable[[FeedState, Any, float], PushDecision]
+EventCheck = Callable[[Any], Awaitable[None]]
 
 
 def _no_push(feed: FeedState, event: Any, now: float) -> PushDecision:
     return NO_PUSH
+
+
+async def _no_check(event: Any) -> None:
+    return None
 
 
 class Ingest:
@@ -200,6 +206,8 @@ class Ingest:
         self.on_store: list[AcceptHook] = []  # every stored event, accepted or throttled
         self.on_accept: list[AcceptHook] = []  # accepted events only
         self.decide_push: PushDecider = _no_push
+        # Schema checks that need I/O (resolving a callback's host); raises ValidationFailed.
+        self.check_event: EventCheck = _no_check
         self.counted = metrics.counter(
             "glimpze_ingest_events_total",
             "Events ingested by feed and status (accepted, throttled)",
@@ -258,14 +266,20 @@ class Ingest:
 
     async def _submit(self, feed: FeedState, submission: Submission, idempotency_key: str | None) -> Outcome:
         if idempotency_key is None:
-            return await self._store(feed, await submission.decode(), submission)
+            return await self._store(feed, await self._decode(submission), submission)
         claim = self.idempotency.claim(feed.id, idempotency_key, submission.digest())
         with self.idempotency.hold(claim):
             stored = await self.idempotency.stored(claim)
             if stored is not None:
                 decision = feed.buckets.decision(self.clock.now())
                 return Outcome(stored.status, stored.response, decision.headers(), replayed=True)
-            return await self._store(feed, await submission.decode(), submission, claim)
+            return await self._store(feed, await self._decode(submission), submission, claim)
+
+    async def _decode(self, submission: Submission) -> Any:
+        """The 400/422 checks: decode, then the checks that need I/O (before any token is taken)."""
+        event = await submission.decode()
+        await self.check_event(event)
+        return event
 
     async def _store(self, feed: FeedState, event: Any, submission: Submission, claim: Claim | None = None) -> Outcome:
         now = self.clock.now()

@@ -11,7 +11,8 @@ approval (seed 002: "approval always sends push"):
 - otherwise "queued".
 `on_accept` writes the push row (title and body drawn from the event) in the event's
 transaction. `send_due(now)` sends due pushes to every target of their project at once — Web
-Push subscriptions and Apprise URLs — and logs each target's result; an approval's push gets
+Push subscriptions and Apprise URLs, each connection checked by the SSRF guard (ssrf.py) — and
+logs each target's result; an approval's push gets
 fresh Approve / Reject links (action_links.py) when it is sent, or is dropped if it was answered
 meanwhile. A runner calls it after each commit that queued a push and on the scheduler's tick;
 tests stop the runner and call it with a fake `now`. A failed push is not retried (a late
@@ -41,7 +42,6 @@ from glimpze.metrics import Registry
 from glimpze.pagination import Page, page
 from glimpze.push_targets import PushTargets, Target
 from glimpze.quiet_hours import QuietHours, QuietHoursSpec, QuietHoursState
-from glimpze.ssrf import TargetRefused
 from glimpze.webpush import WebPush
 
 log = logging.getLogger("glimpze.push")
@@ -385,14 +385,8 @@ class Push:
                 if sent.gone:
                     return "removed", sent.error
                 return ("sent", None) if sent.ok else ("failed", sent.error)
-            described = await asyncio.to_thread(apprise_urls.describe, target.url)
-            if described is None:
-                return "failed", "Apprise no longer accepts this URL"
-            await apprise_urls.check_host(self.policy, described)
-            error = await asyncio.to_thread(apprise_urls.send, target.url, title, text, self.timeout)
+            error = await asyncio.to_thread(apprise_urls.send, target.url, title, text, self.timeout, self.policy)
             return ("sent", None) if error is None else ("failed", error)
-        except TargetRefused as exc:
-            return "failed", f"target refused: {exc}"
         except Exception as exc:
             log.exception("push to target %s failed", target.id)
             return "failed", (str(exc) or type(exc).__name__)[:300]

@@ -1,7 +1,8 @@
 """A project's push targets: Apprise URLs and Web Push subscriptions, in one list.
 
-`POST /v1/push/targets {"url": …}` saves an Apprise URL once Apprise accepts it and its host
-passes the SSRF policy; it is stored as given (it holds tokens and passwords) but only ever shown
+`POST /v1/push/targets {"url": …}` saves an Apprise URL once Apprise accepts it and the host it
+names, resolved whatever its spelling, passes the SSRF policy (every send is guarded again at
+connect time: ssrf.py); it is stored as given (it holds tokens and passwords) but only ever shown
 redacted. `POST /v1/push/subscriptions` saves a browser's PushSubscription (the same endpoint
 again replaces its keys); `DELETE /v1/push/subscriptions {"endpoint": …}` removes it, as does a
 404/410 from its push service (push.py). Both kinds are listed and deleted by id under
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
@@ -26,7 +26,7 @@ from glimpze.db import Database
 from glimpze.errors import ValidationFailed, not_found
 from glimpze.ids import new_id
 from glimpze.pagination import Page, page
-from glimpze.ssrf import TargetPolicy, TargetRefused
+from glimpze.ssrf import TargetPolicy, check_saved, check_url
 from glimpze.webpush import Subscription, check_subscription
 
 MAX_TARGETS = 50  # per project
@@ -127,14 +127,13 @@ class PushTargets:
                 "is not a URL Apprise can send to; see https://github.com/caronc/apprise/wiki for the forms "
                 "(e.g. ntfy://ntfy.sh/topic, tgram://bottoken/chat_id, json://host/path)",
             )
-        await self._check_target(apprise_urls.check_host(self.policy, described), "$.url")
+        await check_saved(apprise_urls.check_hosts(self.policy, described), "$.url")
         return await self._save(project_id, "apprise", url, described.shown, described.service, None)
 
     async def subscribe(self, project_id: str, spec: SubscriptionSpec) -> PushTarget:
         sub = check_subscription(spec.endpoint, spec.keys.p256dh, spec.keys.auth)
+        await check_url(self.policy, sub.endpoint, "$.endpoint")
         parts = urlsplit(sub.endpoint)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        await self._check_target(self.policy.check_host(parts.hostname or "", port), "$.endpoint")
         shown = f"{parts.scheme}://{parts.netloc}/…"  # the path is the subscription's capability
         return await self._save(project_id, "webpush", sub.endpoint, shown, parts.hostname or "", sub)
 
@@ -180,15 +179,6 @@ class PushTargets:
 
     def set_count(self, project_id: str, count: int) -> None:
         self._counts[project_id] = count
-
-    async def _check_target(self, check: Awaitable[None], path: str) -> None:
-        """Turn an SSRF refusal into a 422 naming the field."""
-        try:
-            await check
-        except TargetRefused as exc:
-            raise ValidationFailed.at(path, str(exc), code="target_not_allowed", title="Target not allowed") from None
-        except OSError:
-            pass  # not resolvable now; checked again when sending
 
     async def _save(
         self, project_id: str, kind: str, url: str, shown: str, service: str, sub: Subscription | None

@@ -1,24 +1,57 @@
 """The SSRF guard: outgoing requests reach only public addresses, unless the operator allows more.
 
-The check holds at connect time: `GuardedBackend`, the network backend of every outgoing
-connection pool (`guarded_pool`), resolves the host itself, refuses addresses
-the policy forbids and connects to the checked address, so a name that resolves differently a
-moment later (DNS rebinding) cannot slip through. TLS still verifies the original host name.
-Redirects are never followed (the dispatcher treats a 3xx as a failed attempt).
+It covers every request Glimpze makes on behalf of a user: webhooks, approval callbacks, Web Push
+endpoints and Apprise pushes. Each is checked at connect time, against the address actually
+connected to, so neither a name that resolves differently a moment later (DNS rebinding), nor an
+address spelled so that only the resolver reads it (`2130706433`, `0x7f000001`, `0177.0.0.1`,
+`127.1`, `[::ffff:127.0.0.1]`), nor a redirect can reach a refused address:
+
+- Webhooks, callbacks and Web Push use httpx/httpcore over `GuardedBackend`, the network backend
+  of `guarded_pool`: it resolves the host itself, refuses addresses the policy forbids and
+  connects to the checked address (TLS still verifies the original host name). Redirects are
+  never followed (the dispatcher and Web Push count a 3xx as a failed attempt).
+- Apprise sends with libraries of its own (`requests` for most plugins, `smtplib`, raw sockets
+  for syslog, IRC or APRS…), and `requests` follows redirects. So `guarded_sockets(policy)` guards
+  the sockets themselves: while it is active, `socket.socket.connect`/`connect_ex`/`sendto`/
+  `sendmsg` first check the destination (resolving a name here and connecting to the checked
+  address), and refuse any socket that is not TCP/UDP over IP. The scope is a context variable,
+  so it follows the send into Apprise's worker pool (which copies the caller's context) and into
+  threads started inside it (a plugin's own I/O thread); every other connection in the process
+  (uvicorn, tests' clients) is untouched. Each redirect is a new connection, checked like the first.
+
+Alternatives weighed for Apprise: checking the host when a target is saved and again before each
+send leaves the rebinding window and misses hosts a plugin takes from elsewhere (`?smtp=`, a
+redirect); mounting a guarded adapter on `requests` covers only the plugins that use `requests`
+and Apprise opens its own sessions; a thread-local policy misses Apprise's worker pool; a separate
+process per send costs more memory than Apprise itself. Guarding the sockets in a scope covers
+every library written on Python's socket module, whichever plugin uses it. What it cannot see is
+network I/O done in C (no Apprise plugin that takes a host does that today); for such a plugin
+the check at save time, which every push target gets, is what refuses private hosts.
+
+At save time (`check_url`, `check_saved`) a target's host is resolved, whatever its spelling,
+and every address checked, for a 422 `target_not_allowed` that says how to allow it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
+import errno
 import functools
 import ipaddress
 import socket
 import ssl
+import threading
 import typing
-from dataclasses import dataclass
+from collections.abc import Awaitable, Iterator
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import httpcore
 import httpx
+
+from glimpze.errors import ValidationFailed
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -29,6 +62,7 @@ METADATA_ADDRESSES = frozenset(
     for a in ("169.254.169.254", "169.254.170.2", "100.100.100.200", "fd00:ec2::254", "192.0.0.192")
 )
 ALLOW_SETTING = "[webhooks] allow_targets in glimpze.toml (or GLIMPZE_WEBHOOKS_ALLOW_TARGETS)"
+RESOLVE_SECONDS = 5.0  # a save-time check waits this long for DNS, then leaves it to the connect-time guard
 
 
 class TargetRefused(Exception):
@@ -95,7 +129,7 @@ class TargetPolicy:
         )
 
     async def check_host(self, host: str, port: int) -> None:
-        """Check every address a host name resolves to (at webhook creation, for a helpful 422)."""
+        """Check every address a host resolves to, whatever its spelling (when a target is saved)."""
         for address in await resolve(host, port):
             self.check(address, port)
 
@@ -209,3 +243,152 @@ def refused_reason(exc: BaseException) -> str | None:
     """The refusal message if `exc` (an httpx or httpcore error) came from the guard."""
     text = str(exc)
     return text if "target refused" in text or "metadata address" in text else None
+
+
+# Checks when a target is saved: a refusal is a 422 naming the field.
+
+
+async def check_saved(check: Awaitable[None], path: str) -> None:
+    """Await a save-time check; a refusal becomes a 422 `target_not_allowed` at `path` whose message
+    says how to allow the address. A host that does not resolve now passes: the connect-time
+    guard checks it at every connection."""
+    try:
+        async with asyncio.timeout(RESOLVE_SECONDS):
+            await check
+    except TargetRefused as exc:
+        raise ValidationFailed.at(path, str(exc), code="target_not_allowed", title="Target not allowed") from None
+    except (OSError, TimeoutError):
+        pass
+
+
+async def check_url(policy: TargetPolicy, url: str, path: str) -> None:
+    """Check where an http(s) URL points (a webhook, a callback, a push endpoint) when it is saved."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:  # e.g. a port out of range, an unclosed [IPv6
+        raise ValidationFailed.at(path, f"is not a valid URL: {exc}") from None
+    await check_saved(policy.check_host(parts.hostname or "", port), path)
+
+
+# The socket guard, for code Glimpze does not own (Apprise and the libraries of its plugins).
+
+
+class SocketRefused(ConnectionRefusedError):
+    """A connection the socket guard refused: an OSError, so every library treats it as a failed connect."""
+
+
+@dataclass(slots=True)
+class SocketScope:
+    """What sockets may reach inside `guarded_sockets`, and what they were refused (for the push log)."""
+
+    policy: TargetPolicy
+    refusals: list[str] = field(default_factory=list)
+
+    def destination(self, sock: socket.socket, address: typing.Any) -> typing.Any:
+        """The address `sock` may connect or send to in place of `address`; raises SocketRefused."""
+        if sock.family not in (socket.AF_INET, socket.AF_INET6):
+            raise self._refuse(f"{getattr(sock.family, 'name', sock.family)} sockets are not a push target")
+        host, port = str(address[0]), int(address[1])
+        try:
+            ipaddress.ip_address(host.split("%", 1)[0])
+            candidates = [address]
+        except ValueError:
+            # A name, or an address in a spelling only the resolver reads ("2130706433", "127.1"):
+            # resolved here, and the checked address is what the socket connects to.
+            candidates = [info[4] for info in socket.getaddrinfo(host, port, sock.family, sock.type)]
+        reasons = []
+        for candidate in candidates:
+            try:
+                self.policy.check(str(candidate[0]), port)
+                return candidate
+            except TargetRefused as exc:
+                reasons.append(str(exc))
+        raise self._refuse("; ".join(dict.fromkeys(reasons)))
+
+    def _refuse(self, reason: str) -> SocketRefused:
+        self.refusals.append(reason)
+        return SocketRefused(errno.ECONNREFUSED, f"target refused: {reason}")
+
+
+_SCOPE: contextvars.ContextVar[SocketScope | None] = contextvars.ContextVar("glimpze_socket_scope", default=None)
+_connect = socket.socket.connect
+_connect_ex = socket.socket.connect_ex
+_sendto = socket.socket.sendto
+_sendmsg = socket.socket.sendmsg
+_thread_start = threading.Thread.start
+_installed = False
+_installing = threading.Lock()
+
+
+@contextlib.contextmanager
+def guarded_sockets(policy: TargetPolicy) -> Iterator[SocketScope]:
+    """Inside this block, and in the threads and worker-pool calls it starts, sockets reach only
+    addresses `policy` allows (run it in the worker thread that sends: the scope is this context's)."""
+    _install()
+    scope = SocketScope(policy)
+    token = _SCOPE.set(scope)
+    try:
+        yield scope
+    finally:
+        _SCOPE.reset(token)
+
+
+def _install() -> None:
+    """Wrap the socket methods once per process; outside a scope they only look the scope up."""
+    global _installed
+    with _installing:
+        if _installed:
+            return
+        socket.socket.connect = _guarded_connect  # type: ignore[method-assign,assignment]
+        socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign,assignment]
+        socket.socket.sendto = _guarded_sendto  # type: ignore[method-assign,assignment]
+        socket.socket.sendmsg = _guarded_sendmsg  # type: ignore[method-assign,assignment]
+        threading.Thread.start = _guarded_start  # type: ignore[method-assign,assignment]
+        _installed = True
+
+
+def _guarded_connect(sock: socket.socket, address: typing.Any) -> None:
+    scope = _SCOPE.get()
+    _connect(sock, address if scope is None else scope.destination(sock, address))
+
+
+def _guarded_connect_ex(sock: socket.socket, address: typing.Any) -> int:
+    scope = _SCOPE.get()
+    if scope is not None:
+        try:
+            address = scope.destination(sock, address)
+        except SocketRefused:
+            return errno.ECONNREFUSED
+    return _connect_ex(sock, address)
+
+
+def _guarded_sendto(sock: socket.socket, data: typing.Any, *args: typing.Any) -> int:
+    """`sendto(data, address)` or `sendto(data, flags, address)`: a datagram (syslog) is checked too."""
+    scope = _SCOPE.get()
+    if scope is not None:
+        args = (*args[:-1], scope.destination(sock, args[-1]))
+    return _sendto(sock, data, *args)
+
+
+def _guarded_sendmsg(
+    sock: socket.socket, buffers: typing.Any, ancdata: typing.Any = (), flags: int = 0, address: typing.Any = None
+) -> int:
+    scope = _SCOPE.get()
+    if address is None:
+        return _sendmsg(sock, buffers, ancdata, flags)
+    return _sendmsg(sock, buffers, ancdata, flags, address if scope is None else scope.destination(sock, address))
+
+
+def _guarded_start(thread: threading.Thread) -> None:
+    """A thread started inside a scope runs inside it (a plugin's own I/O thread: XMPP, MQTT)."""
+    scope = _SCOPE.get()
+    if scope is not None:
+        run = thread.run
+
+        def run_in_scope() -> None:
+            _SCOPE.set(scope)
+            run()
+
+        thread.run = run_in_scope  # type: ignore[method-assign]
+    _thread_start(thread)

@@ -25,7 +25,7 @@ from glimpze.ids import new_id
 from glimpze.outbox import EVENT_TYPES, Outbox
 from glimpze.pagination import Page, page
 from glimpze.signing import new_signing_secret
-from glimpze.ssrf import TargetPolicy, TargetRefused
+from glimpze.ssrf import TargetPolicy, check_url
 
 DEFAULT_SECRET_GRACE_SECONDS = 24 * 3600
 MAX_SECRET_GRACE_SECONDS = 7 * 24 * 3600
@@ -440,20 +440,15 @@ class Webhooks:
         return Replayed(await self.db.execute(SQL_REPLAY.format(where=where), params))
 
     async def _check_url(self, url: str) -> str:
-        parts = urlsplit(url.strip())
+        try:
+            parts = urlsplit(url.strip())
+        except ValueError as exc:  # an unclosed [IPv6 address
+            raise ValidationFailed.at("$.url", f"is not a valid URL: {exc}") from None
         if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > 2048:
             raise ValidationFailed.at("$.url", "must be an absolute http:// or https:// URL (at most 2048 characters)")
         if parts.username or parts.password:
             raise ValidationFailed.at("$.url", "must not carry credentials; use a custom header instead")
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        try:
-            await self.policy.check_host(parts.hostname, port)
-        except TargetRefused as exc:
-            raise ValidationFailed.at(
-                "$.url", str(exc), code="target_not_allowed", title="Target not allowed"
-            ) from None
-        except OSError:
-            pass  # not resolvable now; the guard checks again at every connection
+        await check_url(self.policy, url, "$.url")
         return url.strip()
 
 

@@ -8,7 +8,8 @@ pushes imports no cryptography.
 
 A push is the JSON `{title, body, url, actions}` encrypted by pywebpush (aes128gcm), with a VAPID
 `Authorization` header signed by py_vapid, POSTed to the subscription's endpoint through the
-SSRF-guarded client: the endpoint comes from a browser and is untrusted. pywebpush and py_vapid
+SSRF-guarded client: the endpoint comes from a browser and is untrusted (a redirect is not
+followed: a 3xx is a failed push). pywebpush and py_vapid
 are imported on the first push; encryption and signing run in a worker thread.
 """
 

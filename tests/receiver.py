@@ -1,15 +1,18 @@
 """A real HTTP receiver on 127.0.0.1 for webhook, callback and push tests.
 
-It records every request and answers from a script (status codes and headers, in order), so a
-test can make it fail N times, ask for a retry later, answer 410, or hold requests until released.
+It records every request (and every connection: `count_connections()`) and answers from a script (status codes and
+headers, in order), so a test can make it fail N times, ask for a retry later, answer 410, or hold
+requests until released.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 
@@ -41,6 +44,7 @@ class Receiver:
         self.hold.set()
         self.in_flight = 0
         self.max_in_flight = 0
+        self._peers: list[Any] = []  # every connection accepted, request or not, in order
         self._lock = threading.Condition()
         receiver = self
 
@@ -87,7 +91,14 @@ class Receiver:
 
             do_GET = do_POST = do_PUT = _handle
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            def verify_request(self, request: Any, client_address: Any) -> bool:
+                with receiver._lock:
+                    receiver._peers.append(client_address)
+                    receiver._lock.notify_all()
+                return True
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
         self.thread.start()
@@ -99,6 +110,18 @@ class Receiver:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/hook"
+
+    def count_connections(self, timeout: float = 10.0) -> int:
+        """How many connections reached the receiver, every one made before this call included: the
+        kernel hands them over in order, so once a probe connection of its own is accepted, so is
+        every earlier one (a connection made but not yet accepted would otherwise go uncounted)."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as probe:
+            me = probe.getsockname()
+            with self._lock:
+                if not self._lock.wait_for(lambda: me in self._peers, timeout):
+                    raise AssertionError("the receiver did not accept a connection")
+                self._peers.remove(me)
+                return len(self._peers)
 
     def script(self, answers: list[Answer]) -> None:
         """Answer the next requests with these, then with `default`."""

@@ -308,11 +308,17 @@ async def test_callback_secret_on_approval_feeds_only_and_rotation_signs_with_bo
 async def test_a_callback_to_a_private_address_is_refused_at_connect_time(
     tmp_path: Path, clock: FakeClock, receiver: Receiver
 ) -> None:
-    config = load(None, env={}, overrides={"data_dir": str(tmp_path / "data")})  # no allow_targets
-    async with running(config, clock) as api:
-        await api.glimpze.dispatcher.stop_runner()
+    # Accepted while the operator allowed 127.0.0.1 (ingest refuses it otherwise); then the allowance is gone.
+    allowed = load(
+        None, env={}, overrides={"data_dir": str(tmp_path / "data"), "webhooks.allow_targets": ["127.0.0.1"]}
+    )
+    async with running(allowed, clock) as api:
         feed = await api.feed("approval")
         event_id = await ingest_approval(api, feed, approval_event(receiver.url))
+        admin = api.key
+    config = load(None, env={}, overrides={"data_dir": str(tmp_path / "data")})  # no allow_targets
+    async with running(config, clock, key=admin) as api:
+        await api.glimpze.dispatcher.stop_runner()
         delivery_id = (await respond(api, event_id, "approve")).json()["actions"][0]["callback_delivery_id"]
         await api.glimpze.dispatcher.deliver_due(clock.now())
         delivery = (await api.get(f"/v1/deliveries/{delivery_id}")).json()

@@ -105,6 +105,8 @@ async def test_webhook_crud_and_secret(api: Api, receiver: Receiver) -> None:
         ({"url": "https://user:pw@x.example/", "events": ["*"]}, "$.url", "validation_failed"),
         ({"url": "http://10.0.0.1/hook", "events": ["*"]}, "$.url", "target_not_allowed"),
         ({"url": "http://169.254.169.254/latest", "events": ["*"]}, "$.url", "target_not_allowed"),
+        ({"url": "http://2852039166/latest", "events": ["*"]}, "$.url", "target_not_allowed"),  # 169.254.169.254
+        ({"url": "http://[::1/hook", "events": ["*"]}, "$.url", "validation_failed"),
         ({"url": "https://x.example/", "events": []}, "$.events", "validation_failed"),
         ({"url": "https://x.example/", "events": ["feed.evnt"]}, "$.events[0]", "validation_failed"),
         (
