@@ -427,3 +427,52 @@ def test_card_buttons_say_their_own_label(page: Any, glimpze: Glimpze) -> None:
         expect(button).to_have_accessible_name(label)
         expect(button).to_have_accessible_description(f"{label}: it takes a minute. Opens in a new tab")
     assert page.errors == []
+
+
+def test_the_dashboard_loads_its_css_and_script_compressed(browser: Any, glimpze: Glimpze) -> None:
+    """The dashboard's static files through glimpze.routes.static in a real browser: gzip on the
+    wire, applied and run (the script registers the service worker, itself served the same way)."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        page = context.new_page()
+        answers: dict[str, Any] = {}
+        page.on("response", lambda r: answers.setdefault(urlsplit(r.url).path, r))
+        page.goto(f"{glimpze.server.url}/login")
+        # app.js ran, and registered /sw.js, which the browser fetched and started
+        assert page.evaluate("() => navigator.serviceWorker.ready.then((r) => r.active.scriptURL)").endswith("/sw.js")
+        for path in ("/static/app.css", "/static/app.js"):
+            answer = answers[path]
+            assert answer.status == 200, path
+            assert answer.header_value("content-encoding") == "gzip" and answer.header_value("etag"), path
+        styled = page.evaluate("() => [...document.styleSheets].some((s) => s.href && s.cssRules.length > 20)")
+        assert styled  # app.css decoded and applied
+    finally:
+        context.close()
+
+
+def test_only_what_can_succeed_later_is_retried(page: Any, glimpze: Glimpze) -> None:
+    """A 503 from the site's token endpoint is retried (after its Retry-After); a 403 is final."""
+    answers = [(503, {"Retry-After": "5"}), (403, {})]
+    asked: list[int] = []
+
+    def token_endpoint(route: Any) -> None:
+        status, headers = answers[min(len(asked), len(answers) - 1)]
+        asked.append(status)
+        route.fulfill(status=status, headers=headers, body="{}", content_type="application/json")
+
+    page.route("**/glimpze-token", token_endpoint)
+    page.clock.install()
+    page.goto(glimpze.site.url + "/")
+    w(page, ".launcher").click()
+    expect(w(page, ".notice")).to_have_text("Chat is unavailable right now. Retrying…")
+    assert asked == [503]
+    page.clock.run_for(4000)
+    page.evaluate("() => new Promise((resolve) => requestAnimationFrame(() => resolve(null)))")
+    assert asked == [503]  # not before its Retry-After (5 s)
+    page.clock.run_for(2000)
+    expect(w(page, ".notice")).to_contain_text("Chat is not available.")
+    expect(w(page, ".notice")).to_contain_text("/glimpze-token answered HTTP 403")
+    page.clock.run_for(3600 * 1000)
+    page.evaluate("() => new Promise((resolve) => requestAnimationFrame(() => resolve(null)))")
+    assert asked == [503, 403]
+    assert page.errors == []

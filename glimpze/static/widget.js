@@ -232,10 +232,12 @@
       } catch (error) {
         throw new NetworkError(`the token endpoint ${this.url} cannot be reached: ${error.message}`);
       }
-      if (!response.ok) throw new HttpError(response.status, null, `The token endpoint ${this.url}`, response);
-      const body = await response.json().catch(() => null);
+      const body = response.ok ? await response.json().catch(() => null) : null;
       if (!body || typeof body.token !== "string" || typeof body.expires_at !== "string") {
-        throw new HttpError(response.status, null, `The token endpoint ${this.url} must answer {"token", "expires_at"}; it`);
+        const what = `The token endpoint ${this.url}${response.ok ? ' must answer {"token", "expires_at"}; it' : ""}`;
+        const error = new HttpError(response.status, null, what, response);
+        if (!retryable(error)) this.onRefused(error); // the site's backend said no: asking again changes nothing
+        throw error;
       }
       if (clockOffsetMs === null) noteServerDate(response, sentAt); // until Glimpze itself answers
       let life = Date.parse(body.expires_at) - serverNow();
@@ -264,10 +266,6 @@
         await this.fetch();
       } catch (error) {
         if (this.refused) return;
-        if (!retryable(error)) {
-          this.onRefused(error);
-          return;
-        }
         console.warn("Glimpze widget: renewing the token failed; retrying.", error);
         this.failures += 1;
         // Before expiry, try again well within the time left; after it, back off.
