@@ -121,10 +121,12 @@ async def poll_messages(
     "/sessions/{session_id:str}/stream",
     opt={TOKEN_IN_QUERY: True},
     media_type="text/event-stream",
-    summary="Follow the session as Server-Sent Events: message, done, session",
+    summary="Follow the session as Server-Sent Events: message, done, session, typing",
     description="The SSE id is the session's stream number: reconnect with `Last-Event-ID` (or "
     "`?last_event_id=`) to resume exactly; without either the stream starts at the session's first "
-    "event. The stream ends when the token expires or the server shuts down.",
+    "event. `typing` (`{typing, role, author, expires_in}`) has no id and is not replayed, except a "
+    "signal still in force when the stream opens. The stream ends when the token expires or the "
+    "server shuts down.",
 )
 async def stream(
     session_id: FromPath[str],
