@@ -4,6 +4,9 @@ One write job stores the message, appends it to the visitor's stream (`message`;
 message also `done`), emits `message.created`, and brings a pending or snoozed session back to
 open when the visitor writes. A closed session takes no messages (409 `session_closed`).
 
+`typing()` shows the visitor that an agent or the assistant is composing (glimpze.streams: not
+stored, expires by itself, rate-bounded); their message ends it.
+
 The seam for CTA cards: before an assistant message's write job, every `on_reply` hook is awaited
 with the `ReplyDraft` (slow work such as matching patterns happens there, off the writer) and may
 return a function that the write job calls with the `Reply` before the `done` event is stored; it
@@ -26,7 +29,7 @@ from glimpze.ids import new_id
 from glimpze.outbox import Outbox
 from glimpze.pagination import Page, page
 from glimpze.sessions import Name, Session, Sessions, Text, session_out
-from glimpze.streams import SessionStreams
+from glimpze.streams import SessionStreams, TypingSignal
 from glimpze.transitions import session_closed
 
 Role = Literal["visitor", "agent", "assistant"]
@@ -44,6 +47,14 @@ class MessageCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     role: Role
     text: Text
     author: Name | None = None
+
+
+class TypingCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """`POST /v1/sessions/{id}/typing`: who is composing; `typing: false` stops the signal early."""
+
+    role: Literal["agent", "assistant"] = "agent"
+    author: Name | None = None
+    typing: bool = True
 
 
 class Message(msgspec.Struct, kw_only=True):
@@ -184,7 +195,18 @@ class Messages:
                 self.sessions.reopen_for_visitor(conn, row, now)
             return posted
 
-        return await self.db.write(job)
+        posted = await self.db.write(job)
+        if data.role != "visitor":
+            self.streams.end_typing(session_id)
+        return posted
+
+    async def typing(self, project_id: str, session_id: str, data: TypingCreate) -> TypingSignal:
+        """Raise or stop the session's typing signal on the visitor's stream."""
+        session = await self.sessions.get(project_id, session_id)
+        if session.status == "closed":
+            raise session_closed(session_id)
+        state = self.streams.set_typing(session_id, data.role, data.author, data.typing)
+        return state.signal(self.clock.now())
 
     async def list(self, project_id: str, session_id: str, *, after: int, limit: int) -> Page[Message]:
         """Oldest first, from the message after stream number `after`."""

@@ -511,6 +511,13 @@ CREATE TABLE dashboard_sessions (
 CREATE INDEX dashboard_sessions_expiry ON dashboard_sessions(expires_at);
 """
 
+AGENT_PROFILE = """
+-- What the visitor widget's header shows of an agent; NULL: not set.
+ALTER TABLE agents ADD COLUMN display_name TEXT;
+ALTER TABLE agents ADD COLUMN avatar_url TEXT;   -- https only
+ALTER TABLE agents ADD COLUMN reply_time TEXT;   -- in_a_few_minutes | in_a_few_hours | in_a_day
+"""
+
 MIGRATIONS: list[tuple[str, str]] = [
     ("core: projects, keys, feeds, events, idempotency", CORE),
     ("webhooks: outgoing events, webhooks, deliveries, attempts", WEBHOOKS),
@@ -519,4 +526,5 @@ MIGRATIONS: list[tuple[str, str]] = [
     ("ctas: an agent's call-to-action rules; leads by session", CTAS),
     ("approvals: callback deliveries, approvals, push targets, pushes", APPROVALS),
     ("dashboard: the administrator's password and setup token, dashboard sessions", DASHBOARD),
+    ("agent profile: display name, avatar and reply time for the visitor widget's header", AGENT_PROFILE),
 ]

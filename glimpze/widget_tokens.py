@@ -113,6 +113,16 @@ def invalid_token(detail: str) -> Unauthorized:
     )
 
 
+def origin_not_allowed(origin: str) -> Forbidden:
+    """The refusal of a page whose origin is not one of the project's widget origins (the widget
+    shows its detail and stops)."""
+    return Forbidden(
+        f"Origin {origin!r} is not one of this project's widget origins; add it with PUT /v1/settings/widget-origins.",
+        code="origin_not_allowed",
+        title="Origin not allowed",
+    )
+
+
 class WidgetTokens:
     """Mints and verifies widget tokens; per-project secrets are cached after the first read."""
 
@@ -160,12 +170,7 @@ class WidgetTokens:
         """`verify`, then a browser Origin must be one of the project's widget origins."""
         visitor = await self.verify(token, origin)
         if origin is not None and not await self.origin_allowed(visitor.project_id, origin):
-            raise Forbidden(
-                f"Origin {origin!r} is not one of this project's widget origins; add it with "
-                "PUT /v1/settings/widget-origins.",
-                code="origin_not_allowed",
-                title="Origin not allowed",
-            )
+            raise origin_not_allowed(origin)
         return visitor
 
     async def origin_known(self, origin: str) -> bool:

@@ -176,15 +176,27 @@ def preflight(origin: str) -> dict[str, str]:
     }
 
 
-async def test_no_widget_origins_means_cross_origin_calls_fail(api: Api) -> None:
+async def test_no_widget_origins_means_cross_origin_calls_fail_with_a_refusal_the_page_can_read(api: Api) -> None:
     token = await mint(api)
+    # The preflight lets the call through, so that the page can read why it is refused...
     pre = await api.client.options("/widget/v1/sessions", headers=preflight(SHOP))
-    assert pre.status_code == 403 and pre.json()["code"] == "origin_not_allowed"
-    assert "access-control-allow-origin" not in pre.headers
-    call = await open_session(api, token, SHOP)
-    assert call.status_code == 403 and call.json()["code"] == "origin_not_allowed"
-    assert "access-control-allow-origin" not in call.headers
-    assert (await open_session(api, token)).status_code == 201  # a server-side call (no Origin) is fine
+    assert pre.status_code == 204 and pre.headers["access-control-allow-origin"] == SHOP
+    # ...and the call is refused before its token is even looked at, with CORS headers for the
+    # refusal only and nothing in it but the reason.
+    for credentials in (bearer(token, SHOP), bearer("not-a-token", SHOP), {"Origin": SHOP}):
+        call = await api.client.post("/widget/v1/sessions", headers=credentials)
+        assert call.status_code == 403 and call.headers["access-control-allow-origin"] == SHOP
+        assert call.headers["content-type"] == "application/problem+json" and call.headers["vary"] == "Origin"
+        problem = call.json()
+        assert problem["code"] == "origin_not_allowed" and "PUT /v1/settings/widget-origins" in problem["detail"]
+        assert set(problem) == {"type", "title", "status", "detail", "code", "errors"}
+        assert call.headers["cache-control"] == "no-store" and "sandbox" in call.headers["content-security-policy"]
+    stream = await api.client.get("/widget/v1/sessions/ses_x/stream", params={"token": token}, headers={"Origin": SHOP})
+    assert stream.status_code == 403 and stream.headers["access-control-allow-origin"] == SHOP
+    assert api.glimpze.streams.streams_open == 0
+    assert (await api.get("/v1/sessions")).json()["data"] == []  # nothing was opened
+    served = await open_session(api, token)  # a server-side call (no Origin) is fine, without CORS
+    assert served.status_code == 201 and "access-control-allow-origin" not in served.headers
 
 
 async def test_cors_allows_exactly_the_projects_origins(api: Api) -> None:
@@ -200,8 +212,8 @@ async def test_cors_allows_exactly_the_projects_origins(api: Api) -> None:
     assert pre.headers["vary"] == "Origin"
     call = await open_session(api, token, SHOP)
     assert call.status_code == 201 and call.headers["access-control-allow-origin"] == SHOP
-    other = await api.client.options("/widget/v1/sessions", headers=preflight("https://other.example"))
-    assert other.status_code == 403
+    refused = await open_session(api, token, "https://other.example")
+    assert refused.status_code == 403 and refused.json()["code"] == "origin_not_allowed"
 
     # An origin another project allows passes the preflight, but not our token's check.
     _, other_key = await api.glimpze.keys.create_project("Other")
@@ -214,6 +226,7 @@ async def test_cors_allows_exactly_the_projects_origins(api: Api) -> None:
     assert theirs.status_code == 204
     crossed = await open_session(api, token, "https://other.example")
     assert crossed.status_code == 403 and crossed.json()["code"] == "origin_not_allowed"
+    assert "Origin 'https://other.example'" in crossed.json()["detail"]
 
 
 async def test_every_widget_api_answer_has_a_strict_csp(api: Api) -> None:
@@ -224,7 +237,10 @@ async def test_every_widget_api_answer_has_a_strict_csp(api: Api) -> None:
         "created": await open_session(api, token, SHOP),
         "problem": await open_session(api, "not-a-token", SHOP),
         "preflight": await api.client.options("/widget/v1/sessions", headers=preflight(SHOP)),
-        "refused preflight": await api.client.options("/widget/v1/sessions", headers=preflight("https://x.example")),
+        "unknown origin's preflight": await api.client.options(
+            "/widget/v1/sessions", headers=preflight("https://x.example")
+        ),
+        "refusal": await open_session(api, token, "https://x.example"),
         "no origin": await api.client.get("/widget/v1/sessions/ses_nope", headers=bearer(token)),
     }
     for name, response in answers.items():
@@ -251,7 +267,8 @@ async def test_open_resumes_the_visitors_open_session(api: Api) -> None:
     session = first.json()
     assert session["visitor"] == VISITOR and session["status"] == "open"
     assert (session["page_url"], session["language"]) == ("https://shop.example.com/pricing", "fr")
-    assert set(session) == {"id", "status", "agent_id", "visitor", "language", "page_url", "created_at", "updated_at"}
+    fields = {"id", "status", "agent_id", "agent", "visitor", "language", "page_url", "created_at", "updated_at"}
+    assert set(session) == fields and session["agent"] is None
     again = await open_session(api, await mint(api, context={"plan": "other"}))
     assert again.status_code == 200 and again.json()["id"] == session["id"]
     stored = (await api.get(f"/v1/sessions/{session['id']}")).json()

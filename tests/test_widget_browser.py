@@ -319,3 +319,160 @@ def test_without_eventsource_the_widget_polls_and_shows_cards(page: Any, glimpze
     glimpze.say(session_id, "assistant", "Our plans, by polling.")
     expect(w(page, ".msg-assistant .card .card-title")).to_have_text(SHOWN)
     assert streams == []
+
+
+def other_site(glimpze: Glimpze, root: Path, *, allowed: bool, agent_id: str | None = None) -> ExampleSite:
+    """Another website with the widget, on its own port (origin), started; allowed or not."""
+    site = ExampleSite(root, glimpze.server.url, glimpze.server.admin_key(), agent_id=agent_id, ttl=TOKEN_TTL)
+    site.start()
+    if allowed:
+        origins = glimpze.api.get("/v1/settings/widget-origins").json()["origins"]
+        response = glimpze.api.put("/v1/settings/widget-origins", json={"origins": [*origins, site.url]})
+        assert response.status_code == 200, response.text
+    return site
+
+
+def test_a_page_whose_origin_is_not_allowed_says_why_and_stops_asking(
+    page: Any, glimpze: Glimpze, tmp_path: Path
+) -> None:
+    site = other_site(glimpze, tmp_path, allowed=False)
+    try:
+        requests: list[str] = []
+        console: list[str] = []
+        watched = (glimpze.server.url, site.url + "/glimpze-token")  # Glimpze, and the site's token endpoint
+        page.on("request", lambda r: requests.append(f"{r.method} {r.url}") if r.url.startswith(watched) else None)
+        page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
+        page.clock.install()  # timers run as usual, and the test can jump ahead (retries, renewals)
+        page.goto(site.url + "/")
+        w(page, ".launcher").click()
+        notice = w(page, ".notice")
+        expect(notice).to_contain_text("Chat is not available on this site.")
+        expect(notice).to_contain_text(f"Origin '{site.url}' is not one of this project's widget origins")
+        expect(w(page, ".composer")).to_be_hidden()
+        assert any("origin_not_allowed" in line and site.url in line for line in console), console
+        assert f"POST {glimpze.server.url}/widget/v1/sessions" in requests
+        asked = list(requests)
+        # An hour of retries and token renewals later: not one more request.
+        page.clock.run_for(3600 * 1000)
+        page.evaluate("() => new Promise((resolve) => requestAnimationFrame(() => resolve(null)))")
+        w(page, ".close").click()
+        w(page, ".launcher").click()  # opening the panel again asks nothing either
+        expect(notice).to_contain_text("Chat is not available on this site.")
+        assert requests == asked
+        assert page.errors == []
+    finally:
+        site.stop()
+
+
+def test_the_header_shows_the_agents_team_name_avatar_and_reply_time(
+    page: Any, glimpze: Glimpze, tmp_path: Path
+) -> None:
+    agent = glimpze.post(
+        "/v1/agents",
+        {
+            "name": "Night bot",
+            "display_name": "Acme night team",
+            "avatar_url": "https://avatars.invalid/team.png",  # cannot load here: its initials stand in
+            "reply_time": "in_a_few_hours",
+        },
+    )
+    site = other_site(glimpze, tmp_path, allowed=True, agent_id=agent["id"])
+    try:
+        page.goto(site.url + "/")
+        w(page, ".launcher").click()
+        expect(w(page, ".head .title")).to_have_text("Acme night team")  # over the site's data-title
+        expect(w(page, ".head .reply-time")).to_have_text("Typically replies in a few hours")
+        expect(w(page, ".head .avatar")).to_have_text("AN")
+        expect(page.get_by_role("dialog", name="Acme night team")).to_be_visible()
+        # An agent without a profile leaves the site's own title and no reply time.
+        page.context.clear_cookies()
+        page.evaluate("() => localStorage.clear()")
+        start_chat(page, glimpze, "Which title now?")
+        expect(w(page, ".head .title")).to_have_text("Acme support")
+        expect(w(page, ".head .reply-time")).to_be_hidden()
+        expect(w(page, ".head .avatar")).to_be_hidden()
+        assert page.errors == []
+    finally:
+        site.stop()
+
+
+def test_typing_shows_until_it_expires_or_the_message_arrives(page: Any, glimpze: Glimpze) -> None:
+    page.clock.install()
+    session_id = start_chat(page, glimpze, "Anyone there?")
+    typing = w(page, ".typing")
+    assert typing.get_attribute("aria-live") == "polite"
+    glimpze.post(f"/v1/sessions/{session_id}/typing", {"author": "Sam"}, status=200)
+    expect(typing).to_have_text("Sam is typing…")
+    glimpze.say(session_id, "agent", "Yes, Sam here.")
+    expect(w(page, ".msg-agent .text")).to_have_text("Yes, Sam here.")
+    expect(typing).to_have_text("")  # the message it announced arrived
+
+    glimpze.post(f"/v1/sessions/{session_id}/typing", {"role": "assistant"}, status=200)
+    expect(typing).to_have_text("Typing…")
+    page.clock.run_for(7000)  # the signal lasts 6 s unless renewed
+    expect(typing).to_have_text("")
+    assert page.errors == []
+
+
+def test_card_buttons_say_their_own_label(page: Any, glimpze: Glimpze) -> None:
+    session_id = start_chat(page, glimpze, "Which plans fit me?")
+    glimpze.say(session_id, "assistant", "These plans may fit.")
+    expect(w(page, ".msg-assistant .card")).to_have_count(3)
+    buttons = w(page, ".card .card-open")
+    expect(buttons).to_have_text(SHOWN)
+    for label, button in zip(SHOWN, buttons.all(), strict=True):
+        assert button.get_attribute("aria-label") is None
+        # Found by its role and visible text alone: the accessible name is exactly the label.
+        expect(page.get_by_role("link", name=label, exact=True)).to_have_count(1)
+        expect(button).to_have_accessible_name(label)
+        expect(button).to_have_accessible_description(f"{label}: it takes a minute. Opens in a new tab")
+    assert page.errors == []
+
+
+def test_the_dashboard_loads_its_css_and_script_compressed(browser: Any, glimpze: Glimpze) -> None:
+    """The dashboard's static files through glimpze.routes.static in a real browser: gzip on the
+    wire, applied and run (the script registers the service worker, itself served the same way)."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        page = context.new_page()
+        answers: dict[str, Any] = {}
+        page.on("response", lambda r: answers.setdefault(urlsplit(r.url).path, r))
+        page.goto(f"{glimpze.server.url}/login")
+        # app.js ran, and registered /sw.js, which the browser fetched and started
+        assert page.evaluate("() => navigator.serviceWorker.ready.then((r) => r.active.scriptURL)").endswith("/sw.js")
+        for path in ("/static/app.css", "/static/app.js"):
+            answer = answers[path]
+            assert answer.status == 200, path
+            assert answer.header_value("content-encoding") == "gzip" and answer.header_value("etag"), path
+        styled = page.evaluate("() => [...document.styleSheets].some((s) => s.href && s.cssRules.length > 20)")
+        assert styled  # app.css decoded and applied
+    finally:
+        context.close()
+
+
+def test_only_what_can_succeed_later_is_retried(page: Any, glimpze: Glimpze) -> None:
+    """A 503 from the site's token endpoint is retried (after its Retry-After); a 403 is final."""
+    answers = [(503, {"Retry-After": "5"}), (403, {})]
+    asked: list[int] = []
+
+    def token_endpoint(route: Any) -> None:
+        status, headers = answers[min(len(asked), len(answers) - 1)]
+        asked.append(status)
+        route.fulfill(status=status, headers=headers, body="{}", content_type="application/json")
+
+    page.route("**/glimpze-token", token_endpoint)
+    page.clock.install()
+    page.goto(glimpze.site.url + "/")
+    w(page, ".launcher").click()
+    expect(w(page, ".notice")).to_have_text("Chat is unavailable right now. Retrying…")
+    assert asked == [503]
+    page.clock.run_for(4000)
+    page.evaluate("() => new Promise((resolve) => requestAnimationFrame(() => resolve(null)))")
+    assert asked == [503]  # not before its Retry-After (5 s)
+    page.clock.run_for(2000)
+    expect(w(page, ".notice")).to_contain_text("Chat is not available.")
+    expect(w(page, ".notice")).to_contain_text("/glimpze-token answered HTTP 403")
+    page.clock.run_for(3600 * 1000)
+    page.evaluate("() => new Promise((resolve) => requestAnimationFrame(() => resolve(null)))")
+    assert asked == [503, 403]
+    assert page.errors == []

@@ -3,18 +3,26 @@
 None of these need a session: the browser fetches them before anyone signs in (and the login page
 must be installable too). The service worker is served from `/sw.js` so its scope is the whole
 site; it carries the assets' version, so a new release replaces the cached shell.
+
+All of them go out through glimpze.routes.static (compressed once per process, an ETag per form,
+304s, HEAD). `/static/{path}` serves only the files found under `static/` (listed once, at the
+first request), so no path a client sends can reach anything else.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from pathlib import Path
 
 import msgspec
-from litestar import Request, Response, get
-from litestar.datastructures import CacheControlHeader
-from litestar.static_files import create_static_files_router
+from litestar import Router, route
+from litestar.exceptions import NotFoundException
+from litestar.params import FromPath
+from litestar.response.base import ASGIResponse
 
 from glimpze.dashboard.web import PUBLIC, STATIC, SecurityHeaders, ui_of
+from glimpze.routes.common import AnyRequest
+from glimpze.routes.static import METHODS, Asset, make_asset, media_type_of, serve
 
 THEME_COLOUR = "#4338ca"
 BACKGROUND_LIGHT = "#f6f7f9"
@@ -43,34 +51,61 @@ MANIFEST = {
         {"name": "Webhooks", "url": "/webhooks", "icons": [_SHORTCUT_ICON]},
     ],
 }
-_MANIFEST_BYTES = msgspec.json.encode(MANIFEST)
+STATIC_HEADERS = {"Cache-Control": f"public, max-age={STATIC_MAX_AGE}"}
 
 
-@get("/manifest.webmanifest", opt={PUBLIC: True}, include_in_schema=False)
-async def manifest() -> Response[bytes]:
-    return Response(
-        _MANIFEST_BYTES, media_type="application/manifest+json", headers={"Cache-Control": "public, max-age=3600"}
-    )
+@route("/manifest.webmanifest", http_method=METHODS, opt={PUBLIC: True}, include_in_schema=False)
+async def manifest(request: AnyRequest) -> ASGIResponse:
+    return serve(request, _manifest())
 
 
-@get("/sw.js", opt={PUBLIC: True}, include_in_schema=False)
-async def service_worker(request: Request[Any, Any, Any]) -> Response[bytes]:
-    script = (STATIC / "sw.js").read_text(encoding="utf-8").replace("__VERSION__", ui_of(request).asset_version)
+@route("/sw.js", http_method=METHODS, opt={PUBLIC: True}, include_in_schema=False)
+async def service_worker(request: AnyRequest) -> ASGIResponse:
+    return serve(request, _service_worker(ui_of(request).asset_version))
+
+
+@route("/{path:path}", http_method=METHODS, include_in_schema=False)
+async def static_file(request: AnyRequest, path: FromPath[str]) -> ASGIResponse:
+    asset = static_asset(path.lstrip("/"))
+    if asset is None:
+        raise NotFoundException()  # answered like any unknown path
+    return serve(request, asset)
+
+
+def static_asset(name: str) -> Asset | None:
+    """The file `static/{name}`, read and compressed at its first request; None when there is none."""
+    asset = _STATIC_ASSETS.get(name)
+    if asset is None and (path := _static_files().get(name)) is not None:
+        asset = _STATIC_ASSETS[name] = make_asset(path.read_bytes(), media_type_of(path.name), STATIC_HEADERS)
+    return asset
+
+
+_STATIC_ASSETS: dict[str, Asset] = {}
+
+
+@functools.cache
+def _static_files() -> dict[str, Path]:
+    """The files under `static/` by their path there (hidden ones left out), listed once."""
+    files = {path.relative_to(STATIC).as_posix(): path for path in sorted(STATIC.rglob("*")) if path.is_file()}
+    return {name: path for name, path in files.items() if not any(p.startswith(".") for p in name.split("/"))}
+
+
+@functools.cache
+def _manifest() -> Asset:
+    headers = {"Cache-Control": "public, max-age=3600"}
+    return make_asset(msgspec.json.encode(MANIFEST), media_type_of(".webmanifest"), headers)
+
+
+@functools.cache
+def _service_worker(version: str) -> Asset:
+    script = (STATIC / "sw.js").read_text(encoding="utf-8").replace("__VERSION__", version)
     # Browsers re-check the worker at most daily anyway; no-cache makes an update show at the next visit.
-    return Response(
-        script.encode(),
-        media_type="text/javascript; charset=utf-8",
-        headers={"Cache-Control": "no-cache", "Service-Worker-Allowed": "/"},
-    )
+    headers = {"Cache-Control": "no-cache", "Service-Worker-Allowed": "/"}
+    return make_asset(script.encode(), media_type_of(".js"), headers)
 
 
-static_router = create_static_files_router(
-    "/static",
-    directories=[STATIC],
-    name="dashboard-static",
-    cache_control=CacheControlHeader(public=True, max_age=STATIC_MAX_AGE),
-    middleware=[SecurityHeaders],
-    include_in_schema=False,
+static_router = Router(
+    "/static", route_handlers=[static_file], middleware=[SecurityHeaders], opt={PUBLIC: True}, include_in_schema=False
 )
 
 ROUTES = [manifest, service_worker]

@@ -8,11 +8,12 @@ import msgspec
 from litestar import Request, Response, Router, get, patch, post
 from litestar.params import FromPath, FromQuery
 
-from glimpze.messages import AssistantMessage, Message, MessageCreate
+from glimpze.messages import AssistantMessage, Message, MessageCreate, TypingCreate
 from glimpze.pagination import DEFAULT_LIMIT, Page, check_limit, decode_cursor
 from glimpze.routes.common import App, Caller, create_once, read_json
 from glimpze.session_records import Handoff, HandoffCreate, Note, NoteCreate
 from glimpze.sessions import Session, SessionCreate, SessionPatch
+from glimpze.streams import TYPING_REFRESH_SECONDS, TYPING_SECONDS, TypingSignal
 from glimpze.transitions import Status
 from glimpze.validation import Decoder
 
@@ -25,6 +26,7 @@ SESSION_CREATE = Decoder(SessionCreate)
 SESSION_PATCH = Decoder(SessionPatch)
 SESSION_CLOSE = Decoder(SessionClose)
 MESSAGE_CREATE = Decoder(MessageCreate)
+TYPING_CREATE = Decoder(TypingCreate)
 NOTE_CREATE = Decoder(NoteCreate)
 HANDOFF_CREATE = Decoder(HandoffCreate)
 
@@ -117,6 +119,34 @@ async def list_messages(
     )
 
 
+@post(
+    "/{session_id:str}/typing",
+    status_code=200,
+    opt={"body": TypingCreate, "body_optional": True},
+    summary="Show the visitor that an agent or the assistant is typing (an SSE `typing` event; not stored)",
+    description=f'Call it while a reply is composed (every keystroke is fine): the widget shows "typing…" for '
+    f"{TYPING_SECONDS:g} s after the latest event; at most one event per {TYPING_REFRESH_SECONDS:g} s per session. "
+    "`typing: false` stops it; the message ends it. Body optional: `role` (agent|assistant), `author`, `typing`.",
+)
+async def typing(session_id: FromPath[str], request: Request, glimpze: App, principal: Caller) -> TypingSignal:
+    """`POST /v1/sessions/{id}/typing`: tell the visitor someone is composing a reply.
+
+    For the dashboard's reply box or an assistant's backend. Call it while a reply is being written
+    (on each keystroke is fine); the visitor's widget gets an SSE `typing` event and shows "typing…"
+    (or "Sam is typing…" with `author`) until `TYPING_SECONDS` (6 s) after the latest event.
+
+    - Rate-bounded: a session raises at most one event per `TYPING_REFRESH_SECONDS` (2 s); calls
+      in between send nothing and answer the standing signal. Call at least every 4 s to keep it up.
+    - Body, all optional: `{"role": "agent" | "assistant" (default agent), "author": "Sam",
+      "typing": false}`; `typing: false` stops the signal at once (the box was emptied).
+    - Posting the message (`POST …/messages`) ends the signal too; nothing is stored.
+    - 200 `{"typing": bool, "role", "author", "expires_in": seconds left}`; 404 for an unknown
+      session, 409 `session_closed` for a closed one.
+    """
+    data = await read_json(request, TYPING_CREATE, empty=TypingCreate())
+    return await glimpze.messages.typing(principal.project_id, session_id, data)
+
+
 @post("/{session_id:str}/notes", opt={"body": NoteCreate}, summary="Add an internal note (also on closed sessions)")
 async def add_note(session_id: FromPath[str], request: Request, glimpze: App, principal: Caller) -> Response[Note]:
     data = await read_json(request, NOTE_CREATE)
@@ -175,6 +205,7 @@ router = Router(
         close_session,
         post_message,
         list_messages,
+        typing,
         add_note,
         list_notes,
         hand_off,

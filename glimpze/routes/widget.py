@@ -1,10 +1,12 @@
 """`/widget/v1`: the visitor API a website's widget calls with a widget token (`gzt_…`).
 
-Open or resume the visitor's session, post visitor messages, poll for messages, and follow the
-session as Server-Sent Events (`message`, `done`, `session`; the SSE id is the session's stream
-number, so `Last-Event-ID` resumes exactly); sign a card offered in the session again, for a click
-long after its reply. The token comes as `Authorization: Bearer …`, or as `?token=` on the stream
-only (EventSource cannot send headers; access logs mask it).
+Open or resume the visitor's session (with its agent's profile for the widget's header: team name,
+avatar, reply time), post visitor messages, poll for messages, and follow the session as
+Server-Sent Events (`message`, `done`, `session`; the SSE id is the session's stream number, so
+`Last-Event-ID` resumes exactly; `typing`, unnumbered, while an agent or the assistant composes);
+sign a card offered in the session again, for a click long after its reply. The token comes as
+`Authorization: Bearer …`, or as `?token=` on the stream only (EventSource cannot send headers;
+access logs mask it).
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, FromQuery, HeaderParameter, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
+from glimpze.agents import AgentProfile
+from glimpze.core import Glimpze
 from glimpze.errors import ValidationFailed
 from glimpze.messages import CtaCard, Message, MessageCreate, MessagePoll
 from glimpze.pagination import DEFAULT_LIMIT, check_limit
 from glimpze.routes.common import App, bearer, create_once, read_json
 from glimpze.routes.widget_cors import WidgetCors
-from glimpze.sessions import Language, Text, Url, VisitorSession, visitor_view
+from glimpze.sessions import Language, Session, Text, Url, VisitorSession, visitor_view
 from glimpze.streams import MAX_SEQ, StreamEvent
 from glimpze.validation import Decoder
 from glimpze.widget_tokens import WidgetVisitor
@@ -43,6 +47,12 @@ class VisitorMessage(msgspec.Struct, forbid_unknown_fields=True):
     text: Text
 
 
+class WidgetSession(VisitorSession, kw_only=True):
+    """The visitor's session with what the widget's header shows of its agent (null: no agent)."""
+
+    agent: AgentProfile | None
+
+
 SESSION_OPEN = Decoder(SessionOpen)
 VISITOR_MESSAGE = Decoder(VisitorMessage)
 
@@ -59,9 +69,9 @@ async def widget_visitor(request: Request, glimpze: App) -> WidgetVisitor:
     "/sessions",
     opt={"body": SessionOpen, "body_optional": True},
     summary="Open the visitor's session, or resume the one still open (201 new, 200 resumed)",
-    responses={200: ResponseSpec(data_container=VisitorSession, description="The visitor's open session, resumed")},
+    responses={200: ResponseSpec(data_container=WidgetSession, description="The visitor's open session, resumed")},
 )
-async def open_session(request: Request, glimpze: App, visitor: WidgetCaller) -> Response[VisitorSession]:
+async def open_session(request: Request, glimpze: App, visitor: WidgetCaller) -> Response[WidgetSession]:
     data = await read_json(request, SESSION_OPEN, empty=SessionOpen())
     created, session = await glimpze.sessions.open_for_visitor(
         visitor.project_id,
@@ -71,12 +81,13 @@ async def open_session(request: Request, glimpze: App, visitor: WidgetCaller) ->
         page_url=data.page_url,
         language=data.language,
     )
-    return Response(visitor_view(session), status_code=201 if created else 200)
+    return Response(await _with_agent(glimpze, visitor, session), status_code=201 if created else 200)
 
 
 @get("/sessions/{session_id:str}", summary="The visitor's session")
-async def get_session(session_id: FromPath[str], glimpze: App, visitor: WidgetCaller) -> VisitorSession:
-    return visitor_view(await glimpze.sessions.for_visitor(visitor.project_id, visitor.visitor.id, session_id))
+async def get_session(session_id: FromPath[str], glimpze: App, visitor: WidgetCaller) -> WidgetSession:
+    session = await glimpze.sessions.for_visitor(visitor.project_id, visitor.visitor.id, session_id)
+    return await _with_agent(glimpze, visitor, session)
 
 
 @post("/sessions/{session_id:str}/messages", opt={"body": VisitorMessage}, summary="Post a visitor message")
@@ -110,10 +121,12 @@ async def poll_messages(
     "/sessions/{session_id:str}/stream",
     opt={TOKEN_IN_QUERY: True},
     media_type="text/event-stream",
-    summary="Follow the session as Server-Sent Events: message, done, session",
+    summary="Follow the session as Server-Sent Events: message, done, session, typing",
     description="The SSE id is the session's stream number: reconnect with `Last-Event-ID` (or "
     "`?last_event_id=`) to resume exactly; without either the stream starts at the session's first "
-    "event. The stream ends when the token expires or the server shuts down.",
+    "event. `typing` (`{typing, role, author, expires_in}`) has no id and is not replayed, except a "
+    "signal still in force when the stream opens. The stream ends when the token expires or the "
+    "server shuts down.",
 )
 async def stream(
     session_id: FromPath[str],
@@ -148,6 +161,11 @@ async def fresh_card_url(
     return await glimpze.ctas.fresh_card(visitor.project_id, session, cta_id)
 
 
+async def _with_agent(glimpze: Glimpze, visitor: WidgetVisitor, session: Session) -> WidgetSession:
+    view = msgspec.structs.asdict(visitor_view(session))
+    return WidgetSession(**view, agent=await glimpze.agents.profile(visitor.project_id, session.agent_id))
+
+
 def _event_id(header: str) -> int:
     if not header.strip().isdigit() or int(header) > MAX_SEQ:
         raise ValidationFailed.at("header.Last-Event-ID", "expected the id of an event of this stream (a number)")
@@ -159,7 +177,8 @@ async def _messages(events: AsyncIterator[StreamEvent | None]) -> AsyncIterator[
         if event is None:
             yield ServerSentEventMessage(data=None, comment="ping")
         else:
-            yield ServerSentEventMessage(data=event.data.decode(), event=event.event, id=event.seq)
+            # `typing` has no number: sent without an id, it leaves the browser's Last-Event-ID alone.
+            yield ServerSentEventMessage(data=event.data.decode(), event=event.event, id=event.seq or None)
 
 
 router = Router(

@@ -1,10 +1,14 @@
 """CORS and response headers for `/widget/v1`: the project's widget origins, preflights included
 (DESIGN §7), and a strict CSP on every answer.
 
-A preflight carries no credentials, so it is answered for an origin that any project allows (or
-Glimpze's own); the request that follows is checked against its token's project (403
-`origin_not_allowed` otherwise), so a success only ever reaches that project's origins. With no
-widget origins set, preflights get 403 and browsers refuse the cross-origin call.
+Only the project's widget origins can read an answer with data in it. A preflight carries no
+credentials, so it is answered for any origin: a page whose origin no project allows then sends
+its call, and gets a 403 `origin_not_allowed` that this middleware answers itself, before any
+token is looked at, with CORS headers for that refusal only (it holds nothing but the reason), so
+the widget can show and log the reason and stop retrying instead of seeing a network error. An
+origin some project allows goes on to the route, which checks it against its token's project (403
+`origin_not_allowed` otherwise), so a success only ever reaches that project's origins. Calls
+without an Origin (servers, curl) get no CORS headers at all.
 
 Every answer (JSON, problems, the event stream, preflights) is data for the widget's script, never
 a page: `default-src 'none'` with `sandbox` keeps a browser that is sent to one of these URLs from
@@ -18,7 +22,8 @@ from typing import Any
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from glimpze.problems import PROBLEM_JSON, problem_body
+from glimpze.problems import PROBLEM_JSON, error_body
+from glimpze.widget_tokens import origin_not_allowed
 
 ALLOW_METHODS = b"GET, POST"
 ALLOW_HEADERS = b"Authorization, Content-Type, Idempotency-Key, Last-Event-ID"
@@ -45,14 +50,16 @@ class WidgetCors:
             return
         headers = dict(scope["headers"])
         origin = headers.get(b"origin")
-        known = False
+        cors: list[tuple[bytes, bytes]] = []
         if origin is not None:
-            glimpze: Any = scope["litestar_app"].state.glimpze
-            known = await glimpze.widget_tokens.origin_known(origin.decode("latin-1"))
             if scope["method"] == "OPTIONS" and b"access-control-request-method" in headers:
-                await _preflight(send, origin if known else None)
+                await _preflight(send, origin)
                 return
-        cors = [*_cors_headers(origin), (b"access-control-expose-headers", EXPOSE_HEADERS)] if known and origin else []
+            glimpze: Any = scope["litestar_app"].state.glimpze
+            if not await glimpze.widget_tokens.origin_known(origin.decode("latin-1")):
+                await _refuse(send, origin)
+                return
+            cors = _cors_headers(origin)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -69,24 +76,26 @@ def _secured(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
 
 
 def _cors_headers(origin: bytes) -> list[tuple[bytes, bytes]]:
-    return [(b"access-control-allow-origin", origin), (b"vary", b"Origin")]
+    return [
+        (b"access-control-allow-origin", origin),
+        (b"access-control-expose-headers", EXPOSE_HEADERS),
+        (b"vary", b"Origin"),
+    ]
 
 
-async def _preflight(send: Send, origin: bytes | None) -> None:
-    if origin is None:
-        body = problem_body(
-            403,
-            "origin_not_allowed",
-            "Origin not allowed",
-            "This origin is not one of the project's widget origins; add it with PUT /v1/settings/widget-origins.",
-        )
-        headers = _secured([(b"content-type", PROBLEM_JSON.encode()), (b"vary", b"Origin")])
-        await send({"type": "http.response.start", "status": 403, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-        return
+async def _refuse(send: Send, origin: bytes) -> None:
+    """403 `origin_not_allowed`, readable by the page that was refused and holding only the reason."""
+    refusal = origin_not_allowed(origin.decode("latin-1"))
+    headers = _secured([(b"content-type", PROBLEM_JSON.encode()), *_cors_headers(origin)])
+    await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
+    await send({"type": "http.response.body", "body": error_body(refusal)})
+
+
+async def _preflight(send: Send, origin: bytes) -> None:
     headers = _secured(
         [
-            *_cors_headers(origin),
+            (b"access-control-allow-origin", origin),
+            (b"vary", b"Origin"),
             (b"access-control-allow-methods", ALLOW_METHODS),
             (b"access-control-allow-headers", ALLOW_HEADERS),
             (b"access-control-max-age", MAX_AGE_SECONDS),

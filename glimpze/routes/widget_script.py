@@ -2,17 +2,19 @@
 
 A site embeds it with `<script src="…/widget.js" data-token-url="/its/token/endpoint" defer>`; the
 script reads its own address to find the API, so it needs no build step and no configuration here.
+It is read and compressed once per process (glimpze.routes.static), and answers HEAD and 304s.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 from importlib import resources
 
-from litestar import Request, Response, get
+from litestar import route
+from litestar.response.base import ASGIResponse
 
-from glimpze.routes.common import known_etags
+from glimpze.routes.common import AnyRequest
+from glimpze.routes.static import METHODS, Asset, make_asset, serve
 
 SCRIPT = "static/widget.js"
 # The URL is not versioned, so caches keep it briefly and revalidate with the ETag: a new release
@@ -26,20 +28,15 @@ HEADERS = {
     "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'; sandbox",
     "X-Content-Type-Options": "nosniff",
 }
-MEDIA_TYPE = "text/javascript"  # Litestar adds `; charset=utf-8` to text types
+MEDIA_TYPE = "text/javascript; charset=utf-8"
 
 
 @functools.cache
-def widget_script() -> tuple[bytes, str]:
-    """The script's bytes and ETag, read from the installed package once (on first use)."""
-    data = resources.files("glimpze").joinpath(SCRIPT).read_bytes()
-    return data, f'"{hashlib.sha256(data).hexdigest()[:32]}"'
+def widget_script() -> Asset:
+    """The script in every form, read from the installed package and compressed once (on first use)."""
+    return make_asset(resources.files("glimpze").joinpath(SCRIPT).read_bytes(), MEDIA_TYPE, HEADERS)
 
 
-@get("/widget.js", include_in_schema=False)
-async def widget_js(request: Request) -> Response[bytes]:
-    data, etag = widget_script()
-    headers = {**HEADERS, "ETag": etag}
-    if etag in known_etags(request):
-        return Response(b"", status_code=304, headers=headers)
-    return Response(data, media_type=MEDIA_TYPE, headers=headers)
+@route("/widget.js", http_method=METHODS, include_in_schema=False)
+async def widget_js(request: AnyRequest) -> ASGIResponse:
+    return serve(request, widget_script())

@@ -29,6 +29,12 @@
  *   seen, so nothing is lost or repeated; a 401 renews it at once.
  * - A card signed more than 240 s ago is signed again (GET /widget/v1/ctas/{id}/url) before it
  *   opens, so the destination's 300 s window never refuses a visitor.
+ * - Only what can succeed later is retried: network errors, 5xx, and a 429 that says when
+ *   (Retry-After). Any other refusal (this page's origin is not one of the project's widget
+ *   origins, a token Glimpze rejects, a token endpoint that answers 4xx) is shown in the panel with
+ *   the server's reason, logged to the console, and ends every request of this page.
+ * - The panel's header shows the session's agent (team name, avatar, expected reply time); a
+ *   `typing` event on the stream shows "typing…" until it expires or the message arrives.
  */
 (() => {
   "use strict";
@@ -51,6 +57,13 @@
   const MAX_TEXT = 10000;
   const POLL_LIMIT = 100;
   const SEND_RETRIES_MS = [1000, 3000];
+  const MAX_RETRY_AFTER_MS = 3600e3;
+  const MAX_TYPING_MS = 30e3;
+  const REPLY_TIMES = {
+    in_a_few_minutes: "Typically replies in a few minutes",
+    in_a_few_hours: "Typically replies in a few hours",
+    in_a_day: "Typically replies in a day",
+  };
   const LANGUAGE = /^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$/;
 
   const script = document.currentScript || document.querySelector("script[data-token-url]");
@@ -76,17 +89,30 @@
   }
 
   class HttpError extends Error {
-    constructor(status, problem, what) {
+    constructor(status, problem, what, response) {
       super((problem && problem.detail) || `${what} answered HTTP ${status}`);
       this.status = status;
       this.code = problem && problem.code;
+      this.retryAfterMs = response ? retryAfter(response) : null;
     }
   }
   class NetworkError extends Error {}
 
+  function retryAfter(response) {
+    const value = (response.headers.get("Retry-After") || "").trim();
+    if (!value) return null;
+    const ms = /^\d+$/.test(value) ? Number(value) * 1000 : Date.parse(value) - serverNow();
+    return Number.isNaN(ms) ? null : Math.min(Math.max(ms, 0), MAX_RETRY_AFTER_MS);
+  }
+  // Only what can succeed later is tried again: the network, the server's own failures, a 429 that says when.
+  const retryable = (error) =>
+    !(error instanceof HttpError) || error.status >= 500 || (error.status === 429 && error.retryAfterMs !== null);
+
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
   const jitter = (ms) => Math.round(ms * (0.75 + Math.random() * 0.5));
   const backoff = (failures) => jitter(BACKOFF_MS[Math.min(Math.max(failures - 1, 0), BACKOFF_MS.length - 1)]);
+  const retryDelay = (error, failures) =>
+    error instanceof HttpError && error.retryAfterMs !== null ? error.retryAfterMs : backoff(failures);
   const randomKey = () =>
     crypto.randomUUID ? crypto.randomUUID() : Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
 
@@ -97,6 +123,11 @@
     } catch {
       return null;
     }
+  }
+
+  function httpsUrl(value) {
+    const url = typeof value === "string" ? httpUrl(value) : null;
+    return url && url.startsWith("https:") ? url : null;
   }
 
   // DOM helpers: attributes are set one by one, children appended as nodes or text nodes.
@@ -161,9 +192,11 @@
 
   /** Widget tokens from the site's backend, renewed at 80 % of their life. */
   class Tokens {
-    constructor(url, onNew) {
+    constructor(url, onNew, onRefused) {
       this.url = url;
       this.onNew = onNew;
+      this.onRefused = onRefused;
+      this.refused = null; // set: no more requests
       this.token = null;
       this.expiresAt = 0; // our clock
       this.pending = null;
@@ -180,6 +213,7 @@
     }
 
     fetch() {
+      if (this.refused) return Promise.reject(this.refused);
       if (!this.pending) this.pending = this.request().finally(() => (this.pending = null));
       return this.pending;
     }
@@ -198,10 +232,12 @@
       } catch (error) {
         throw new NetworkError(`the token endpoint ${this.url} cannot be reached: ${error.message}`);
       }
-      if (!response.ok) throw new HttpError(response.status, null, `The token endpoint ${this.url}`);
-      const body = await response.json().catch(() => null);
+      const body = response.ok ? await response.json().catch(() => null) : null;
       if (!body || typeof body.token !== "string" || typeof body.expires_at !== "string") {
-        throw new HttpError(response.status, null, `The token endpoint ${this.url} must answer {"token", "expires_at"}; it`);
+        const what = `The token endpoint ${this.url}${response.ok ? ' must answer {"token", "expires_at"}; it' : ""}`;
+        const error = new HttpError(response.status, null, what, response);
+        if (!retryable(error)) this.onRefused(error); // the site's backend said no: asking again changes nothing
+        throw error;
       }
       if (clockOffsetMs === null) noteServerDate(response, sentAt); // until Glimpze itself answers
       let life = Date.parse(body.expires_at) - serverNow();
@@ -217,18 +253,25 @@
 
     schedule(delay) {
       clearTimeout(this.timer);
-      this.timer = setTimeout(() => this.renew(), delay);
+      if (!this.refused) this.timer = setTimeout(() => this.renew(), delay);
+    }
+
+    stop(error) {
+      this.refused = error;
+      clearTimeout(this.timer);
     }
 
     async renew() {
       try {
         await this.fetch();
       } catch (error) {
+        if (this.refused) return;
         console.warn("Glimpze widget: renewing the token failed; retrying.", error);
         this.failures += 1;
         // Before expiry, try again well within the time left; after it, back off.
         const left = this.expiresAt - Date.now();
-        this.schedule(left > 2000 ? Math.max(Math.min(backoff(this.failures), left / 2), 1000) : backoff(this.failures));
+        const delay = retryDelay(error, this.failures);
+        this.schedule(left > 2000 ? Math.max(Math.min(delay, left / 2), 1000) : delay);
       }
     }
   }
@@ -322,8 +365,13 @@ button { cursor: pointer; }
   background: var(--gz-accent); color: var(--gz-on-accent);
 }
 .head-text { flex: 1; min-width: 0; }
-.title { margin: 0; font-size: 16px; font-weight: 650; line-height: 1.3; }
-.status { margin: 0; font-size: 12px; opacity: 0.9; min-height: 0; }
+.title { margin: 0; font-size: 16px; font-weight: 650; line-height: 1.3; overflow-wrap: anywhere; }
+.status, .reply-time { margin: 0; font-size: 12px; opacity: 0.9; min-height: 0; }
+.avatar {
+  flex: none; display: flex; align-items: center; justify-content: center; width: 36px; height: 36px;
+  border-radius: 50%; overflow: hidden; background: rgba(255, 255, 255, 0.22); font-size: 14px; font-weight: 700;
+}
+.avatar img { width: 100%; height: 100%; object-fit: cover; }
 .status:empty { display: none; }
 .close {
   display: flex; align-items: center; justify-content: center;
@@ -355,16 +403,23 @@ button { cursor: pointer; }
   display: flex; flex-direction: column; gap: 4px; padding: 10px 12px;
   background: var(--gz-card); color: var(--gz-fg); border: 1px solid var(--gz-line); border-radius: 12px;
 }
-.card-title { margin: 0; font-weight: 650; overflow-wrap: anywhere; }
 .card-desc { margin: 0; font-size: 13px; color: var(--gz-muted); overflow-wrap: anywhere; }
 .card-open {
-  align-self: flex-start; display: inline-flex; align-items: center; gap: 6px; margin-top: 4px;
-  padding: 6px 12px; border-radius: 8px; background: var(--gz-accent); color: var(--gz-on-accent);
-  font-size: 14px; font-weight: 600; text-decoration: none;
+  align-self: flex-start; display: inline-flex; align-items: center; gap: 6px; max-width: 100%; margin-top: 4px;
+  padding: 8px 12px; border-radius: 8px; background: var(--gz-accent); color: var(--gz-on-accent);
+  font-size: 14px; font-weight: 600; text-decoration: none; overflow-wrap: anywhere;
 }
-.card-open .icon { width: 16px; height: 16px; }
+.card-open .icon { flex: none; width: 16px; height: 16px; }
 .card-open:hover { filter: brightness(1.08); }
 .notice { margin: 0; padding: 10px 16px; font-size: 13px; border-top: 1px solid var(--gz-line); color: var(--gz-muted); }
+.notice strong { display: block; color: var(--gz-fg); }
+.typing { margin: 0; padding: 0 16px 6px; font-size: 13px; font-style: italic; color: var(--gz-muted); }
+.typing:empty { padding: 0; }
+.dots { display: inline-flex; gap: 3px; margin-right: 6px; vertical-align: middle; }
+.dots i { width: 5px; height: 5px; border-radius: 50%; background: currentColor; animation: gz-blink 1.2s infinite; }
+.dots i:nth-child(2) { animation-delay: 0.2s; }
+.dots i:nth-child(3) { animation-delay: 0.4s; }
+@keyframes gz-blink { 0%, 80%, 100% { opacity: 0.25; } 40% { opacity: 1; } }
 .ended { padding: 12px 16px; border-top: 1px solid var(--gz-line); text-align: center; }
 .ended p { margin: 0 0 8px; color: var(--gz-muted); font-size: 14px; }
 .new {
@@ -389,7 +444,9 @@ button { cursor: pointer; }
   .open .launcher { display: none; }
   .input { font-size: 16px; } /* smaller text makes iOS zoom into the page */
 }
-@media (prefers-reduced-motion: reduce) { .launcher { transition: none; } .launcher:hover { transform: none; } }
+@media (prefers-reduced-motion: reduce) {
+  .launcher { transition: none; } .launcher:hover { transform: none; } .dots i { animation: none; opacity: 0.6; }
+}
 `;
 
   const HOST_STYLE = [
@@ -422,7 +479,13 @@ button { cursor: pointer; }
       this.hiddenTimer = null;
       this.paused = false;
       this.opening = null;
-      this.tokens = new Tokens(new URL(tokenUrl, location.href).href, () => this.tokenRenewed());
+      this.refused = null; // the error that turned the chat off on this page
+      this.typingTimer = null;
+      this.tokens = new Tokens(
+        new URL(tokenUrl, location.href).href,
+        () => this.tokenRenewed(),
+        (error) => this.refuse(error)
+      );
       this.build();
       this.listen();
       this.resume();
@@ -454,10 +517,15 @@ button { cursor: pointer; }
         ui.badge
       );
       ui.status = el("p", { class: "status", role: "status" });
+      ui.title = el("h2", { id: "gz-title", class: "title" }, config.title);
+      ui.avatar = el("span", { class: "avatar", "aria-hidden": "true", hidden: true });
+      ui.replyTime = el("p", { class: "reply-time", hidden: true });
       ui.close = el("button", { type: "button", class: "close", "aria-label": "Close chat" }, icon("close", ICONS.close));
       ui.log = el("ol", { class: "log", "aria-label": "Conversation" });
       ui.body = el("div", { class: "body", tabindex: "-1" }, el("p", { class: "intro" }, config.greeting), ui.log);
-      ui.notice = el("p", { class: "notice", hidden: true });
+      ui.notice = el("p", { class: "notice", role: "status", hidden: true });
+      // Always rendered (empty when nobody types), so that screen readers hear it appear.
+      ui.typing = el("p", { class: "typing", "aria-live": "polite" });
       ui.newButton = el("button", { type: "button", class: "new" }, "Start a new conversation");
       ui.ended = el("div", { class: "ended", hidden: true }, el("p", {}, "This conversation has ended."), ui.newButton);
       ui.input = el("textarea", {
@@ -474,14 +542,16 @@ button { cursor: pointer; }
       ui.panel = el(
         "section",
         { id: "gz-panel", class: "panel", role: "dialog", "aria-modal": "false", "aria-labelledby": "gz-title", hidden: true },
-        el("div", { class: "head" }, el("div", { class: "head-text" }, el("h2", { id: "gz-title", class: "title" }, config.title), ui.status), ui.close),
+        el("div", { class: "head" }, ui.avatar, el("div", { class: "head-text" }, ui.title, ui.replyTime, ui.status), ui.close),
         ui.body,
+        ui.typing,
         ui.notice,
         ui.ended,
         ui.form
       );
       ui.live = el("div", { class: "sr", "aria-live": "polite", "aria-atomic": "false" });
-      ui.root = el("div", { class: "root" }, ui.panel, ui.launcher, ui.live);
+      ui.newTab = el("span", { id: "gz-new-tab", hidden: true }, "Opens in a new tab");
+      ui.root = el("div", { class: "root" }, ui.panel, ui.launcher, ui.live, ui.newTab);
       shadow.append(ui.root);
       document.body.append(this.host);
     }
@@ -525,7 +595,7 @@ button { cursor: pointer; }
       this.setOpen(true);
       this.markSeen();
       this.scrollToEnd(true);
-      (this.closed ? this.ui.newButton : this.ui.input).focus();
+      (this.refused ? this.ui.close : this.closed ? this.ui.newButton : this.ui.input).focus();
       this.ensureSession().catch(() => {}); // shown in the panel
       if (this.mode === "poll") this.schedulePoll(0);
     }
@@ -549,8 +619,8 @@ button { cursor: pointer; }
       else this.ui.status.textContent = text;
     }
 
-    showNotice(text) {
-      this.ui.notice.textContent = text || "";
+    showNotice(text, reason) {
+      this.ui.notice.replaceChildren(...(reason ? [el("strong", {}, text), reason] : [text || ""]));
       this.ui.notice.hidden = !text;
     }
 
@@ -590,6 +660,7 @@ button { cursor: pointer; }
     // The API
 
     async api(method, path, { body, key, renewed = false } = {}) {
+      if (this.refused) throw this.refused;
       const token = await this.tokens.get();
       const headers = { Authorization: `Bearer ${token}`, Accept: "application/json" };
       if (body !== undefined) headers["Content-Type"] = "application/json";
@@ -615,8 +686,9 @@ button { cursor: pointer; }
         return this.api(method, path, { body, key, renewed: true });
       }
       if (!response.ok) {
-        const error = new HttpError(response.status, data, `${method} ${path}`);
-        if (response.status === 403) console.error("Glimpze widget:", error.message);
+        const error = new HttpError(response.status, data, `${method} ${path}`, response);
+        // Not this page (its origin), or a token Glimpze will not take: nothing here can succeed.
+        if (response.status === 403 || response.status === 401) this.refuse(error);
         throw error;
       }
       return data;
@@ -642,6 +714,7 @@ button { cursor: pointer; }
     /** The visitor's open session: resumed by the server, or a new one. */
     ensureSession() {
       if (this.session) return Promise.resolve(this.session);
+      if (this.refused) return Promise.reject(this.refused);
       if (!this.opening) {
         this.showNotice("");
         this.opening = this.openSession()
@@ -660,18 +733,36 @@ button { cursor: pointer; }
     }
 
     unavailable(error) {
-      console.warn("Glimpze widget:", error.message);
-      this.showNotice(
-        error instanceof HttpError && error.status === 403 ? "Chat is not available on this site." : "Chat is unavailable right now. Retrying…"
-      );
-      if (!(error instanceof HttpError && error.status === 403)) {
-        clearTimeout(this.retryTimer);
-        this.failures += 1;
-        this.retryTimer = setTimeout(() => this.isOpen && !this.session && this.ensureSession().catch(() => {}), backoff(this.failures));
+      if (!retryable(error)) {
+        this.refuse(error);
+        return;
       }
+      console.warn("Glimpze widget:", error.message);
+      this.showNotice("Chat is unavailable right now. Retrying…");
+      clearTimeout(this.retryTimer);
+      this.failures += 1;
+      this.retryTimer = setTimeout(() => this.isOpen && !this.session && this.ensureSession().catch(() => {}), retryDelay(error, this.failures));
+    }
+
+    /** A refusal that no retry can change: say why, in the panel and the console, and stop every request. */
+    refuse(error) {
+      if (this.refused) return;
+      this.refused = error;
+      console.error(`Glimpze widget: chat is off on this page: ${error.message}${error.code ? ` (${error.code})` : ""}`);
+      this.tokens.stop(error);
+      this.closeStream();
+      for (const timer of [this.retryTimer, this.pollTimer, this.hiddenTimer]) clearTimeout(timer);
+      this.setStatus("");
+      this.hideTyping();
+      const here = error instanceof HttpError && error.code === "origin_not_allowed" ? " on this site" : "";
+      this.showNotice(`Chat is not available${here}.`, error.message);
+      this.ui.form.hidden = true;
+      this.ui.ended.hidden = true;
+      if (this.isOpen && this.host.shadowRoot.activeElement) this.ui.close.focus();
     }
 
     useSession(data) {
+      this.showAgent(data.agent);
       if (this.session && this.session.id === data.id) {
         this.applyStatus(data.status);
         return;
@@ -684,10 +775,30 @@ button { cursor: pointer; }
       this.lastSeq = 0;
       this.messages.clear();
       this.ui.log.replaceChildren();
+      this.hideTyping();
       this.showNotice("");
       this.failures = 0;
       this.applyStatus(data.status);
       this.connect();
+    }
+
+    /** The header: the agent's team name, avatar and reply time, or the site's data-title. */
+    showAgent(agent) {
+      const ui = this.ui;
+      agent = agent && typeof agent === "object" ? agent : {};
+      const name = typeof agent.display_name === "string" && agent.display_name ? agent.display_name : config.title;
+      ui.title.textContent = name;
+      ui.replyTime.textContent = REPLY_TIMES[agent.reply_time] || "";
+      ui.replyTime.hidden = !ui.replyTime.textContent;
+      const initials = name.split(/\s+/).filter(Boolean).slice(0, 2).map((word) => word[0].toUpperCase()).join("");
+      const avatar = httpsUrl(agent.avatar_url);
+      ui.avatar.replaceChildren(initials);
+      if (avatar) {
+        // A site's img-src CSP or a dead link leaves the initials in place.
+        const img = el("img", { src: avatar, alt: "", referrerpolicy: "no-referrer", decoding: "async" });
+        img.addEventListener("load", () => ui.avatar.replaceChildren(img), { once: true });
+      }
+      ui.avatar.hidden = !(agent.display_name || avatar);
     }
 
     get closed() {
@@ -698,6 +809,7 @@ button { cursor: pointer; }
       const was = this.session.status;
       this.session.status = status;
       const closed = status === "closed";
+      if (closed) this.hideTyping();
       const focusInside = this.host.shadowRoot.activeElement;
       this.ui.ended.hidden = !closed;
       this.ui.form.hidden = closed;
@@ -726,7 +838,7 @@ button { cursor: pointer; }
     connect() {
       clearTimeout(this.retryTimer);
       clearTimeout(this.pollTimer);
-      if (!this.session || this.paused) return;
+      if (!this.session || this.paused || this.refused) return;
       if (this.mode === "stream") this.openStream();
       else this.schedulePoll(0);
     }
@@ -737,9 +849,13 @@ button { cursor: pointer; }
       try {
         token = await this.tokens.get();
       } catch (error) {
+        if (!retryable(error)) {
+          this.refuse(error);
+          return;
+        }
         this.failures += 1;
         this.setStatus("Reconnecting…", 2000);
-        this.retryTimer = setTimeout(() => this.connect(), backoff(this.failures));
+        this.retryTimer = setTimeout(() => this.connect(), retryDelay(error, this.failures));
         return;
       }
       if (!this.session || this.paused || this.mode !== "stream" || this.stream) return;
@@ -754,7 +870,7 @@ button { cursor: pointer; }
         this.suspect = 0;
         this.setStatus("");
       };
-      for (const type of ["message", "done", "session"]) {
+      for (const type of ["message", "done", "session", "typing"]) {
         attempt.source.addEventListener(type, (event) => this.stream === attempt && this.streamEvent(type, event));
       }
       attempt.source.onerror = () => {
@@ -774,14 +890,16 @@ button { cursor: pointer; }
     }
 
     streamEvent(type, event) {
-      const seq = Number(event.lastEventId) || 0;
-      if (seq && seq <= this.lastSeq) return; // already applied from a poll
       let data;
       try {
         data = JSON.parse(event.data);
       } catch {
         return;
       }
+      // `typing` has no id of its own: lastEventId still names the event before it.
+      if (type === "typing") return this.showTyping(data);
+      const seq = Number(event.lastEventId) || 0;
+      if (seq && seq <= this.lastSeq) return; // already applied from a poll
       this.apply(type, data);
       if (seq) this.lastSeq = seq;
       if (this.isOpen && !document.hidden) this.markSeen();
@@ -791,7 +909,7 @@ button { cursor: pointer; }
       this.setStatus("Reconnecting…", 2000);
       const tokenExpired = this.tokens.expired;
       const answered = await this.pollOnce(); // catch up, and learn whether the server answers at all
-      if (!this.session || this.session.id !== attempt.sessionId || this.stream || this.mode !== "stream") return;
+      if (!this.session || this.session.id !== attempt.sessionId || this.stream || this.mode !== "stream" || this.refused) return;
       if (answered && !attempt.opened && !tokenExpired) this.suspect += 1;
       if (this.suspect >= STREAM_FAILURES_BEFORE_POLLING) {
         console.info("Glimpze widget: the event stream does not get through; polling instead.");
@@ -813,11 +931,11 @@ button { cursor: pointer; }
 
     schedulePoll(delay) {
       clearTimeout(this.pollTimer);
-      this.pollTimer = setTimeout(() => this.pollTick(), delay);
+      if (!this.refused) this.pollTimer = setTimeout(() => this.pollTick(), delay);
     }
 
     async pollTick() {
-      if (!this.session || this.mode !== "poll" || this.paused) return;
+      if (!this.session || this.mode !== "poll" || this.paused || this.refused) return;
       if (Date.now() >= this.streamRetryAt) {
         this.mode = "stream";
         this.suspect = 0;
@@ -825,7 +943,7 @@ button { cursor: pointer; }
         return;
       }
       const answered = await this.pollOnce();
-      if (this.mode !== "poll") return;
+      if (this.mode !== "poll" || this.refused) return;
       this.failures = answered ? 0 : this.failures + 1;
       this.setStatus(answered ? "" : "Reconnecting…", answered ? 0 : 2000);
       const interval = document.hidden ? POLL_HIDDEN_MS : this.isOpen ? POLL_OPEN_MS : POLL_IDLE_MS;
@@ -851,6 +969,7 @@ button { cursor: pointer; }
         }
       } catch (error) {
         if (error instanceof HttpError && error.status === 404) this.forget();
+        else if (!retryable(error)) this.refuse(error);
         return false;
       }
     }
@@ -865,6 +984,7 @@ button { cursor: pointer; }
       saveState({});
       this.messages.clear();
       this.ui.log.replaceChildren();
+      this.hideTyping();
       this.ui.ended.hidden = true;
       this.ui.form.hidden = false;
       if (this.isOpen) this.ensureSession().catch(() => {});
@@ -922,6 +1042,7 @@ button { cursor: pointer; }
       if (pending) this.settle(pending, message);
       this.insert(item, message.seq);
       this.messages.set(message.id, item);
+      if (message.role !== "visitor") this.hideTyping(); // the message it announced is here
       if (message.role !== "visitor" && message.seq > this.seen) {
         if (!this.isOpen || document.hidden) {
           this.unread += 1;
@@ -932,6 +1053,30 @@ button { cursor: pointer; }
         }
       }
       this.scrollToEnd(follow);
+    }
+
+    /** "Sam is typing…" for the time the signal says (the server renews it while typing goes on). */
+    showTyping(signal) {
+      const seconds = signal && signal.typing ? Number(signal.expires_in) : 0;
+      if (!(seconds > 0) || this.closed) {
+        this.hideTyping();
+        return;
+      }
+      const who = typeof signal.author === "string" && signal.author ? `${signal.author} is typing…` : "Typing…";
+      const shown = this.ui.typing.lastChild;
+      if (!shown || shown.textContent !== who) {
+        const dots = el("span", { class: "dots", "aria-hidden": "true" }, el("i"), el("i"), el("i"));
+        const follow = this.atEnd();
+        this.ui.typing.replaceChildren(dots, el("span", {}, who));
+        this.scrollToEnd(follow);
+      }
+      clearTimeout(this.typingTimer);
+      this.typingTimer = setTimeout(() => this.hideTyping(), Math.min(seconds * 1000, MAX_TYPING_MS));
+    }
+
+    hideTyping() {
+      clearTimeout(this.typingTimer);
+      this.ui.typing.replaceChildren();
     }
 
     authorOf(message) {
@@ -984,6 +1129,8 @@ button { cursor: pointer; }
       const state = { id: card.id, url: httpUrl(card.url), ...signedAge(card.url) };
       const descId = `gz-d-${randomKey().slice(0, 8)}`;
       const description = card.description ? el("p", { class: "card-desc", id: descId }, card.description) : null;
+      // The button says the card's own label, and its accessible name is exactly that text; the
+      // description and "opens in a new tab" are its accessible description.
       const link = el(
         "a",
         {
@@ -991,14 +1138,13 @@ button { cursor: pointer; }
           href: state.url,
           target: "_blank",
           rel: "noopener",
-          "aria-label": `${card.label} (opens in a new tab)`,
-          "aria-describedby": description ? descId : null,
+          "aria-describedby": description ? `${descId} gz-new-tab` : "gz-new-tab",
         },
-        "Open",
+        el("span", { class: "card-title" }, card.label),
         icon("open", ICONS.open)
       );
       link.addEventListener("click", (event) => this.openCard(event, link, state));
-      return el("li", { class: "card" }, el("p", { class: "card-title" }, card.label), description, link);
+      return el("li", { class: "card" }, description, link);
     }
 
     async openCard(event, link, state) {
@@ -1061,17 +1207,20 @@ button { cursor: pointer; }
           if (this.mode === "poll") this.schedulePoll(POLL_OPEN_MS);
           return;
         } catch (error) {
-          const final = error instanceof HttpError && error.status < 500;
-          if (final && error.code === "session_closed") {
+          if (error instanceof HttpError && error.code === "session_closed") {
             this.applyStatus("closed");
             this.fail(item, "Not sent: this conversation has ended.", null);
             return;
           }
-          if (final || attempt >= SEND_RETRIES_MS.length) {
+          if (this.refused) {
+            this.fail(item, "Not sent.", null);
+            return;
+          }
+          if (!retryable(error) || attempt >= SEND_RETRIES_MS.length) {
             this.fail(item, "Not sent.", () => this.send(text, key, item)); // same key: never twice
             return;
           }
-          await sleep(SEND_RETRIES_MS[attempt]);
+          await sleep(error instanceof HttpError && error.retryAfterMs !== null ? error.retryAfterMs : SEND_RETRIES_MS[attempt]);
         }
       }
     }
