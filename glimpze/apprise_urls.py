@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from glimpze.ssrf import TargetPolicy
 
@@ -43,11 +44,22 @@ def describe(url: str) -> Described | None:
     port = getattr(plugin, "port", None)
     return Described(
         service=str(getattr(plugin, "service_name", None) or type(plugin).__name__),
-        shown=str(plugin.url(privacy=True)),
+        shown=_as_given(str(plugin.url(privacy=True)), url),
         host=host if isinstance(host, str) and _names_a_host(host) else None,
         port=port if isinstance(port, int) else None,
         secure=bool(getattr(plugin, "secure", False)),
     )
+
+
+def _as_given(shown: str, given: str) -> str:
+    """Apprise's redacted URL without the parameters it adds with their defaults (`format`,
+    `overflow`, `rto`, …): only those the person wrote stay, so the target reads as they gave it."""
+    base, _, query = shown.partition("?")
+    if not query:
+        return shown
+    written = {key.lower() for key, _ in parse_qsl(urlsplit(given).query, keep_blank_values=True)}
+    kept = [(key, value) for key, value in parse_qsl(query, keep_blank_values=True) if key.lower() in written]
+    return f"{base}?{urlencode(kept)}" if kept else base
 
 
 def _names_a_host(host: str) -> bool:

@@ -27,6 +27,7 @@ from glimpze.feeds import Feeds
 from glimpze.idempotency import Idempotency
 from glimpze.inbox import Inbox
 from glimpze.ingest import Ingest, Stored
+from glimpze.inspector import Inspector
 from glimpze.keys import Keys
 from glimpze.leads import Leads
 from glimpze.limits import AuthFailureLimiter, parse_networks
@@ -131,6 +132,7 @@ class Glimpze:
         self.tiles = Tiles(self.db, self.clock)
         self.inbox = Inbox(self.db, self.clock, self.settings, self.push)
         self.messages.on_message.append(self.inbox.on_message)
+        self.inspector = Inspector(self.db)
         # The dashboard's administrator
         self.admin = Admin(self.db, self.clock)
         # Set when the server begins to shut down: streams end, long polls answer.
