@@ -1,7 +1,8 @@
 """Push settings (`/settings/push`): this browser's Web Push subscription, the project's push targets
-(Apprise URLs and subscriptions: add, send a test, delete), quiet hours, and the recent pushes.
+(Apprise URLs and subscriptions: add, send a test, delete), whether visitor messages are pushed
+(inbox.py), quiet hours, and the recent pushes.
 
-All of it goes through the push services of `/v1/push` and `/v1/settings/quiet-hours`, and whether visitor messages are pushed (inbox.py). The page
+All of it goes through the push services of `/v1/push` and `/v1/settings/quiet-hours`. The page
 carries the server's VAPID public key; the script subscribes through the service worker and sends
 the subscription here as JSON (`X-CSRF-Token` header); those two routes answer problem+json, as
 the API does, since a script reads them.
