@@ -215,12 +215,13 @@
   const relative = new Intl.RelativeTimeFormat(undefined, { numeric: "auto", style: "short" });
   const ago = (date) => {
     const seconds = Math.round((date.getTime() - Date.now()) / 1000);
-    if (seconds > -45) return "just now";
+    if (seconds >= 0 && seconds < 45) return "in a moment";
+    if (seconds < 0 && seconds > -45) return "just now";
     const steps = [[60, "second"], [3600, "minute"], [86400, "hour"], [604800, "day"], [2629800, "week"], [31557600, "month"]];
     let unit = "year";
     let size = 31557600;
     for (let i = 1; i < steps.length; i += 1) {
-      if (-seconds < steps[i][0]) {
+      if (Math.abs(seconds) < steps[i][0]) {
         [size, unit] = steps[i - 1];
         break;
       }
