@@ -215,8 +215,9 @@
   const relative = new Intl.RelativeTimeFormat(undefined, { numeric: "auto", style: "short" });
   const ago = (date) => {
     const seconds = Math.round((date.getTime() - Date.now()) / 1000);
-    if (seconds >= 0 && seconds < 45) return "in a moment";
-    if (seconds < 0 && seconds > -45) return "just now";
+    // A second either way is the same moment (the server's clock and this one may differ a little).
+    if (seconds > 2 && seconds < 45) return "in a moment";
+    if (seconds <= 2 && seconds > -45) return "just now";
     const steps = [[60, "second"], [3600, "minute"], [86400, "hour"], [604800, "day"], [2629800, "week"], [31557600, "month"]];
     let unit = "year";
     let size = 31557600;
