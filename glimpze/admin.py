@@ -166,7 +166,8 @@ class Admin:
         self._has_password = True
         return session
 
-    async def _verify(self, password: str, which: str = "password") -> None:
+    async def _verify(self, password: str, which: str = "") -> None:
+        """Check `password` (`which`: "current" when a signed-in change asks for it)."""
         from argon2.exceptions import InvalidHashError, VerificationError
 
         row = await self.db.fetch_one(SQL_ADMIN)
@@ -177,7 +178,8 @@ class Admin:
         try:
             await asyncio.to_thread(hasher.verify, stored, password)
         except (VerificationError, InvalidHashError):
-            raise Unauthorized(f"The {which} password is not right.", code="wrong_password") from None
+            named = f"{which} password" if which else "password"
+            raise Unauthorized(f"The {named} is not right.", code="wrong_password") from None
         if hasher.check_needs_rehash(stored):
             digest = await asyncio.to_thread(hasher.hash, password)
             await self.db.execute("UPDATE admin SET password_hash = ? WHERE id = 1", (digest,))

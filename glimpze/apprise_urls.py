@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from glimpze.ssrf import TargetPolicy, guarded_sockets
 
@@ -47,7 +48,7 @@ def describe(url: str) -> Described | None:
     secure = bool(getattr(plugin, "secure", False))
     return Described(
         service=str(getattr(plugin, "service_name", None) or type(plugin).__name__),
-        shown=str(plugin.url(privacy=True)),
+        shown=_as_given(str(plugin.url(privacy=True)), url),
         hosts=_network_hosts(plugin),
         port=port if isinstance(port, int) else (443 if secure else 80),
     )
@@ -61,6 +62,17 @@ def _network_hosts(plugin: Any) -> tuple[str, ...]:
         names.append(getattr(plugin, "host", None))
     names.append(getattr(plugin, "smtp_host", None))
     return tuple(dict.fromkeys(name for name in names if isinstance(name, str) and name))
+
+
+def _as_given(shown: str, given: str) -> str:
+    """Apprise's redacted URL without the parameters it adds with their defaults (`format`,
+    `overflow`, `rto`, …): only those the person wrote stay, so the target reads as they gave it."""
+    base, _, query = shown.partition("?")
+    if not query:
+        return shown
+    written = {key.lower() for key, _ in parse_qsl(urlsplit(given).query, keep_blank_values=True)}
+    kept = [(key, value) for key, value in parse_qsl(query, keep_blank_values=True) if key.lower() in written]
+    return f"{base}?{urlencode(kept)}" if kept else base
 
 
 async def check_hosts(policy: TargetPolicy, described: Described) -> None:

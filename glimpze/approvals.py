@@ -23,7 +23,7 @@ from glimpze.clock import Clock, iso
 from glimpze.config import Config
 from glimpze.db import Database
 from glimpze.errors import Conflict, not_found
-from glimpze.ingest import Event, Stored
+from glimpze.ingest import SQL_EVENT_COLUMNS, SQL_WIDGET_EVENT, ApprovalView, Stored
 from glimpze.outbox import Outbox
 from glimpze.pagination import Page, page
 from glimpze.push import Push, message_text
@@ -72,6 +72,29 @@ SQL_CLEAR_REMINDER = """
 """
 SQL_STATE = """
     SELECT a.status, a.renotify_at IS NOT NULL AS deferred FROM approvals a WHERE a.event_id = ?
+"""
+# Decided approvals in the order they were decided, newest decision first (the dashboard's history).
+SQL_DECIDED = f"""
+    {_SELECT} WHERE a.project_id = :project AND a.decided_at IS NOT NULL
+      AND (:status IS NULL OR a.status = :status)
+      AND (a.decided_at < :before_at OR (a.decided_at = :before_at AND a.event_seq < :before_seq))
+    ORDER BY a.decided_at DESC, a.event_seq DESC LIMIT :limit
+"""
+SQL_PENDING_COUNT = "SELECT count(*) FROM approvals WHERE project_id = ? AND status = 'pending'"
+# What an approval feed's widget shows (only approvals whose event updates the widget count): its
+# oldest pending request and how many wait; with none pending, the latest decision.
+_WIDGET_COLUMNS = ", ".join(f"e.{column.strip()}" for column in SQL_EVENT_COLUMNS.split(","))
+SQL_WIDGET_PENDING = f"""
+    SELECT {_WIDGET_COLUMNS}, a.status AS approval_status, a.renotify_at, count(*) OVER () AS waiting
+    FROM approvals a JOIN events e ON e.seq = a.event_seq
+    WHERE a.feed_id = ? AND a.status = 'pending' AND e.widget_updated
+    ORDER BY a.event_seq LIMIT 1
+"""
+SQL_WIDGET_DECIDED = f"""
+    SELECT {_WIDGET_COLUMNS}, a.status AS approval_status, a.renotify_at, 0 AS waiting
+    FROM approvals a JOIN events e ON e.seq = a.event_seq
+    WHERE a.feed_id = ? AND a.status != 'pending' AND e.widget_updated
+    ORDER BY a.decided_at DESC, a.event_seq DESC LIMIT 1
 """
 
 
@@ -237,6 +260,18 @@ class Approvals:
         rows = await self.db.fetch_all(SQL_LIST, {**params, "limit": limit + 1})
         return page(list(rows), limit, approval_out, lambda r: (r["event_seq"],))
 
+    async def decided(
+        self, project_id: str, *, status: str | None, before: tuple[float, int] | None, limit: int
+    ) -> Page[Approval]:
+        """Approved and rejected ones (or only `status`), newest decision first."""
+        after_at, after_seq = before if before else (float("inf"), 2**63 - 1)
+        params = {"project": project_id, "status": status, "before_at": after_at, "before_seq": after_seq}
+        rows = await self.db.fetch_all(SQL_DECIDED, {**params, "limit": limit + 1})
+        return page(list(rows), limit, approval_out, lambda r: (r["decided_at"], r["event_seq"]))
+
+    async def pending_count(self, project_id: str) -> int:
+        return int(await self.db.fetch_value(SQL_PENDING_COUNT, (project_id,)) or 0)
+
     async def _detail(self, row: sqlite3.Row) -> ApprovalDetail:
         actions = [
             ApprovalAction(
@@ -325,11 +360,24 @@ class Approvals:
             return LinkView(state="ok", action=link.action, approval=approval), link, row["project_id"]
         return LinkView(state=state, action=link.action, approval=approval), None, None
 
-    async def widget_state(self, event: Event) -> str:
-        """What an approval widget shows: pending, deferred, approved or rejected."""
-        row = await self.db.fetch_one(SQL_STATE, (event.id,))
+    async def widget(self, feed_id: str) -> tuple[sqlite3.Row, ApprovalView] | None:
+        """What an approval feed's widget shows (ingest's `approval_widget`): the oldest pending
+        request and how many are waiting; with none pending, the latest decision; None before
+        the first event. JSON, PNGs and the dashboard all read it here."""
+        row = await self.db.fetch_one(SQL_WIDGET_PENDING, (feed_id,))
         if row is None:
-            return "pending"
-        if row["status"] == "pending" and row["deferred"]:
-            return "deferred"
-        return row["status"]
+            row = await self.db.fetch_one(SQL_WIDGET_DECIDED, (feed_id,))
+        if row is not None:
+            return row, ApprovalView(_state(row["approval_status"], row["renotify_at"] is not None), row["waiting"])
+        # Its approvals are gone (retention) or were never meant for the widget: the widget event.
+        row = await self.db.fetch_one(SQL_WIDGET_EVENT, (feed_id,))
+        if row is None:
+            return None
+        found = await self.db.fetch_one(SQL_STATE, (row["id"],))
+        state = "pending" if found is None else _state(found["status"], bool(found["deferred"]))
+        return row, ApprovalView(state, 0)
+
+
+def _state(status: str, deferred: bool) -> str:
+    """pending, deferred, approved or rejected."""
+    return "deferred" if status == "pending" and deferred else status

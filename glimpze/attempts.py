@@ -76,15 +76,8 @@ async def attempt(pool: httpcore.AsyncConnectionPool, claim: Claim, now: float) 
     receiver already has this answer: an n8n resume URL that resumed)."""
     # A GET callback has no body: its signature covers the full URL, which holds the fields.
     signed = claim.url.encode() if claim.method == "GET" else claim.payload
-    headers = {
-        "User-Agent": USER_AGENT,
-        **claim.headers,
-        **({} if claim.method == "GET" else {"Content-Type": "application/json"}),
-        **signature_headers(claim.secrets, claim.id, int(now), signed),
-        "X-Glimpze-Event": claim.event_type,
-        "X-Glimpze-Delivery": claim.id,
-        "X-Glimpze-Attempt": str(claim.attempt),
-    }
+    signatures = signature_headers(claim.secrets, claim.id, int(now), signed)
+    headers = request_headers(claim.method, claim.headers, signatures, claim.event_type, claim.id, claim.attempt)
     body = None if claim.method == "GET" else claim.payload
     timeouts = {"timeout": dict.fromkeys(("connect", "read", "write", "pool"), claim.timeout)}
     start = time.perf_counter()
@@ -110,6 +103,22 @@ async def attempt(pool: httpcore.AsyncConnectionPool, claim: Claim, now: float) 
         disable=status == 410 or _header(response, b"webhook-delivery").strip().lower() == "disable",
         delivered=delivered,
     )
+
+
+def request_headers(
+    method: str, custom: dict[str, str], signatures: dict[str, str], event_type: str, delivery_id: str, attempt_no: int
+) -> dict[str, str]:
+    """The headers of one attempt, in the order they are sent (the dashboard's delivery inspector
+    shows them with the signatures it cannot recompute)."""
+    return {
+        "User-Agent": USER_AGENT,
+        **custom,
+        **({} if method == "GET" else {"Content-Type": "application/json"}),
+        **signatures,
+        "X-Glimpze-Event": event_type,
+        "X-Glimpze-Delivery": delivery_id,
+        "X-Glimpze-Attempt": str(attempt_no),
+    }
 
 
 # httpcore's errors have no common base; these are all a request can raise.

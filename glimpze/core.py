@@ -26,10 +26,13 @@ from glimpze.db import Database
 from glimpze.delivery import SQL_QUEUE_STATS, Dispatcher
 from glimpze.feeds import Feeds
 from glimpze.idempotency import Idempotency
+from glimpze.inbox import Inbox
 from glimpze.ingest import Ingest, Stored
+from glimpze.inspector import Inspector
 from glimpze.keys import Keys
 from glimpze.leads import Leads
 from glimpze.limits import AuthFailureLimiter, parse_networks
+from glimpze.live import Changes
 from glimpze.media import Media
 from glimpze.messages import Messages
 from glimpze.metrics import Registry
@@ -44,6 +47,7 @@ from glimpze.sessions import Sessions
 from glimpze.settings import ProjectSettings, normalize_origin
 from glimpze.ssrf import GuardedTransport, TargetPolicy, guarded_pool
 from glimpze.streams import SessionStreams
+from glimpze.tiles import Tiles
 from glimpze.webhooks import Webhooks
 from glimpze.webpush import FALLBACK_SUBJECT, WebPush
 from glimpze.widget_tokens import WidgetTokens
@@ -75,8 +79,12 @@ class Glimpze:
             self.db, self.feeds, self.idempotency, self.clock, self.auth_failures, self.media, self.metrics
         )
         self.ingest.on_store.append(self.media.on_store)
+        # What the dashboard's live pages hear: notes taken inside write jobs, told after the commit.
+        self.changes = Changes()
+        self.ingest.on_store.append(self.changes.on_store)
+        self.outbox.on_emit.append(self.changes.on_emit)
         self.ingest.on_accept.append(self._emit_feed_event)
-        self.widgets = Widgets(self.db, self.feeds, self.media, self.clock, self.auth_failures)
+        self.widgets = Widgets(self.db, self.feeds, self.media, self.clock, self.auth_failures, self.ingest)
         self.dispatcher = Dispatcher(
             self.db,
             config,
@@ -86,6 +94,7 @@ class Glimpze:
             busy=lambda: self.ingest.in_flight > 0,
             metrics=self.metrics,
         )
+        self.dispatcher.on_outcome.append(self.changes.on_outcome)
         self.retention = Retention(self.db, config, self.media)
         self.settings = ProjectSettings(self.db, self.clock)
         # Approvals and push: approval rows, then pushes, are written by ingest hooks after feed.event.
@@ -108,7 +117,7 @@ class Glimpze:
         self.ingest.check_event = functools.partial(callbacks.check_target, self.policy)
         self.ingest.on_accept.append(self.approvals.on_accept)
         self.ingest.on_accept.append(self.push.on_accept)
-        self.widgets.approval_state = self.approvals.widget_state
+        self.ingest.approval_widget = self.approvals.widget
         # Conversations
         own_origin = normalize_origin(urlsplit(config.base_url)._replace(path="", query="", fragment="").geturl())
         self.widget_tokens = WidgetTokens(self.db, self.clock, self.settings, own_origin)
@@ -121,6 +130,11 @@ class Glimpze:
         self.cta_context = CtaContext(self.db, self.clock, self.settings)
         self.ctas = CtaRules(self.db, self.clock, self.cta_context, PatternSearcher(), self.streams)
         self.messages.on_reply.append(self.ctas.on_reply)
+        # The dashboard: its home screen's layout, and the administrator's inbox
+        self.tiles = Tiles(self.db, self.clock)
+        self.inbox = Inbox(self.db, self.clock, self.settings, self.push)
+        self.messages.on_message.append(self.inbox.on_message)
+        self.inspector = Inspector(self.db)
         # The dashboard's administrator
         self.admin = Admin(self.db, self.clock)
         # Set when the server begins to shut down: streams end, long polls answer.
@@ -133,6 +147,7 @@ class Glimpze:
         self.db.writer.after_commit.append(self.outbox.after_commit)
         self.db.writer.after_commit.append(self.streams.after_commit)
         self.db.writer.after_commit.append(self.push.after_commit)
+        self.db.writer.after_commit.append(self.changes.after_commit)
         await self.feeds.backfill_callback_secrets()
         await self.action_links.open()
         await self.push_targets.load()
@@ -144,6 +159,7 @@ class Glimpze:
         self.stopping.set()
         self.streams.wake_all()
         self.outbox.shutdown()
+        self.changes.shutdown()
 
     def _declare_gauges(self) -> None:
         """The figures read at scrape time: the delivery queue, the data's size, the process."""

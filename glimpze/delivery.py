@@ -169,6 +169,8 @@ class Dispatcher:
         self._runner: asyncio.Task[None] | None = None
         self._stopping = False
         self._stopped: asyncio.Future[None] | None = None
+        # Told of every recorded attempt inside its transaction: (project, delivery id, webhook or feed id).
+        self.on_outcome: list[Callable[[str, str, str | None], None]] = []
         self.attempts = 0
         self.outcomes = (metrics or Registry()).counter(
             "glimpze_delivery_attempts_total",
@@ -407,6 +409,8 @@ class Dispatcher:
                 "seq": claim.seq,
             },
         )
+        for hook in self.on_outcome:
+            hook(claim.project_id, claim.id, claim.webhook_id or claim.feed_id)
         return status
 
     def _count_failure(self, conn: sqlite3.Connection, claim: Claim, now: float) -> None:

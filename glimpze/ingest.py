@@ -93,9 +93,29 @@ class EventLog(msgspec.Struct):
     throttled_dropped: int
 
 
-class Widget(msgspec.Struct):
+class ApprovalView(msgspec.Struct):
+    """What an approval feed's widget says of its request: `state` (pending, deferred, approved,
+    rejected) and how many requests are `waiting` (the widget shows the oldest of them)."""
+
+    state: str
+    waiting: int
+
+
+class Widget(msgspec.Struct, omit_defaults=True):
+    """A feed's widget state: the event it shows (null before the first); for an approval feed
+    also the request's state and how many wait."""
+
     feed_id: str
     event: Event | None
+    approval: ApprovalView | None = None
+
+
+# approvals.Approvals.widget: an approval feed's shown event row and its view (None: no event yet).
+ApprovalWidget = Callable[[str], Awaitable["tuple[sqlite3.Row, ApprovalView] | None"]]
+
+
+async def _no_approval_widget(feed_id: str) -> tuple[sqlite3.Row, ApprovalView] | None:
+    return None
 
 
 @dataclass(slots=True)
@@ -208,6 +228,7 @@ class Ingest:
         self.decide_push: PushDecider = _no_push
         # Schema checks that need I/O (resolving a callback's host); raises ValidationFailed.
         self.check_event: EventCheck = _no_check
+        self.approval_widget: ApprovalWidget = _no_approval_widget
         self.counted = metrics.counter(
             "glimpze_ingest_events_total",
             "Events ingested by feed and status (accepted, throttled)",
@@ -377,15 +398,33 @@ class Ingest:
             self.feeds.dropped(row),
         )
 
-    async def widgets(self, project_id: str) -> dict[str, Event]:
+    async def widgets(self, project_id: str) -> dict[str, Widget]:
         """Every feed's current widget state in the project (feeds without one are absent)."""
         rows = await self.db.fetch_all(SQL_PROJECT_WIDGETS, (project_id,))
-        return {row["feed_id"]: event_out(row) for row in rows}
+        shown = {}
+        for row in rows:
+            if row["schema_type"] == "approval":
+                shown[row["feed_id"]] = await self.widget_of(row["feed_id"], "approval")
+            else:
+                shown[row["feed_id"]] = Widget(row["feed_id"], event_out(row))
+        return shown
 
     async def widget(self, project_id: str, feed_id: str) -> Widget:
-        await self.feeds.row(project_id, feed_id)
-        row = await self.db.fetch_one(SQL_WIDGET_EVENT, (feed_id,))
-        return Widget(feed_id, None if row is None else event_out(row))
+        feed = await self.feeds.row(project_id, feed_id)
+        return await self.widget_of(feed_id, feed["schema_type"])
+
+    async def widget_of(self, feed_id: str, schema_type: str) -> Widget:
+        row, approval = await self.widget_row(feed_id, schema_type)
+        return Widget(feed_id, None if row is None else event_out(row), approval)
+
+    async def widget_row(self, feed_id: str, schema_type: str) -> tuple[sqlite3.Row | None, ApprovalView | None]:
+        """The event row a feed's widget shows, and an approval feed's view of it: the latest
+        widget-updating event, except that an approval feed shows its oldest pending request."""
+        if schema_type == "approval":
+            found = await self.approval_widget(feed_id)
+            if found is not None:
+                return found
+        return await self.db.fetch_one(SQL_WIDGET_EVENT, (feed_id,)), None
 
 
 def _insert_row(conn: sqlite3.Connection, s: Stored) -> int:

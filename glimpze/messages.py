@@ -151,6 +151,8 @@ class Messages:
         self.streams = streams
         self.sessions = sessions
         self.on_reply: list[ReplyHook] = []
+        # Told of every stored message inside its transaction: (conn, project, session row, message).
+        self.on_message: list[Callable[[sqlite3.Connection, str, sqlite3.Row, Message], None]] = []
 
     async def post(self, project_id: str, session_id: str, data: MessageCreate) -> PostedMessage:
         fills: list[ReplyFill] = []
@@ -193,6 +195,8 @@ class Messages:
             )
             if data.role == "visitor":
                 self.sessions.reopen_for_visitor(conn, row, now)
+            for hook in self.on_message:
+                hook(conn, project_id, row, message)
             return posted
 
         posted = await self.db.write(job)

@@ -518,6 +518,34 @@ ALTER TABLE agents ADD COLUMN avatar_url TEXT;   -- https only
 ALTER TABLE agents ADD COLUMN reply_time TEXT;   -- in_a_few_minutes | in_a_few_hours | in_a_day
 """
 
+HOME = """
+-- The dashboard's home screen: a tile per feed, in the order the administrator arranged them (per
+-- project), at a size, and dimmed when no event came within `expected_seconds`.
+CREATE TABLE dashboard_tiles (
+    feed_id           TEXT PRIMARY KEY REFERENCES feeds(id) ON DELETE CASCADE,
+    project_id        TEXT NOT NULL,
+    position          INTEGER,               -- NULL: after the arranged ones, in creation order
+    size              TEXT,                  -- small | medium | large; NULL: the schema's default
+    expected_seconds  REAL,                  -- NULL: never stale
+    updated_at        REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX dashboard_tiles_project ON dashboard_tiles(project_id, position);
+
+-- How far the administrator has read each conversation (a message's stream number).
+CREATE TABLE conversation_reads (
+    session_id  TEXT PRIMARY KEY REFERENCES sessions(id) ON DELETE CASCADE,
+    read_seq    INTEGER NOT NULL,
+    read_at     REAL NOT NULL
+) WITHOUT ROWID;
+
+-- The dashboard page a push opens (a conversation's); NULL: the feed's or approval's as before.
+ALTER TABLE pushes ADD COLUMN open_path TEXT;
+
+-- An approval feed's widget shows its oldest pending request; decided lists go in decision order.
+CREATE INDEX approvals_feed ON approvals(feed_id, status, event_seq);
+CREATE INDEX approvals_decided ON approvals(project_id, decided_at, event_seq) WHERE decided_at IS NOT NULL;
+"""
+
 MIGRATIONS: list[tuple[str, str]] = [
     ("core: projects, keys, feeds, events, idempotency", CORE),
     ("webhooks: outgoing events, webhooks, deliveries, attempts", WEBHOOKS),
@@ -527,4 +555,5 @@ MIGRATIONS: list[tuple[str, str]] = [
     ("approvals: callback deliveries, approvals, push targets, pushes", APPROVALS),
     ("dashboard: the administrator's password and setup token, dashboard sessions", DASHBOARD),
     ("agent profile: display name, avatar and reply time for the visitor widget's header", AGENT_PROFILE),
+    ("home: dashboard tiles, conversation reads, push pages, approval widget indexes", HOME),
 ]

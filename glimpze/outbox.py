@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -88,6 +89,8 @@ class Outbox:
         self.stopping = asyncio.Event()
         self._emitted = False
         self._waiters: set[asyncio.Event] = set()
+        # Told of every emitted event inside its transaction: (project, type, event id, fields).
+        self.on_emit: list[Callable[[str, str, str, dict[str, Any]], None]] = []
 
     def emit(
         self,
@@ -109,6 +112,8 @@ class Outbox:
         payload = _encode({"id": event_id, "event": event_type, "occurred_at": iso(occurred_at), **fields})
         conn.execute(SQL_INSERT_EVENT, (event_id, project_id, event_type, occurred_at, payload, target_webhook_id))
         self._emitted = True
+        for hook in self.on_emit:
+            hook(project_id, event_type, event_id, fields)
         return event_id
 
     def after_commit(self) -> None:

@@ -58,12 +58,13 @@ TREND_ARROWS = {"up": "▲", "down": "▼", "flat": "▶"}
 
 SQL_FEED_NAME = "SELECT name FROM feeds WHERE id = ?"
 SQL_INSERT = """
-    INSERT INTO pushes (id, project_id, feed_id, event_id, approval, status, reason, title, body, send_at, created_at)
-    VALUES (:id, :project_id, :feed_id, :event_id, :approval, :status, :reason, :title, :body, :now, :now)
+    INSERT INTO pushes (id, project_id, feed_id, event_id, approval, status, reason, title, body, open_path, send_at,
+                        created_at)
+    VALUES (:id, :project_id, :feed_id, :event_id, :approval, :status, :reason, :title, :body, :open_path, :now, :now)
 """
 SQL_RELEASE_LEASES = "UPDATE pushes SET status = 'queued', send_at = ? WHERE status = 'sending'"
 SQL_DUE = """
-    SELECT seq, id, project_id, feed_id, event_id, approval, title, body FROM pushes
+    SELECT seq, id, project_id, feed_id, event_id, approval, title, body, open_path FROM pushes
     WHERE status IN ('queued', 'sending') AND send_at <= :now ORDER BY send_at, seq LIMIT :limit
 """
 SQL_ANY_DUE = "SELECT 1 FROM pushes WHERE status IN ('queued', 'sending') AND send_at <= ? LIMIT 1"
@@ -199,6 +200,21 @@ class Push:
             now=stored.received_at,
         )
 
+    def message_status(self, project_id: str, session_id: str, now: float) -> str | None:
+        """How a visitor message's push goes out now: queued, suppressed (quiet hours), coalesced
+        (one per conversation every `feed_interval_seconds`), or None (no targets)."""
+        if not self.targets.count(project_id):
+            return None
+        if self.quiet.active(project_id, now):
+            self.outcomes.inc(SUPPRESSED)
+            return SUPPRESSED
+        last = self._last_push.get(session_id)
+        if last is not None and 0 <= now - last < self.interval:
+            self.outcomes.inc(COALESCED)
+            return COALESCED
+        self._last_push[session_id] = now
+        return QUEUED
+
     def approval_status(self, project_id: str, now: float) -> str | None:
         """How an approval's push goes out now: queued, held (quiet hours), or None (no targets)."""
         if not self.targets.count(project_id):
@@ -217,8 +233,10 @@ class Push:
         body: str,
         status: str,
         now: float,
+        open_path: str | None = None,
     ) -> None:
-        """Write one push row (inside a write job); queued ones are sent after the commit."""
+        """Write one push row (inside a write job); queued ones are sent after the commit. Tapping it
+        opens `open_path` in the dashboard (default: the approval's page, or the dashboard)."""
         reasons = {
             HELD: "quiet hours: held until they end",
             SUPPRESSED: "quiet hours",
@@ -234,6 +252,7 @@ class Push:
             "reason": reasons.get(status),
             "title": title,
             "body": body,
+            "open_path": open_path,
             "now": now,
         }
         conn.execute(SQL_INSERT, params)
@@ -346,8 +365,11 @@ class Push:
             return
         title, body = row["title"], row["body"]
         actions = [{"action": action, "title": action.title(), "url": url} for action, url in links.items()]
-        # Tapping an approval's notification opens its page in the dashboard; others open the dashboard.
+        # Tapping an approval's notification opens its page in the dashboard (a conversation's push,
+        # the conversation); others open the dashboard.
         url = f"{self.open_url}approvals/{row['event_id']}" if row["approval"] else self.open_url
+        if row["open_path"]:
+            url = self.open_url + row["open_path"]
         payload = webpush_payload(title, body, url, actions)
         text = body + "".join(f"\n{a['title']}: {a['url']}" for a in actions)
         urgent = bool(row["approval"])

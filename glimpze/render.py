@@ -21,7 +21,7 @@ from typing import Any
 
 from glimpze.images import WIDGET_PIXELS, vips
 
-RENDER_VERSION = "1"  # part of every rendered image's ETag: bump when the drawing changes
+RENDER_VERSION = "2"  # part of every rendered image's ETag: bump when the drawing changes
 FONT = "Sans"
 ELLIPSIS = "…"
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
@@ -76,7 +76,7 @@ SCALES: dict[str, Scale] = {
 }
 
 STATUS_LABELS = {"success": "Success", "warning": "Warning", "info": "Info", "error": "Error"}
-# Approval states as the approvals issue will record them; "pending" until then.
+# An approval widget's state: the pill's word and colour.
 APPROVAL_STATES = {
     "pending": ("Pending", "warning"),
     "approved": ("Approved", "success"),
@@ -95,6 +95,7 @@ class Card:
     schema_type: str
     content: dict[str, Any] = field(default_factory=dict)
     approval_state: str = "pending"
+    waiting: int = 0  # approval feeds: how many requests wait (the card shows the oldest)
 
 
 def render(card: Card, size: str, theme: str) -> bytes:
@@ -310,11 +311,13 @@ def _approval(c: Canvas, card: Card) -> None:
     name = c.text(card.name, px=s.title, colour=t.muted, bold=True, width=c.content_width - pill.width - s.gap)
     c.put(name, c.pad, c.pad + (pill.height - name.height) // 2)
     top = c.pad + max(pill.height, name.height) + s.gap * 2
+    # While any request waits, the card is the oldest of them and says how many there are.
+    bottom = _footer(c, f"{card.waiting} waiting" if card.waiting else None, t.muted)
     description = c.fit(
         card.content.get("description", ""),
         colour=t.text,
         width=c.content_width,
-        height=c.height - c.pad - top,
+        height=bottom - top,
         px_max=s.message,
         px_min=s.body,
     )

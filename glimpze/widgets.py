@@ -14,7 +14,7 @@ import asyncio
 import hashlib
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +24,7 @@ from glimpze.clock import Clock
 from glimpze.db import Database
 from glimpze.feeds import Feeds, ReaderFeed
 from glimpze.images import WIDGET_PIXELS
-from glimpze.ingest import SQL_WIDGET_EVENT, Event, event_out
+from glimpze.ingest import ApprovalView, Event, Ingest, event_out
 from glimpze.limits import AuthFailureLimiter
 from glimpze.media import Media
 from glimpze.render import RENDER_VERSION, Card, placeholder, render, to_png
@@ -47,13 +47,15 @@ class WidgetEvent(msgspec.Struct):
     received_at: str
 
 
-class WidgetDocument(msgspec.Struct):
-    """`GET /w/{feed_id}.json`: the feed and its current widget state (null before the first)."""
+class WidgetDocument(msgspec.Struct, omit_defaults=True):
+    """`GET /w/{feed_id}.json`: the feed and its current widget state (null before the first); an
+    approval feed's also says the shown request's state and how many requests wait."""
 
     feed_id: str
     name: str
     schema_type: str
     event: WidgetEvent | None
+    approval: ApprovalView | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,24 +67,24 @@ class Picture:
     redirect: str | None = None
 
 
-async def pending(event: Event) -> str:
-    """Every approval is pending until the approvals issue records decisions."""
-    return "pending"
-
-
 class Widgets:
     """Reads widget state for `gzr_` token holders and draws it."""
 
     def __init__(
-        self, db: Database, feeds: Feeds, media: Media, clock: Clock, auth_failures: AuthFailureLimiter
+        self,
+        db: Database,
+        feeds: Feeds,
+        media: Media,
+        clock: Clock,
+        auth_failures: AuthFailureLimiter,
+        ingest: Ingest,
     ) -> None:
         self.db = db
         self.feeds = feeds
         self.media = media
         self.clock = clock
         self.auth_failures = auth_failures
-        # The state an approval widget shows; the approvals issue replaces this with its own.
-        self.approval_state: Callable[[Event], Awaitable[str]] = pending
+        self.ingest = ingest  # what a widget shows is the ingest pipeline's widget state
         self._drawing = asyncio.Semaphore(RENDER_CONCURRENCY)
         self._cache: OrderedDict[str, bytes] = OrderedDict()
 
@@ -92,25 +94,29 @@ class Widgets:
 
     async def document(self, feed: ReaderFeed) -> WidgetDocument:
         """The feed and its current widget state, for `/w/{feed_id}.json`."""
-        row = await self.db.fetch_one(SQL_WIDGET_EVENT, (feed.id,))
+        row, approval = await self.ingest.widget_row(feed.id, feed.schema_type)
         if row is None:
             return WidgetDocument(feed.id, feed.name, feed.schema_type, None)
         event = event_out(row)
         shown = WidgetEvent(event.id, event.schema_type, event.content, event.received_at)
-        return WidgetDocument(feed.id, feed.name, feed.schema_type, shown)
+        return WidgetDocument(feed.id, feed.name, feed.schema_type, shown, approval)
+
+    def card(self, feed: ReaderFeed, event: Event, approval: ApprovalView | None) -> Card:
+        """What the PNG of `event` draws (an approval's state and how many wait included)."""
+        view = approval or ApprovalView("pending", 0)
+        return Card(feed.name, event.schema_type, event.content, view.state, view.waiting)
 
     async def picture(self, feed: ReaderFeed, size: str, theme: str, known: frozenset[str] = frozenset()) -> Picture:
         """The widget at `size` in `theme`; `png` is None when its ETag is one of the `known`
         ones the client has (If-None-Match), so nothing is drawn."""
         assert size in WIDGET_PIXELS and theme in THEMES
-        row = await self.db.fetch_one(SQL_WIDGET_EVENT, (feed.id,))
+        row, approval = await self.ingest.widget_row(feed.id, feed.schema_type)
         if row is None:
             return await self._placeholder(feed, NO_EVENT_YET, size, theme, known)
         event = event_out(row)
         if event.schema_type == "custom":
             return await self._custom(feed, row["seq"], event, size, theme, known)
-        state = await self.approval_state(event) if event.schema_type == "approval" else "pending"
-        card = Card(feed.name, event.schema_type, event.content, state)
+        card = self.card(feed, event, approval)
         etag = _etag(RENDER_VERSION, "card", event.id, repr(card), size, theme)
         return await self._draw(etag, lambda: render(card, size, theme), known)
 

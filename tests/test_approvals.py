@@ -17,7 +17,9 @@ from standardwebhooks.webhooks import Webhook as StandardWebhook
 from glimpze import db as store
 from glimpze.clock import FakeClock
 from glimpze.config import load
+from glimpze.ingest import event_out
 from glimpze.migrations import MIGRATIONS
+from glimpze.pagination import decode_cursor
 from glimpze.signing import verify_glimpze_signature
 from tests.conftest import Api, driven, out_events, running
 from tests.receiver import Answer, Receiver
@@ -343,21 +345,88 @@ async def test_retention_keeps_a_pending_approvals_event_and_purges_decided_ones
 async def test_the_approval_widget_shows_its_state(api: Api) -> None:
     feed = await api.feed("approval")
     event_id = await ingest_approval(api, feed, approval_event())
-    widgets = api.glimpze.widgets
     url = f"/w/{feed['id']}/small.png?token={feed['read_token']}"
     etags = [(await api.client.get(url)).headers["etag"]]
-    project = (await api.glimpze.keys.list_projects())[0].id
-    event = (await api.glimpze.ingest.widget(project, feed["id"])).event
-    assert await widgets.approval_state(event) == "pending"
+    states = [await widget_view(api, feed)]
     await respond(api, event_id, "defer")
-    assert await widgets.approval_state(event) == "deferred"
+    states.append(await widget_view(api, feed))
     etags.append((await api.client.get(url)).headers["etag"])
     await respond(api, event_id, "reject")
-    assert await widgets.approval_state(event) == "rejected"
+    states.append(await widget_view(api, feed))
     response = await api.client.get(url)
     assert response.status_code == 200 and response.content.startswith(b"\x89PNG")
     etags.append(response.headers["etag"])
+    assert states == [("pending", 1), ("deferred", 1), ("rejected", 0)]
     assert len(set(etags)) == 3  # each state is drawn anew
+
+
+async def widget_view(api: Api, feed: dict[str, Any]) -> tuple[str, int]:
+    """The approval widget's state and waiting count, as `/v1/feeds/{id}/widget` says them."""
+    approval = (await api.get(f"/v1/feeds/{feed['id']}/widget")).json()["approval"]
+    return approval["state"], approval["waiting"]
+
+
+async def shown(api: Api, feed: dict[str, Any]) -> dict[str, Any]:
+    """What every reader of the widget shows: the JSON document, `/v1`'s widget and the PNG's card."""
+    document = (await api.client.get(f"/w/{feed['id']}.json", params={"token": feed["read_token"]})).json()
+    v1 = (await api.get(f"/v1/feeds/{feed['id']}/widget")).json()
+    widgets = api.glimpze.widgets
+    reader = await api.glimpze.feeds.reader(feed["id"], feed["read_token"])
+    row, approval = await api.glimpze.ingest.widget_row(feed["id"], "approval")
+    card = widgets.card(reader, event_out(row), approval)
+    assert document["event"]["id"] == v1["event"]["id"] and document["approval"] == v1["approval"]
+    assert (card.content["description"], card.approval_state, card.waiting) == (
+        v1["event"]["content"]["description"],
+        v1["approval"]["state"],
+        v1["approval"]["waiting"],
+    )
+    return {"description": card.content["description"], "state": card.approval_state, "waiting": card.waiting}
+
+
+async def test_an_approval_widget_shows_the_oldest_pending_request_and_how_many_wait(
+    api: Api, clock: FakeClock
+) -> None:
+    feed = await api.feed("approval")
+    first = await ingest_approval(api, feed, {**approval_event(), "content": {"description": "A: deploy?"}})
+    second = await ingest_approval(api, feed, {**approval_event(), "content": {"description": "B: migrate?"}})
+    assert await shown(api, feed) == {"description": "A: deploy?", "state": "pending", "waiting": 2}
+    await respond(api, second, "approve")  # B decided: A still waits, and the widget says so
+    assert await shown(api, feed) == {"description": "A: deploy?", "state": "pending", "waiting": 1}
+    await respond(api, first, "defer")
+    assert await shown(api, feed) == {"description": "A: deploy?", "state": "deferred", "waiting": 1}
+    clock.advance(60)
+    await respond(api, first, "reject")  # none waits: the latest decision
+    assert await shown(api, feed) == {"description": "A: deploy?", "state": "rejected", "waiting": 0}
+    # A request that does not update the widget is not counted.
+    silent = {**approval_event(), "content": {"description": "C"}, "intent": {"update_widget": False}}
+    await ingest_approval(api, feed, silent)
+    assert await shown(api, feed) == {"description": "A: deploy?", "state": "rejected", "waiting": 0}
+
+
+async def test_the_approval_widgets_png_says_how_many_wait(api: Api) -> None:
+    feed = await api.feed("approval")
+    await ingest_approval(api, feed, approval_event())
+    url = f"/w/{feed['id']}/medium.png?token={feed['read_token']}"
+    one = await api.client.get(url)
+    await ingest_approval(api, feed, approval_event())  # a second: the card still shows the first
+    two = await api.client.get(url)
+    assert one.headers["etag"] != two.headers["etag"] and one.content != two.content
+
+
+async def test_decided_approvals_list_in_decision_order(api: Api, clock: FakeClock) -> None:
+    feed = await api.feed("approval")
+    first = await ingest_approval(api, feed, approval_event())
+    second = await ingest_approval(api, feed, approval_event())
+    third = await ingest_approval(api, feed, approval_event())
+    for event_id in (second, third, first):
+        clock.advance(1)
+        await respond(api, event_id, "approve")
+    project = (await api.glimpze.keys.list_projects())[0].id
+    history = await api.glimpze.approvals.decided(project, status=None, before=None, limit=2)
+    assert [a.event_id for a in history.data] == [first, third]
+    cursor = decode_cursor(history.next_cursor, float, int)
+    rest = await api.glimpze.approvals.decided(project, status=None, before=cursor, limit=2)
+    assert [a.event_id for a in rest.data] == [second] and rest.next_cursor is None
 
 
 async def test_existing_deliveries_and_attempts_survive_the_approvals_migration(tmp_path: Path) -> None:

@@ -58,7 +58,7 @@ async def test_the_inbox_answers_through_the_approvals_service_and_the_callback_
     assert "data-pending-count>3<" in inbox.text
     for event_id in (deploy, migrate, rollback):
         assert f'id="approval-{event_id}"' in inbox.text
-    assert "No decisions yet" in inbox.text and 'data-live="/live?after=' in inbox.text
+    assert "No decisions yet" in inbox.text and 'data-live="/live"' in inbox.text
 
     answer = await dash.submit(f"/approvals/{deploy}/respond", {"action_type": "approve", "next": "/approvals"})
     # The live redraw that the answer sets off in the old page leaves the notice to the next page.
@@ -139,25 +139,23 @@ async def test_an_approval_feeds_page_shows_and_rotates_its_callback_secret(api:
     assert "Approval callbacks" not in (await dash.open(f"/feeds/{summary['id']}")).text
 
 
-async def test_the_live_stream_carries_approval_messages(live: Api) -> None:
+async def test_the_live_stream_tells_of_approvals(live: Api) -> None:
     dash = Dash(live.client)
     await dash.set_up(live.announced)
     feed = await live.feed("approval", name="Deploys")
     page = await dash.open("/approvals")
-    cursor = re.search(r'data-live="/live\?after=([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
-    async with live.client.stream("GET", f"/live?after={cursor}") as response:
+    assert 'data-live-on="approval"' in page.text
+    async with live.client.stream("GET", "/live") as response:
         reader = SseReader(response)
         assert (await reader.next(comments=True)).comment == "live"  # type: ignore[union-attr]
         event_id = (await live.ingest(feed, approval_event("Ship it?"))).json()["id"]
-        heard = [await reader.next(timeout=5), await reader.next(timeout=5)]
-        assert {m.event for m in heard if m} == {"widget", "approval"}
-        requested = next(m for m in heard if m and m.event == "approval").json()
-        assert requested == {"event_id": event_id, "feed_id": feed["id"], "status": "pending"}
+        heard = [(await reader.next(timeout=5)).json() for _ in range(5)]  # type: ignore[union-attr]
+        assert {"kind": "approval", "id": event_id, "of": feed["id"]} in heard
+        assert {"kind": "tile", "id": feed["id"]} in heard
         await live.post(f"/v1/approvals/{event_id}/respond", json={"action_type": "approve"})
-        heard = [await reader.next(timeout=5), await reader.next(timeout=5)]
-        answered = {m.event: m.json() for m in heard if m}
-        assert answered["approval"] == {"event_id": event_id, "feed_id": feed["id"], "status": "approved"}
-        assert answered["widget"]["feed_id"] == feed["id"]  # the approval widget now shows "approved"
+        heard = [(await reader.next(timeout=5)).json() for _ in range(3)]  # type: ignore[union-attr]
+        assert {"kind": "approval", "id": event_id, "of": feed["id"]} in heard
+        assert {"kind": "tile", "id": feed["id"]} in heard  # the approval widget now shows "approved"
         live.app.state.server.should_exit = True
 
 

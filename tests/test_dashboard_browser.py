@@ -150,7 +150,7 @@ def test_first_run_setup(page: Any, server: Server, state: dict[str, Any]) -> No
     page.wait_for_url("**/login")
     assert "setup link" in page.locator("main").inner_text()
     set_password_once(page, server, state)
-    assert page.get_by_role("heading", name="Widgets", exact=True).is_visible()
+    assert page.get_by_role("heading", name="Home", exact=True).is_visible()
     assert page.get_by_role("navigation", name="Main").is_visible()
 
 
@@ -199,7 +199,7 @@ def test_create_a_summary_feed_in_the_dialog_and_read_its_write_key(
     state["feed"] = {"id": webhook_url.rsplit("/", 1)[1], "write_key": write_key, "webhook_url": webhook_url}
     ready.get_by_role("button", name="Done").click()
     page.reload()
-    assert "$12,345" in page.get_by_role("table").inner_text()  # the event log
+    assert "$12,345" in page.get_by_role("list", name="Events, newest first").inner_text()  # the event log
     assert write_key not in page.content()  # shown once
 
 
@@ -207,10 +207,11 @@ def test_a_posted_event_updates_the_widget_without_reloading(page: Any, server: 
     signed_in(page, server, state)
     feed = make_feed(server, state)
     page.emulate_media(color_scheme="dark")
-    page.goto("/")
+    page.goto(f"/feeds/{feed['id']}")  # the feed page: its tile, and its pictures
     page.locator('.live-status[data-state="open"]').wait_for()
     page.evaluate("window.notReloaded = true")
-    image = page.locator(f"#widget-{feed['id']} img").first
+    page.get_by_text("The widget's pictures").click()
+    image = page.locator(".size-preview img").first
     before = image.get_attribute("src")
 
     event = {
@@ -222,9 +223,16 @@ def test_a_posted_event_updates_the_widget_without_reloading(page: Any, server: 
     )
     assert response.status_code == 202
     event_id = response.json()["id"]
+    tile = page.locator(f'[data-tile][data-feed="{feed["id"]}"]')
+    page.wait_for_function(
+        "([selector, id]) => document.querySelector(selector).dataset.eventId === id",
+        arg=[f'[data-tile][data-feed="{feed["id"]}"]', event_id],
+        timeout=WAIT_MS,
+    )
+    assert "$99,000" in tile.inner_text()
     page.wait_for_function(
         "([selector, id]) => document.querySelector(selector).getAttribute('src').includes(id)",
-        arg=[f"#widget-{feed['id']} img", event_id],
+        arg=[".size-preview img", event_id],
         timeout=WAIT_MS,
     )
     assert page.evaluate("window.notReloaded") is True
@@ -501,7 +509,7 @@ def test_apprise_targets_and_quiet_hours(page: Any, server: Server, state: dict[
     )  # the browser's own, to start with
     quiet.get_by_label("From").fill("22:30")
     quiet.get_by_label("Until").fill("06:45")
-    quiet.get_by_label("Time zone").fill("Europe/Berlin")
+    quiet.get_by_label("Time zone").select_option("Europe/Berlin")  # a picker, not free text
     quiet.get_by_role("button", name="Turn on quiet hours").click()
     page.get_by_role("status").filter(has_text="Quiet hours are 22:30–06:45 (Europe/Berlin)").wait_for()
     saved = api_get(server, "/v1/settings/quiet-hours")

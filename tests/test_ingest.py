@@ -43,7 +43,9 @@ async def test_every_seed_example_is_accepted_logged_and_becomes_the_widget(api:
     assert event["intent"] == {"update_widget": True, "send_push": sent["intent"].get("send_push", False)}
     assert event["callback"] == sent.get("callback")
     widget = (await api.get(f"/v1/feeds/{feed['id']}/widget")).json()
-    assert widget == {"feed_id": feed["id"], "event": event}
+    # An approval feed's widget also says its request's state and how many wait.
+    approval = {"approval": {"state": "pending", "waiting": 1}} if sent["schema_type"] == "approval" else {}
+    assert widget == {"feed_id": feed["id"], "event": event, **approval}
 
 
 async def test_widget_is_empty_until_the_first_update_and_ignores_update_widget_false(api: Api) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from glimpze.images import WIDGET_PIXELS, vips
+from glimpze.ingest import ApprovalView
 from tests import imagefiles as img
 from tests.conftest import Api
 
@@ -172,11 +173,14 @@ async def test_approval_widgets_show_the_state_the_approvals_service_reports(api
     feed = await api.feed("approval")
     await api.ingest(feed, example("approval"))
     pending = (await read(api, feed, "/small.png")).content
+    seen = api.glimpze.ingest.approval_widget
 
-    async def approved(event: Any) -> str:
-        return "approved"
+    async def approved(feed_id: str) -> Any:
+        found = await seen(feed_id)
+        assert found is not None
+        return found[0], ApprovalView("approved", 0)
 
-    api.glimpze.widgets.approval_state = approved
+    api.glimpze.ingest.approval_widget = approved
     assert (await read(api, feed, "/small.png")).content != pending
 
 

@@ -10,7 +10,18 @@ from litestar import Router
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.template.config import TemplateConfig
 
-from glimpze.dashboard import approvals, auth, conversations, feeds, push, pwa, settings, webhooks, widgets
+from glimpze.dashboard import (
+    approvals,
+    auth,
+    conversations,
+    feeds,
+    home,
+    push,
+    pwa,
+    settings,
+    webhooks,
+    widgets,
+)
 from glimpze.dashboard.web import EXCEPTION_HANDLERS, TEMPLATES, SecurityHeaders, Ui, before_request, unknown_path
 
 __all__ = ["Ui", "routers", "template_config", "unknown_path"]
@@ -22,6 +33,7 @@ def routers() -> list[Any]:
         "/",
         route_handlers=[
             *auth.ROUTES,
+            *home.ROUTES,
             *widgets.ROUTES,
             *feeds.ROUTES,
             *approvals.ROUTES,

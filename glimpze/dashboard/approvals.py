@@ -1,9 +1,10 @@
 """Approvals: the inbox (pending approvals with Approve / Reject / Defer, the decided ones with who
-and when), one approval with every answer it got and its callback, and answering one.
+and when, in the order they were decided), one approval with every answer it got and its
+callback, and answering one.
 
 Answers go through the same service as `POST /v1/approvals/{event_id}/respond`, recorded as
 `dashboard`; the first approve or reject decides and the callback goes out as a delivery. The
-inbox follows `/live`: an `approval` message (requested or answered anywhere) redraws it.
+pages follow `/live`: an `approval` notice (requested or answered anywhere) redraws them.
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ async def approvals_page(
         lambda before: glimpze.approvals.list(v.project_id, status="pending", before=before, limit=MAX_LIMIT),
         most=MAX_PENDING_SHOWN,
     )
-    history = await glimpze.approvals.list(
-        v.project_id, status=decided or "decided", before=decode_cursor(cursor, int), limit=DEFAULT_LIMIT
+    history = await glimpze.approvals.decided(
+        v.project_id, status=decided, before=decode_cursor(cursor, float, int), limit=DEFAULT_LIMIT
     )
     return page(
         request,
@@ -58,7 +59,6 @@ async def approvals_page(
         next_cursor=history.next_cursor,
         request_cursor=cursor,
         decided_filter=decided,
-        cursor=await glimpze.outbox.head(),
         defer_words=duration(glimpze.config.push.defer_seconds),
     )
 
@@ -73,7 +73,6 @@ async def approval_page(request: AnyRequest, event_id: FromPath[str]) -> Templat
         title=approval.description or "Approval",
         section="approvals",
         approval=approval,
-        cursor=await glimpze.outbox.head(),
         defer_words=duration(glimpze.config.push.defer_seconds),
     )
 

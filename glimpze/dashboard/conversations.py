@@ -1,8 +1,14 @@
-"""Conversations: the sessions list, a session with its messages, notes and handoffs (and forms to
-add a note, reply as an agent, hand off, change the status or close), and the leads list."""
+"""Conversations: the inbox (each conversation's last message, unread ones marked), a conversation as
+a chat with its notes and handoffs (and forms to reply as an agent, add a note, hand off, snooze,
+change the status or close), and the leads list.
+
+Both pages follow `/live`: a new conversation, a visitor's message or a status change redraws the
+list; the open conversation redraws its messages as they come. Opening a conversation reads it.
+"""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from litestar import Request, Response, get, post
@@ -18,6 +24,33 @@ from glimpze.sessions import SessionPatch
 AnyRequest = Request[Any, Any, Any]
 STATUSES = ("open", "pending", "snoozed", "closed")
 AUTHOR = "dashboard"
+# The snooze picker: for how long (hours), or until a moment the person picks.
+SNOOZE_CHOICES = [
+    ("1", "1 hour"),
+    ("4", "4 hours"),
+    ("24", "1 day"),
+    ("72", "3 days"),
+    ("168", "1 week"),
+    ("at", "Until…"),
+]
+
+
+def snooze_until(form: Any, now: float) -> str | None:
+    """The picker's choice as an ISO time: hours from now, or the local date and time picked (with
+    the browser's UTC offset in minutes, which the script fills in; UTC without it)."""
+    choice = form["snooze_for"]
+    if choice.isdigit():
+        return (datetime.fromtimestamp(now, UTC) + timedelta(hours=int(choice))).isoformat()
+    if choice != "at" or not form["snoozed_until"]:
+        return form["snoozed_until"] or None
+    try:
+        local = datetime.fromisoformat(form["snoozed_until"])
+        offset = int(form["utc_offset"] or 0)
+    except ValueError:
+        return form["snoozed_until"]  # the conversion names it as the bad value
+    if local.tzinfo is None:
+        local = local.replace(tzinfo=UTC) - timedelta(minutes=offset)
+    return local.astimezone(UTC).isoformat()
 
 
 @get("/conversations", include_in_schema=False)
@@ -30,12 +63,14 @@ async def conversations_page(
     result = await glimpze.sessions.list(
         v.project_id, after=decode_cursor(cursor, int), limit=DEFAULT_LIMIT, status=status
     )
+    summaries = await glimpze.inbox.summaries([s.id for s in result.data])
     return page(
         request,
         "conversations.html",
         title="Conversations",
         section="conversations",
         sessions=result.data,
+        summaries=summaries,
         next_cursor=result.next_cursor,
         request_cursor=cursor,
         status_filter=status,
@@ -51,6 +86,8 @@ async def conversation_page(request: AnyRequest, session_id: FromPath[str], afte
     notes = await glimpze.session_records.notes(v.project_id, session_id, after=None, limit=MAX_LIMIT)
     handoffs = await glimpze.session_records.handoffs(v.project_id, session_id, after=None, limit=MAX_LIMIT)
     more_after = messages.data[-1].seq if messages.next_cursor else None
+    if messages.data:
+        await glimpze.inbox.mark_read(session_id, messages.data[-1].seq)
     return page(
         request,
         "conversation.html",
@@ -62,6 +99,7 @@ async def conversation_page(request: AnyRequest, session_id: FromPath[str], afte
         notes=notes.data,
         handoffs=handoffs.data,
         statuses=[s for s in STATUSES if s != "closed"],
+        snooze_choices=SNOOZE_CHOICES,
     )
 
 
@@ -112,7 +150,7 @@ async def change_status(request: AnyRequest, session_id: FromPath[str]) -> Respo
     async def action() -> str:
         values: dict[str, Any] = {"status": form["status"]}
         if form["status"] == "snoozed":
-            values["snoozed_until"] = form["snoozed_until"] or None
+            values["snoozed_until"] = snooze_until(form, glimpze.clock.now())
         session = await glimpze.sessions.update(v.project_id, session_id, convert(values, SessionPatch))
         return f"The conversation is {session.status} now."
 

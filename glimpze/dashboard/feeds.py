@@ -14,9 +14,12 @@ from litestar import Request, Response, get, post
 from litestar.params import FromPath, FromQuery
 from litestar.response import Template
 
+from glimpze.dashboard.home import PreviewFeed, TileView, one_tile
 from glimpze.dashboard.snippets import example_event, snippets, upload_snippet
 from glimpze.dashboard.web import (
     attempt,
+    convert,
+    field_errors,
     form_of,
     glimpze_of,
     notify,
@@ -28,8 +31,9 @@ from glimpze.dashboard.web import (
 from glimpze.dashboard.widgets import SIZES, describe, project_feeds
 from glimpze.errors import GlimpzeError
 from glimpze.feeds import Feed
-from glimpze.ingest import JsonSubmission
+from glimpze.ingest import ApprovalView, Event, JsonSubmission
 from glimpze.pagination import DEFAULT_LIMIT
+from glimpze.tiles import DEFAULT_SIZES, Placement, TileSettings
 from glimpze.webhooks import DEFAULT_SECRET_GRACE_SECONDS
 
 AnyRequest = Request[Any, Any, Any]
@@ -43,9 +47,57 @@ SCHEMAS = [
 ]
 
 
+EXPECTED_CHOICES = [
+    ("", "No expectation"),
+    ("300", "5 minutes"),
+    ("900", "15 minutes"),
+    ("3600", "1 hour"),
+    ("21600", "6 hours"),
+    ("86400", "1 day"),
+    ("604800", "1 week"),
+]
+
+
 def _plans(request: AnyRequest) -> list[tuple[str, Any]]:
+    """The plans in tier order: the smallest quotas first (free, pro, power), ties by name."""
     config = glimpze_of(request).config
-    return sorted(config.plans.items(), key=lambda item: (item[0] != config.default_plan, item[0]))
+
+    def tier(item: tuple[str, Any]) -> tuple[int, int, int, int, str]:
+        name, plan = item
+        return (plan.events_per_day, plan.events_per_minute, plan.history_days, plan.custom_feeds, name)
+
+    return sorted(config.plans.items(), key=tier)
+
+
+def schema_previews(base_url: str) -> dict[str, TileView]:
+    """Each schema's example widget as a tile, for the create dialog's schema picker."""
+    previews = {}
+    for key, label, _ in SCHEMAS:
+        example = example_event(key, label, base_url)
+        event = Event(
+            id=f"example-{key}",
+            feed_id="",
+            status="accepted",
+            schema_type=key,
+            content=example["content"],
+            metadata={},
+            intent={},
+            received_at="",
+            widget_updated=True,
+            push="none",
+        )
+        previews[key] = TileView(
+            feed=PreviewFeed(f"example-{key}", label, key),
+            size=DEFAULT_SIZES[key],
+            event=event,
+            approval=ApprovalView("pending", 1) if key == "approval" else None,
+            expected_seconds=None,
+            stale=False,
+            label=describe(key, example["content"]),
+            link=None,
+            preview=True,
+        )
+    return previews
 
 
 def _feeds_page(
@@ -70,6 +122,8 @@ def _feeds_page(
         dialog=dialog,
         form=form or {},
         errors=errors or {},
+        first_error=next(iter(errors or {}), None),
+        previews=schema_previews(glimpze_of(request).config.base_url),
     )
 
 
@@ -89,7 +143,7 @@ async def create_feed(request: AnyRequest) -> Response[Any]:
         if exc.status >= 500:
             raise
         feeds = await project_feeds(glimpze, v.project_id)
-        errors = {e.path.removeprefix("$."): e.message for e in exc.errors} or {"form": exc.detail}
+        errors = field_errors(exc)
         return _feeds_page(request, feeds, dialog=True, form=form.values(), errors=errors, status=exc.status)
     notify(request, f"Created the feed “{feed.name}”.", data={"feed_id": feed.id, "write_key": feed.write_key})
     return redirect(f"/feeds/{feed.id}")
@@ -110,6 +164,8 @@ async def feed_page(
     reveal = next((n for n in notices if n.data.get("feed_id") == feed.id and n.data.get("write_key")), None)
     write_key = reveal.data["write_key"] if reveal else None
     base = glimpze.config.base_url
+    tile = await one_tile(glimpze, v.project_id, feed_id)
+    placement = await glimpze.tiles.placement(feed_id)
     return page(
         request,
         "feed.html",
@@ -134,7 +190,39 @@ async def feed_page(
         reader_pngs=[(size, f"{base}/w/{feed.id}/{size}.png?token={feed.read_token}") for size in SIZES],
         callback=await glimpze.feeds.callback_secret(v.project_id, feed_id) if feed.schema_type == "approval" else None,
         grace_hours=DEFAULT_SECRET_GRACE_SECONDS // 3600,
+        tile=tile,
+        version=tile.event.id if tile.event else "none",
+        tile_sizes=[("", f"Its usual size ({DEFAULT_SIZES.get(feed.schema_type, 'small')})")]
+        + [(size, size.capitalize()) for size in SIZES],
+        tile_size_chosen=placement.size or "",
+        expected_choices=_expected_choices(placement),
+        expected_chosen="" if placement.expected_seconds is None else str(int(placement.expected_seconds)),
     )
+
+
+def _expected_choices(placement: Placement) -> list[tuple[str, str]]:
+    choices = list(EXPECTED_CHOICES)
+    if placement.expected_seconds is not None and str(int(placement.expected_seconds)) not in dict(choices):
+        seconds = int(placement.expected_seconds)  # set through another route: keep it choosable
+        choices.append((str(seconds), f"{seconds} seconds"))
+    return choices
+
+
+@post("/feeds/{feed_id:str}/tile", include_in_schema=False)
+async def save_tile(request: AnyRequest, feed_id: FromPath[str]) -> Response[Any]:
+    """The feed's tile on Home: its size and how often events are expected."""
+    glimpze, v = glimpze_of(request), viewer(request)
+    form = await form_of(request)
+
+    async def save() -> str:
+        expected = form["expected_seconds"]
+        values = {"size": form["size"] or None, "expected_seconds": float(expected) if expected.isdigit() else None}
+        if expected and not expected.isdigit():
+            values["expected_seconds"] = expected  # let the conversion name the bad value
+        await glimpze.tiles.configure(v.project_id, feed_id, convert(values, TileSettings))
+        return "Saved the tile."
+
+    return await attempt(request, save, then=f"/feeds/{feed_id}", failed="Not saved.")
 
 
 @post("/feeds/{feed_id:str}", include_in_schema=False)
@@ -220,4 +308,5 @@ ROUTES = [
     rotate_callback_secret,
     test_event,
     delete_feed,
+    save_tile,
 ]

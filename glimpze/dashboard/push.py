@@ -1,5 +1,6 @@
 """Push settings (`/settings/push`): this browser's Web Push subscription, the project's push targets
-(Apprise URLs and subscriptions: add, send a test, delete), quiet hours, and the recent pushes.
+(Apprise URLs and subscriptions: add, send a test, delete), whether visitor messages are pushed
+(inbox.py), quiet hours, and the recent pushes.
 
 All of it goes through the push services of `/v1/push` and `/v1/settings/quiet-hours`. The page
 carries the server's VAPID public key; the script subscribes through the service worker and sends
@@ -45,8 +46,20 @@ HERE = "/settings/push"
 
 @functools.cache
 def time_zones() -> list[str]:
-    """The IANA time zones this system knows, for the quiet hours' suggestions."""
+    """The IANA time zones this system knows, for the quiet hours' picker."""
     return sorted(name for name in zoneinfo.available_timezones() if "/" in name or name == "UTC")
+
+
+@functools.cache
+def time_zone_groups() -> list[tuple[str, list[str]]]:
+    """The time zones by region (Africa, America, …), the picker's groups; UTC first."""
+    groups: dict[str, list[str]] = {"UTC": ["UTC"]}
+    for name in time_zones():
+        region = name.split("/", 1)[0]
+        if name == "UTC" or region in ("Etc", "SystemV", "US", "Canada", "Brazil", "Mexico", "Chile"):
+            continue  # aliases of zones listed under their region
+        groups.setdefault(region, []).append(name)
+    return list(groups.items())
 
 
 async def _push_page(
@@ -76,7 +89,9 @@ async def _push_page(
         quiet_form=quiet_form
         or {"start": quiet.start or "22:00", "end": quiet.end or "07:00", "timezone": quiet.timezone},
         quiet_error=quiet_error,
-        time_zones=time_zones(),
+        time_zone_groups=time_zone_groups(),
+        known_zones=frozenset(time_zones()),
+        push_messages=await glimpze.inbox.pushes_messages(v.project_id),
         target_url=target_url,
         target_error=target_error,
         pushes=recent.data,
@@ -145,6 +160,16 @@ async def set_quiet_hours(request: AnyRequest) -> Response[Any]:
     return redirect(f"{HERE}#quiet")
 
 
+@post(f"{HERE}/visitor-messages", include_in_schema=False)
+async def push_visitor_messages(request: AnyRequest) -> Response[Any]:
+    """Push each new visitor message (a project setting, off by default)."""
+    glimpze, v = glimpze_of(request), viewer(request)
+    on = (await form_of(request)).checked("on")
+    await glimpze.inbox.set_push_messages(v.project_id, on)
+    notify(request, "New visitor messages are pushed to you." if on else "Visitor messages are not pushed.")
+    return redirect(f"{HERE}#messages")
+
+
 @post(f"{HERE}/quiet-hours/off", include_in_schema=False)
 async def quiet_hours_off(request: AnyRequest) -> Response[Any]:
     glimpze, v = glimpze_of(request), viewer(request)
@@ -182,4 +207,14 @@ async def unsubscribe(request: AnyRequest) -> None:
     await glimpze.push_targets.unsubscribe(v.project_id, data.endpoint)
 
 
-ROUTES = [push_page, add_target, test_target, delete_target, set_quiet_hours, quiet_hours_off, subscribe, unsubscribe]
+ROUTES = [
+    push_page,
+    add_target,
+    test_target,
+    delete_target,
+    push_visitor_messages,
+    set_quiet_hours,
+    quiet_hours_off,
+    subscribe,
+    unsubscribe,
+]

@@ -48,6 +48,7 @@ STATIC = HERE / "static"
 
 PUBLIC = "dashboard_public"  # route opt: no session needed (sign-in, setup, PWA files)
 STREAM = "dashboard_stream"  # route opt: answer 401 instead of a redirect (EventSource, fetch)
+FRAGMENT = "dashboard_fragment"  # route opt: a piece of a page for the script (no navigation counts)
 CSRF_FIELD = "csrf"
 CSRF_HEADER = "x-csrf-token"
 REDRAW_HEADER = "x-glimpze-redraw"  # sent by the script when it reads a page again to redraw its live part
@@ -193,6 +194,8 @@ async def before_request(request: Request[Any, Any, Any]) -> Response[Any] | Non
     if session is not None:
         found = Viewer(session, session.project_id or await ui.default_project())
     request.state.viewer = found
+    if found is not None and not opt.get(STREAM) and not opt.get(FRAGMENT):
+        request.state.counts = await counts(ui.glimpze, found.project_id)
     if request.method not in SAFE_METHODS and not await _csrf_ok(request, ui, found, bool(opt.get(PUBLIC))):
         return error_page(
             request,
@@ -210,6 +213,14 @@ async def before_request(request: Request[Any, Any, Any]) -> Response[Any] | Non
             target += "?next=" + quote(path, safe="")
         return Redirect(target, status_code=303)
     return None
+
+
+async def counts(glimpze: Glimpze, project_id: str) -> dict[str, int]:
+    """What the navigation counts: approvals waiting, and conversations with unread visitor messages."""
+    return {
+        "approvals": await glimpze.approvals.pending_count(project_id),
+        "conversations": await glimpze.inbox.unread_count(project_id),
+    }
 
 
 async def _csrf_ok(request: Request[Any, Any, Any], ui: Ui, found: Viewer | None, public: bool) -> bool:
@@ -266,6 +277,7 @@ def page(
         "title": title,
         "section": section,
         "viewer": found,
+        "counts": request.state.get("counts") or {},
         "csrf": token,
         "notices": notices,
         "v": ui.asset_version,
@@ -309,16 +321,65 @@ def local_path(target: str | None, default: str = "/") -> str:
     return default if parts.scheme or parts.netloc else target
 
 
+# What a form's fields are called on the page, for error messages (the API's field names are not).
+FIELD_LABELS = {
+    "url": "The URL",
+    "name": "The name",
+    "password": "The password",
+    "confirm": "The repeated password",
+    "current": "The current password",
+    "headers": "The custom headers",
+    "events": "The events",
+    "description": "The description",
+    "timezone": "The time zone",
+    "start": "The start time",
+    "end": "The end time",
+    "snoozed_until": "The snooze time",
+    "text": "The text",
+    "to_team": "The team",
+    "to_assignee": "The person",
+    "reason": "The reason",
+    "resolution": "The resolution",
+    "origins": "The widget origins",
+    "plan": "The plan",
+    "schema_type": "The schema",
+    "status": "The status",
+    "expected_seconds": "Expected every",
+    "size": "The tile size",
+}
+_VERBS = ("must", "is", "are", "does", "do", "has", "should", "can", "was")
+
+
+def field_name(path: str) -> str:
+    """The form field an error path names: `$.headers` and `$.origins[2]` → headers, origins."""
+    name = path.removeprefix("$.").removeprefix("header.").removeprefix("query.")
+    return name.split("[", 1)[0].split(".", 1)[0]
+
+
+def field_errors(exc: GlimpzeError) -> dict[str, str]:
+    """A service error's messages by form field, to show beside each field ("form": the rest)."""
+    errors: dict[str, str] = {}
+    for error in exc.errors:
+        errors.setdefault(field_name(error.path) or "form", error.message)
+    return errors or {"form": exc.detail}
+
+
 def error_text(exc: GlimpzeError) -> str:
-    """A service error as one sentence for a person: the field it names, then what is wrong."""
+    """A service error as one sentence for a person: the field's label on the page, then what is wrong."""
     if exc.errors:
-        return "; ".join(f"{field_label(e.path)}: {e.message}" for e in exc.errors)
+        return " ".join(_labelled(e.path, e.message) for e in exc.errors)
     return exc.detail
 
 
 def field_label(path: str) -> str:
-    name = path.removeprefix("$.").removeprefix("header.").removeprefix("query.")
-    return name.replace("_", " ").capitalize() if name else "Value"
+    name = field_name(path)
+    return FIELD_LABELS.get(name) or (name.replace("_", " ").capitalize() if name else "The value")
+
+
+def _labelled(path: str, message: str) -> str:
+    label = field_label(path)
+    joiner = " " if message.split(" ", 1)[0] in _VERBS else ": "
+    return f"{label}{joiner}{message.rstrip('.')}."
 
 
 def convert(values: dict[str, Any], type_: type[T]) -> T:

@@ -1,5 +1,7 @@
-"""Webhooks: add and edit subscriptions (events, headers, active), their delivery log with each
-attempt's status code and latency, replay one or every failed delivery, send a test, rotate the secret."""
+"""Webhooks: add and edit subscriptions (events, headers, active), their state (active, failing,
+disabled) and deliveries counted by state, the delivery log (live: a test send's row changes as its
+attempts are recorded), the delivery inspector (the request as sent, each attempt's answer, replay),
+replay every failed delivery, send a test, rotate the secret."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from glimpze.dashboard.web import (
     Form,
     attempt,
     convert,
-    error_text,
+    field_errors,
     form_of,
     glimpze_of,
     notify,
@@ -64,15 +66,16 @@ async def _all_webhooks(request: AnyRequest) -> list[Webhook]:
     return await all_pages(lambda after: glimpze.webhooks.list(v.project_id, after=after, limit=MAX_LIMIT))
 
 
-def _list_page(
+async def _list_page(
     request: AnyRequest,
     hooks: list[Webhook],
     *,
     dialog: bool,
     form: dict[str, Any] | None = None,
-    error: str | None = None,
+    errors: dict[str, str] | None = None,
     status: int = 200,
 ) -> Template:
+    counts = await glimpze_of(request).inspector.counts([hook.id for hook in hooks])
     return page(
         request,
         "webhooks.html",
@@ -80,16 +83,18 @@ def _list_page(
         section="webhooks",
         status=status,
         hooks=hooks,
+        counts_of=counts,
         event_types=EVENT_TYPES,
         dialog=dialog,
         form=form or {"events": [ALL_EVENTS], "active": True},
-        error=error,
+        errors=errors or {},
+        first_error=next(iter(errors or {}), None),
     )
 
 
 @get("/webhooks", include_in_schema=False)
 async def webhooks_page(request: AnyRequest, new: FromQuery[str | None] = None) -> Template:
-    return _list_page(request, await _all_webhooks(request), dialog=new is not None)
+    return await _list_page(request, await _all_webhooks(request), dialog=new is not None)
 
 
 @post("/webhooks", include_in_schema=False)
@@ -108,9 +113,8 @@ async def create_webhook(request: AnyRequest) -> Response[Any]:
             "active": form.checked("active"),
             "ordered": form.checked("ordered"),
         }
-        return _list_page(
-            request, await _all_webhooks(request), dialog=True, form=values, error=error_text(exc), status=exc.status
-        )
+        hooks = await _all_webhooks(request)
+        return await _list_page(request, hooks, dialog=True, form=values, errors=field_errors(exc), status=exc.status)
     notify(
         request,
         "Added the webhook. Verify deliveries with its signing secret:",
@@ -133,12 +137,14 @@ async def webhook_page(
     log = await glimpze.webhooks.delivery_log(
         v.project_id, webhook_id, status=status, before=decode_cursor(cursor, int), limit=DEFAULT_LIMIT
     )
+    counts = (await glimpze.inspector.counts([hook.id]))[hook.id]
     return page(
         request,
         "webhook.html",
         title=f"Webhook {hook.url}",
         section="webhooks",
         hook=hook,
+        delivery_counts=counts,
         secret=secret,
         deliveries=log.data,
         next_cursor=log.next_cursor,
@@ -198,12 +204,32 @@ async def replay_failed(request: AnyRequest, webhook_id: FromPath[str]) -> Respo
     return redirect(f"/webhooks/{webhook_id}")
 
 
+@get("/deliveries/{delivery_id:str}", include_in_schema=False)
+async def delivery_page(request: AnyRequest, delivery_id: FromPath[str]) -> Template:
+    """The delivery inspector: the request as sent, every attempt with its answer, and replay."""
+    glimpze, v = glimpze_of(request), viewer(request)
+    delivery = await glimpze.webhooks.delivery(v.project_id, delivery_id)
+    sent = await glimpze.inspector.sent(v.project_id, delivery_id)
+    hook = None if delivery.webhook_id is None else await glimpze.webhooks.get(v.project_id, delivery.webhook_id)
+    return page(
+        request,
+        "delivery.html",
+        title=f"Delivery {delivery.id}",
+        section="webhooks",
+        delivery=delivery,
+        sent=sent,
+        hook=hook,
+    )
+
+
 @post("/deliveries/{delivery_id:str}/replay", include_in_schema=False)
 async def replay_one(request: AnyRequest, delivery_id: FromPath[str]) -> Response[Any]:
     glimpze, v = glimpze_of(request), viewer(request)
+    form = await form_of(request)
     delivery = await glimpze.webhooks.replay(v.project_id, delivery_id)
     notify(request, f"Queued delivery {delivery.id} again.")
-    return redirect(f"/webhooks/{delivery.webhook_id}")
+    back = f"/deliveries/{delivery.id}" if form["next"] == "inspector" else f"/webhooks/{delivery.webhook_id}"
+    return redirect(back)
 
 
 @post("/webhooks/{webhook_id:str}/delete", include_in_schema=False)
@@ -223,6 +249,7 @@ ROUTES = [
     send_test,
     rotate_secret,
     replay_failed,
+    delivery_page,
     replay_one,
     delete_webhook,
 ]
