@@ -234,7 +234,10 @@ async def test_webhook_states_count_deliveries_and_the_inspector_shows_the_reque
             assert f"POST {receiver.url}" in inspector.text and "X-Env" in inspector.text
             body = re.search(r'id="sent-body"[^>]*><code>(.*?)</code>', inspector.text, re.S)
             assert body is not None
-            sent = receiver.requests[-1].body.decode()
+            # the two deliveries go out concurrently: find this one's request by its webhook-id
+            sent = next(
+                r for r in reversed(receiver.requests) if r.headers["webhook-id"] == delivery["id"]
+            ).body.decode()
             assert json.loads(body.group(1).replace("&#34;", '"')) == json.loads(sent)
             assert inspector.text.count('class="attempt"') == 2 and "HTTP 500" in inspector.text
             replayed = await dash.follow(
