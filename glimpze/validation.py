@@ -125,7 +125,7 @@ def _too_deep_path(body: bytes, prefix: str) -> str:
             if len(stack) == MAX_JSON_DEPTH:
                 path = prefix
                 for part in stack:
-                    path = f"{path}[{part}]" if isinstance(part, int) else _join(path, part)
+                    path = f"{path}[{part}]" if isinstance(part, int) else member_path(path, part)
                 return path
             stack.append(0 if first == b"[" else "")
         elif stack:
@@ -160,12 +160,12 @@ def field_error(text: str, root: Any, prefix: str = "$") -> FieldError:
             message += f"; did you mean {close[0]!r}?"
         elif known:
             message += f"; allowed fields: {', '.join(repr(k) for k in known)}"
-        path = _join(path, m["field"])
+        path = member_path(path, m["field"])
     elif m := _MISSING.match(message):
         message = "required field is missing"
-        path = _join(path, m["field"])
+        path = member_path(path, m["field"])
     elif m := _OWN.match(message):
-        path = _join(path, m["field"])
+        path = member_path(path, m["field"])
         message = m["message"]
     elif m := _ENUM.match(message):
         allowed = _literals_at(root, parts)
@@ -193,7 +193,8 @@ def _soften(message: str) -> str:
     return message[0].lower() + message[1:] if message else message
 
 
-def _join(path: str, field: str) -> str:
+def member_path(path: str, field: str) -> str:
+    """`path` extended by an object member: `$.a.b` for a name, `$.a['b-c']` for anything else."""
     return f"{path}.{field}" if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", field) else f"{path}[{field!r}]"
 
 

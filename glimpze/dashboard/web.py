@@ -318,7 +318,8 @@ def error_text(exc: GlimpzeError) -> str:
 
 def field_label(path: str) -> str:
     name = path.removeprefix("$.").removeprefix("header.").removeprefix("query.")
-    return name.replace("_", " ").capitalize() if name else "Value"
+    label = name.replace("_", " ")
+    return label[:1].upper() + label[1:] if label else "Value"  # not capitalize(): header names keep their case
 
 
 def convert(values: dict[str, Any], type_: type[T]) -> T:
