@@ -8,6 +8,7 @@ from glimpze.clock import Clock, iso
 from glimpze.db import Database, from_row
 from glimpze.errors import not_found
 from glimpze.ids import new_id
+from glimpze.names import check_fields
 from glimpze.pagination import Page, page
 from glimpze.sessions import Language, Name
 
@@ -27,6 +28,9 @@ class AgentCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     name: Name
     language: Language = DEFAULT_LANGUAGE
 
+    def __post_init__(self) -> None:
+        check_fields(self, "name")
+
 
 class Agent(msgspec.Struct, kw_only=True):
     id: str
@@ -43,7 +47,7 @@ class Agents:
 
     async def create(self, project_id: str, data: AgentCreate) -> Agent:
         agent_id, now = new_id("agt_"), self.clock.now()
-        name = data.name.strip() or data.name
+        name = data.name
         await self.db.execute(SQL_INSERT_AGENT, (agent_id, project_id, name, data.language, now, now))
         return Agent(id=agent_id, name=name, language=data.language, created_at=iso(now), updated_at=iso(now))
 

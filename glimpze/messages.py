@@ -23,6 +23,7 @@ import msgspec
 from glimpze.clock import Clock, iso
 from glimpze.db import Database, from_row
 from glimpze.ids import new_id
+from glimpze.names import check_fields
 from glimpze.outbox import Outbox
 from glimpze.pagination import Page, page
 from glimpze.sessions import Name, Session, Sessions, Text, session_out
@@ -44,6 +45,9 @@ class MessageCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     role: Role
     text: Text
     author: Name | None = None
+
+    def __post_init__(self) -> None:
+        check_fields(self, "author")
 
 
 class Message(msgspec.Struct, kw_only=True):

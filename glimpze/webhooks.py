@@ -22,6 +22,7 @@ from glimpze.config import Config
 from glimpze.db import Database
 from glimpze.errors import Conflict, ValidationFailed, not_found
 from glimpze.ids import new_id
+from glimpze.names import check_name
 from glimpze.outbox import EVENT_TYPES, Outbox
 from glimpze.pagination import Page, page
 from glimpze.signing import new_signing_secret
@@ -521,6 +522,5 @@ def _check_timeout(value: float | None, default: float | None) -> float:
 
 
 def _check_description(text: str) -> str:
-    if len(text) > 500:
-        raise ValidationFailed.at("$.description", "at most 500 characters")
-    return text
+    """A webhook's only label: optional, else a name (visible, no control characters)."""
+    return check_name(text, "$.description", max_chars=500, optional=True)
