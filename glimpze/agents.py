@@ -47,7 +47,7 @@ class Agents:
 
     async def create(self, project_id: str, data: AgentCreate) -> Agent:
         agent_id, now = new_id("agt_"), self.clock.now()
-        name = data.name
+        name = data.name.strip() or data.name
         await self.db.execute(SQL_INSERT_AGENT, (agent_id, project_id, name, data.language, now, now))
         return Agent(id=agent_id, name=name, language=data.language, created_at=iso(now), updated_at=iso(now))
 
