@@ -16,6 +16,7 @@ from glimpze.clock import Clock, iso
 from glimpze.db import Database, from_row
 from glimpze.errors import not_found
 from glimpze.ids import new_id
+from glimpze.names import check_fields
 from glimpze.pagination import Page, page
 from glimpze.schemas import url_problem
 from glimpze.sessions import Language, Name
@@ -47,10 +48,6 @@ def _check_avatar(url: str | None | msgspec.UnsetType) -> None:
         raise ValueError("[avatar_url] must be an absolute https:// URL (at most 2048 characters)")
 
 
-def _trimmed(name: str) -> str:
-    return name.strip() or name
-
-
 class AgentCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     name: Name
     language: Language = DEFAULT_LANGUAGE
@@ -59,6 +56,7 @@ class AgentCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     reply_time: ReplyTime | None = None
 
     def __post_init__(self) -> None:
+        check_fields(self, "name", "display_name")
         _check_avatar(self.avatar_url)
 
 
@@ -72,6 +70,7 @@ class AgentPatch(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     reply_time: ReplyTime | None | msgspec.UnsetType = msgspec.UNSET
 
     def __post_init__(self) -> None:
+        check_fields(self, "name", "display_name")
         _check_avatar(self.avatar_url)
 
     def given(self) -> dict[str, Any]:
@@ -106,9 +105,7 @@ class Agents:
 
     async def create(self, project_id: str, data: AgentCreate) -> Agent:
         agent_id, now = new_id("agt_"), self.clock.now()
-        fields = msgspec.structs.asdict(data) | {"name": _trimmed(data.name)}
-        if data.display_name is not None:
-            fields["display_name"] = _trimmed(data.display_name)
+        fields = msgspec.structs.asdict(data)
         await self.db.execute(SQL_INSERT_AGENT, {**fields, "id": agent_id, "project_id": project_id, "now": now})
         return Agent(id=agent_id, **fields, created_at=iso(now), updated_at=iso(now))
 
@@ -120,9 +117,6 @@ class Agents:
 
     async def update(self, project_id: str, agent_id: str, patch: AgentPatch) -> Agent:
         given, now = patch.given(), self.clock.now()
-        for name in ("name", "display_name"):
-            if isinstance(given.get(name), str):
-                given[name] = _trimmed(given[name])
 
         def job(conn: sqlite3.Connection) -> Agent:
             row = conn.execute(SQL_GET_AGENT, (project_id, agent_id)).fetchone()

@@ -36,6 +36,7 @@ from glimpze.db import Database, from_row
 from glimpze.errors import Conflict, NotFound, not_found
 from glimpze.ids import new_id
 from glimpze.messages import CtaCard, Reply, ReplyDraft, ReplyFill
+from glimpze.names import check_fields
 from glimpze.pagination import Page, page
 from glimpze.patterns import PATTERN_MAX_CHARS, PatternSearcher, check_pattern
 from glimpze.schemas import url_problem
@@ -122,12 +123,6 @@ def _check_url(url: str) -> None:
         raise ValueError(f"[url] {problem}")
 
 
-def _check_label(label: str) -> str:
-    if not label.strip():
-        raise ValueError("[label] must not be blank")
-    return label.strip()
-
-
 class CtaCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     label: Label
     url: str  # http(s), where the card leads
@@ -138,7 +133,7 @@ class CtaCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     forward_context: ContextFields = msgspec.field(default_factory=list)  # signed into the URL
 
     def __post_init__(self) -> None:
-        self.label = _check_label(self.label)
+        check_fields(self, "label")
         _check_url(self.url)
         self.forward_context = list(dict.fromkeys(self.forward_context))
 
@@ -155,8 +150,7 @@ class CtaPatch(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     forward_context: ContextFields | msgspec.UnsetType = msgspec.UNSET
 
     def __post_init__(self) -> None:
-        if self.label is not msgspec.UNSET:
-            self.label = _check_label(self.label)
+        check_fields(self, "label")
         if self.url is not msgspec.UNSET:
             _check_url(self.url)
         if self.forward_context is not msgspec.UNSET:

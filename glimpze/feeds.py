@@ -25,6 +25,7 @@ from glimpze.db import Database
 from glimpze.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed, not_found
 from glimpze.ids import display_prefix, hash_secret, looks_like, new_id, new_secret, same
 from glimpze.limits import FeedBuckets, FeedUsage
+from glimpze.names import check_name
 from glimpze.pagination import Page, page
 from glimpze.signing import new_signing_secret
 
@@ -151,7 +152,7 @@ class Feeds:
             raise ValidationFailed.at("$.schema_type", f"must be one of {', '.join(SCHEMA_TYPES)}")
         plan_name = plan_name or self.config.default_plan
         plan = self.plan(plan_name)
-        name = _check_name(name)
+        name = check_name(name)
         feed_id, secret, now = new_id("fd_"), new_secret("gzw_"), self.clock.now()
         params = {
             "id": feed_id,
@@ -191,7 +192,7 @@ class Feeds:
 
     async def update(self, project_id: str, feed_id: str, *, name: str | None, plan_name: str | None) -> Feed:
         plan = self.plan(plan_name) if plan_name is not None else None
-        name = _check_name(name) if name is not None else None
+        name = check_name(name) if name is not None else None
         now = self.clock.now()
 
         def job(conn: sqlite3.Connection) -> sqlite3.Row:
@@ -402,10 +403,3 @@ def _check_custom_allowed(conn: sqlite3.Connection, project_id: str, feed_id: st
 def _unauthorized(detail: str, kind: str = "write") -> Unauthorized:
     code = "invalid_write_key" if kind == "write" else "invalid_read_token"
     return Unauthorized(detail, code=code, headers={"WWW-Authenticate": 'Bearer realm="glimpze"'})
-
-
-def _check_name(name: str) -> str:
-    name = name.strip()
-    if not 1 <= len(name) <= 100:
-        raise ValidationFailed.at("$.name", "must be 1 to 100 characters")
-    return name

@@ -16,6 +16,7 @@ from glimpze.clock import Clock, iso
 from glimpze.db import Database
 from glimpze.errors import Conflict, Unauthorized, ValidationFailed, not_found
 from glimpze.ids import display_prefix, hash_secret, new_id, new_secret
+from glimpze.names import check_name
 from glimpze.pagination import Page, page
 
 DEFAULT_PROJECT_NAME = "Default"
@@ -117,7 +118,7 @@ class Keys:
 
     async def create_project(self, name: str) -> tuple[Project, NewApiKey]:
         """A new project with its first API key (named "admin")."""
-        name = _check_name(name)
+        name = check_name(name)
         project_id, now = new_id("prj_"), self.clock.now()
         secret = new_secret("gzp_")
         key_id = new_id("key_")
@@ -176,7 +177,7 @@ class Keys:
     # Keys
 
     async def create(self, project_id: str, name: str) -> NewApiKey:
-        name = _check_name(name)
+        name = check_name(name)
         key_id, secret, now = new_id("key_"), new_secret("gzp_"), self.clock.now()
         await self.db.execute(
             SQL_INSERT_KEY, (key_id, project_id, name, display_prefix(secret), hash_secret(secret), now)
@@ -279,10 +280,3 @@ class Keys:
 
 def _unauthorized(detail: str) -> Unauthorized:
     return Unauthorized(detail, code="invalid_api_key", headers={"WWW-Authenticate": 'Bearer realm="glimpze"'})
-
-
-def _check_name(name: str, path: str = "$.name") -> str:
-    name = name.strip()
-    if not 1 <= len(name) <= 100:
-        raise ValidationFailed.at(path, "must be 1 to 100 characters")
-    return name

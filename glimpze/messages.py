@@ -26,6 +26,7 @@ import msgspec
 from glimpze.clock import Clock, iso
 from glimpze.db import Database, from_row
 from glimpze.ids import new_id
+from glimpze.names import check_fields
 from glimpze.outbox import Outbox
 from glimpze.pagination import Page, page
 from glimpze.sessions import Name, Session, Sessions, Text, session_out
@@ -47,6 +48,9 @@ class MessageCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     role: Role
     text: Text
     author: Name | None = None
+
+    def __post_init__(self) -> None:
+        check_fields(self, "author")
 
 
 class TypingCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

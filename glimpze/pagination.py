@@ -12,12 +12,14 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 
-from glimpze.errors import ValidationFailed
+from glimpze.errors import GlimpzeError, ValidationFailed
+from glimpze.validation import Decoder
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 100
 
 T = TypeVar("T")
+CURSOR: Decoder[Any] = Decoder(Any)  # a cursor comes back from a client: decoded like a body
 
 
 class Page(msgspec.Struct, Generic[T]):
@@ -34,9 +36,8 @@ def decode_cursor(cursor: str | None, *types: type) -> tuple[Any, ...] | None:
     if cursor is None or cursor == "":
         return None
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        key = msgspec.json.decode(raw)
-    except (binascii.Error, ValueError, msgspec.DecodeError):
+        key = CURSOR.decode(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, ValueError, GlimpzeError):
         key = None
     numeric = (int, float)
     if (

@@ -15,6 +15,7 @@ import msgspec
 from glimpze.clock import Clock, iso
 from glimpze.db import Database, from_row
 from glimpze.ids import new_id
+from glimpze.names import check_fields
 from glimpze.pagination import Page, page
 from glimpze.sessions import Name, Sessions, Text
 from glimpze.transitions import session_closed
@@ -40,6 +41,9 @@ class NoteCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     text: Text
     author: Name | None = None
 
+    def __post_init__(self) -> None:
+        check_fields(self, "author")
+
 
 class Note(msgspec.Struct, kw_only=True):
     id: str
@@ -53,6 +57,9 @@ class HandoffCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     to_team: Name
     reason: Reason
     to_assignee: Name | None = None
+
+    def __post_init__(self) -> None:
+        check_fields(self, "to_team", "to_assignee")
 
 
 class Handoff(msgspec.Struct, kw_only=True):

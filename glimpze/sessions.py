@@ -19,6 +19,7 @@ from glimpze.clock import Clock, iso
 from glimpze.db import Database, from_row
 from glimpze.errors import ValidationFailed, not_found
 from glimpze.ids import new_id
+from glimpze.names import check_fields
 from glimpze.outbox import Outbox
 from glimpze.pagination import Page, page
 from glimpze.streams import SessionStreams
@@ -88,6 +89,9 @@ class Visitor(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     name: Name | None = None
     email: Email | None = None
 
+    def __post_init__(self) -> None:
+        check_fields(self, "name")
+
 
 def _json(value: Any) -> str:
     """JSON as TEXT (SQLite's JSON functions refuse BLOBs)."""
@@ -116,6 +120,7 @@ class SessionCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     context: dict[str, Any] = msgspec.field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        check_fields(self, "team", "assignee")
         self.labels = _check_labels(self.labels)
         _check_context(self.context)
 
@@ -133,6 +138,7 @@ class SessionPatch(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     remove_labels: Labels | msgspec.UnsetType = msgspec.UNSET
 
     def __post_init__(self) -> None:
+        check_fields(self, "team", "assignee")
         if self.labels is not msgspec.UNSET:
             self.labels = _check_labels(self.labels)
             for edit in ("add_labels", "remove_labels"):

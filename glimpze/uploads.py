@@ -245,7 +245,9 @@ def _json_field(decoder: Decoder[Any], part: Part) -> Any:
     """A JSON text field: malformed JSON is a 422 naming the field (the body itself was fine)."""
     try:
         return decoder.decode(part.text)
-    except BadRequest:
+    except BadRequest as exc:
+        if exc.errors:  # nested too deeply: the error names the place
+            raise ValidationFailed(exc.detail, errors=exc.errors) from None
         raise ValidationFailed.at(f"$.{part.name}", f"is not a JSON object such as {_EXAMPLES[part.name]}") from None
 
 

@@ -2,11 +2,18 @@
 
 msgspec stops at the first error and reports unknown or missing fields at the parent object;
 `field_error()` moves the path onto the field itself and suggests the nearest known name.
+
+Every JSON document that comes from outside (a body, an upload's JSON field, a token's or a
+cursor's payload) is decoded by a `Decoder`, which first refuses arrays and objects nested more
+than `MAX_JSON_DEPTH` levels: msgspec (and later the encoders, Jinja's `tojson`, the CTA context
+walk) recurse once per level, and Python's limit of ~1,000 frames would turn a deep document
+into a `RecursionError` (a 500) instead of a clear 400.
 """
 
 from __future__ import annotations
 
 import difflib
+import itertools
 import re
 import types
 import typing
@@ -17,6 +24,12 @@ import msgspec
 from glimpze.errors import BadRequest, FieldError, ValidationFailed
 
 T = TypeVar("T")
+
+# Levels of arrays and objects in one JSON document, the document itself included (README,
+# "Limits"). Far below Python's recursion limit, so anything stored can be encoded, delivered
+# and rendered again; far above what a real event, lead or context needs.
+MAX_JSON_DEPTH = 32
+DEPTH_PATH_SCAN_BYTES = 64 * 1024  # how far the error's path is looked for (beyond: the document)
 
 _AT = re.compile(r"^(?P<message>.*) - at `(?P<path>\$[^`]*)`$", re.S)
 _UNKNOWN = re.compile(r"^Object contains unknown field `(?P<field>[^`]*)`$")
@@ -37,6 +50,8 @@ class Decoder(typing.Generic[T]):
     def decode(self, body: bytes) -> T:
         if not body.strip():
             raise BadRequest("The request body is empty; send a JSON object.", code="invalid_json", title="Empty body")
+        if too_deep(body):
+            raise nested_too_deep(body, self.prefix)
         try:
             return self._decoder.decode(body)
         except msgspec.ValidationError as exc:
@@ -52,6 +67,77 @@ def invalid_json(exc: Exception) -> BadRequest:
         code="invalid_json",
         title="Malformed JSON",
     )
+
+
+# Escapes inside strings, blanked at the same length so that every `"` left delimits a string.
+_ESCAPED_BACKSLASH, _ESCAPED_QUOTE = b"\\\\", b'\\"'
+# Brackets as +1 / -1 (signed bytes), everything else deleted.
+_SIGNS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
+_NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
+_JSON_TOKEN = re.compile(rb'"[^"]*"|[\[\]{},:]')
+
+
+def _unescaped(body: bytes) -> bytes:
+    return body.replace(_ESCAPED_BACKSLASH, b"__").replace(_ESCAPED_QUOTE, b"__")
+
+
+def too_deep(body: bytes) -> bool:
+    """True when arrays and objects in `body` nest more than MAX_JSON_DEPTH levels.
+
+    Linear and in C: strings are cut out, the brackets left are summed as +1/-1, and the
+    highest running sum is the depth (unclosed brackets count: msgspec recurses into them too)."""
+    if body.count(b"[") + body.count(b"{") <= MAX_JSON_DEPTH:
+        return False  # fewer containers than levels: the common case costs two scans
+    outside = b"".join(_unescaped(body).split(b'"')[::2])
+    signs = memoryview(outside.translate(_SIGNS, _NOT_BRACKETS)).cast("b")
+    return max(itertools.accumulate(signs), default=0) > MAX_JSON_DEPTH
+
+
+def nested_too_deep(body: bytes, prefix: str = "$") -> BadRequest:
+    """The 400 for a document nested too deeply, naming the first array or object too deep."""
+    path = _too_deep_path(body, prefix)
+    message = f"nests arrays and objects more than {MAX_JSON_DEPTH} levels deep"
+    return BadRequest(
+        f"{path}: {message}. JSON documents may nest at most {MAX_JSON_DEPTH} levels (the document itself "
+        "counts as one); flatten the value.",
+        code="invalid_json",
+        title="JSON nested too deeply",
+        errors=[FieldError(path, message)],
+    )
+
+
+def _too_deep_path(body: bytes, prefix: str) -> str:
+    """The path of the first container one level too deep, found by following the tokens (only in
+    the first DEPTH_PATH_SCAN_BYTES: this runs for refused documents only, and stays cheap)."""
+    stack: list[str | int] = []  # per open container: the current key (object) or index (array)
+    last = b""
+    for m in _JSON_TOKEN.finditer(_unescaped(body[:DEPTH_PATH_SCAN_BYTES])):
+        first = m[0][:1]
+        if first == b'"':
+            last = body[m.start() : m.end()]  # the key as sent, escapes included
+        elif first == b":":
+            if stack:
+                stack[-1] = _key(last)
+        elif first == b",":
+            if stack and isinstance(stack[-1], int):
+                stack[-1] += 1
+        elif first in (b"[", b"{"):
+            if len(stack) == MAX_JSON_DEPTH:
+                path = prefix
+                for part in stack:
+                    path = f"{path}[{part}]" if isinstance(part, int) else member_path(path, part)
+                return path
+            stack.append(0 if first == b"[" else "")
+        elif stack:
+            stack.pop()
+    return prefix
+
+
+def _key(token: bytes) -> str:
+    try:
+        return str(msgspec.json.decode(token))
+    except msgspec.DecodeError:
+        return token[1:-1].decode("utf-8", "replace")
 
 
 def validation_failed(exc: msgspec.ValidationError, root: Any, prefix: str = "$") -> ValidationFailed:
@@ -74,12 +160,12 @@ def field_error(text: str, root: Any, prefix: str = "$") -> FieldError:
             message += f"; did you mean {close[0]!r}?"
         elif known:
             message += f"; allowed fields: {', '.join(repr(k) for k in known)}"
-        path = _join(path, m["field"])
+        path = member_path(path, m["field"])
     elif m := _MISSING.match(message):
         message = "required field is missing"
-        path = _join(path, m["field"])
+        path = member_path(path, m["field"])
     elif m := _OWN.match(message):
-        path = _join(path, m["field"])
+        path = member_path(path, m["field"])
         message = m["message"]
     elif m := _ENUM.match(message):
         allowed = _literals_at(root, parts)
@@ -107,7 +193,8 @@ def _soften(message: str) -> str:
     return message[0].lower() + message[1:] if message else message
 
 
-def _join(path: str, field: str) -> str:
+def member_path(path: str, field: str) -> str:
+    """`path` extended by an object member: `$.a.b` for a name, `$.a['b-c']` for anything else."""
     return f"{path}.{field}" if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", field) else f"{path}[{field!r}]"
 
 

@@ -22,15 +22,19 @@ from glimpze.config import Config
 from glimpze.db import Database
 from glimpze.errors import Conflict, ValidationFailed, not_found
 from glimpze.ids import new_id
+from glimpze.names import check_name
 from glimpze.outbox import EVENT_TYPES, Outbox
 from glimpze.pagination import Page, page
 from glimpze.signing import new_signing_secret
 from glimpze.ssrf import TargetPolicy, check_url
+from glimpze.validation import member_path
 
 DEFAULT_SECRET_GRACE_SECONDS = 24 * 3600
 MAX_SECRET_GRACE_SECONDS = 7 * 24 * 3600
 MAX_TIMEOUT_SECONDS = 60
 MAX_HEADERS = 20
+MAX_HEADER_VALUE_CHARS = 4096
+# Headers every delivery sets itself (attempts.py, and httpcore for the framing ones).
 RESERVED_HEADERS = frozenset(
     {
         "content-type",
@@ -45,7 +49,11 @@ RESERVED_HEADERS = frozenset(
         "webhook-delivery",
     }
 )
-_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$")
+# Headers that would change how a receiver reads the body or the connection of every delivery.
+HOP_HEADERS = frozenset({"content-encoding", "keep-alive", "proxy-connection", "te", "trailer", "upgrade", "expect"})
+_HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}")  # RFC 9110 token
+# RFC 9110 field-value, without obs-text: visible ASCII, with spaces and tabs only inside.
+_HEADER_VALUE = re.compile(r"(?:[\x21-\x7e](?:[\x21-\x7e \t]*[\x21-\x7e])?)?")
 
 SQL_WEBHOOK_COLUMNS = """
     rowid, id, project_id, url, events, description, headers, active, ordered, timeout_seconds, secret,
@@ -464,17 +472,39 @@ def _check_events(events: list[str]) -> list[str]:
 
 
 def _check_headers(headers: dict[str, str]) -> dict[str, str]:
+    """Custom headers that every delivery can send as they are (RFC 9110 names and values), else
+    a 422 naming the header: httpcore would refuse them at each attempt, long after the save."""
     if len(headers) > MAX_HEADERS:
         raise ValidationFailed.at("$.headers", f"at most {MAX_HEADERS} custom headers")
+    seen: set[str] = set()
     for name, value in headers.items():
-        path = f"$.headers[{name!r}]"
-        if not _HEADER_NAME.match(name):
-            raise ValidationFailed.at(path, "is not a valid header name")
+        path = member_path("$.headers", name)
+        if not _HEADER_NAME.fullmatch(name):
+            raise ValidationFailed.at(
+                path, "is not a header name: use letters, digits and !#$%&'*+-.^_`|~ (at most 100 characters)"
+            )
         if name.lower() in RESERVED_HEADERS or name.lower().startswith("x-glimpze-"):
             raise ValidationFailed.at(path, "is set by Glimpze itself and cannot be overridden")
-        if len(value) > 4096 or any(c in value for c in "\r\n\0"):
-            raise ValidationFailed.at(path, "must be at most 4096 characters without line breaks")
+        if name.lower() in HOP_HEADERS:
+            raise ValidationFailed.at(path, "would change how receivers read every delivery; it cannot be set")
+        if name.lower() in seen:
+            raise ValidationFailed.at(path, "is given twice (header names ignore case)")
+        seen.add(name.lower())
+        if len(value) > MAX_HEADER_VALUE_CHARS:
+            raise ValidationFailed.at(path, f"the value is longer than {MAX_HEADER_VALUE_CHARS} characters")
+        if not _HEADER_VALUE.fullmatch(value):
+            raise ValidationFailed.at(path, _value_problem(value))
     return headers
+
+
+def _value_problem(value: str) -> str:
+    if value != value.strip(" \t"):
+        return "the value must not start or end with a space or a tab"
+    bad = next(c for c in value if not (" " <= c <= "~" or c == "\t"))
+    return (
+        f"the value holds U+{ord(bad):04X}, which a header cannot carry: use visible ASCII characters, "
+        "spaces and tabs (encode anything else, e.g. percent-encoding or base64)"
+    )
 
 
 def _check_timeout(value: float | None, default: float | None) -> float:
@@ -487,6 +517,5 @@ def _check_timeout(value: float | None, default: float | None) -> float:
 
 
 def _check_description(text: str) -> str:
-    if len(text) > 500:
-        raise ValidationFailed.at("$.description", "at most 500 characters")
-    return text
+    """A webhook's only label: optional, else a name (visible, no control characters)."""
+    return check_name(text, "$.description", max_chars=500, optional=True)

@@ -25,10 +25,11 @@ import msgspec
 
 from glimpze.clock import Clock, iso
 from glimpze.db import Database
-from glimpze.errors import Forbidden, Unauthorized, ValidationFailed
+from glimpze.errors import Forbidden, GlimpzeError, Unauthorized, ValidationFailed
 from glimpze.ids import new_secret
 from glimpze.sessions import CONTEXT_MAX_BYTES, Visitor
 from glimpze.settings import ProjectSettings, check_origin, normalize_origin
+from glimpze.validation import Decoder
 
 PREFIX = "gzt_"
 SIGNING_DOMAIN = b"gzt1."  # versions the signed string; a new format gets a new one
@@ -89,7 +90,7 @@ class WidgetVisitor:
 
 
 _encode_claims = msgspec.json.Encoder().encode
-_decode_claims = msgspec.json.Decoder(Claims).decode
+CLAIMS: Decoder[Claims] = Decoder(Claims)  # a token's payload is read before its signature is checked: guarded too
 
 
 def _b64(data: bytes) -> str:
@@ -151,8 +152,8 @@ class WidgetTokens:
         if not token.startswith(PREFIX) or not signature or len(token) > MAX_TOKEN_CHARS:
             raise invalid_token("This is not a Glimpze widget token.")
         try:
-            claims = _decode_claims(_unb64(payload))
-        except (binascii.Error, ValueError, msgspec.DecodeError):
+            claims = CLAIMS.decode(_unb64(payload))
+        except (binascii.Error, ValueError, GlimpzeError):
             raise invalid_token("This widget token is damaged.") from None
         secret = await self._secret(claims.project_id)
         # bytes: compare_digest refuses str with non-ASCII characters (a TypeError, not a 401)

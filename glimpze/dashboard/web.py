@@ -356,11 +356,20 @@ def field_name(path: str) -> str:
     return name.split("[", 1)[0].split(".", 1)[0]
 
 
+def field_member(path: str) -> str:
+    """What an error path names inside its field: `$.headers['X-Token']` → X-Token, `$.origins[2]` → [2]."""
+    name = path.removeprefix("$.").removeprefix("header.").removeprefix("query.")
+    rest = name[len(field_name(path)) :].removeprefix(".")
+    return rest[2:-2] if rest.startswith("['") and rest.endswith("']") else rest
+
+
 def field_errors(exc: GlimpzeError) -> dict[str, str]:
-    """A service error's messages by form field, to show beside each field ("form": the rest)."""
+    """A service error's messages by form field, to show beside each field ("form": the rest); an
+    error about one member of a field (a header, an origin) names it."""
     errors: dict[str, str] = {}
     for error in exc.errors:
-        errors.setdefault(field_name(error.path) or "form", error.message)
+        member = field_member(error.path)
+        errors.setdefault(field_name(error.path) or "form", f"{member}: {error.message}" if member else error.message)
     return errors or {"form": exc.detail}
 
 
@@ -372,8 +381,9 @@ def error_text(exc: GlimpzeError) -> str:
 
 
 def field_label(path: str) -> str:
-    name = field_name(path)
-    return FIELD_LABELS.get(name) or (name.replace("_", " ").capitalize() if name else "The value")
+    name, member = field_name(path), field_member(path)
+    label = FIELD_LABELS.get(name) or (name.replace("_", " ").capitalize() if name else "The value")
+    return f"{label} ({member})" if member else label
 
 
 def _labelled(path: str, message: str) -> str:
