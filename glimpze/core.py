@@ -62,7 +62,7 @@ class Glimpze:
         self.metrics = Registry()
         self.db = Database(config.db_path, synchronous=config.synchronous)
         self.trusted_proxies = parse_networks(config.trusted_proxies)
-        self.auth_failures = AuthFailureLimiter()
+        self.auth_failures = AuthFailureLimiter(self.clock)
         self.keys = Keys(self.db, self.clock)
         self.feeds = Feeds(self.db, config, self.clock)
         self.idempotency = Idempotency(self.db, self.clock)
@@ -161,7 +161,7 @@ class Glimpze:
 
         @m.collector
         async def collect() -> None:
-            now = self.clock.now()
+            now = self.clock.due()  # the time deliveries fall due and leases end by (clock.py)
             row = await self.db.fetch_one(SQL_QUEUE_STATS, {"now": now})
             if row is not None:
                 queued.set(value=row["open"])

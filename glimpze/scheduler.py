@@ -32,7 +32,7 @@ def build_scheduler(glimpze: Glimpze) -> AsyncIOScheduler:
         await glimpze.flush()
 
     async def prune(now: float) -> None:
-        glimpze.auth_failures.prune(now)
+        glimpze.auth_failures.prune()
 
     async def checkpoint(now: float) -> None:
         await glimpze.db.checkpoint()
