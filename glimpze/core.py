@@ -21,7 +21,7 @@ from glimpze.clock import Clock, SystemClock
 from glimpze.config import Config
 from glimpze.cta_context import CtaContext
 from glimpze.ctas import CtaRules
-from glimpze.db import Database
+from glimpze.db import Database, wal_path
 from glimpze.delivery import SQL_QUEUE_STATS, Dispatcher
 from glimpze.feeds import Feeds
 from glimpze.idempotency import Idempotency
@@ -168,7 +168,7 @@ class Glimpze:
                 leased.set(value=row["leased"])
                 oldest.set(value=0 if row["oldest_due"] is None else max(0.0, now - row["oldest_due"]))
             media.set(value=await self.db.fetch_value("SELECT coalesce(sum(bytes), 0) FROM media"))
-            for name, path in (("db", self.db.path), ("wal", self.db.path.with_name(self.db.path.name + "-wal"))):
+            for name, path in (("db", self.db.path), ("wal", wal_path(self.db.path))):
                 files.set(name, value=path.stat().st_size if path.exists() else 0)
             streams.set(value=self.streams.streams_open)
             if (memory := _resident_bytes()) is not None:
