@@ -132,7 +132,11 @@ def create_app(
         dependencies={"glimpze": Provide(lambda: glimpze, use_cache=True, sync_to_thread=False)},
         exception_handlers={**EXCEPTION_HANDLERS, NotFoundException: dashboard.unknown_path},
         lifespan=[lifespan],
-        middleware=[AccessLogMiddleware, OptionsAllowMiddleware, *([HstsMiddleware] if config.tls.hsts else [])],
+        middleware=[
+            *([AccessLogMiddleware] if config.access_log else []),
+            OptionsAllowMiddleware,
+            *([HstsMiddleware] if config.tls.hsts else []),
+        ],
         openapi_config=openapi_config(),
         logging_config=None,
         request_max_body_size=API_MAX_BODY_BYTES,
