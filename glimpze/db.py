@@ -58,7 +58,8 @@ DEFAULT_READERS = 2
 # total): fewer, larger ones hold up fewer requests. The file stays at half of issue 15's 64 MiB.
 WAL_CHECKPOINT_BYTES = 32 * 1024 * 1024
 WAL_IDLE_SECONDS = 2.0  # and empties it once no commit has come for this long
-WAL_RETRY_SECONDS = 0.05  # after a checkpoint a reader kept from finishing
+WAL_RETRY_SECONDS = 0.05  # after a checkpoint a reader kept from finishing; doubled each time
+WAL_RETRY_MAX_SECONDS = 1.0  # up to this, while one keeps it from finishing
 WAL_ERROR_RETRY_SECONDS = 10.0  # after a checkpoint that failed (a full disk)
 
 
@@ -139,6 +140,7 @@ class Writer:
         self._closed = False
         self._last_commit = time.monotonic()
         self._checkpoint_after = 0.0  # no PASSIVE checkpoint before (monotonic)
+        self._retry = WAL_RETRY_SECONDS
         self._idle: asyncio.TimerHandle | None = None
         self.after_commit: list[Callable[[], None]] = []  # run on the loop after each commit
         self.commits = 0
@@ -201,8 +203,13 @@ class Writer:
             log.warning("WAL checkpoint (%s) failed: %s", mode, exc)
             self._checkpoint_after = time.monotonic() + WAL_ERROR_RETRY_SECONDS
             return
-        if busy or copied < frames:  # a reader held it back: try again soon, not after every commit
-            self._checkpoint_after = time.monotonic() + WAL_RETRY_SECONDS
+        if busy or copied < frames:
+            # A reader held it back: try again soon, not after every commit; later and later if a
+            # reader keeps the log all along (Litestream does, and checkpoints it itself).
+            self._checkpoint_after = time.monotonic() + self._retry
+            self._retry = min(self._retry * 2, WAL_RETRY_MAX_SECONDS)
+        else:
+            self._retry = WAL_RETRY_SECONDS
 
     def _arm_idle(self) -> None:
         if self._idle is None and not self._closed:
