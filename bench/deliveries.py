@@ -9,6 +9,10 @@
    same concurrency (4 in flight); also the same loop on httpcore, which the dispatcher sends with.
    Targets (issue 5): ≥ 0.5× the httpx rate and ≥ 1,000 deliveries/s.
 2. Ingest with one active webhook vs none (wrk, 32 connections). Target: ≥ 0.8×.
+
+Glimpze runs at its default settings, pinned to one core; the receiver and the load generator
+share the other (bench/machine.py). Every phase reports the WAL file's peak size, every ingest
+round its p99. Targets (issue 15): p99 ≤ 15 ms in every round, WAL ≤ 64 MiB.
 """
 
 from __future__ import annotations
@@ -27,14 +31,15 @@ import httpcore
 import httpx
 
 from bench import loadgen
-from bench.ingest import BODY, median, start_uvicorn
+from bench.ingest import BODY, median, settle_text, start_uvicorn
+from bench.machine import MIB, WalWatch, cores_line, pin_load, pin_server, wal_settles
 from tests.server import UNLIMITED_PLAN, Server
 
 CONCURRENCY = 4
 
 
 def start_receiver() -> tuple[subprocess.Popen[bytes], str]:
-    return start_uvicorn("bench.receiver_app:app", lambda url: httpx.get(f"{url}/count"))
+    return start_uvicorn("bench.receiver_app:app", lambda url: httpx.get(f"{url}/count"), server=False)
 
 
 def received(url: str) -> int:
@@ -90,13 +95,19 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
+    pin_load()
+    print(cores_line())
     receiver, receiver_url = start_receiver()
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            server = Server(
-                Path(tmp), 'log_level = "warning"\n' + UNLIMITED_PLAN + '\n[webhooks]\nallow_targets = ["127.0.0.1"]\n'
-            )
-            server.start()
+            server = Server(Path(tmp), UNLIMITED_PLAN + '\n[webhooks]\nallow_targets = ["127.0.0.1"]\n')
+
+            def start() -> None:
+                server.start()
+                assert server.proc is not None
+                pin_server(server.proc.pid)
+
+            start()
             admin = {"Authorization": f"Bearer {server.admin_key()}"}
             hook = httpx.post(
                 f"{server.url}/v1/webhooks",
@@ -111,20 +122,25 @@ def main() -> None:
             baseline = asyncio.run(plain_loop(receiver_url, args.deliveries))
             core = asyncio.run(plain_loop(receiver_url, args.deliveries, core=True))
             before = received(receiver_url)
-            server.start()
-            while received(receiver_url) == before:  # from the first delivery: server start-up excluded
-                time.sleep(0.002)
-            start, first = time.perf_counter(), received(receiver_url) - before
-            while received(receiver_url) - before < args.deliveries:
-                if time.perf_counter() - start > 120:
-                    raise RuntimeError(f"only {received(receiver_url) - before} deliveries after 120 s")
-                time.sleep(0.02)
-            drain = (args.deliveries - first) / (time.perf_counter() - start)
+            db = server.data / "glimpze.db"
+            with WalWatch(db) as drain_wal:
+                start()
+                while received(receiver_url) == before:  # from the first delivery: server start-up excluded
+                    time.sleep(0.002)
+                began, first = time.perf_counter(), received(receiver_url) - before
+                while received(receiver_url) - before < args.deliveries:
+                    if time.perf_counter() - began > 120:
+                        raise RuntimeError(f"only {received(receiver_url) - before} deliveries after 120 s")
+                    time.sleep(0.02)
+                drain = (args.deliveries - first) / (time.perf_counter() - began)
             print(f"plain signed httpx loop ({CONCURRENCY} in flight): {baseline:7.0f} req/s")
             print(f"plain signed httpcore loop ({CONCURRENCY} in flight): {core:7.0f} req/s")
             print(f"dispatcher drain of {args.deliveries} deliveries:  {drain:7.0f} deliveries/s")
             print(f"ratio drain/plain httpx: {drain / baseline:.2f} (target ≥ 0.50), target ≥ 1000/s")
-            print(f"ratio drain/plain httpcore: {drain / core:.2f}")
+            print(
+                f"ratio drain/plain httpcore: {drain / core:.2f}   "
+                f"WAL peak during the drain: {drain_wal.peak_mib:.1f} MiB"
+            )
 
             # 2. ingest with and without an active webhook
             httpx.patch(f"{server.url}/v1/webhooks/{hook['id']}", headers=admin, json={"active": False})
@@ -134,28 +150,42 @@ def main() -> None:
             headers = {"Authorization": f"Bearer {feed['write_key']}", "Content-Type": "application/json"}
             url = f"{server.url}/ingest/{feed['id']}"
             loadgen.run(url, BODY, headers, 32, 2)  # warm-up
-            without, with_hook = [], []
+            without, with_hook, peaks = [], [], []
             for _ in range(args.rounds):
                 httpx.patch(f"{server.url}/v1/webhooks/{hook['id']}", headers=admin, json={"active": False})
-                without.append(loadgen.run(url, BODY, headers, 32, args.seconds))
-                print("ingest, no webhook      ", without[-1].line())
+                with WalWatch(db) as wal:
+                    without.append(loadgen.run(url, BODY, headers, 32, args.seconds))
+                peaks.append(wal.peak)
+                print("ingest, no webhook      ", without[-1].line(), f"  WAL peak {wal.peak_mib:.1f} MiB")
                 httpx.patch(f"{server.url}/v1/webhooks/{hook['id']}", headers=admin, json={"active": True})
-                with_hook.append(loadgen.run(url, BODY, headers, 32, args.seconds))
-                print("ingest, one webhook     ", with_hook[-1].line())
+                with WalWatch(db) as wal:
+                    with_hook.append(loadgen.run(url, BODY, headers, 32, args.seconds))
+                peaks.append(wal.peak)
+                print("ingest, one webhook     ", with_hook[-1].line(), f"  WAL peak {wal.peak_mib:.1f} MiB")
             a, b = median(without), median(with_hook)
             print(f"ratio ingest with/without webhook: {b.rps / a.rps:.2f} (target ≥ 0.80)")
+            print(
+                f"p99 per round: {', '.join(f'{r.p99_ms:.1f}' for r in without)} ms without the webhook, "
+                f"{', '.join(f'{r.p99_ms:.1f}' for r in with_hook)} ms with it (target ≤ 15)   "
+                f"WAL peak: {max(peaks) / MIB:.1f} MiB (target ≤ 64)"
+            )
             # the deliveries of the webhook rounds were queued durably; how long until all are sent?
-            start = time.perf_counter()
+            began = time.perf_counter()
             total = sum(r.requests - r.non_2xx for r in with_hook)
-            db = sqlite3.connect(server.data / "glimpze.db")
-            while db.execute("SELECT count(*) FROM deliveries WHERE status IN ('pending', 'failed')").fetchone()[0]:
-                if time.perf_counter() - start > 300:
-                    break
-                time.sleep(0.1)
+            queue = sqlite3.connect(db)
+            with WalWatch(db) as wal:
+                while queue.execute("SELECT count(*) FROM deliveries WHERE status IN ('pending', 'failed')").fetchone()[
+                    0
+                ]:
+                    if time.perf_counter() - began > 300:
+                        break
+                    time.sleep(0.1)
             print(
                 f"the {total} deliveries queued during the webhook rounds were all sent "
-                f"{time.perf_counter() - start:.1f} s after the load ended"
+                f"{time.perf_counter() - began:.1f} s after the load ended (WAL peak {wal.peak_mib:.1f} MiB); "
+                f"WAL under 16 MiB {settle_text(wal_settles(db))} after that"
             )
+            queue.close()
             server.kill()
     finally:
         receiver.kill()

@@ -85,7 +85,7 @@ class Admin:
     def __init__(self, db: Database, clock: Clock) -> None:
         self.db = db
         self.clock = clock
-        self.failures = AuthFailureLimiter(SIGN_IN_FAILURES_PER_MINUTE)
+        self.failures = AuthFailureLimiter(clock, SIGN_IN_FAILURES_PER_MINUTE)
         self._cache: dict[str, _Cached] = {}
         self._has_password: bool | None = None
 
@@ -113,7 +113,7 @@ class Admin:
 
     async def check_setup_token(self, token: str, client: str) -> None:
         """Raises NotFound unless `token` is the current setup token (counted as a failed attempt)."""
-        await self.failures.guard(client, self.clock.now(), lambda: self._check_setup_token(token))
+        await self.failures.guard(client, lambda: self._check_setup_token(token))
 
     async def _check_setup_token(self, token: str) -> None:
         row = await self.db.fetch_one(SQL_ADMIN)
@@ -141,7 +141,7 @@ class Admin:
         self, current: str, password: str, confirm: str, client: str, user_agent: str | None = None
     ) -> DashboardSession:
         """A signed-in change: the current password is checked (and rate-limited) first."""
-        await self.failures.guard(client, self.clock.now(), lambda: self._verify(current, "current"))
+        await self.failures.guard(client, lambda: self._verify(current, "current"))
         return await self._store_password(password, confirm, user_agent, token_hash=None)
 
     async def _store_password(
@@ -189,7 +189,7 @@ class Admin:
     async def sign_in(self, password: str, client: str, user_agent: str | None = None) -> DashboardSession:
         """A new session for the right password; raises Unauthorized, or RateLimited while the
         address has failed too often."""
-        await self.failures.guard(client, self.clock.now(), lambda: self._verify(password))
+        await self.failures.guard(client, lambda: self._verify(password))
         now = self.clock.now()
         session, params = self._new_session(now, None, user_agent)
         await self.db.write(lambda conn: conn.execute(SQL_INSERT_SESSION, params))
@@ -213,14 +213,14 @@ class Admin:
         """The live session a cookie value opens, or None; its life is extended as it is used."""
         if not token or len(token) > 100:
             return None
-        key, now = hash_secret(token), self.clock.now()
+        key, now, steady = hash_secret(token), self.clock.now(), self.clock.monotonic()
         cached = self._cache.get(key)
-        if cached is None or now - cached.checked_at > CACHE_SECONDS or cached.session.expires_at <= now:
+        if cached is None or steady - cached.checked_at > CACHE_SECONDS or cached.session.expires_at <= now:
             row = await self.db.fetch_one(SQL_GET_SESSION, (key, now))
             if row is None:
                 self._cache.pop(key, None)
                 return None
-            cached = _Cached(DashboardSession(key, row["csrf"], row["project_id"], row["expires_at"]), now)
+            cached = _Cached(DashboardSession(key, row["csrf"], row["project_id"], row["expires_at"]), steady)
             if now - row["seen_at"] >= TOUCH_SECONDS:
                 expires = now + SESSION_SECONDS
                 await self.db.execute(SQL_TOUCH_SESSION, (now, expires, key))
@@ -242,7 +242,7 @@ class Admin:
 
     async def purge_expired(self, now: float) -> int:
         """Delete sessions past their end; forget addresses whose failures have aged out."""
-        self.failures.prune(now)
+        self.failures.prune()
         for key in [k for k, c in self._cache.items() if c.session.expires_at <= now]:
             del self._cache[key]
         return await self.db.execute(SQL_PURGE_SESSIONS, (now,))

@@ -70,7 +70,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await glimpze.open()
-        scheduler = build_scheduler(glimpze)
+        # Periodic jobs run on real time only: with a fake clock the test calls them with its `now`.
+        scheduler = build_scheduler(glimpze) if glimpze.clock.ticks else None
         try:
             _, key = await glimpze.keys.ensure_default_project()
             if key is not None:
@@ -80,7 +81,8 @@ def create_app(
             await glimpze.webpush.open()
             await glimpze.dispatcher.start()
             await glimpze.push.start()
-            scheduler.start()
+            if scheduler is not None:
+                scheduler.start()
             # Everything built so far lives as long as the process: keep it out of the cyclic
             # GC's full collections, which otherwise pause the loop for tens of ms under load.
             gc.collect()
@@ -88,7 +90,7 @@ def create_app(
             yield
         finally:
             glimpze.stop()
-            if scheduler.running:
+            if scheduler is not None and scheduler.running:
                 scheduler.shutdown(wait=False)
             # Deliveries and pushes in flight share one grace period (SIGTERM: out within 10 s).
             await asyncio.gather(glimpze.dispatcher.stop(), glimpze.push.stop())
@@ -130,7 +132,11 @@ def create_app(
         dependencies={"glimpze": Provide(lambda: glimpze, use_cache=True, sync_to_thread=False)},
         exception_handlers={**EXCEPTION_HANDLERS, NotFoundException: dashboard.unknown_path},
         lifespan=[lifespan],
-        middleware=[AccessLogMiddleware, OptionsAllowMiddleware, *([HstsMiddleware] if config.tls.hsts else [])],
+        middleware=[
+            *([AccessLogMiddleware] if config.access_log else []),
+            OptionsAllowMiddleware,
+            *([HstsMiddleware] if config.tls.hsts else []),
+        ],
         openapi_config=openapi_config(),
         logging_config=None,
         request_max_body_size=API_MAX_BODY_BYTES,

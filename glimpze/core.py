@@ -22,7 +22,7 @@ from glimpze.clock import Clock, SystemClock
 from glimpze.config import Config
 from glimpze.cta_context import CtaContext
 from glimpze.ctas import CtaRules
-from glimpze.db import Database
+from glimpze.db import Database, wal_path
 from glimpze.delivery import SQL_QUEUE_STATS, Dispatcher
 from glimpze.feeds import Feeds
 from glimpze.idempotency import Idempotency
@@ -67,7 +67,7 @@ class Glimpze:
         self.metrics = Registry()
         self.db = Database(config.db_path, synchronous=config.synchronous)
         self.trusted_proxies = parse_networks(config.trusted_proxies)
-        self.auth_failures = AuthFailureLimiter()
+        self.auth_failures = AuthFailureLimiter(self.clock)
         self.keys = Keys(self.db, self.clock)
         self.feeds = Feeds(self.db, config, self.clock)
         self.idempotency = Idempotency(self.db, self.clock)
@@ -179,14 +179,14 @@ class Glimpze:
 
         @m.collector
         async def collect() -> None:
-            now = self.clock.now()
+            now = self.clock.due()  # the time deliveries fall due and leases end by (clock.py)
             row = await self.db.fetch_one(SQL_QUEUE_STATS, {"now": now})
             if row is not None:
                 queued.set(value=row["open"])
                 leased.set(value=row["leased"])
                 oldest.set(value=0 if row["oldest_due"] is None else max(0.0, now - row["oldest_due"]))
             media.set(value=await self.db.fetch_value("SELECT coalesce(sum(bytes), 0) FROM media"))
-            for name, path in (("db", self.db.path), ("wal", self.db.path.with_name(self.db.path.name + "-wal"))):
+            for name, path in (("db", self.db.path), ("wal", wal_path(self.db.path))):
                 files.set(name, value=path.stat().st_size if path.exists() else 0)
             streams.set(value=self.streams.streams_open)
             if (memory := _resident_bytes()) is not None:

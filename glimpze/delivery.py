@@ -9,6 +9,9 @@ callbacks), and records each attempt over an httpcore pool (attempts.py). Lanes 
 independent, so a slow receiver only slows its own lane. The database is the queue: the
 dispatcher is woken after every commit that queued something and by a scheduler tick (for
 retries), and `deliver_due(now)` does one pass, which tests call directly with a fake clock.
+Whether a delivery is due and when its lease ends are judged on the clock's `due()` time, which
+never runs backwards (clock.py): a retry planned for "in 5 s" goes out 5 s later even if the
+wall clock is stepped back meanwhile. Attempts, `updated_at` and signatures carry wall time.
 
 Outcomes: any 2xx → delivered (a callback's 409 too: the receiver already has the answer). 410 or
 `webhook-delivery: disable` → dead, and a webhook is disabled (a callback URL is only given up).
@@ -163,7 +166,7 @@ class Dispatcher:
         self._pool: httpcore.AsyncConnectionPool | None = None
         self._lanes: dict[str, asyncio.Task[int]] = {}
         self._records: set[asyncio.Future[Any]] = set()
-        self._outcomes: list[tuple[Claim, Outcome, float, float, asyncio.Future[None]]] = []
+        self._outcomes: list[tuple[Claim, Outcome, float, float, float, asyncio.Future[None]]] = []
         self._writing: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         self._runner: asyncio.Task[None] | None = None
@@ -247,9 +250,10 @@ class Dispatcher:
 
     # One pass
 
-    async def deliver_due(self, now: float) -> int:
-        """Attempt every delivery due at `now` (and those that fall due while this runs); returns
-        the number of attempts made. Waits until every attempt is recorded."""
+    async def deliver_due(self, now: float | None = None) -> int:
+        """Attempt every delivery due at `now` (default: the clock's `due()` time, as the runner
+        does), and those that fall due while this runs; returns the number of attempts made.
+        Waits until every attempt is recorded."""
         before = self.attempts
         self._open_pool()
         while True:
@@ -262,7 +266,7 @@ class Dispatcher:
                 return self.attempts - before
 
     async def _open_lanes(self, now: float | None) -> None:
-        due_at = self.clock.now() if now is None else now
+        due_at = self.clock.due() if now is None else now
         for row in await self.db.fetch_all(SQL_DUE_TARGETS, {"now": due_at}):
             target = Target(row["target"], bool(row["ordered"]), bool(row["callback"]))
             if target.id not in self._lanes and not self._stopping:
@@ -273,7 +277,7 @@ class Dispatcher:
     async def _lane(self, target: Target, now: float | None) -> int:
         sent = 0
         while not self._stopping:
-            claims = await self._claim(target, self.clock.now() if now is None else now)
+            claims = await self._claim(target, self.clock.due() if now is None else now)
             if not claims:
                 return sent
             if target.ordered:
@@ -309,8 +313,10 @@ class Dispatcher:
         if slot > now:
             await asyncio.sleep(slot - now)
 
-    async def _claim(self, target: Target, now: float) -> list[Claim]:
-        params: dict[str, Any] = {"target": target.id, "now": now, "limit": LANE_BATCH}
+    async def _claim(self, target: Target, due: float) -> list[Claim]:
+        """Lease a batch of the target's deliveries due at `due` (a `due()` time)."""
+        params: dict[str, Any] = {"target": target.id, "now": due, "limit": LANE_BATCH}
+        wall = self.clock.now()  # for secrets' grace periods: stored wall times
         if target.callback:
             sql, params["timeout"] = SQL_CLAIM_CALLBACKS, self.callback_timeout
         else:
@@ -318,8 +324,8 @@ class Dispatcher:
 
         def job(conn: sqlite3.Connection) -> list[Claim]:
             rows = conn.execute(sql, params).fetchall()
-            conn.executemany(SQL_LEASE, [(now + LEASE_SECONDS, row["seq"]) for row in rows])
-            return [claim_of(row, now) for row in rows]
+            conn.executemany(SQL_LEASE, [(due + LEASE_SECONDS, row["seq"]) for row in rows])
+            return [claim_of(row, wall) for row in rows]
 
         return await self.db.write(job)
 
@@ -333,7 +339,8 @@ class Dispatcher:
         job per batch: at hundreds of deliveries a second a job per attempt costs more than the send.
         """
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._outcomes.append((claim, outcome, self.clock.now(), self.rng.uniform(1 - JITTER, 1 + JITTER), done))
+        jitter = self.rng.uniform(1 - JITTER, 1 + JITTER)
+        self._outcomes.append((claim, outcome, self.clock.now(), self.clock.due(), jitter, done))
         self._records.add(done)
         done.add_done_callback(self._records.discard)
         if self._writing is None:
@@ -355,7 +362,7 @@ class Dispatcher:
                             statuses.extend(await self.db.write(functools.partial(self._store_outcomes, [item])))
                         except Exception:
                             statuses.append("lost")
-                for (_, _, _, _, done), status in zip(batch, statuses):
+                for (*_, done), status in zip(batch, statuses):
                     self.attempts += 1
                     self.outcomes.inc(status)
                     done.set_result(None)
@@ -363,12 +370,13 @@ class Dispatcher:
             self._writing = None
 
     def _store_outcomes(self, batch: list[Any], conn: sqlite3.Connection) -> list[str]:
-        return [self._store_outcome(conn, *item[:4]) for item in batch]
+        return [self._store_outcome(conn, *item[:5]) for item in batch]
 
     def _store_outcome(
-        self, conn: sqlite3.Connection, claim: Claim, outcome: Outcome, now: float, jitter: float
+        self, conn: sqlite3.Connection, claim: Claim, outcome: Outcome, now: float, due: float, jitter: float
     ) -> str:
-        """Write one attempt and its consequences; returns the delivery's new status."""
+        """Write one attempt and its consequences; returns the delivery's new status. `now` (wall)
+        stamps the rows; a retry is planned from `due` (the clock's `due()` then)."""
         conn.execute(
             SQL_INSERT_ATTEMPT,
             (
@@ -395,7 +403,7 @@ class Dispatcher:
                 conn.execute(SQL_SUCCEEDED, (webhook_id,))
         else:
             delay = retry_delay(claim.cycle_attempt, jitter, outcome.retry_after)
-            status, next_at = ("dead", None) if delay is None else ("failed", now + delay)
+            status, next_at = ("dead", None) if delay is None else ("failed", due + delay)
             self._count_failure(conn, claim, now)
         conn.execute(
             SQL_FINISH,

@@ -7,7 +7,12 @@ is an approval feed's callback secret (`whsec_…`), which signs the callbacks o
 
 `FeedState` caches what ingest checks on every request (key hashes, schema, plan, token
 buckets). A key that does not match the cached hash re-reads the row, so a key rotated by the
-CLI works at once; matches are re-read after CACHE_SECONDS.
+CLI works at once; matches are re-read after CACHE_SECONDS (of monotonic time).
+
+Throttled events beyond the few stored each minute are only counted, in memory: while a feed is
+loaded its count there is the truth (the row's count at load plus what this process counted), and
+`flush_dropped` writes that total to the row, so a flush in progress never shows a count low and
+two flushes at once lose nothing.
 """
 
 from __future__ import annotations
@@ -62,7 +67,7 @@ SQL_ROTATE_FEED_KEY = """
         write_key_hash = :hash, write_key_prefix = :prefix, updated_at = :now
     WHERE project_id = :project AND id = :id
 """
-SQL_ADD_DROPPED = "UPDATE feeds SET throttled_dropped = throttled_dropped + ? WHERE id = ?"
+SQL_SET_DROPPED = "UPDATE feeds SET throttled_dropped = ? WHERE id = ?"
 SQL_ROTATE_READ_TOKEN = "UPDATE feeds SET read_token = ?, updated_at = ? WHERE project_id = ? AND id = ?"
 SQL_READER_FEED = "SELECT id, name, schema_type, read_token FROM feeds WHERE id = ?"
 SQL_ROTATE_CALLBACK_SECRET = """
@@ -123,8 +128,15 @@ class FeedState:
     key_hash: str
     previous_hash: str | None
     previous_expires_at: float | None
-    checked_at: float
+    checked_at: float  # monotonic
     buckets: FeedBuckets
+    dropped_before: int  # the row's throttled_dropped when this process loaded the feed
+    dropped_written: int  # the total the row holds (found at load, or committed by a flush)
+
+    @property
+    def dropped(self) -> int:
+        """Throttled events counted but not stored, ever (the row's count at load, plus ours)."""
+        return self.dropped_before + self.buckets.throttled_dropped
 
     def accepts(self, digest: str, now: float) -> bool:
         current = same(digest, self.key_hash)
@@ -208,7 +220,7 @@ class Feeds:
         state = self._states.get(feed_id)
         if state is not None and plan is not None:
             state.plan_name = plan_name
-            state.buckets.set_plan(plan, now)
+            state.buckets.set_plan(plan, self.clock.monotonic())
         return self._feed_out(row)
 
     async def delete(self, project_id: str, feed_id: str) -> None:
@@ -238,7 +250,7 @@ class Feeds:
         row = await self.db.write(job)
         if row is None:
             raise not_found("feed", feed_id)
-        self._refresh(row, now)
+        self._refresh(row)
         return NewFeed(**msgspec.structs.asdict(self._feed_out(row)), write_key=secret)
 
     async def rotate_read_token(self, project_id: str, feed_id: str) -> Feed:
@@ -311,46 +323,56 @@ class Feeds:
             raise _unauthorized("Send the feed's write key as 'Authorization: Bearer gzw_…'.")
         digest, now = hash_secret(secret), self.clock.now()
         state = self._states.get(feed_id)
-        if state is None or now - state.checked_at > CACHE_SECONDS or not state.accepts(digest, now):
+        if state is None or self.clock.monotonic() - state.checked_at > CACHE_SECONDS or not state.accepts(digest, now):
             row = await self.db.fetch_one(SQL_GET_FEED, (feed_id,))
             if row is None:
                 self._states.pop(feed_id, None)
                 if looks_like(secret, "gzw_"):
                     raise NotFound(f"No feed with id {feed_id!r}. Check the webhook URL.")
                 raise _unauthorized("This is not a Glimpze write key (they start with 'gzw_').")
-            state = self._refresh(row, now)
+            state = self._refresh(row)
         if not state.accepts(digest, now):
             raise _unauthorized("The write key does not match this feed (it may have been rotated).")
         return state
 
     def state(self, row: sqlite3.Row) -> FeedState:
         """The in-memory state of a feed, loading it from its row on first use."""
-        return self._states.get(row["id"]) or self._refresh(row, self.clock.now())
+        return self._states.get(row["id"]) or self._refresh(row)
 
     def usage(self, row: sqlite3.Row) -> FeedUsage:
-        return self.state(row).buckets.usage(self.clock.now())
+        return self.state(row).buckets.usage(self.clock.monotonic())
 
     async def flush_dropped(self) -> None:
-        """Write the counts of throttled events that were counted but not stored."""
-        counts = [(s.buckets.throttled_dropped, s.id) for s in self._states.values() if s.buckets.throttled_dropped]
-        if not counts:
+        """Write each feed's count of throttled events that were counted but not stored.
+
+        The in-memory counts are never reset: the row gets the total, and only once it is
+        committed is it marked written, so a concurrent flush writes (and waits for) it too."""
+        totals = [(s, s.dropped) for s in list(self._states.values()) if s.dropped != s.dropped_written]
+        if not totals:
             return
-        for state in self._states.values():
-            state.buckets.throttled_dropped = 0
-        await self.db.write(lambda conn: conn.executemany(SQL_ADD_DROPPED, counts))
+        rows = [(total, state.id) for state, total in totals]
+        await self.db.write(lambda conn: conn.executemany(SQL_SET_DROPPED, rows))
+        for state, total in totals:
+            state.dropped_written = max(state.dropped_written, total)
 
     def dropped(self, row: sqlite3.Row) -> int:
+        """A feed's count of throttled events not stored: the loaded state's, else the row's."""
         state = self._states.get(row["id"])
-        return row["throttled_dropped"] + (state.buckets.throttled_dropped if state else 0)
+        return row["throttled_dropped"] if state is None else state.dropped
 
-    def _refresh(self, row: sqlite3.Row, now: float) -> FeedState:
+    def _refresh(self, row: sqlite3.Row) -> FeedState:
         plan = self.config.plans.get(row["plan"]) or self.config.plans[self.config.default_plan]
         old = self._states.get(row["id"])
+        steady = self.clock.monotonic()
         if old is not None:
-            buckets = old.buckets
-            buckets.set_plan(plan, now)
+            buckets, dropped_before, dropped_written = old.buckets, old.dropped_before, old.dropped_written
+            buckets.set_plan(plan, steady)
         else:
-            buckets = FeedBuckets.load(plan, now, row["minute_tokens"], row["day_tokens"], row["buckets_at"])
+            # The stored levels were taken at the wall time `buckets_at`: refill by the wall time since.
+            stored_at = row["buckets_at"]
+            at = None if stored_at is None else steady - max(0.0, self.clock.now() - stored_at)
+            buckets = FeedBuckets.load(plan, steady, row["minute_tokens"], row["day_tokens"], at)
+            dropped_before = dropped_written = row["throttled_dropped"]
         state = FeedState(
             id=row["id"],
             project_id=row["project_id"],
@@ -359,8 +381,10 @@ class Feeds:
             key_hash=row["write_key_hash"],
             previous_hash=row["previous_key_hash"],
             previous_expires_at=row["previous_key_expires_at"],
-            checked_at=now,
+            checked_at=steady,
             buckets=buckets,
+            dropped_before=dropped_before,
+            dropped_written=dropped_written,
         )
         self._states[row["id"]] = state
         return state

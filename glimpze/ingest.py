@@ -241,9 +241,7 @@ class Ingest:
 
     async def authenticate(self, feed_id: str, secret: str | None, client: str) -> FeedState:
         """Write-key check behind the failed-authentication limiter."""
-        return await self.auth_failures.guard(
-            client, self.clock.now(), lambda: self.feeds.authenticate(feed_id, secret)
-        )
+        return await self.auth_failures.guard(client, lambda: self.feeds.authenticate(feed_id, secret))
 
     async def ingest(
         self,
@@ -292,7 +290,7 @@ class Ingest:
         with self.idempotency.hold(claim):
             stored = await self.idempotency.stored(claim)
             if stored is not None:
-                decision = feed.buckets.decision(self.clock.now())
+                decision = feed.buckets.decision(self.clock.monotonic())
                 return Outcome(stored.status, stored.response, decision.headers(), replayed=True)
             return await self._store(feed, await self._decode(submission), submission, claim)
 
@@ -304,7 +302,7 @@ class Ingest:
 
     async def _store(self, feed: FeedState, event: Any, submission: Submission, claim: Claim | None = None) -> Outcome:
         now = self.clock.now()
-        decision = feed.buckets.take(now)
+        decision = feed.buckets.take(self.clock.monotonic())
         if not decision.allowed:
             return await self._throttle(feed, event, submission, decision, now)
         update_widget = event.intent.update_widget
@@ -333,7 +331,7 @@ class Ingest:
         """Refused by the quota: the first few per minute are logged, the rest only counted."""
         self.counted.inc(feed.id, "throttled")
         event_id = None
-        if feed.buckets.store_throttled(now):
+        if feed.buckets.store_throttled(self.clock.monotonic()):
             stored = self._stored(feed, event, submission, now, "throttled", False, "none")
             await self._write(lambda conn: self._insert(conn, stored), feed)
             event_id = stored.id

@@ -85,7 +85,7 @@ class Principal:
 class _Cached:
     principal: Principal
     valid_until: float  # a rotated-out key's grace end, or +inf
-    checked_at: float
+    checked_at: float  # monotonic
 
 
 def _iso_or_none(ts: float | None) -> str | None:
@@ -112,7 +112,8 @@ class Keys:
         self.db = db
         self.clock = clock
         self._cache: dict[str, _Cached] = {}
-        self._used: dict[str, float] = {}  # key id -> last use not yet written
+        self._used: dict[str, float] = {}  # key id -> its last use seen by this process
+        self._written: dict[str, float] = {}  # key id -> the last use a flush has committed
 
     # Projects
 
@@ -245,14 +246,14 @@ class Keys:
         if not secret or not secret.startswith("gzp_"):
             raise _unauthorized("Send a project API key as 'Authorization: Bearer gzp_…'.")
         digest, now = hash_secret(secret), self.clock.now()
-        cached = self._cache.get(digest)
-        if cached is None or now - cached.checked_at > CACHE_SECONDS:
+        cached, steady = self._cache.get(digest), self.clock.monotonic()
+        if cached is None or steady - cached.checked_at > CACHE_SECONDS:
             row = await self.db.fetch_one(SQL_FIND_KEY, {"hash": digest, "now": now})
             if row is None:
                 self._cache.pop(digest, None)
                 raise _unauthorized("This API key is unknown, revoked or past its rotation grace period.")
             valid_until = float("inf") if row["current"] else row["previous_expires_at"]
-            cached = _Cached(Principal(row["project_id"], row["id"], row["name"]), valid_until, now)
+            cached = _Cached(Principal(row["project_id"], row["id"], row["name"]), valid_until, steady)
             self._cache[digest] = cached
         if now >= cached.valid_until:
             self._cache.pop(digest, None)
@@ -261,12 +262,18 @@ class Keys:
         return cached.principal
 
     async def flush_last_used(self) -> None:
-        """Write `last_used_at`, at most once a minute per key (called by the scheduler)."""
-        if not self._used:
+        """Write `last_used_at`, at most once a minute per key (called by the scheduler).
+
+        A last use stays in memory (and is shown from there) after it is written; it is marked
+        written only once committed, so a flush in progress never hides it from a concurrent one."""
+        used = [(key_id, at) for key_id, at in self._used.items() if self._written.get(key_id) != at]
+        if not used:
             return
-        used, self._used = self._used, {}
-        rows = [(at, key_id, at - LAST_USED_RESOLUTION_SECONDS) for key_id, at in used.items()]
+        rows = [(at, key_id, at - LAST_USED_RESOLUTION_SECONDS) for key_id, at in used]
         await self.db.write(lambda conn: conn.executemany(SQL_TOUCH_KEY, rows))
+        for key_id, at in used:
+            if key_id in self._used:  # not deleted meanwhile
+                self._written[key_id] = max(at, self._written.get(key_id, at))
 
     def _with_recent_use(self, key: ApiKey) -> ApiKey:
         at = self._used.get(key.id)
@@ -276,6 +283,7 @@ class Keys:
         for digest in [d for d, c in self._cache.items() if c.principal.key_id == key_id]:
             del self._cache[digest]
         self._used.pop(key_id, None)
+        self._written.pop(key_id, None)
 
 
 def _unauthorized(detail: str) -> Unauthorized:

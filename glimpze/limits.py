@@ -1,9 +1,11 @@
 """Quotas: continuous token buckets per feed, and a failed-authentication limiter per client IP.
 
 Buckets live in memory (one process per database) and are taken synchronously on the event loop,
-so concurrent requests can never take more tokens than exist. A feed's bucket levels are written
-with each stored event and loaded back on first use, so a restart neither resets nor loses the
-day's usage.
+so concurrent requests can never take more tokens than exist. Buckets measure time on the
+clock's `monotonic()` reading (every `now` here is one), so a step of the wall clock neither
+stops nor speeds their refill. A feed's bucket levels are written with each stored event and
+loaded back on first use, so a restart neither resets nor loses the day's usage; across a restart
+only wall time can tell how long it was, so that refill uses it (`FeedBuckets.load`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import TypeVar
 
 import msgspec
 
+from glimpze.clock import Clock
 from glimpze.config import Plan
 from glimpze.errors import GlimpzeError, RateLimited
 
@@ -108,10 +111,12 @@ class FeedBuckets:
     plan: Plan
     throttled_window: float = 0.0  # start of the current minute of stored throttled events
     throttled_stored: int = 0
-    throttled_dropped: int = 0  # counted, not yet written
+    throttled_dropped: int = 0  # refused and not stored, counted since the feed was loaded
 
     @classmethod
     def load(cls, plan: Plan, now: float, minute: float | None, day: float | None, at: float | None) -> FeedBuckets:
+        """Buckets with the levels stored at `at` (None: full). `at` is on `now`'s timeline: the caller
+        turns a stored wall time into it (now - wall seconds since), the one refill that wall time measures."""
         buckets = cls(Bucket.full(plan.events_per_minute, 60, now), Bucket.full(plan.events_per_day, 86400, now), plan)
         if at is not None and minute is not None and day is not None:
             buckets.minute.tokens = min(minute, buckets.minute.capacity)
@@ -173,18 +178,20 @@ class FeedBuckets:
 
 
 class AuthFailureLimiter:
-    """At most AUTH_FAILURES_PER_MINUTE failed authentications per client address."""
+    """At most AUTH_FAILURES_PER_MINUTE failed authentications per client address (monotonic time)."""
 
-    def __init__(self, per_minute: int = AUTH_FAILURES_PER_MINUTE) -> None:
+    def __init__(self, clock: Clock, per_minute: int = AUTH_FAILURES_PER_MINUTE) -> None:
+        self.clock = clock
         self.per_minute = per_minute
         self._clients: OrderedDict[str, Bucket] = OrderedDict()
 
-    def blocked(self, client: str, now: float) -> float:
+    def blocked(self, client: str) -> float:
         """Seconds the client must wait, or 0 when it may try."""
         bucket = self._clients.get(client)
-        return 0.0 if bucket is None else bucket.seconds_until_token(now)
+        return 0.0 if bucket is None else bucket.seconds_until_token(self.clock.monotonic())
 
-    def failed(self, client: str, now: float) -> None:
+    def failed(self, client: str) -> None:
+        now = self.clock.monotonic()
         bucket = self._clients.get(client)
         if bucket is None:
             bucket = self._clients[client] = Bucket.full(self.per_minute, 60, now)
@@ -194,21 +201,22 @@ class AuthFailureLimiter:
             self._clients.move_to_end(client)
         bucket.take(now)
 
-    async def guard(self, client: str, now: float, check: Callable[[], Awaitable[T]]) -> T:
+    async def guard(self, client: str, check: Callable[[], Awaitable[T]]) -> T:
         """Run a credential check for `client`: refused with 429 while it is blocked, and a
         401 or 404 from the check (a wrong secret, a guessed id) counts as a failure."""
-        wait = self.blocked(client, now)
+        wait = self.blocked(client)
         if wait > 0:
             raise too_many_failures(wait)
         try:
             return await check()
         except GlimpzeError as exc:
             if exc.status in (401, 404):
-                self.failed(client, now)
+                self.failed(client)
             raise
 
-    def prune(self, now: float) -> None:
+    def prune(self) -> None:
         """Forget clients whose bucket has refilled (called by the scheduler)."""
+        now = self.clock.monotonic()
         for client in [c for c, b in self._clients.items() if b.seconds_until_full(now) == 0]:
             del self._clients[client]
 

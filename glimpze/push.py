@@ -17,6 +17,8 @@ fresh Approve / Reject links (action_links.py) when it is sent, or is dropped if
 meanwhile. A runner calls it after each commit that queued a push and on the scheduler's tick;
 tests stop the runner and call it with a fake `now`. A failed push is not retried (a late
 notification is worse than none: the log says why); one cut short by a crash is sent again.
+Whether a push is due, and when a send's lease ends, are judged on the clock's `due()` time, which
+never runs backwards (clock.py); `created_at` and `sent_at` are wall times.
 """
 
 from __future__ import annotations
@@ -283,7 +285,7 @@ class Push:
             await self._wake.wait()
             self._wake.clear()
             try:
-                await self.send_due(self.clock.now())
+                await self.send_due(self.clock.due())
             except Exception:
                 log.exception("sending pushes failed")
 
@@ -310,7 +312,8 @@ class Push:
     # Sending
 
     async def send_due(self, now: float) -> int:
-        """Send every push due at `now`; returns how many were handled."""
+        """Send every push due at `now` (a `due()` time: the runner passes the clock's); returns
+        how many were handled."""
         handled = 0
         async with self._sending:
             while True:
@@ -321,7 +324,7 @@ class Push:
                 if not rows:
                     return handled
                 for row in rows:
-                    await self._send(row, now)
+                    await self._send(row, self.clock.now())
                 handled += len(rows)
 
     async def release_quiet_hours(self, now: float) -> int:

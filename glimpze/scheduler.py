@@ -32,17 +32,13 @@ def build_scheduler(glimpze: Glimpze) -> AsyncIOScheduler:
         await glimpze.flush()
 
     async def prune(now: float) -> None:
-        glimpze.auth_failures.prune(now)
-
-    async def checkpoint(now: float) -> None:
-        await glimpze.db.checkpoint()
+        glimpze.auth_failures.prune()
 
     async def tick(now: float) -> None:
         glimpze.dispatcher.wake()  # retries fall due with time, not with a commit
 
     every(1, "dispatcher-tick", tick)
     every(10, "flush-counters", flush)
-    every(5, "wal-checkpoint", checkpoint)
     every(60, "prune-auth-failures", prune)
     every(600, "purge-expired-events", glimpze.retention.purge_expired)
     every(600, "purge-outgoing-events", glimpze.outbox.purge)

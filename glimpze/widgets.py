@@ -90,7 +90,7 @@ class Widgets:
 
     async def open(self, feed_id: str, token: str | None, client: str) -> ReaderFeed:
         """The feed a read token opens, behind the failed-authentication limiter."""
-        return await self.auth_failures.guard(client, self.clock.now(), lambda: self.feeds.reader(feed_id, token))
+        return await self.auth_failures.guard(client, lambda: self.feeds.reader(feed_id, token))
 
     async def document(self, feed: ReaderFeed) -> WidgetDocument:
         """The feed and its current widget state, for `/w/{feed_id}.json`."""

@@ -190,6 +190,19 @@ async def driven(tmp_path: Path, clock: FakeClock, toml: str = "") -> AsyncItera
         yield api
 
 
+@contextlib.contextmanager
+def write_locked(db_path: Path) -> Iterator[None]:
+    """Another connection holds the database's write lock meanwhile: the app's writes (and their
+    callers) wait until it lets go, so a test can look at the app while a write is in progress."""
+    holder = sqlite3.connect(db_path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
 def stored_files(data_dir: Path) -> list[str]:
     """Every file under the data dir's media/ (spool files included)."""
     media = data_dir / "media"

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
 import pytest
 
-from glimpze.clock import FakeClock
-from tests.conftest import Api
+from glimpze.clock import FakeClock, iso
+from glimpze.config import Config
+from tests.conftest import Api, write_locked
 
 pytestmark = pytest.mark.anyio
 
@@ -131,6 +133,29 @@ async def test_last_used_at_is_written_at_most_once_a_minute(api: Api, clock: Fa
     await api.get("/v1/feeds")
     await api.glimpze.flush()
     assert await api.glimpze.db.fetch_value("SELECT last_used_at FROM api_keys") == written + 61
+
+
+async def test_a_keys_last_use_is_never_hidden_during_a_flush(api: Api, config: Config, clock: FakeClock) -> None:
+    other = (await api.post("/v1/keys", json={"name": "ci"})).json()
+    assert (await api.client.get("/v1/feeds", headers={"Authorization": f"Bearer {other['key']}"})).status_code == 200
+    used_at = iso(clock.now())
+
+    async def shown() -> str | None:
+        keys = (await api.get("/v1/keys")).json()["data"]
+        return next(k["last_used_at"] for k in keys if k["id"] == other["id"])
+
+    clock.advance(5)
+    assert await shown() == used_at
+    with write_locked(config.db_path):
+        flush = asyncio.create_task(api.glimpze.keys.flush_last_used())
+        await asyncio.sleep(0.05)
+        assert not flush.done()
+        assert await shown() == used_at  # mid-flush: not the row's (empty) value
+    await flush
+    assert await shown() == used_at
+    assert await api.glimpze.db.fetch_value("SELECT last_used_at FROM api_keys WHERE id = ?", (other["id"],)) == (
+        clock.now() - 5
+    )
 
 
 @pytest.mark.parametrize(

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
 import msgspec
 import pytest
 
+from glimpze.clock import FakeClock
 from glimpze.config import _TABLES, Config, ConfigError, Plan, load, parse_listen
+from tests.conftest import running
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -158,3 +161,16 @@ def test_https_and_tls_settings(tmp_path: Path) -> None:
 )
 def test_metrics_listen_addresses(text: str, expected: tuple[str, int]) -> None:
     assert parse_listen(text) == expected
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("text,lines", [("", 0), ("access_log = true\n", 1)])
+async def test_access_log_is_off_unless_asked_for(
+    tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture, text: str, lines: int
+) -> None:
+    config = load(write(tmp_path, text), env={}, overrides={"data_dir": str(tmp_path / "data")})
+    caplog.set_level(logging.INFO, "glimpze.access")
+    async with running(config, clock) as api:
+        assert (await api.get("/healthz?token=gzr_secret")).status_code == 200
+    access = [r.getMessage() for r in caplog.records if r.name == "glimpze.access"]
+    assert access == ["GET /healthz?token=… 200"] * lines

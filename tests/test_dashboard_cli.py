@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.dashboard import PASSWORD, csrf_of
-from tests.server import Server
+from tests.server import UNLIMITED_PLAN, Server
 from tests.test_cli import glimpze
 
 pytestmark = pytest.mark.slow
@@ -18,7 +18,7 @@ LINK = re.compile(r"http://\S+/setup/([A-Za-z0-9_-]+)")
 
 
 def test_reset_password_prints_a_link_that_works_while_the_server_runs(tmp_path: Path) -> None:
-    server = Server(tmp_path)
+    server = Server(tmp_path, "access_log = true\n" + UNLIMITED_PLAN)
     server.start()
     try:
         first = LINK.findall(server.output())

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from glimpze.clock import FakeClock
+from glimpze.clock import FakeClock, iso
 from glimpze.config import Config, Plan, load
 from glimpze.limits import Bucket, FeedBuckets, client_ip, parse_networks
-from tests.conftest import Api, row_counts, running
+from tests.conftest import Api, row_counts, running, write_locked
 
 pytestmark = pytest.mark.anyio
 
@@ -224,6 +226,66 @@ async def test_a_flood_of_throttled_requests_adds_a_bounded_number_of_rows(api: 
     assert fetched["throttled_dropped"] == 9_990
     log = (await api.get(f"/v1/feeds/{feed['id']}/events")).json()
     assert log["throttled_dropped"] == 9_990
+
+
+async def test_dropped_count_is_never_lost_or_shown_low_during_a_flush(
+    config: Config, api: Api, clock: FakeClock
+) -> None:
+    feed = await api.feed("counter")
+    for i in range(116):  # 6 accepted, 10 throttled and stored, 100 throttled and only counted
+        await api.ingest(feed, counter(i))
+
+    async def shown() -> int:
+        return (await api.get(f"/v1/feeds/{feed['id']}")).json()["throttled_dropped"]
+
+    assert await shown() == 100
+    with write_locked(config.db_path):  # the flush's write waits: the flush stays in progress
+        first = asyncio.create_task(api.glimpze.feeds.flush_dropped())
+        await asyncio.sleep(0.05)
+        assert not first.done()
+        assert await shown() == 100  # mid-flush: not 0
+        for i in range(5):  # counted while the flush is in progress
+            assert (await api.ingest(feed, counter(i))).status_code == 429
+        assert await shown() == 105
+        second = asyncio.create_task(api.glimpze.feeds.flush_dropped())  # waits for its own write
+        await asyncio.sleep(0.05)
+        assert not second.done()
+    await asyncio.gather(first, second)
+    assert await shown() == 105
+
+    def stored() -> int:
+        with contextlib.closing(sqlite3.connect(config.db_path)) as conn:
+            return conn.execute("SELECT throttled_dropped FROM feeds WHERE id = ?", (feed["id"],)).fetchone()[0]
+
+    assert stored() == 105  # the second flush wrote what the first one could not have known
+    await api.glimpze.feeds.flush_dropped()  # nothing new: nothing to write
+    assert stored() == 105 and await shown() == 105
+
+
+async def test_a_backward_clock_step_does_not_stop_refill(api: Api, clock: FakeClock) -> None:
+    feed = await api.feed("counter")  # free plan: 6 a minute, one token back every 10 s
+    for i in range(6):
+        assert (await api.ingest(feed, counter(i))).status_code == 202
+    assert (await api.ingest(feed, counter(6))).headers["retry-after"] == "10"
+
+    clock.step_wall(-3600)  # NTP or an operator sets the wall clock back an hour
+    refused = await api.ingest(feed, counter(7))
+    assert refused.status_code == 429 and refused.headers["retry-after"] == "10"
+    clock.advance(10)
+    accepted = await api.ingest(feed, counter(8))
+    assert accepted.status_code == 202, accepted.headers
+    events = (await api.get(f"/v1/feeds/{feed['id']}/events?limit=1")).json()["data"]
+    assert events[0]["received_at"] == iso(clock.now())  # stored times stay wall-clock
+
+    # the failed-authentication limiter forgets on the same clock
+    wrong = {"Authorization": "Bearer gzw_" + "x" * 40}
+    for _ in range(21):
+        last = await api.client.post(f"/ingest/{feed['id']}", json=EVENT, headers=wrong)
+    assert last.status_code == 429
+    clock.step_wall(-3600)
+    clock.advance(3)
+    clock.advance(10)  # and the feed's own bucket has a token again
+    assert (await api.ingest(feed, counter(9))).status_code == 202
 
 
 async def test_idempotent_replays_take_no_tokens(api: Api) -> None:

@@ -16,7 +16,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook as StandardWebhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from glimpze.clock import FakeClock
+from glimpze.clock import FakeClock, iso
 from glimpze.config import load
 from glimpze.delivery import RETRY_DELAYS
 from tests.conftest import Api, running
@@ -216,6 +216,32 @@ async def test_retry_schedule_dead_letter_and_replay(api: Api, clock: FakeClock,
     assert last.headers["webhook-id"] == delivery["id"]  # stable across retries and replays
     assert int(last.headers["webhook-timestamp"]) == int(clock.now())  # re-signed with a fresh timestamp
     assert last.headers["x-glimpze-attempt"] == "11"
+
+
+async def test_a_backward_clock_step_does_not_delay_a_retry(api: Api, clock: FakeClock, receiver: Receiver) -> None:
+    hook = await webhook(api, receiver.url, events=["feed.event"])
+    receiver.script([Answer(500), Answer(500)])
+    await api.ingest(await api.feed("counter"), EVENT)
+    dispatcher = api.glimpze.dispatcher
+    assert await dispatcher.deliver_due() == 1  # fails: the retry is planned 5 s (±10 %) later
+    attempted = [iso(clock.now())]
+
+    clock.step_wall(-3600)  # NTP or an operator sets the wall clock back an hour
+    clock.advance(4)
+    assert await dispatcher.deliver_due() == 0  # not yet
+    clock.advance(1.6)
+    assert await dispatcher.deliver_due() == 1  # on time, not an hour late; fails again: 300 s (±10 %)
+    attempted.append(iso(clock.now()))
+    clock.advance(270 - 0.1)
+    assert await dispatcher.deliver_due() == 0
+    clock.advance(60.2)
+    assert await dispatcher.deliver_due() == 1  # a retry planned after the step is on time too
+    attempted.append(iso(clock.now()))
+    [delivery] = (await api.get(f"/v1/webhooks/{hook['id']}/deliveries")).json()["data"]
+    assert delivery["status"] == "delivered" and delivery["attempts"] == 3
+    # the attempts are stamped with the wall clock, stepped back as it was
+    log = (await api.get(f"/v1/deliveries/{delivery['id']}")).json()["attempt_log"]
+    assert [a["at"] for a in log] == attempted
 
 
 def _seconds(text: str) -> float:

@@ -50,13 +50,13 @@ async def take_action(token: FromPath[str], request: Request, glimpze: App) -> R
 
 
 async def _answer(request: Request, glimpze: App, token: str, *, take: bool) -> Response[str]:
-    client, now = client_address(request, glimpze), glimpze.clock.now()
-    if glimpze.auth_failures.blocked(client, now) > 0:
+    client = client_address(request, glimpze)
+    if glimpze.auth_failures.blocked(client) > 0:
         view = LinkView(state="blocked")
     else:
         view = await (glimpze.approvals.use_link(token) if take else glimpze.approvals.view_link(token))
         if view.state == "invalid":
-            glimpze.auth_failures.failed(client, now)
+            glimpze.auth_failures.failed(client)
     return Response(
         page(view), status_code=STATUS[view.state], media_type="text/html; charset=utf-8", headers=SECURITY_HEADERS
     )

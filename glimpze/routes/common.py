@@ -87,12 +87,11 @@ def refuse_idempotency_key(request: AnyRequest) -> None:
 async def api_principal(request: AnyRequest, glimpze: App) -> Principal:
     """Dependency for /v1: the project behind the Bearer API key, behind the failure limiter."""
     client = client_address(request, glimpze)
-    now = glimpze.clock.now()
-    wait = glimpze.auth_failures.blocked(client, now)
+    wait = glimpze.auth_failures.blocked(client)
     if wait > 0:
         raise too_many_failures(wait)
     try:
         return await glimpze.keys.authenticate(bearer(request))
     except Exception:
-        glimpze.auth_failures.failed(client, now)
+        glimpze.auth_failures.failed(client)
         raise

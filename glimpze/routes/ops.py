@@ -64,4 +64,4 @@ async def authorize_metrics(glimpze: Glimpze, secret: str | None, client: str) -
                 code="invalid_metrics_token",
             )
 
-    await glimpze.auth_failures.guard(client, glimpze.clock.now(), check)
+    await glimpze.auth_failures.guard(client, check)
