@@ -256,7 +256,8 @@ def _help(parser: argparse.ArgumentParser) -> Command:
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     from glimpze.app import create_app
     from glimpze.config import parse_listen
-    from glimpze.server import SHUTDOWN_GRACE, Server, ServerConfig, listen_socket
+    from glimpze.http_limits import serving_limits
+    from glimpze.server import SHUTDOWN_GRACE, Server, ServerConfig, http_protocol, listen_socket
     from glimpze.tls import server_context
 
     if config.public_url is None and not _is_loopback(config.host):
@@ -282,6 +283,7 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     server = Server(
         ServerConfig(
             app,
+            http=http_protocol(app.state.glimpze, serving_limits(config.http)),
             tls=tls,
             host=config.host,
             port=config.port,
