@@ -44,7 +44,8 @@ DEFAULT_READERS = 2
 
 
 class StorageError(Exception):
-    """The database refused a commit (disk full, I/O error); nothing in the batch was stored."""
+    """The database refused a commit, or an upload's file could not be written (disk full, I/O
+    error); nothing was stored. Answered 503 `storage_unavailable` with Retry-After."""
 
 
 def connect(path: Path | str, *, synchronous: str = "full", readonly: bool = False) -> sqlite3.Connection:

@@ -151,9 +151,10 @@ def rss_mb(pid: int) -> float:
 
 
 def run_cli(
-    *args: str, data: Path, cwd: Path | None = None, env: dict[str, str] | None = None
+    *args: str, data: Path, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
-    """Run `glimpze ARGS --data-dir DATA` as a subprocess (no GLIMPZE_* from this environment)."""
+    """Run `glimpze ARGS --data-dir DATA` as a subprocess (no GLIMPZE_* from this environment);
+    raises subprocess.TimeoutExpired (having killed it) when it runs longer than `timeout`."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith("GLIMPZE_")}
     environ.update({"PYTHONPATH": str(REPO), **(env or {})})
     return subprocess.run(
@@ -162,5 +163,5 @@ def run_cli(
         text=True,
         env=environ,
         cwd=cwd or data.parent,
-        timeout=60,
+        timeout=timeout,
     )
