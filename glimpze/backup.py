@@ -13,6 +13,7 @@ Both run in the CLI process on their own connections, beside a running server.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import sqlite3
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from glimpze.config import Config, ConfigError
+from glimpze.datadir import DataDirError, check_writable
 from glimpze.db import BUSY_TIMEOUT_MS
 from glimpze.delivery import SQL_QUEUE_STATS
 from glimpze.errors import GlimpzeError
@@ -32,6 +34,9 @@ from glimpze.migrations import MIGRATIONS
 DB_NAME = "glimpze.db"
 MEDIA_DIR = "media"
 VAPID_GLOB = "vapid*"  # the push issue keeps its key pair in the data dir under this name
+
+# SQLite's answers that mean the file itself is damaged (any other refusal is "cannot open").
+DAMAGED = {"SQLITE_CORRUPT", "SQLITE_NOTADB"}
 
 SQL_MEDIA_NAMES = "SELECT sha256 || '.' || ext FROM media ORDER BY sha256"
 
@@ -59,18 +64,25 @@ class CheckReport:
     leased: int = 0
     data_bytes: int = 0
     problems: list[str] = field(default_factory=list)
+    unchecked: str | None = None  # why the database was not checked (none there, cannot open it)
 
     @property
     def sound(self) -> bool:
         return self.integrity_ok and not self.problems
 
     def lines(self) -> list[str]:
-        """The report as `glimpze check` prints it."""
+        """The report as `glimpze check` prints it. A database that cannot be opened is "not
+        checked", never "FAILED": that word means damage, and its remedy is restoring a backup."""
+        if self.unchecked is not None:
+            return [f"integrity: not checked ({self.unchecked})", "queue: unknown", self._data_line()]
         return [
             f"integrity: {'ok' if self.integrity_ok else 'FAILED'}",
             f"queue: {self.pending} pending, {self.leased} leased",
-            f"data: {self.data_bytes / 1e6:.1f} MB",
+            self._data_line(),
         ]
+
+    def _data_line(self) -> str:
+        return f"data: {self.data_bytes / 1e6:.1f} MB"
 
 
 def backup(config: Config, target: Path) -> BackupReport:
@@ -137,6 +149,7 @@ def check(config: Config, now: float | None = None) -> CheckReport:
         except ConfigError as exc:
             report.problems.append(f"configuration: {exc}")
     if not database.is_file():
+        report.unchecked = "no database"
         report.problems.append(f"database: there is none at {database} (the server creates it on first start)")
         return report
     try:
@@ -154,8 +167,26 @@ def check(config: Config, now: float | None = None) -> CheckReport:
                 report.pending = queue["open"] - queue["leased"]
     except sqlite3.DatabaseError as exc:
         report.integrity_ok = False
-        report.problems.append(f"database: {database} cannot be read: {exc}")
+        if getattr(exc, "sqlite_errorname", "") in DAMAGED:
+            report.problems.append(f"database: {database.resolve()} is damaged: {exc} (restore a backup)")
+        else:
+            report.unchecked = "cannot open the database"
+            report.problems.append(f"database: cannot open {database.resolve()}: {_why_unopenable(database, exc)}")
     return report
+
+
+def _why_unopenable(database: Path, exc: sqlite3.Error) -> str:
+    """What keeps a sound database from opening, in the operator's terms. Opening a WAL database,
+    even read-only, needs its `-shm` file, which SQLite creates beside it when it is missing."""
+    for path in (database.parent, database):
+        if not os.access(path, os.R_OK | (os.X_OK if path.is_dir() else 0)):
+            return f"cannot read {path.resolve()}: {os.strerror(errno.EACCES).lower()}"
+    if not database.with_name(database.name + "-shm").exists():
+        try:
+            check_writable(database.parent)
+        except DataDirError as error:
+            return f"{error.detail} (SQLite needs to create {database.name}-shm there)"
+    return str(exc)
 
 
 def _prepare(target: Path) -> None:

@@ -256,7 +256,9 @@ def _help(parser: argparse.ArgumentParser) -> Command:
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     from glimpze.app import create_app
     from glimpze.config import parse_listen
-    from glimpze.server import SHUTDOWN_GRACE, Server, ServerConfig, listen_socket
+    from glimpze.datadir import claim
+    from glimpze.http_limits import serving_limits
+    from glimpze.server import SHUTDOWN_GRACE, Server, ServerConfig, http_protocol, listen_socket
     from glimpze.tls import server_context
 
     if config.public_url is None and not _is_loopback(config.host):
@@ -270,6 +272,9 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     except ConfigError as exc:
         print(f"glimpze: configuration error: {exc}", file=sys.stderr)
         return 2
+    # SQLite: one server process per data directory (a database shared by several processes,
+    # such as PostgreSQL, would not take this lock). Held until the process ends.
+    data_dir = claim(config.data_path)
     metrics_socket = None
     if config.metrics.listen:
         host, port = parse_listen(config.metrics.listen)
@@ -282,6 +287,7 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     server = Server(
         ServerConfig(
             app,
+            http=http_protocol(app.state.glimpze, serving_limits(config.http)),
             tls=tls,
             host=config.host,
             port=config.port,
@@ -307,7 +313,10 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     )
     if metrics_socket is not None:
         log.info("metrics without authentication on http://%s/metrics", config.metrics.listen)
-    server.run()
+    try:
+        server.run()
+    finally:
+        data_dir.release()
     return 0 if server.started else 1
 
 
@@ -324,6 +333,10 @@ def _is_loopback(host: str) -> bool:
 
 
 def _run(config: Config, action: Callable[[Glimpze], Awaitable[Any]]) -> Any:
+    from glimpze.datadir import check_writable
+
+    check_writable(config.data_path)  # one clear line rather than SQLite's "unable to open database file"
+
     async def go() -> Any:
         async with Glimpze(config) as glimpze:
             return await action(glimpze)

@@ -65,6 +65,12 @@ class MetricsConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     listen: str | None = None
 
 
+class HttpConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    max_header_bytes: int = 64 * 1024  # request line and headers; more is refused with 431
+    header_timeout_seconds: float = 10.0  # headers complete within this; a body never pauses longer
+    max_connections: int = 4096  # open at once; lowered to fit the open-files limit
+
+
 class TlsConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     cert: str | None = None
     key: str | None = None
@@ -86,6 +92,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     webhooks: WebhooksConfig = msgspec.field(default_factory=WebhooksConfig)
     push: PushConfig = msgspec.field(default_factory=PushConfig)
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
+    http: HttpConfig = msgspec.field(default_factory=HttpConfig)
     tls: TlsConfig = msgspec.field(default_factory=TlsConfig)
 
     @property
@@ -120,6 +127,7 @@ _TABLES: dict[str, type[msgspec.Struct]] = {
     "webhooks": WebhooksConfig,
     "push": PushConfig,
     "metrics": MetricsConfig,
+    "http": HttpConfig,
     "tls": TlsConfig,
 }
 
@@ -303,6 +311,13 @@ def _check(config: Config, source: str) -> None:
             parse_listen(config.metrics.listen)
         except ValueError as exc:
             fail("metrics.listen", str(exc))
+    http = config.http
+    if not 8 * 1024 <= http.max_header_bytes <= 1024 * 1024:
+        fail("http.max_header_bytes", "must be between 8192 and 1048576")
+    if not 1 <= http.header_timeout_seconds <= 300:
+        fail("http.header_timeout_seconds", "must be between 1 and 300")
+    if http.max_connections < 16:
+        fail("http.max_connections", "must be at least 16")
     tls = config.tls
     if bool(tls.cert) != bool(tls.key):
         fail("tls.cert" if not tls.cert else "tls.key", "set both [tls] cert and key, or neither")

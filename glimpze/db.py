@@ -64,7 +64,8 @@ WAL_ERROR_RETRY_SECONDS = 10.0  # after a checkpoint that failed (a full disk)
 
 
 class StorageError(Exception):
-    """The database refused a commit (disk full, I/O error); nothing in the batch was stored."""
+    """The database refused a commit, or an upload's file could not be written (disk full, I/O
+    error); nothing was stored. Answered 503 `storage_unavailable` with Retry-After."""
 
 
 def connect(path: Path | str, *, synchronous: str = "full", readonly: bool = False) -> sqlite3.Connection:

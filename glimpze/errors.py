@@ -8,13 +8,17 @@ Domain code raises these; `glimpze.problems` turns them into RFC 9457 problem+js
     │                                     | invalid_metrics_token
     ├── Forbidden                     403 plan_forbids | forbidden | origin_not_allowed
     ├── NotFound                      404 not_found
+    ├── RequestTimeout                408 request_timeout (headers not complete in time; sent by the connection)
     ├── Conflict                      409 conflict | idempotency_key_in_use | session_closed | invalid_transition
     │                                     | approval_decided | action_link_used | too_many_ctas
     ├── Gone                          410 cursor_expired
     ├── PayloadTooLarge               413 payload_too_large (an upload's image: `errors` names the field)
     ├── UnsupportedMediaType          415 unsupported_media_type
     ├── ValidationFailed              422 validation_failed | schema_type_mismatch | idempotency_key_reused | …
-    └── RateLimited                   429 rate_limited
+    ├── RateLimited                   429 rate_limited
+    ├── HeadersTooLarge               431 headers_too_large (sent by the connection, before the app sees it)
+    └── Unavailable                   503 unavailable | too_many_connections
+    (StorageError, glimpze.db: 503 storage_unavailable with Retry-After, mapped in glimpze.problems)
 
 Conversation codes: `invalid_token` (a widget token that is malformed, tampered, expired, of an
 unknown project, or bound to another Origin), `origin_not_allowed` (a browser Origin missing from
@@ -138,6 +142,24 @@ class RateLimited(GlimpzeError):
     status = 429
     code = "rate_limited"
     title = "Too many requests"
+
+
+class RequestTimeout(GlimpzeError):
+    status = 408
+    code = "request_timeout"
+    title = "The request took too long to arrive"
+
+
+class HeadersTooLarge(GlimpzeError):
+    status = 431
+    code = "headers_too_large"
+    title = "Request header fields too large"
+
+
+class Unavailable(GlimpzeError):
+    status = 503
+    code = "unavailable"
+    title = "Temporarily unavailable"
 
 
 def not_found(kind: str, ident: str) -> NotFound:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from glimpze.db import Database
+from glimpze.db import Database, StorageError
 from glimpze.schemas import WIDGET_SIZES, CustomEvent
 
 log = logging.getLogger("glimpze.media")
@@ -114,8 +114,13 @@ class Media:
         return self.incoming / secrets.token_hex(16)
 
     async def adopt(self, files: list[MediaFile]) -> None:
-        """Make the files durable and link them into place, ahead of their event's write."""
-        await asyncio.to_thread(self._adopt, files)
+        """Make the files durable and link them into place, ahead of their event's write; a disk
+        that refuses (full, failing) is a StorageError. A file already placed stays an orphan
+        until `collect` (another upload of the same image may be counting on it)."""
+        try:
+            await asyncio.to_thread(self._adopt, files)
+        except OSError as exc:
+            raise StorageError(f"cannot store an image in {self.root}: {exc}") from None
 
     def _adopt(self, files: list[MediaFile]) -> None:
         for file in files:
@@ -137,8 +142,11 @@ class Media:
         except OSError:
             # A filesystem without hard links (FAT on a USB stick): copy, then rename into place.
             partial = self.incoming / (secrets.token_hex(8) + ".part")
-            shutil.copyfile(file.incoming, partial)
-            os.replace(partial, final)
+            try:
+                shutil.copyfile(file.incoming, partial)
+                os.replace(partial, final)
+            finally:
+                partial.unlink(missing_ok=True)  # left only when the copy failed (a full disk)
         return True
 
     def on_store(self, conn: sqlite3.Connection, stored: Any) -> None:

@@ -108,8 +108,8 @@ def storage_error(request: Request[Any, Any, Any], exc: StorageError) -> Respons
     return problem(
         503,
         "storage_unavailable",
-        "The database could not store this",
-        "The server could not write to its database (is the disk full?). Nothing was stored; retry later.",
+        "The server could not store this",
+        "The server could not write to its data directory (is the disk full?). Nothing was stored; retry later.",
         headers={"Retry-After": "30"},
     )
 

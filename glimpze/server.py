@@ -14,6 +14,9 @@ A watchdog (`SHUTDOWN_LIMIT`) ends a shutdown that hangs all the same, e.g. on a
 
 `[metrics] listen` runs a second, tiny uvicorn server in the same loop that answers only
 `GET /metrics`, without authentication.
+
+Both serve HTTP with `http_protocol()`: uvicorn's httptools protocol with Glimpze's limits on
+headers, slow clients and open connections (glimpze.http_limits).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Any
 import uvicorn
 
 from glimpze.core import Glimpze
+from glimpze.http_limits import HttpLimits, protocol
 from glimpze.metrics import CONTENT_TYPE
 
 log = logging.getLogger("glimpze")
@@ -81,7 +85,7 @@ class Server(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         if self.started and self.metrics_socket is not None:
-            self._metrics_server = MetricsServer(self.glimpze)
+            self._metrics_server = MetricsServer(self.glimpze, http=self.config.http)
             self._metrics_task = asyncio.create_task(self._metrics_server.serve(sockets=[self.metrics_socket]))
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
@@ -100,10 +104,11 @@ class Server(uvicorn.Server):
 class MetricsServer(uvicorn.Server):
     """`[metrics] listen`: GET /metrics without authentication, on its own socket, in the same loop."""
 
-    def __init__(self, glimpze: Glimpze) -> None:
+    def __init__(self, glimpze: Glimpze, *, http: Any = "auto") -> None:
         super().__init__(
             uvicorn.Config(
                 metrics_app(glimpze),
+                http=http,
                 lifespan="off",
                 log_config=None,
                 access_log=False,
@@ -131,6 +136,18 @@ def metrics_app(glimpze: Glimpze) -> Any:
         await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
 
     return app
+
+
+def http_protocol(glimpze: Glimpze, limits: HttpLimits) -> type[asyncio.Protocol]:
+    """The protocol class both servers speak HTTP with, its refusals counted in /metrics."""
+    refused = glimpze.metrics.counter(
+        "glimpze_http_refused_total",
+        "Connections closed before their request reached Glimpze, by reason: headers_too_large, "
+        "header_timeout, body_timeout, idle (sent nothing), evicted (to make room for a new one), "
+        "too_many_connections",
+        ("reason",),
+    )
+    return protocol(limits, count=lambda reason: refused.inc(reason))
 
 
 def listen_socket(host: str, port: int) -> socket.socket:

@@ -11,6 +11,7 @@ An accepted upload becomes an ordinary `custom` event whose content holds the im
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import difflib
 import hashlib
 from collections.abc import AsyncIterator
@@ -22,6 +23,8 @@ from typing import IO, Any
 import msgspec
 from multipart import MultipartError, MultipartSegment, ParserLimitReached, PushMultipartParser
 
+from glimpze.datadir import reason
+from glimpze.db import StorageError
 from glimpze.errors import BadRequest, FieldError, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 from glimpze.feeds import FeedState
 from glimpze.images import CONTENT_TYPES, ImageRejected, check_image
@@ -157,9 +160,12 @@ async def _parse(boundary: str, chunks: AsyncIterator[bytes], media: Media, form
         raise ValidationFailed.at("$", f"an upload has at most {len(FIELDS)} fields: {', '.join(FIELDS)}") from None
     except MultipartError as exc:
         raise BadRequest(f"The body is not valid multipart/form-data ({exc}).") from None
+    except OSError as exc:  # only the spool files touch the disk here: a full disk is the server's, a 503
+        raise StorageError(f"cannot write {exc.filename or media.incoming}: {reason(exc)}") from None
     finally:
         if sink is not None:
-            sink.close()
+            with contextlib.suppress(OSError):  # already failing; receive_form() removes the file
+                sink.close()
 
 
 def _start(segment: MultipartSegment, form: Form) -> Part:
@@ -222,7 +228,10 @@ class Upload:
             errors += exc.errors
         images = {name: parts[name] for name in IMAGE_FIELDS if name in parts}
         errors += _missing_light(images)
-        checked, image_errors = await asyncio.to_thread(_check_images, images)
+        try:
+            checked, image_errors = await asyncio.to_thread(_check_images, images)
+        except OSError as exc:  # a spool file that cannot be read back (a failing disk)
+            raise StorageError(f"cannot read {exc.filename}: {reason(exc)}") from None
         errors += image_errors
         if errors:
             raise ValidationFailed("; ".join(f"{e.path}: {e.message}" for e in errors), errors=errors)

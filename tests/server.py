@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -45,8 +46,10 @@ class Server:
         args: list[str] | None = None,
         scheme: str = "http",
         verify: Any = True,
+        rlimits: dict[int, tuple[int, int]] | None = None,
     ) -> None:
-        """`args` are added to `glimpze serve`; `scheme` and `verify` (a CA file for httpx) are for TLS."""
+        """`args` are added to `glimpze serve`; `scheme` and `verify` (a CA file for httpx) are for TLS;
+        `rlimits` ({resource.RLIMIT_…: (soft, hard)}) are set in the process before it starts."""
         self.root = root
         self.data = root / "data"
         self.config = root / "glimpze.toml"
@@ -56,6 +59,7 @@ class Server:
         self.args = args or []
         self.scheme = scheme
         self.verify = verify
+        self.rlimits = rlimits or {}
         self.proc: subprocess.Popen[bytes] | None = None
         self.runs = 0
         self.start_seconds = 0.0  # from starting the process to its first /healthz 200
@@ -95,6 +99,7 @@ class Server:
             stderr=subprocess.STDOUT,
             env=env,
             cwd=self.root,
+            preexec_fn=self._set_rlimits if self.rlimits else None,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -109,6 +114,10 @@ class Server:
             time.sleep(poll)
         self.kill()
         raise RuntimeError(f"glimpze serve did not become healthy:\n{self.output()}")
+
+    def _set_rlimits(self) -> None:
+        for kind, limits in self.rlimits.items():
+            resource.setrlimit(kind, limits)
 
     def output(self) -> str:
         return "".join(p.read_text(errors="replace") for p in sorted(self.root.glob("server-*.log")))
@@ -142,9 +151,10 @@ def rss_mb(pid: int) -> float:
 
 
 def run_cli(
-    *args: str, data: Path, cwd: Path | None = None, env: dict[str, str] | None = None
+    *args: str, data: Path, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
-    """Run `glimpze ARGS --data-dir DATA` as a subprocess (no GLIMPZE_* from this environment)."""
+    """Run `glimpze ARGS --data-dir DATA` as a subprocess (no GLIMPZE_* from this environment);
+    raises subprocess.TimeoutExpired (having killed it) when it runs longer than `timeout`."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith("GLIMPZE_")}
     environ.update({"PYTHONPATH": str(REPO), **(env or {})})
     return subprocess.run(
@@ -153,5 +163,5 @@ def run_cli(
         text=True,
         env=environ,
         cwd=cwd or data.parent,
-        timeout=60,
+        timeout=timeout,
     )

@@ -3,7 +3,7 @@
 The body limits in nginx.conf are the app's own, the streaming locations cover every
 Server-Sent Events route of the OpenAPI document and wait longer than the app's heartbeat and
 long-poll limits, the proxy's 413 has the app's error shape; the unit and the container stop
-later than the app's shutdown limit.
+later than the app's shutdown limit, and the unit opens files enough for every connection.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import re
 import pytest
 
 from glimpze.app import API_MAX_BODY_BYTES
+from glimpze.config import HttpConfig
+from glimpze.http_limits import RESERVED_FILES
 from glimpze.openapi import Problem
 from glimpze.outbox import MAX_WAIT_SECONDS
 from glimpze.schemas import EVENT_MAX_BYTES
@@ -146,3 +148,10 @@ def test_the_unit_and_the_container_stop_after_the_apps_own_limit() -> None:
     assert "STOPSIGNAL SIGTERM" in docker
     ignored = [line for line in (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines() if line[:1] not in "#"]
     assert ignored[:4] == ["*", "!pyproject.toml", "!README.md", "!glimpze/"]  # no data/, .venv or .git
+
+
+def test_the_unit_opens_files_enough_for_every_connection() -> None:
+    """systemd's default LimitNOFILE (1,024) is fewer files than the default connection cap needs."""
+    settings = dict(re.findall(r"^(\w+)=(.*)$", (DEPLOY / "glimpze.service").read_text(), re.M))
+    assert "LimitNOFILE" in settings, "deploy/glimpze.service sets LimitNOFILE"
+    assert int(settings["LimitNOFILE"]) >= HttpConfig().max_connections + RESERVED_FILES

@@ -104,6 +104,22 @@ async def test_metrics_need_an_api_key(api: Api) -> None:
     assert wrong.status_code == 401 and wrong.json()["code"] == "invalid_api_key"
 
 
+async def test_metrics_refuse_keys_of_other_projects(api: Api) -> None:
+    """Metrics name every project's feeds: reading them is the operator's right."""
+    other = await api.feed("counter")
+    await api.ingest(other, {"schema_type": "counter", "content": {"title": "n", "count": 1}})
+    _, client_key = await api.glimpze.keys.create_project("Client site")
+    refused = await api.client.get("/metrics", headers={"Authorization": f"Bearer {client_key.key}"})
+    assert refused.status_code == 403, refused.text
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["code"] == "forbidden" and other["id"] not in refused.text
+    # any key of the default project will do, not only the admin key printed at first start
+    made = await api.post("/v1/keys", json={"name": "prometheus"})
+    assert made.status_code == 201, made.text
+    scraped = await api.client.get("/metrics", headers={"Authorization": f"Bearer {made.json()['key']}"})
+    assert scraped.status_code == 200 and other["id"] in scraped.text
+
+
 async def test_a_metrics_token_replaces_api_keys(tmp_path: Path, clock: FakeClock) -> None:
     token = "m" * 32
     (tmp_path / "glimpze.toml").write_text(f'[metrics]\ntoken = "{token}"\n')

@@ -9,7 +9,7 @@ from litestar import Request, Response, get
 
 from glimpze import __version__
 from glimpze.core import Glimpze
-from glimpze.errors import GlimpzeError, Unauthorized
+from glimpze.errors import Forbidden, GlimpzeError, Unauthorized
 from glimpze.metrics import CONTENT_TYPE
 from glimpze.routes.common import App, bearer, client_address
 
@@ -41,7 +41,10 @@ async def healthz(glimpze: App) -> Health:
     "/metrics",
     tags=["operations"],
     summary="Prometheus metrics (text format)",
-    description="`Authorization: Bearer` with the `[metrics] token`, or any project API key when no token is set.",
+    description="Metrics cover every project, so reading them is the operator's right: `Authorization: Bearer` "
+    "with the `[metrics] token`, or, when no token is set, an API key of the default project (the admin key "
+    "printed at first start is one). A key of another project gets 403 `forbidden`. (`[metrics] listen` serves "
+    "them without authentication on a separate address.)",
     media_type=CONTENT_TYPE,
     security=[{"metricsToken": []}, {"apiKey": []}],
 )
@@ -51,13 +54,19 @@ async def metrics(request: Request, glimpze: App) -> Response[bytes]:
 
 
 async def authorize_metrics(glimpze: Glimpze, secret: str | None, client: str) -> None:
-    """The `[metrics] token` when one is set, else any project API key; behind the
-    failed-authentication limiter like every credential."""
+    """The `[metrics] token` when one is set, else an API key of the default project (the
+    operator's): metrics name every project's feeds. Behind the failed-authentication limiter
+    like every credential."""
     token = glimpze.config.metrics.token
 
     async def check() -> None:
         if token is None:
-            await glimpze.keys.authenticate(secret)
+            principal = await glimpze.keys.authenticate(secret)
+            if principal.project_id != await glimpze.keys.default_project_id():
+                raise Forbidden(
+                    "Metrics cover every project: they are read with an API key of the default project, "
+                    "the [metrics] token, or on the [metrics] listen address, not with another project's key."
+                )
         elif secret is None or not hmac.compare_digest(secret.encode(), token.encode()):
             raise Unauthorized(
                 "Send the [metrics] token from glimpze.toml as 'Authorization: Bearer …'.",
