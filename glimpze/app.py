@@ -17,37 +17,23 @@ from litestar.di import Provide
 from litestar.exceptions import NotFoundException
 from litestar.routes import HTTPRoute
 
-from glimpze import dashboard
+from glimpze.accounts.keys import NewApiKey
 from glimpze.clock import Clock
 from glimpze.config import Config
-from glimpze.core import Glimpze
-from glimpze.keys import NewApiKey
-from glimpze.logs import AccessLogMiddleware
-from glimpze.openapi import openapi_config
-from glimpze.problems import EXCEPTION_HANDLERS
-from glimpze.routes import (
-    actions,
-    agents,
-    approvals,
-    ctas,
-    feeds,
-    keys,
-    leads,
-    push,
-    sessions,
-    settings,
-    webhooks,
-    widget,
-    widgets,
-)
-from glimpze.routes.common import api_principal
-from glimpze.routes.ingest import ingest_endpoint
-from glimpze.routes.media import media_file
-from glimpze.routes.ops import healthz, metrics
-from glimpze.routes.widget_script import widget_js
-from glimpze.routes.widget_tokens import mint_widget_token
-from glimpze.scheduler import build_scheduler
-from glimpze.tls import HstsMiddleware
+from glimpze.ops.logs import AccessLogMiddleware
+from glimpze.ops.scheduler import build_scheduler
+from glimpze.ops.tls import HstsMiddleware
+from glimpze.services import Glimpze
+from glimpze.web import actions, chat, dashboard, widgets
+from glimpze.web.api import agents, approvals, ctas, feeds, keys, leads, push, sessions, settings, webhooks
+from glimpze.web.api.chat_tokens import mint_widget_token
+from glimpze.web.chat_script import widget_js
+from glimpze.web.common import api_principal
+from glimpze.web.ingest import ingest_endpoint
+from glimpze.web.media import media_file
+from glimpze.web.openapi import openapi_config
+from glimpze.web.ops import healthz, metrics
+from glimpze.web.problems import EXCEPTION_HANDLERS
 
 log = logging.getLogger("glimpze")
 
@@ -124,7 +110,7 @@ def create_app(
             healthz,
             metrics,
             v1,
-            widget.router,
+            chat.router,
             widget_js,
             actions.router,
             *dashboard.routers(),

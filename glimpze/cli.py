@@ -20,10 +20,10 @@ import msgspec
 
 from glimpze import __version__
 from glimpze.config import Config, ConfigError, load
-from glimpze.core import Glimpze
 from glimpze.errors import GlimpzeError
-from glimpze.logs import setup as setup_logging
-from glimpze.pagination import all_pages
+from glimpze.ops.logs import setup as setup_logging
+from glimpze.services import Glimpze
+from glimpze.store.pagination import all_pages
 
 log = logging.getLogger("glimpze")
 
@@ -256,10 +256,10 @@ def _help(parser: argparse.ArgumentParser) -> Command:
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     from glimpze.app import create_app
     from glimpze.config import parse_listen
-    from glimpze.datadir import claim
-    from glimpze.http_limits import serving_limits
-    from glimpze.server import SHUTDOWN_GRACE, Server, ServerConfig, http_protocol, listen_socket
-    from glimpze.tls import server_context
+    from glimpze.ops.datadir import claim
+    from glimpze.ops.http_limits import serving_limits
+    from glimpze.ops.server import SHUTDOWN_GRACE, Server, ServerConfig, http_protocol, listen_socket
+    from glimpze.ops.tls import server_context
 
     if config.public_url is None and not _is_loopback(config.host):
         log.warning(
@@ -333,7 +333,7 @@ def _is_loopback(host: str) -> bool:
 
 
 def _run(config: Config, action: Callable[[Glimpze], Awaitable[Any]]) -> Any:
-    from glimpze.datadir import check_writable
+    from glimpze.ops.datadir import check_writable
 
     check_writable(config.data_path)  # one clear line rather than SQLite's "unable to open database file"
 
@@ -454,7 +454,7 @@ def cmd_feeds_rotate(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_webhooks_add(args: argparse.Namespace, config: Config) -> int:
-    from glimpze.webhooks import WebhookSpec
+    from glimpze.delivery.webhooks import WebhookSpec
 
     headers = {}
     for header in args.header:
@@ -553,7 +553,7 @@ def cmd_webhooks_replay(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_backup(args: argparse.Namespace, config: Config) -> int:
-    from glimpze.backup import backup
+    from glimpze.ops.backup import backup
 
     report = backup(config, Path(args.path))
     print(f"Backed up {config.data_path.resolve()} to {report.path} in {report.seconds:.1f} s:")
@@ -567,7 +567,7 @@ def cmd_backup(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_check(args: argparse.Namespace, config: Config) -> int:
-    from glimpze.backup import check
+    from glimpze.ops.backup import check
 
     report = check(config)
     for line in report.lines():

@@ -14,13 +14,13 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 from standardwebhooks.webhooks import Webhook as StandardWebhook
 
-from glimpze import db as store
 from glimpze.clock import FakeClock
 from glimpze.config import load
-from glimpze.ingest import event_out
-from glimpze.migrations import MIGRATIONS
-from glimpze.pagination import decode_cursor
-from glimpze.signing import verify_glimpze_signature
+from glimpze.delivery.signing import verify_glimpze_signature
+from glimpze.feeds.ingest import event_out
+from glimpze.store import database as store
+from glimpze.store.migrations import MIGRATIONS
+from glimpze.store.pagination import decode_cursor
 from tests.conftest import Api, driven, out_events, running
 from tests.receiver import Answer, Receiver
 from tests.test_webhooks import glimpze_signature_ok

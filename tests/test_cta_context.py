@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from glimpze import ctx
+from glimpze.chat import ctx
+from glimpze.chat.cta_context import captured_fields, strip_sensitive
 from glimpze.clock import FakeClock
-from glimpze.cta_context import captured_fields, strip_sensitive
-from glimpze.logs import redact
+from glimpze.ops.logs import redact
 from tests.conftest import Api
 from tests.cta_setup import SHOP, agent, payload_of, query, reply, rule, session
 
@@ -297,7 +297,7 @@ def test_stripping_at_any_depth() -> None:
 
 
 def test_ctx_uses_the_standard_library_only() -> None:
-    """`glimpze/ctx.py` works on its own: customers copy it or import it without Glimpze's dependencies."""
+    """`glimpze/chat/ctx.py` works on its own: customers copy it or import it without Glimpze's dependencies."""
     source = (ROOT / "glimpze" / "ctx.py").read_text()
     imported = set()
     for node in ast.walk(ast.parse(source)):

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from glimpze.dashboard import pwa
-from glimpze.routes import static
-from glimpze.routes.static import accepted_encodings, make_asset
+from glimpze.web import static
+from glimpze.web.dashboard import pwa
+from glimpze.web.static import accepted_encodings, make_asset
 from tests.conftest import Api
 from tests.server import REPO
 

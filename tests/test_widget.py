@@ -11,7 +11,7 @@ import pytest
 
 from glimpze.clock import FakeClock, iso
 from glimpze.errors import Unauthorized
-from glimpze.logs import redact, safe_target
+from glimpze.ops.logs import redact, safe_target
 from tests.conftest import Api, out_events
 
 pytestmark = pytest.mark.anyio

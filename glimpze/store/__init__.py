@@ -1,0 +1,1 @@
+"""The store: the database with its group-committing writer, the schema's migrations, and cursor pagination."""
