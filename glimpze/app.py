@@ -23,7 +23,7 @@ from glimpze.config import Config
 from glimpze.ops.logs import AccessLogMiddleware
 from glimpze.ops.scheduler import build_scheduler
 from glimpze.ops.tls import HstsMiddleware
-from glimpze.services import Glimpze
+from glimpze.services import Services
 from glimpze.web import actions, chat, dashboard, widgets
 from glimpze.web.api import agents, approvals, ctas, feeds, keys, leads, push, sessions, settings, webhooks
 from glimpze.web.api.chat_tokens import mint_widget_token
@@ -50,7 +50,7 @@ def create_app(
     """The app for `config`. Tests pass a fake `clock`, and may pass the `network` backend of outgoing
     connections (webhooks, callbacks, Web Push) instead of the SSRF-guarded one;
     `announce(text)` receives first-start messages (default: printed to stdout)."""
-    glimpze = Glimpze(config, clock=clock, network=network)
+    glimpze = Services(config, clock=clock, network=network)
     say = announce or _print
 
     @asynccontextmanager
@@ -128,7 +128,7 @@ def create_app(
         request_max_body_size=API_MAX_BODY_BYTES,
         state=State({"glimpze": glimpze, "ui": dashboard.Ui(glimpze)}),
         template_config=dashboard.template_config(),
-        signature_namespace={"Glimpze": Glimpze},
+        signature_namespace={"Services": Services},
     )
     return app
 

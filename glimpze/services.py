@@ -38,7 +38,7 @@ from glimpze.delivery.ssrf import GuardedTransport, TargetPolicy, guarded_pool
 from glimpze.delivery.webhooks import Webhooks
 from glimpze.feeds.feeds import Feeds
 from glimpze.feeds.idempotency import Idempotency
-from glimpze.feeds.ingest import Ingest, Stored
+from glimpze.feeds.ingest import Ingest, NewEvent
 from glimpze.feeds.limits import AuthFailureLimiter, parse_networks
 from glimpze.feeds.media import Media
 from glimpze.feeds.retention import Retention
@@ -57,7 +57,7 @@ from glimpze.web.live import Changes
 log = logging.getLogger("glimpze")
 
 
-class Glimpze:
+class Services:
     """One instance per process: open() before use, close() at the end."""
 
     def __init__(
@@ -193,7 +193,7 @@ class Glimpze:
             if (memory := _resident_bytes()) is not None:
                 rss.set(value=memory)
 
-    def _emit_feed_event(self, conn: sqlite3.Connection, stored: Stored) -> None:
+    def _emit_feed_event(self, conn: sqlite3.Connection, stored: NewEvent) -> None:
         """`feed.event` for every accepted event; its id is the ingested event's id."""
         self.outbox.emit(
             conn,
@@ -222,7 +222,7 @@ class Glimpze:
         await self.keys.flush_last_used()
         await self.feeds.flush_dropped()
 
-    async def __aenter__(self) -> Glimpze:
+    async def __aenter__(self) -> Services:
         await self.open()
         return self
 

@@ -298,7 +298,7 @@ def test_stripping_at_any_depth() -> None:
 
 def test_ctx_uses_the_standard_library_only() -> None:
     """`glimpze/chat/ctx.py` works on its own: customers copy it or import it without Glimpze's dependencies."""
-    source = (ROOT / "glimpze" / "ctx.py").read_text()
+    source = (ROOT / "glimpze" / "chat" / "ctx.py").read_text()
     imported = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):

@@ -19,7 +19,7 @@ from tests.server import REPO
 
 pytestmark = pytest.mark.anyio
 
-DASHBOARD_STATIC = REPO / "glimpze" / "dashboard" / "static"
+DASHBOARD_STATIC = REPO / "glimpze" / "web" / "dashboard" / "static"
 WIDGET_JS = (REPO / "glimpze" / "static" / "widget.js").read_bytes()
 # (path, the bytes it serves, or None where they are built at run time)
 FILES = [

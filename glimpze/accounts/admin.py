@@ -66,7 +66,7 @@ class DashboardSession:
 
 
 @dataclass(slots=True)
-class _Cached:
+class _CachedSession:
     session: DashboardSession
     checked_at: float
 
@@ -86,7 +86,7 @@ class Admin:
         self.db = db
         self.clock = clock
         self.failures = AuthFailureLimiter(clock, SIGN_IN_FAILURES_PER_MINUTE)
-        self._cache: dict[str, _Cached] = {}
+        self._cache: dict[str, _CachedSession] = {}
         self._has_password: bool | None = None
 
     # Password and setup
@@ -220,7 +220,7 @@ class Admin:
             if row is None:
                 self._cache.pop(key, None)
                 return None
-            cached = _Cached(DashboardSession(key, row["csrf"], row["project_id"], row["expires_at"]), steady)
+            cached = _CachedSession(DashboardSession(key, row["csrf"], row["project_id"], row["expires_at"]), steady)
             if now - row["seen_at"] >= TOUCH_SECONDS:
                 expires = now + SESSION_SECONDS
                 await self.db.execute(SQL_TOUCH_SESSION, (now, expires, key))

@@ -82,7 +82,7 @@ class Principal:
 
 
 @dataclass(slots=True)
-class _Cached:
+class _CachedKey:
     principal: Principal
     valid_until: float  # a rotated-out key's grace end, or +inf
     checked_at: float  # monotonic
@@ -111,7 +111,7 @@ class Keys:
     def __init__(self, db: Database, clock: Clock) -> None:
         self.db = db
         self.clock = clock
-        self._cache: dict[str, _Cached] = {}
+        self._cache: dict[str, _CachedKey] = {}
         self._used: dict[str, float] = {}  # key id -> its last use seen by this process
         self._written: dict[str, float] = {}  # key id -> the last use a flush has committed
 
@@ -253,7 +253,7 @@ class Keys:
                 self._cache.pop(digest, None)
                 raise _unauthorized("This API key is unknown, revoked or past its rotation grace period.")
             valid_until = float("inf") if row["current"] else row["previous_expires_at"]
-            cached = _Cached(Principal(row["project_id"], row["id"], row["name"]), valid_until, steady)
+            cached = _CachedKey(Principal(row["project_id"], row["id"], row["name"]), valid_until, steady)
             self._cache[digest] = cached
         if now >= cached.valid_until:
             self._cache.pop(digest, None)

@@ -35,7 +35,7 @@ RESPONSE_READ_LIMIT = 64 * 1024
 
 
 @dataclass(slots=True)
-class Claim:
+class DeliveryClaim:
     """A leased delivery, with what it takes to send it."""
 
     seq: int
@@ -59,7 +59,7 @@ class Claim:
 
 
 @dataclass(slots=True)
-class Outcome:
+class AttemptResult:
     """One attempt's result."""
 
     status_code: int | None
@@ -71,7 +71,7 @@ class Outcome:
     delivered: bool = False
 
 
-async def attempt(pool: httpcore.AsyncConnectionPool, claim: Claim, now: float) -> Outcome:
+async def attempt(pool: httpcore.AsyncConnectionPool, claim: DeliveryClaim, now: float) -> AttemptResult:
     """Send `claim` once, signed at `now`. Any 2xx is delivered, and a callback's 409 too (the
     receiver already has this answer: an n8n resume URL that resumed)."""
     # A GET callback has no body: its signature covers the full URL, which holds the fields.
@@ -88,13 +88,13 @@ async def attempt(pool: httpcore.AsyncConnectionPool, claim: Claim, now: float) 
             ) as response:
                 head = await _read_head(response)
     except (*HTTP_ERRORS, TimeoutError, OSError) as exc:
-        return Outcome(None, _ms_since(start), error=_describe(exc, claim.timeout))
+        return AttemptResult(None, _ms_since(start), error=_describe(exc, claim.timeout))
     except Exception as exc:  # a bug of ours or a library's: a failed attempt, retried, never a lost claim
         log.exception("delivery %s: the attempt failed unexpectedly", claim.id)
-        return Outcome(None, _ms_since(start), error=f"internal error: {type(exc).__name__}")
+        return AttemptResult(None, _ms_since(start), error=f"internal error: {type(exc).__name__}")
     status = response.status
     delivered = 200 <= status < 300 or (claim.callback and status == 409)
-    return Outcome(
+    return AttemptResult(
         status,
         _ms_since(start),
         error=None if delivered else f"HTTP {status}",
@@ -139,13 +139,13 @@ def _target(url: str) -> httpcore.URL:
     return httpcore.URL(scheme=parsed.raw_scheme, host=parsed.raw_host, port=parsed.port, target=parsed.raw_path)
 
 
-def claim_of(row: sqlite3.Row, now: float) -> Claim:
+def claim_of(row: sqlite3.Row, now: float) -> DeliveryClaim:
     """A claim from a row of the dispatcher's claim queries (webhook and callback rows alike)."""
     secrets = [row["secret"]]
     if row["previous_secret"] and (row["previous_secret_expires_at"] or 0) > now:
         secrets.append(row["previous_secret"])
     number = row["attempts"] + 1
-    return Claim(
+    return DeliveryClaim(
         seq=row["seq"],
         id=row["id"],
         attempt=number,

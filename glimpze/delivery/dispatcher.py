@@ -39,7 +39,7 @@ import httpcore
 
 from glimpze.clock import Clock, iso
 from glimpze.config import Config
-from glimpze.delivery.attempts import Claim, Outcome, attempt, claim_of
+from glimpze.delivery.attempts import AttemptResult, DeliveryClaim, attempt, claim_of
 from glimpze.delivery.outbox import Outbox
 from glimpze.ops.metrics import Registry
 from glimpze.store.database import Database
@@ -131,7 +131,7 @@ SQL_DISABLE = """
 
 
 @dataclass(frozen=True, slots=True)
-class Target:
+class Lane:
     """Where a lane sends: a webhook, or the callbacks of an approval feed (`id` is then the feed's)."""
 
     id: str
@@ -166,7 +166,7 @@ class Dispatcher:
         self._pool: httpcore.AsyncConnectionPool | None = None
         self._lanes: dict[str, asyncio.Task[int]] = {}
         self._records: set[asyncio.Future[Any]] = set()
-        self._outcomes: list[tuple[Claim, Outcome, float, float, float, asyncio.Future[None]]] = []
+        self._outcomes: list[tuple[DeliveryClaim, AttemptResult, float, float, float, asyncio.Future[None]]] = []
         self._writing: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         self._runner: asyncio.Task[None] | None = None
@@ -268,13 +268,13 @@ class Dispatcher:
     async def _open_lanes(self, now: float | None) -> None:
         due_at = self.clock.due() if now is None else now
         for row in await self.db.fetch_all(SQL_DUE_TARGETS, {"now": due_at}):
-            target = Target(row["target"], bool(row["ordered"]), bool(row["callback"]))
+            target = Lane(row["target"], bool(row["ordered"]), bool(row["callback"]))
             if target.id not in self._lanes and not self._stopping:
                 task = asyncio.create_task(self._lane(target, now), name=f"glimpze-lane-{target.id}")
                 self._lanes[target.id] = task
                 task.add_done_callback(lambda _, key=target.id: self._lanes.pop(key, None))
 
-    async def _lane(self, target: Target, now: float | None) -> int:
+    async def _lane(self, target: Lane, now: float | None) -> int:
         sent = 0
         while not self._stopping:
             claims = await self._claim(target, self.clock.due() if now is None else now)
@@ -293,7 +293,7 @@ class Dispatcher:
             sent += len(claims)
         return sent
 
-    async def _work(self, queue: collections.deque[Claim]) -> None:
+    async def _work(self, queue: collections.deque[DeliveryClaim]) -> None:
         """One of a lane's `concurrency` senders; results are recorded without holding up the next send.
         Stopping, it sends nothing more: the claims left keep their lease until `stop` releases them."""
         while queue and not self._stopping:
@@ -313,7 +313,7 @@ class Dispatcher:
         if slot > now:
             await asyncio.sleep(slot - now)
 
-    async def _claim(self, target: Target, due: float) -> list[Claim]:
+    async def _claim(self, target: Lane, due: float) -> list[DeliveryClaim]:
         """Lease a batch of the target's deliveries due at `due` (a `due()` time)."""
         params: dict[str, Any] = {"target": target.id, "now": due, "limit": LANE_BATCH}
         wall = self.clock.now()  # for secrets' grace periods: stored wall times
@@ -322,17 +322,17 @@ class Dispatcher:
         else:
             sql = SQL_CLAIM_HEAD if target.ordered else SQL_CLAIM
 
-        def job(conn: sqlite3.Connection) -> list[Claim]:
+        def job(conn: sqlite3.Connection) -> list[DeliveryClaim]:
             rows = conn.execute(sql, params).fetchall()
             conn.executemany(SQL_LEASE, [(due + LEASE_SECONDS, row["seq"]) for row in rows])
             return [claim_of(row, wall) for row in rows]
 
         return await self.db.write(job)
 
-    async def _send(self, claim: Claim) -> Outcome:
+    async def _send(self, claim: DeliveryClaim) -> AttemptResult:
         return await attempt(self._open_pool(), claim, self.clock.now())
 
-    def _record(self, claim: Claim, outcome: Outcome) -> asyncio.Future[None]:
+    def _record(self, claim: DeliveryClaim, outcome: AttemptResult) -> asyncio.Future[None]:
         """Queue an attempt's result for the database; the future is done once it is committed.
 
         Results are written in batches (whatever is queued when the previous batch committed), one
@@ -373,7 +373,13 @@ class Dispatcher:
         return [self._store_outcome(conn, *item[:5]) for item in batch]
 
     def _store_outcome(
-        self, conn: sqlite3.Connection, claim: Claim, outcome: Outcome, now: float, due: float, jitter: float
+        self,
+        conn: sqlite3.Connection,
+        claim: DeliveryClaim,
+        outcome: AttemptResult,
+        now: float,
+        due: float,
+        jitter: float,
     ) -> str:
         """Write one attempt and its consequences; returns the delivery's new status. `now` (wall)
         stamps the rows; a retry is planned from `due` (the clock's `due()` then)."""
@@ -421,7 +427,7 @@ class Dispatcher:
             hook(claim.project_id, claim.id, claim.webhook_id or claim.feed_id)
         return status
 
-    def _count_failure(self, conn: sqlite3.Connection, claim: Claim, now: float) -> None:
+    def _count_failure(self, conn: sqlite3.Connection, claim: DeliveryClaim, now: float) -> None:
         """Track the webhook's failure streak: warn once, then disable after `disable_after_days`."""
         if claim.webhook_id is None:
             return

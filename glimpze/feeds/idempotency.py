@@ -32,13 +32,13 @@ SQL_PURGE = """
 
 
 @dataclass(frozen=True, slots=True)
-class Stored:
+class StoredAnswer:
     status: int
     response: bytes
 
 
 @dataclass(frozen=True, slots=True)
-class Claim:
+class IdempotencyClaim:
     """A request holding an Idempotency-Key; `save(conn, …)` records its answer."""
 
     scope: str
@@ -60,14 +60,14 @@ class Idempotency:
         self.clock = clock
         self._running: set[tuple[str, str]] = set()
 
-    def claim(self, scope: str, key: str, digest: str) -> Claim:
+    def claim(self, scope: str, key: str, digest: str) -> IdempotencyClaim:
         """The claim of a request on (scope, key); `digest` identifies its body (`body_digest`)."""
         if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isprintable():
             raise ValidationFailed.at("header.Idempotency-Key", f"must be 1 to {MAX_KEY_LENGTH} printable characters")
-        return Claim(scope, key, digest)
+        return IdempotencyClaim(scope, key, digest)
 
     @contextmanager
-    def hold(self, claim: Claim) -> Iterator[None]:
+    def hold(self, claim: IdempotencyClaim) -> Iterator[None]:
         """Mark the key as in use until the request ends (a concurrent one gets 409); take it
         before `stored()`, so no second request can slip in between the lookup and the save."""
         marker = (claim.scope, claim.key)
@@ -83,7 +83,7 @@ class Idempotency:
         finally:
             self._running.discard(marker)
 
-    async def stored(self, claim: Claim) -> Stored | None:
+    async def stored(self, claim: IdempotencyClaim) -> StoredAnswer | None:
         """The first answer to replay, if the key was used with the same body within 24 h."""
         row = await self.db.fetch_one(SQL_FIND, (claim.scope, claim.key, self.clock.now() - KEEP_SECONDS))
         if row is None:
@@ -95,7 +95,7 @@ class Idempotency:
                 code="idempotency_key_reused",
                 title="Idempotency key reused",
             )
-        return Stored(row["status"], row["response"])
+        return StoredAnswer(row["status"], row["response"])
 
     async def run(
         self,

@@ -22,7 +22,7 @@ import msgspec
 from glimpze.clock import Clock, iso
 from glimpze.errors import RateLimited, UnsupportedMediaType, not_found
 from glimpze.feeds.feeds import Feeds, FeedState
-from glimpze.feeds.idempotency import Claim, Idempotency, body_digest
+from glimpze.feeds.idempotency import Idempotency, IdempotencyClaim, body_digest
 from glimpze.feeds.limits import AuthFailureLimiter, Decision
 from glimpze.feeds.media import Media
 from glimpze.feeds.schemas import decode_event
@@ -119,7 +119,7 @@ async def _no_approval_widget(feed_id: str) -> tuple[sqlite3.Row, ApprovalView] 
 
 
 @dataclass(slots=True)
-class Stored:
+class NewEvent:
     """An event about to be written, handed to the `on_accept` hooks inside the transaction."""
 
     id: str
@@ -141,7 +141,7 @@ class Stored:
 
 
 @dataclass(slots=True)
-class Outcome:
+class IngestAnswer:
     """What the handler sends back: a status, a JSON body and headers."""
 
     status: int
@@ -185,7 +185,7 @@ class JsonSubmission:
 class PushDecision:
     """What `decide_push` settles for an accepted event: `answer` is the ingest answer's `push`
     ("none", "queued" or "suppressed"); `detail` is handed to the `on_accept` hooks (as
-    `Stored.push_detail`), which queue or log the push in the event's transaction."""
+    `NewEvent.push_detail`), which queue or log the push in the event's transaction."""
 
     answer: str
     detail: str | None = None
@@ -193,7 +193,7 @@ class PushDecision:
 
 NO_PUSH = PushDecision("none")
 
-AcceptHook = Callable[[sqlite3.Connection, Stored], None]
+AcceptHook = Callable[[sqlite3.Connection, NewEvent], None]
 PushDecider = Callable[[FeedState, Any, float], PushDecision]
 EventCheck = Callable[[Any], Awaitable[None]]
 
@@ -252,7 +252,7 @@ class Ingest:
         content_type: str | None,
         body: bytes,
         idempotency_key: str | None,
-    ) -> Outcome:
+    ) -> IngestAnswer:
         """A JSON event."""
         feed = await self.authenticate(feed_id, secret, client)
         check_json_content_type(content_type)
@@ -267,7 +267,7 @@ class Ingest:
         content_type: str | None,
         chunks: AsyncIterator[bytes],
         idempotency_key: str | None,
-    ) -> Outcome:
+    ) -> IngestAnswer:
         """A multipart form of images for a custom feed; `chunks` is the body as it arrives."""
         feed = await self.authenticate(feed_id, secret, client)
         boundary = multipart_boundary(content_type)
@@ -275,7 +275,7 @@ class Ingest:
         async with receive_form(boundary, chunks, self.media) as form:
             return await self.submit(feed, Upload(form, self.media), idempotency_key)
 
-    async def submit(self, feed: FeedState, submission: Submission, idempotency_key: str | None) -> Outcome:
+    async def submit(self, feed: FeedState, submission: Submission, idempotency_key: str | None) -> IngestAnswer:
         """Replay, decode, take a token, store: the part of the pipeline every body format shares."""
         self.in_flight += 1
         try:
@@ -283,7 +283,7 @@ class Ingest:
         finally:
             self.in_flight -= 1
 
-    async def _submit(self, feed: FeedState, submission: Submission, idempotency_key: str | None) -> Outcome:
+    async def _submit(self, feed: FeedState, submission: Submission, idempotency_key: str | None) -> IngestAnswer:
         if idempotency_key is None:
             return await self._store(feed, await self._decode(submission), submission)
         claim = self.idempotency.claim(feed.id, idempotency_key, submission.digest())
@@ -291,7 +291,7 @@ class Ingest:
             stored = await self.idempotency.stored(claim)
             if stored is not None:
                 decision = feed.buckets.decision(self.clock.monotonic())
-                return Outcome(stored.status, stored.response, decision.headers(), replayed=True)
+                return IngestAnswer(stored.status, stored.response, decision.headers(), replayed=True)
             return await self._store(feed, await self._decode(submission), submission, claim)
 
     async def _decode(self, submission: Submission) -> Any:
@@ -300,7 +300,9 @@ class Ingest:
         await self.check_event(event)
         return event
 
-    async def _store(self, feed: FeedState, event: Any, submission: Submission, claim: Claim | None = None) -> Outcome:
+    async def _store(
+        self, feed: FeedState, event: Any, submission: Submission, claim: IdempotencyClaim | None = None
+    ) -> IngestAnswer:
         now = self.clock.now()
         decision = feed.buckets.take(self.clock.monotonic())
         if not decision.allowed:
@@ -323,11 +325,11 @@ class Ingest:
 
         await self._write(job, feed)
         self.counted.inc(feed.id, "accepted")
-        return Outcome(202, answer, decision.headers())
+        return IngestAnswer(202, answer, decision.headers())
 
     async def _throttle(
         self, feed: FeedState, event: Any, submission: Submission, decision: Decision, now: float
-    ) -> Outcome:
+    ) -> IngestAnswer:
         """Refused by the quota: the first few per minute are logged, the rest only counted."""
         self.counted.inc(feed.id, "throttled")
         event_id = None
@@ -346,9 +348,9 @@ class Ingest:
 
     def _stored(
         self, feed: FeedState, event: Any, submission: Submission, now: float, status: str, widget: bool, push: str
-    ) -> Stored:
+    ) -> NewEvent:
         callback = getattr(event, "callback", None)
-        return Stored(
+        return NewEvent(
             id=new_id("evt_"),
             feed=feed,
             event=event,
@@ -363,7 +365,7 @@ class Ingest:
             media=submission.media,
         )
 
-    def _insert(self, conn: sqlite3.Connection, stored: Stored) -> None:
+    def _insert(self, conn: sqlite3.Connection, stored: NewEvent) -> None:
         stored.seq = _insert_row(conn, stored)
         for hook in self.on_store:
             hook(conn, stored)
@@ -425,7 +427,7 @@ class Ingest:
         return await self.db.fetch_one(SQL_WIDGET_EVENT, (feed_id,)), None
 
 
-def _insert_row(conn: sqlite3.Connection, s: Stored) -> int:
+def _insert_row(conn: sqlite3.Connection, s: NewEvent) -> int:
     cursor = conn.execute(
         SQL_INSERT_EVENT,
         (

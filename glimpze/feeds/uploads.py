@@ -69,7 +69,7 @@ class Part:
 
 
 @dataclass(slots=True)
-class Form:
+class UploadForm:
     """The fields of an upload as received (not yet checked)."""
 
     parts: dict[str, Part] = field(default_factory=dict)
@@ -109,9 +109,9 @@ def check_upload_feed(feed: FeedState) -> None:
 
 
 @asynccontextmanager
-async def receive_form(boundary: str, chunks: AsyncIterator[bytes], media: Media) -> AsyncIterator[Form]:
-    """Parse the body into a Form, spooling images to disk; the spool files go on exit."""
-    form = Form()
+async def receive_form(boundary: str, chunks: AsyncIterator[bytes], media: Media) -> AsyncIterator[UploadForm]:
+    """Parse the body into a UploadForm, spooling images to disk; the spool files go on exit."""
+    form = UploadForm()
     try:
         await _parse(boundary, chunks, media, form)
         yield form
@@ -121,7 +121,7 @@ async def receive_form(boundary: str, chunks: AsyncIterator[bytes], media: Media
                 part.path.unlink(missing_ok=True)
 
 
-async def _parse(boundary: str, chunks: AsyncIterator[bytes], media: Media, form: Form) -> None:
+async def _parse(boundary: str, chunks: AsyncIterator[bytes], media: Media, form: UploadForm) -> None:
     parser = PushMultipartParser(boundary, max_segment_count=len(FIELDS), strict=False)
     part: Part | None = None
     sink: IO[bytes] | None = None
@@ -168,7 +168,7 @@ async def _parse(boundary: str, chunks: AsyncIterator[bytes], media: Media, form
                 sink.close()
 
 
-def _start(segment: MultipartSegment, form: Form) -> Part:
+def _start(segment: MultipartSegment, form: UploadForm) -> Part:
     name = segment.name or ""
     if name not in FIELDS:
         suggestion = difflib.get_close_matches(name, FIELDS, n=1, cutoff=0.6)
@@ -181,7 +181,7 @@ def _start(segment: MultipartSegment, form: Form) -> Part:
     return part
 
 
-def _drop(form: Form, part: Part) -> None:
+def _drop(form: UploadForm, part: Part) -> None:
     del form.parts[part.name]
     if part.path is not None:
         part.path.unlink(missing_ok=True)
@@ -200,7 +200,7 @@ class Upload:
 
     echo_content = True
 
-    def __init__(self, form: Form, media: Media) -> None:
+    def __init__(self, form: UploadForm, media: Media) -> None:
         self.form = form
         self.media_store = media
         self.media: list[MediaFile] = []

@@ -9,12 +9,12 @@ from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from glimpze.services import Glimpze
+from glimpze.services import Services
 
 log = logging.getLogger("glimpze.scheduler")
 
 
-def build_scheduler(glimpze: Glimpze) -> AsyncIOScheduler:
+def build_scheduler(glimpze: Services) -> AsyncIOScheduler:
     """The scheduler with every periodic job of the server; start it inside the running loop."""
     scheduler = AsyncIOScheduler(job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30})
     clock = glimpze.clock

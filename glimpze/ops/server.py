@@ -2,7 +2,7 @@
 
 Shutdown on SIGTERM or SIGINT (DESIGN §7, Operations):
 1. stop accepting connections; SSE streams end and waiting long polls answer at once
-   (`Glimpze.stop()`), and the dispatcher stops claiming deliveries. uvicorn runs the app's
+   (`Services.stop()`), and the dispatcher stops claiming deliveries. uvicorn runs the app's
    lifespan shutdown only after open connections finish, and an SSE stream never finishes on its
    own: so this happens as soon as shutdown begins, not in the lifespan;
 2. in-flight requests and in-flight deliveries share one grace period (`SHUTDOWN_GRACE`, 5 s);
@@ -35,7 +35,7 @@ import uvicorn
 
 from glimpze.ops.http_limits import HttpLimits, protocol
 from glimpze.ops.metrics import CONTENT_TYPE
-from glimpze.services import Glimpze
+from glimpze.services import Services
 
 log = logging.getLogger("glimpze")
 
@@ -60,7 +60,7 @@ class Server(uvicorn.Server):
     def __init__(
         self,
         config: uvicorn.Config,
-        glimpze: Glimpze,
+        glimpze: Services,
         *,
         metrics_socket: socket.socket | None = None,
         watchdog: bool = False,
@@ -104,7 +104,7 @@ class Server(uvicorn.Server):
 class MetricsServer(uvicorn.Server):
     """`[metrics] listen`: GET /metrics without authentication, on its own socket, in the same loop."""
 
-    def __init__(self, glimpze: Glimpze, *, http: Any = "auto") -> None:
+    def __init__(self, glimpze: Services, *, http: Any = "auto") -> None:
         super().__init__(
             uvicorn.Config(
                 metrics_app(glimpze),
@@ -121,7 +121,7 @@ class MetricsServer(uvicorn.Server):
         return contextlib.nullcontext()  # the main server owns the signals and stops this one
 
 
-def metrics_app(glimpze: Glimpze) -> Any:
+def metrics_app(glimpze: Services) -> Any:
     """A bare ASGI app: `GET /metrics` → the registry's text format; anything else → 404."""
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -138,7 +138,7 @@ def metrics_app(glimpze: Glimpze) -> Any:
     return app
 
 
-def http_protocol(glimpze: Glimpze, limits: HttpLimits) -> type[asyncio.Protocol]:
+def http_protocol(glimpze: Services, limits: HttpLimits) -> type[asyncio.Protocol]:
     """The protocol class both servers speak HTTP with, its refusals counted in /metrics."""
     refused = glimpze.metrics.counter(
         "glimpze_http_refused_total",

@@ -22,7 +22,7 @@ from glimpze.config import Config
 from glimpze.delivery import callbacks
 from glimpze.delivery.outbox import Outbox
 from glimpze.errors import Conflict, not_found
-from glimpze.feeds.ingest import SQL_EVENT_COLUMNS, SQL_WIDGET_EVENT, ApprovalView, Stored
+from glimpze.feeds.ingest import SQL_EVENT_COLUMNS, SQL_WIDGET_EVENT, ApprovalView, NewEvent
 from glimpze.push.action_links import ACTIONS, ActionLink, ActionLinks
 from glimpze.push.pushes import Push, message_text
 from glimpze.store.database import Database
@@ -179,7 +179,7 @@ class Approvals:
         self.defer_seconds = config.push.defer_seconds
         self.link_ttl = config.push.action_link_ttl_seconds
 
-    def on_accept(self, conn: sqlite3.Connection, stored: Stored) -> None:
+    def on_accept(self, conn: sqlite3.Connection, stored: NewEvent) -> None:
         """A new approval: its row and `approval.requested`, in the event's transaction."""
         if stored.feed.schema_type != "approval":
             return

@@ -36,12 +36,12 @@ from glimpze.clock import Clock, iso
 from glimpze.config import Config
 from glimpze.errors import not_found
 from glimpze.feeds.feeds import FeedState
-from glimpze.feeds.ingest import NO_PUSH, PushDecision, Stored
+from glimpze.feeds.ingest import NO_PUSH, NewEvent, PushDecision
 from glimpze.ids import new_id
 from glimpze.ops.metrics import Registry
 from glimpze.push import apprise_urls
 from glimpze.push.quiet_hours import QuietHours, QuietHoursSpec, QuietHoursState
-from glimpze.push.targets import PushTargets, Target
+from glimpze.push.targets import PushTargets, Recipient
 from glimpze.push.webpush import WebPush
 from glimpze.store.database import Database
 from glimpze.store.pagination import Page, page
@@ -184,7 +184,7 @@ class Push:
         self._last_push[feed.id] = now
         return PushDecision("queued", QUEUED)
 
-    def on_accept(self, conn: sqlite3.Connection, stored: Stored) -> None:
+    def on_accept(self, conn: sqlite3.Connection, stored: NewEvent) -> None:
         """Queue (or log) the push `decide` settled, in the event's transaction."""
         if stored.push_detail is None:
             return
@@ -401,7 +401,7 @@ class Push:
         return PushResult(target.id, target.kind, status, error, iso(self.clock.now()))
 
     async def _deliver(
-        self, target: Target, title: str, text: str, payload: bytes, now: float, urgent: bool
+        self, target: Recipient, title: str, text: str, payload: bytes, now: float, urgent: bool
     ) -> tuple[str, str | None]:
         """Send to one target: (sent | failed | removed, error)."""
         try:
@@ -419,7 +419,7 @@ class Push:
     def _record(
         self,
         row: sqlite3.Row,
-        targets: list[Target],
+        targets: list[Recipient],
         results: list[tuple[str, str | None]],
         now: float,
         conn: sqlite3.Connection,

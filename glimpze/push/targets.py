@@ -83,7 +83,7 @@ class PushTarget(msgspec.Struct, kw_only=True):
 
 
 @dataclass(frozen=True, slots=True)
-class Target:
+class Recipient:
     """A target as the sender needs it."""
 
     id: str
@@ -159,11 +159,11 @@ class PushTargets:
         if not deleted:
             raise not_found("push target", target_id)
 
-    async def of_project(self, project_id: str) -> list[Target]:
+    async def of_project(self, project_id: str) -> list[Recipient]:
         """Every target of the project, for sending (secrets included)."""
         rows = await self.db.fetch_all(SQL_ALL, (project_id,))
         return [
-            Target(
+            Recipient(
                 row["id"],
                 row["kind"],
                 row["url"],

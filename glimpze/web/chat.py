@@ -27,7 +27,7 @@ from glimpze.chat.sessions import Language, Session, Text, Url, VisitorSession, 
 from glimpze.chat.streams import MAX_SEQ, StreamEvent
 from glimpze.chat.tokens import WidgetVisitor
 from glimpze.errors import ValidationFailed
-from glimpze.services import Glimpze
+from glimpze.services import Services
 from glimpze.store.pagination import DEFAULT_LIMIT, check_limit
 from glimpze.validation import Decoder
 from glimpze.web.chat_cors import WidgetCors
@@ -161,7 +161,7 @@ async def fresh_card_url(
     return await glimpze.ctas.fresh_card(visitor.project_id, session, cta_id)
 
 
-async def _with_agent(glimpze: Glimpze, visitor: WidgetVisitor, session: Session) -> WidgetSession:
+async def _with_agent(glimpze: Services, visitor: WidgetVisitor, session: Session) -> WidgetSession:
     view = msgspec.structs.asdict(visitor_view(session))
     return WidgetSession(**view, agent=await glimpze.agents.profile(visitor.project_id, session.agent_id))
 

@@ -13,7 +13,7 @@ from glimpze.accounts.keys import Principal
 from glimpze.errors import ValidationFailed
 from glimpze.feeds.ingest import check_json_content_type
 from glimpze.feeds.limits import client_ip, too_many_failures
-from glimpze.services import Glimpze
+from glimpze.services import Services
 from glimpze.validation import Decoder
 from glimpze.web.ingest import bearer_token
 
@@ -21,7 +21,7 @@ T = TypeVar("T")
 AnyRequest = Request[Any, Any, Any]
 
 # Handler parameters filled by dependency injection (declared on the app and the /v1 router).
-App = NamedDependency[Glimpze]
+App = NamedDependency[Services]
 Caller = NamedDependency[Principal]
 
 
@@ -36,7 +36,7 @@ def known_etags(request: AnyRequest) -> frozenset[str]:
     return frozenset(tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip())
 
 
-def client_address(request: AnyRequest, glimpze: Glimpze) -> str:
+def client_address(request: AnyRequest, glimpze: Services) -> str:
     peer = request.client.host if request.client else None
     return client_ip(peer, request.headers.get("x-forwarded-for"), glimpze.trusted_proxies)
 
@@ -58,7 +58,7 @@ _encode = msgspec.json.Encoder().encode
 
 
 async def create_once(
-    request: AnyRequest, glimpze: Glimpze, scope: str, create: Callable[[], Awaitable[Any]]
+    request: AnyRequest, glimpze: Services, scope: str, create: Callable[[], Awaitable[Any]]
 ) -> Response[bytes]:
     """Run a create under the request's Idempotency-Key (DESIGN §7): a retry with the same key and
     body gets the first answer again, with `Idempotent-Replayed: true`. `create()` returns the

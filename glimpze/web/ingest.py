@@ -24,7 +24,7 @@ from glimpze.errors import BadRequest, GlimpzeError, PayloadTooLarge
 from glimpze.feeds.limits import client_ip
 from glimpze.feeds.schemas import EVENT_MAX_BYTES
 from glimpze.feeds.uploads import UPLOAD_MAX_BYTES
-from glimpze.services import Glimpze
+from glimpze.services import Services
 from glimpze.web.problems import PROBLEM_JSON, error_body
 
 _WANTED = {b"authorization", b"content-type", b"content-length", b"idempotency-key", b"x-forwarded-for"}
@@ -40,7 +40,7 @@ async def ingest_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
         raise NotFoundException()
     if scope["method"] != "POST":
         raise MethodNotAllowedException(headers={"Allow": "POST"})
-    glimpze: Glimpze = scope["litestar_app"].state.glimpze
+    glimpze: Services = scope["litestar_app"].state.glimpze
     start = time.perf_counter()
     try:
         await _answer(glimpze, scope, receive, send, parts[0], upload=len(parts) == 2)
@@ -48,7 +48,7 @@ async def ingest_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
         glimpze.ingest.latency.observe(time.perf_counter() - start)
 
 
-async def _answer(glimpze: Glimpze, scope: Scope, receive: Receive, send: Send, feed_id: str, *, upload: bool) -> None:
+async def _answer(glimpze: Services, scope: Scope, receive: Receive, send: Send, feed_id: str, *, upload: bool) -> None:
     headers = {name: value.decode("latin-1") for name, value in scope["headers"] if name in _WANTED}
     peer = scope.get("client")
     common: dict[str, Any] = {

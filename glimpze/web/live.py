@@ -52,7 +52,7 @@ _OUTGOING = {
 }
 
 
-class Subscription:
+class Listener:
     """One listener's queue of notices for a project; iterate it, and `close()` it when done."""
 
     def __init__(self, hub: Changes, project_id: str) -> None:
@@ -85,7 +85,7 @@ class Changes:
 
     def __init__(self) -> None:
         self._pending: dict[tuple[str, Change], None] = {}  # ordered, without repeats
-        self._subscribers: dict[str, set[Subscription]] = {}
+        self._subscribers: dict[str, set[Listener]] = {}
         self.stopping = False
         # Where a committed batch goes; see the module docstring.
         self.fan_out: Callable[[list[tuple[str, Change]]], None] = self.deliver
@@ -106,12 +106,12 @@ class Changes:
             for subscription in self._subscribers.get(project_id, ()):
                 subscription.put(change)
 
-    def subscribe(self, project_id: str) -> Subscription:
-        subscription = Subscription(self, project_id)
+    def subscribe(self, project_id: str) -> Listener:
+        subscription = Listener(self, project_id)
         self._subscribers.setdefault(project_id, set()).add(subscription)
         return subscription
 
-    def unsubscribe(self, subscription: Subscription) -> None:
+    def unsubscribe(self, subscription: Listener) -> None:
         subscribers = self._subscribers.get(subscription.project_id)
         if subscribers is not None:
             subscribers.discard(subscription)

@@ -10,7 +10,7 @@ from litestar import Request, Response, get
 from glimpze import __version__
 from glimpze.errors import Forbidden, GlimpzeError, Unauthorized
 from glimpze.ops.metrics import CONTENT_TYPE
-from glimpze.services import Glimpze
+from glimpze.services import Services
 from glimpze.web.common import App, bearer, client_address
 
 
@@ -53,7 +53,7 @@ async def metrics(request: Request, glimpze: App) -> Response[bytes]:
     return Response(await glimpze.metrics.render(), media_type=CONTENT_TYPE)
 
 
-async def authorize_metrics(glimpze: Glimpze, secret: str | None, client: str) -> None:
+async def authorize_metrics(glimpze: Services, secret: str | None, client: str) -> None:
     """The `[metrics] token` when one is set, else an API key of the default project (the
     operator's): metrics name every project's feeds. Behind the failed-authentication limiter
     like every credential."""

@@ -28,7 +28,7 @@ from glimpze.errors import ValidationFailed
 from glimpze.feeds.feeds import Feed
 from glimpze.feeds.ingest import ApprovalView, Event, Widget
 from glimpze.feeds.tiles import Placement, TileOrder, arranged, is_stale, tile_size
-from glimpze.services import Glimpze
+from glimpze.services import Services
 from glimpze.validation import Decoder
 from glimpze.web.common import read_json
 from glimpze.web.dashboard.web import (
@@ -110,7 +110,7 @@ def _timestamp(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
-async def home_tiles(glimpze: Glimpze, project_id: str) -> list[TileView]:
+async def home_tiles(glimpze: Services, project_id: str) -> list[TileView]:
     feeds = await project_feeds(glimpze, project_id)
     widgets = await glimpze.ingest.widgets(project_id)
     layout = await glimpze.tiles.layout(project_id)
@@ -120,7 +120,7 @@ async def home_tiles(glimpze: Glimpze, project_id: str) -> list[TileView]:
     return [tile_view(by_id[i], widgets.get(i), layout.get(i, Placement()), now) for i in order]
 
 
-async def one_tile(glimpze: Glimpze, project_id: str, feed_id: str) -> TileView:
+async def one_tile(glimpze: Services, project_id: str, feed_id: str) -> TileView:
     feed = await glimpze.feeds.get(project_id, feed_id)
     widget = await glimpze.ingest.widget_of(feed.id, feed.schema_type)
     placement = await glimpze.tiles.placement(feed.id)
@@ -185,7 +185,7 @@ async def live(request: AnyRequest) -> ServerSentEvent:
     return ServerSentEvent(_notices(glimpze, v.project_id, cookie))
 
 
-async def _notices(glimpze: Glimpze, project_id: str, cookie: str | None) -> AsyncIterator[ServerSentEventMessage]:
+async def _notices(glimpze: Services, project_id: str, cookie: str | None) -> AsyncIterator[ServerSentEventMessage]:
     subscription = glimpze.changes.subscribe(project_id)
     try:
         yield ServerSentEventMessage(comment="live", retry=3000)

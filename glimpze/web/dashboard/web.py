@@ -33,7 +33,7 @@ from litestar.response import Redirect, Template
 from glimpze.accounts.admin import SESSION_SECONDS, DashboardSession
 from glimpze.errors import GlimpzeError
 from glimpze.ids import same
-from glimpze.services import Glimpze
+from glimpze.services import Services
 from glimpze.validation import validation_failed
 from glimpze.web.common import client_address
 from glimpze.web.problems import http_error
@@ -117,7 +117,7 @@ class Notices:
 class Ui:
     """What the dashboard keeps beside the services: notices, cookie names, the assets' version."""
 
-    def __init__(self, glimpze: Glimpze) -> None:
+    def __init__(self, glimpze: Services) -> None:
         self.glimpze = glimpze
         self.notices = Notices()
         self.secure = glimpze.config.https  # Secure cookies over https (DESIGN §7, Dashboard)
@@ -170,7 +170,7 @@ def ui_of(request: Request[Any, Any, Any]) -> Ui:
     return request.app.state.ui  # type: ignore[no-any-return]
 
 
-def glimpze_of(request: Request[Any, Any, Any]) -> Glimpze:
+def glimpze_of(request: Request[Any, Any, Any]) -> Services:
     return request.app.state.glimpze  # type: ignore[no-any-return]
 
 
@@ -215,7 +215,7 @@ async def before_request(request: Request[Any, Any, Any]) -> Response[Any] | Non
     return None
 
 
-async def counts(glimpze: Glimpze, project_id: str) -> dict[str, int]:
+async def counts(glimpze: Services, project_id: str) -> dict[str, int]:
     """What the navigation counts: approvals waiting, and conversations with unread visitor messages."""
     return {
         "approvals": await glimpze.approvals.pending_count(project_id),

@@ -15,7 +15,7 @@ from litestar.response import Redirect
 from glimpze.errors import NotFound
 from glimpze.feeds.feeds import Feed, ReaderFeed
 from glimpze.feeds.images import WIDGET_PIXELS
-from glimpze.services import Glimpze
+from glimpze.services import Services
 from glimpze.store.pagination import MAX_LIMIT, all_pages
 from glimpze.web.common import known_etags
 from glimpze.web.dashboard.web import glimpze_of, viewer
@@ -58,7 +58,7 @@ def widget_url(content: dict[str, Any] | None) -> str | None:
     return url if isinstance(url, str) and url.lower().startswith(("http://", "https://")) else None
 
 
-async def project_feeds(glimpze: Glimpze, project_id: str) -> list[Feed]:
+async def project_feeds(glimpze: Services, project_id: str) -> list[Feed]:
     return await all_pages(
         lambda after: glimpze.feeds.list(project_id, after=after, limit=MAX_LIMIT), most=MAX_FEEDS_SHOWN
     )
