@@ -26,7 +26,7 @@ from glimpze.ops.tls import HstsMiddleware
 from glimpze.services import Services
 from glimpze.web import actions, chat, dashboard, widgets
 from glimpze.web.api import agents, approvals, ctas, feeds, keys, leads, push, sessions, settings, webhooks
-from glimpze.web.api.chat_tokens import mint_widget_token
+from glimpze.web.api.chat_tokens import mint_chat_token
 from glimpze.web.chat_script import widget_js
 from glimpze.web.common import api_principal
 from glimpze.web.ingest import ingest_endpoint
@@ -97,7 +97,7 @@ def create_app(
             settings.router,
             approvals.router,
             push.router,
-            mint_widget_token,
+            mint_chat_token,
         ],
         dependencies={"principal": Provide(api_principal)},
         security=[{"apiKey": []}],

@@ -27,7 +27,7 @@ from glimpze.chat.patterns import PatternSearcher
 from glimpze.chat.records import SessionRecords
 from glimpze.chat.sessions import Sessions
 from glimpze.chat.streams import SessionStreams
-from glimpze.chat.tokens import WidgetTokens
+from glimpze.chat.tokens import ChatTokens
 from glimpze.clock import Clock, SystemClock
 from glimpze.config import Config
 from glimpze.delivery import callbacks
@@ -121,7 +121,7 @@ class Services:
         self.ingest.approval_widget = self.approvals.widget
         # Conversations
         own_origin = normalize_origin(urlsplit(config.base_url)._replace(path="", query="", fragment="").geturl())
-        self.widget_tokens = WidgetTokens(self.db, self.clock, self.settings, own_origin)
+        self.chat_tokens = ChatTokens(self.db, self.clock, self.settings, own_origin)
         self.agents = Agents(self.db, self.clock)
         self.streams = SessionStreams(self.db, self.clock)
         self.sessions = Sessions(self.db, self.clock, self.outbox, self.streams)

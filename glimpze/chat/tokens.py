@@ -72,13 +72,13 @@ class TokenRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             raise ValueError(f"[context] is larger than {limit // 1024} KiB once encoded (it travels in the token)")
 
 
-class WidgetToken(msgspec.Struct):
+class ChatToken(msgspec.Struct):
     token: str
     expires_at: str
 
 
 @dataclass(frozen=True, slots=True)
-class WidgetVisitor:
+class ChatVisitor:
     """Who is calling /widget/v1: a visitor of a project, through a verified token."""
 
     project_id: str
@@ -124,7 +124,7 @@ def origin_not_allowed(origin: str) -> Forbidden:
     )
 
 
-class WidgetTokens:
+class ChatTokens:
     """Mints and verifies widget tokens; per-project secrets are cached after the first read."""
 
     def __init__(self, db: Database, clock: Clock, settings: ProjectSettings, own_origin: str | None) -> None:
@@ -134,7 +134,7 @@ class WidgetTokens:
         self.own_origin = own_origin  # calls from Glimpze's own pages are same-origin
         self._secrets: dict[str, str] = {}
 
-    async def mint(self, project_id: str, data: TokenRequest) -> WidgetToken:
+    async def mint(self, project_id: str, data: TokenRequest) -> ChatToken:
         origin = check_origin(data.origin, "$.origin") if data.origin is not None else None
         if data.agent_id is not None and await self.db.fetch_one(SQL_AGENT_EXISTS, (project_id, data.agent_id)) is None:
             raise ValidationFailed.at("$.agent_id", f"no agent with id {data.agent_id!r} in this project")
@@ -142,9 +142,9 @@ class WidgetTokens:
         now = int(self.clock.now())
         claims = Claims(project_id, data.visitor, data.context, origin, data.agent_id, now, now + data.ttl_seconds)
         payload = _b64(_encode_claims(claims))
-        return WidgetToken(f"{PREFIX}{payload}.{_sign(secret, payload)}", iso(claims.expires_at))
+        return ChatToken(f"{PREFIX}{payload}.{_sign(secret, payload)}", iso(claims.expires_at))
 
-    async def verify(self, token: str | None, origin: str | None) -> WidgetVisitor:
+    async def verify(self, token: str | None, origin: str | None) -> ChatVisitor:
         """The visitor a token stands for; raises 401 `invalid_token`."""
         if not token:
             raise invalid_token("Send the widget token as 'Authorization: Bearer gzt_…'.")
@@ -163,11 +163,11 @@ class WidgetTokens:
             raise invalid_token(f"This widget token expired at {iso(claims.expires_at)}.")
         if claims.origin is not None and (origin is None or normalize_origin(origin) != claims.origin):
             raise invalid_token(f"This widget token is only valid on {claims.origin}.")
-        return WidgetVisitor(
+        return ChatVisitor(
             claims.project_id, claims.visitor, claims.context, claims.origin, claims.agent_id, claims.expires_at
         )
 
-    async def authenticate(self, token: str | None, origin: str | None) -> WidgetVisitor:
+    async def authenticate(self, token: str | None, origin: str | None) -> ChatVisitor:
         """`verify`, then a browser Origin must be one of the project's widget origins."""
         visitor = await self.verify(token, origin)
         if origin is not None and not await self.origin_allowed(visitor.project_id, origin):

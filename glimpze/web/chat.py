@@ -25,17 +25,17 @@ from glimpze.chat.agents import AgentProfile
 from glimpze.chat.messages import CtaCard, Message, MessageCreate, MessagePoll
 from glimpze.chat.sessions import Language, Session, Text, Url, VisitorSession, visitor_view
 from glimpze.chat.streams import MAX_SEQ, StreamEvent
-from glimpze.chat.tokens import WidgetVisitor
+from glimpze.chat.tokens import ChatVisitor
 from glimpze.errors import ValidationFailed
 from glimpze.services import Services
 from glimpze.store.pagination import DEFAULT_LIMIT, check_limit
 from glimpze.validation import Decoder
-from glimpze.web.chat_cors import WidgetCors
+from glimpze.web.chat_cors import ChatCors
 from glimpze.web.common import App, bearer, create_once, read_json
 
 TOKEN_IN_QUERY = "token_in_query"  # route opt: this route also takes ?token=
 
-WidgetCaller = NamedDependency[WidgetVisitor]
+ChatCaller = NamedDependency[ChatVisitor]
 
 
 class SessionOpen(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -47,7 +47,7 @@ class VisitorMessage(msgspec.Struct, forbid_unknown_fields=True):
     text: Text
 
 
-class WidgetSession(VisitorSession, kw_only=True):
+class ChatSession(VisitorSession, kw_only=True):
     """The visitor's session with what the widget's header shows of its agent (null: no agent)."""
 
     agent: AgentProfile | None
@@ -57,21 +57,21 @@ SESSION_OPEN = Decoder(SessionOpen)
 VISITOR_MESSAGE = Decoder(VisitorMessage)
 
 
-async def widget_visitor(request: Request, glimpze: App) -> WidgetVisitor:
+async def chat_visitor(request: Request, glimpze: App) -> ChatVisitor:
     """Dependency for /widget/v1: the visitor behind the widget token."""
     token = bearer(request)
     if token is None and request.route_handler.opt.get(TOKEN_IN_QUERY):
         token = request.query_params.get("token")
-    return await glimpze.widget_tokens.authenticate(token, request.headers.get("origin"))
+    return await glimpze.chat_tokens.authenticate(token, request.headers.get("origin"))
 
 
 @post(
     "/sessions",
     opt={"body": SessionOpen, "body_optional": True},
     summary="Open the visitor's session, or resume the one still open (201 new, 200 resumed)",
-    responses={200: ResponseSpec(data_container=WidgetSession, description="The visitor's open session, resumed")},
+    responses={200: ResponseSpec(data_container=ChatSession, description="The visitor's open session, resumed")},
 )
-async def open_session(request: Request, glimpze: App, visitor: WidgetCaller) -> Response[WidgetSession]:
+async def open_session(request: Request, glimpze: App, visitor: ChatCaller) -> Response[ChatSession]:
     data = await read_json(request, SESSION_OPEN, empty=SessionOpen())
     created, session = await glimpze.sessions.open_for_visitor(
         visitor.project_id,
@@ -85,14 +85,14 @@ async def open_session(request: Request, glimpze: App, visitor: WidgetCaller) ->
 
 
 @get("/sessions/{session_id:str}", summary="The visitor's session")
-async def get_session(session_id: FromPath[str], glimpze: App, visitor: WidgetCaller) -> WidgetSession:
+async def get_session(session_id: FromPath[str], glimpze: App, visitor: ChatCaller) -> ChatSession:
     session = await glimpze.sessions.for_visitor(visitor.project_id, visitor.visitor.id, session_id)
     return await _with_agent(glimpze, visitor, session)
 
 
 @post("/sessions/{session_id:str}/messages", opt={"body": VisitorMessage}, summary="Post a visitor message")
 async def post_message(
-    session_id: FromPath[str], request: Request, glimpze: App, visitor: WidgetCaller
+    session_id: FromPath[str], request: Request, glimpze: App, visitor: ChatCaller
 ) -> Response[Message]:
     data = await read_json(request, VISITOR_MESSAGE)
     await glimpze.sessions.for_visitor(visitor.project_id, visitor.visitor.id, session_id)
@@ -108,7 +108,7 @@ async def post_message(
 async def poll_messages(
     session_id: FromPath[str],
     glimpze: App,
-    visitor: WidgetCaller,
+    visitor: ChatCaller,
     after: Annotated[int, QueryParameter(ge=0, le=MAX_SEQ)] = 0,
     limit: FromQuery[int] = DEFAULT_LIMIT,
 ) -> MessagePoll:
@@ -132,7 +132,7 @@ async def stream(
     session_id: FromPath[str],
     request: Request,
     glimpze: App,
-    visitor: WidgetCaller,
+    visitor: ChatCaller,
     token: FromQuery[str | None] = None,
     last_event_id: Annotated[int | None, QueryParameter(ge=0, le=MAX_SEQ)] = None,
     last_event_id_header: Annotated[str | None, HeaderParameter(name="Last-Event-ID")] = None,
@@ -154,16 +154,16 @@ async def stream(
 async def fresh_card_url(
     cta_id: FromPath[str],
     glimpze: App,
-    visitor: WidgetCaller,
+    visitor: ChatCaller,
     session_id: Annotated[str, QueryParameter(name="session", description="the session the card was offered in")],
 ) -> CtaCard:
     session = await glimpze.sessions.for_visitor(visitor.project_id, visitor.visitor.id, session_id)
     return await glimpze.ctas.fresh_card(visitor.project_id, session, cta_id)
 
 
-async def _with_agent(glimpze: Services, visitor: WidgetVisitor, session: Session) -> WidgetSession:
+async def _with_agent(glimpze: Services, visitor: ChatVisitor, session: Session) -> ChatSession:
     view = msgspec.structs.asdict(visitor_view(session))
-    return WidgetSession(**view, agent=await glimpze.agents.profile(visitor.project_id, session.agent_id))
+    return ChatSession(**view, agent=await glimpze.agents.profile(visitor.project_id, session.agent_id))
 
 
 def _event_id(header: str) -> int:
@@ -184,8 +184,8 @@ async def _messages(events: AsyncIterator[StreamEvent | None]) -> AsyncIterator[
 router = Router(
     "/widget/v1",
     route_handlers=[open_session, get_session, post_message, poll_messages, stream, fresh_card_url],
-    dependencies={"visitor": Provide(widget_visitor)},
-    middleware=[WidgetCors],
+    dependencies={"visitor": Provide(chat_visitor)},
+    middleware=[ChatCors],
     security=[{"widgetToken": []}],
     tags=["widget"],
 )

@@ -38,7 +38,7 @@ SECURITY_HEADERS = (
 )
 
 
-class WidgetCors:
+class ChatCors:
     """Router middleware of the visitor API."""
 
     def __init__(self, app: ASGIApp) -> None:
@@ -56,7 +56,7 @@ class WidgetCors:
                 await _preflight(send, origin)
                 return
             glimpze: Any = scope["litestar_app"].state.glimpze
-            if not await glimpze.widget_tokens.origin_known(origin.decode("latin-1")):
+            if not await glimpze.chat_tokens.origin_known(origin.decode("latin-1")):
                 await _refuse(send, origin)
                 return
             cors = _cors_headers(origin)
