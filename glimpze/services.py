@@ -1,17 +1,14 @@
-"""`Glimpze`: the services the server and the CLI share, built from a Config, a clock and a store."""
+"""`Services`: everything the server and the CLI share, built once from a Config, a clock and a store."""
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import os
-import sqlite3
 import time
 from urllib.parse import urlsplit
 
 import httpcore
-import msgspec
 
 from glimpze import __version__
 from glimpze.accounts.admin import Admin
@@ -30,15 +27,15 @@ from glimpze.chat.streams import SessionStreams
 from glimpze.chat.tokens import ChatTokens
 from glimpze.clock import Clock, SystemClock
 from glimpze.config import Config
-from glimpze.delivery import callbacks
 from glimpze.delivery.dispatcher import SQL_QUEUE_STATS, Dispatcher
 from glimpze.delivery.inspector import Inspector
 from glimpze.delivery.outbox import Outbox
 from glimpze.delivery.ssrf import GuardedTransport, TargetPolicy, guarded_pool
 from glimpze.delivery.webhooks import Webhooks
+from glimpze.feeds.events import Events
 from glimpze.feeds.feeds import Feeds
 from glimpze.feeds.idempotency import Idempotency
-from glimpze.feeds.ingest import Ingest, NewEvent
+from glimpze.feeds.ingest import Ingest
 from glimpze.feeds.limits import AuthFailureLimiter, parse_networks
 from glimpze.feeds.media import Media
 from glimpze.feeds.retention import Retention
@@ -51,8 +48,8 @@ from glimpze.push.pushes import Push
 from glimpze.push.quiet_hours import QuietHours
 from glimpze.push.targets import PushTargets
 from glimpze.push.webpush import FALLBACK_SUBJECT, WebPush
+from glimpze.store.changes import Changes
 from glimpze.store.database import Database, wal_path
-from glimpze.web.live import Changes
 
 log = logging.getLogger("glimpze")
 
@@ -67,38 +64,28 @@ class Services:
         self.clock = clock or SystemClock()
         self.metrics = Registry()
         self.db = Database(config.db_path, synchronous=config.synchronous)
+        # What the dashboard's live pages hear: noted inside write jobs, told after the commit.
+        self.changes = Changes()
         self.trusted_proxies = parse_networks(config.trusted_proxies)
         self.auth_failures = AuthFailureLimiter(self.clock)
         self.keys = Keys(self.db, self.clock)
-        self.feeds = Feeds(self.db, config, self.clock)
-        self.idempotency = Idempotency(self.db, self.clock)
+        self.settings = ProjectSettings(self.db, self.clock)
         self.policy = TargetPolicy(config.webhooks.allow_targets)
-        self.outbox = Outbox(self.db, self.clock, config.webhooks.event_retention_days)
+        # The event pipe out
+        self.outbox = Outbox(self.db, self.clock, self.changes, config.webhooks.event_retention_days)
         self.webhooks = Webhooks(self.db, config, self.clock, self.outbox, self.policy)
-        self.media = Media(config.data_path / "media", self.db, config.base_url)
-        self.ingest = Ingest(
-            self.db, self.feeds, self.idempotency, self.clock, self.auth_failures, self.media, self.metrics
-        )
-        self.ingest.on_store.append(self.media.on_store)
-        # What the dashboard's live pages hear: notes taken inside write jobs, told after the commit.
-        self.changes = Changes()
-        self.ingest.on_store.append(self.changes.on_store)
-        self.outbox.on_emit.append(self.changes.on_emit)
-        self.ingest.on_accept.append(self._emit_feed_event)
-        self.widgets = Widgets(self.db, self.feeds, self.media, self.clock, self.auth_failures, self.ingest)
         self.dispatcher = Dispatcher(
             self.db,
             config,
             self.clock,
             self.outbox,
+            self.changes,
             lambda: guarded_pool(self.policy, network=network),
             busy=lambda: self.ingest.in_flight > 0,
             metrics=self.metrics,
         )
-        self.dispatcher.on_outcome.append(self.changes.on_outcome)
-        self.retention = Retention(self.db, config, self.media)
-        self.settings = ProjectSettings(self.db, self.clock)
-        # Approvals and push: approval rows, then pushes, are written by ingest hooks after feed.event.
+        self.inspector = Inspector(self.db)
+        # Push and approvals
         self.quiet_hours = QuietHours(self.db, self.clock, self.settings)
         self.push_targets = PushTargets(self.db, self.clock, self.policy)
         self.webpush = WebPush(
@@ -108,34 +95,60 @@ class Services:
             timeout=config.push.timeout_seconds,
             transport=lambda: GuardedTransport(self.policy, network=network),
         )
-        self.push = Push(
-            self.db, config, self.clock, self.push_targets, self.quiet_hours, self.webpush, metrics=self.metrics
-        )
         self.action_links = ActionLinks(self.db, config.base_url)
+        self.push = Push(
+            self.db,
+            config,
+            self.clock,
+            self.push_targets,
+            self.quiet_hours,
+            self.webpush,
+            self.action_links,
+            metrics=self.metrics,
+        )
         self.approvals = Approvals(self.db, config, self.clock, self.outbox, self.push, self.action_links)
-        self.push.links = self.approvals.links
-        self.ingest.decide_push = self.push.decide
-        self.ingest.check_event = functools.partial(callbacks.check_target, self.policy)
-        self.ingest.on_accept.append(self.approvals.on_accept)
-        self.ingest.on_accept.append(self.push.on_accept)
-        self.ingest.approval_widget = self.approvals.widget
-        # Conversations
+        # Feeds: events in, widgets out
+        self.feeds = Feeds(self.db, config, self.clock)
+        self.idempotency = Idempotency(self.db, self.clock)
+        self.media = Media(config.data_path / "media", self.db, config.base_url)
+        self.ingest = Ingest(
+            self.db,
+            self.clock,
+            self.metrics,
+            auth_failures=self.auth_failures,
+            feeds=self.feeds,
+            idempotency=self.idempotency,
+            policy=self.policy,
+            media=self.media,
+            outbox=self.outbox,
+            approvals=self.approvals,
+            push=self.push,
+            changes=self.changes,
+        )
+        self.events = Events(self.db, self.feeds, self.approvals)
+        self.widgets = Widgets(self.db, self.feeds, self.media, self.clock, self.auth_failures, self.events)
+        self.retention = Retention(self.db, config, self.media)
+        self.tiles = Tiles(self.db, self.clock)
+        # The visitor chat
         own_origin = normalize_origin(urlsplit(config.base_url)._replace(path="", query="", fragment="").geturl())
         self.chat_tokens = ChatTokens(self.db, self.clock, self.settings, own_origin)
         self.agents = Agents(self.db, self.clock)
         self.streams = SessionStreams(self.db, self.clock)
         self.sessions = Sessions(self.db, self.clock, self.outbox, self.streams)
         self.session_records = SessionRecords(self.db, self.clock, self.sessions)
-        self.messages = Messages(self.db, self.clock, self.outbox, self.streams, self.sessions)
         self.leads = Leads(self.db, self.clock, self.outbox)
         self.cta_context = CtaContext(self.db, self.clock, self.settings)
         self.ctas = CtaRules(self.db, self.clock, self.cta_context, PatternSearcher(), self.streams)
-        self.messages.on_reply.append(self.ctas.on_reply)
-        # The dashboard: its home screen's layout, and the administrator's inbox
-        self.tiles = Tiles(self.db, self.clock)
         self.inbox = Inbox(self.db, self.clock, self.settings, self.push)
-        self.messages.on_message.append(self.inbox.on_message)
-        self.inspector = Inspector(self.db)
+        self.messages = Messages(
+            self.db,
+            self.clock,
+            outbox=self.outbox,
+            streams=self.streams,
+            sessions=self.sessions,
+            ctas=self.ctas,
+            inbox=self.inbox,
+        )
         # The dashboard's administrator
         self.admin = Admin(self.db, self.clock)
         # Set when the server begins to shut down: streams end, long polls answer.
@@ -192,23 +205,6 @@ class Services:
             streams.set(value=self.streams.streams_open)
             if (memory := _resident_bytes()) is not None:
                 rss.set(value=memory)
-
-    def _emit_feed_event(self, conn: sqlite3.Connection, stored: NewEvent) -> None:
-        """`feed.event` for every accepted event; its id is the ingested event's id."""
-        self.outbox.emit(
-            conn,
-            stored.feed.project_id,
-            "feed.event",
-            {
-                "feed_id": stored.feed.id,
-                "schema_type": stored.feed.schema_type,
-                "content": msgspec.Raw(stored.content),
-                "metadata": msgspec.Raw(stored.metadata),
-                "intent": msgspec.Raw(stored.intent),
-            },
-            occurred_at=stored.received_at,
-            event_id=stored.id,
-        )
 
     async def close(self) -> None:
         try:

@@ -15,7 +15,7 @@ from glimpze.clock import FakeClock
 from glimpze.config import Config
 from glimpze.feeds.tiles import Placement, TileSettings, arranged, is_stale
 from glimpze.push import apprise_urls
-from glimpze.web.live import Change, Changes
+from glimpze.store.changes import Change, Changes
 from tests.conftest import Api, running
 from tests.dashboard import Dash, audit, csrf_of
 from tests.receiver import Receiver

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from glimpze.feeds.events import ApprovalView
 from glimpze.feeds.images import WIDGET_PIXELS, vips
-from glimpze.feeds.ingest import ApprovalView
 from tests import imagefiles as img
 from tests.conftest import Api
 

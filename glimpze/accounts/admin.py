@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +22,7 @@ from glimpze.errors import GlimpzeError, NotFound, Unauthorized, ValidationFaile
 from glimpze.feeds.limits import AuthFailureLimiter
 from glimpze.ids import hash_secret, same
 from glimpze.store.database import Database
+from glimpze.store.sql import Tx
 
 SESSION_SECONDS = 30 * 86400
 TOUCH_SECONDS = 3600
@@ -102,11 +102,11 @@ class Admin:
         on first start, and RESET_TOKEN_SECONDS when it replaces an existing password."""
         token, now = secrets.token_urlsafe(32), self.clock.now()
 
-        def job(conn: sqlite3.Connection) -> None:
-            conn.execute(SQL_ENSURE_ADMIN)
-            has_password = conn.execute(SQL_ADMIN).fetchone()["password_hash"] is not None
+        def job(tx: Tx) -> None:
+            tx.execute(SQL_ENSURE_ADMIN)
+            has_password = tx.execute(SQL_ADMIN).fetchone()["password_hash"] is not None
             expires = now + RESET_TOKEN_SECONDS if has_password else None
-            conn.execute(SQL_SET_SETUP_TOKEN, (hash_secret(token), expires))
+            tx.execute(SQL_SET_SETUP_TOKEN, (hash_secret(token), expires))
 
         await self.db.write(job)
         return token
@@ -152,14 +152,14 @@ class Admin:
         now = self.clock.now()
         session, params = self._new_session(now, None, user_agent)
 
-        def job(conn: sqlite3.Connection) -> None:
-            row = conn.execute(SQL_ADMIN).fetchone()
+        def job(tx: Tx) -> None:
+            row = tx.execute(SQL_ADMIN).fetchone()
             # The token may have been used (or replaced) by a concurrent request since it was checked.
             if token_hash is not None and (row is None or not same(token_hash, row["setup_token_hash"] or "")):
                 raise NotFound("This setup link was used or replaced meanwhile.", code="invalid_setup_link")
-            conn.execute(SQL_SET_PASSWORD, (digest, now))
-            conn.execute(SQL_DELETE_ALL_SESSIONS)
-            conn.execute(SQL_INSERT_SESSION, params)
+            tx.execute(SQL_SET_PASSWORD, (digest, now))
+            tx.execute(SQL_DELETE_ALL_SESSIONS)
+            tx.execute(SQL_INSERT_SESSION, params)
 
         await self.db.write(job)
         self._cache.clear()
@@ -192,7 +192,7 @@ class Admin:
         await self.failures.guard(client, lambda: self._verify(password))
         now = self.clock.now()
         session, params = self._new_session(now, None, user_agent)
-        await self.db.write(lambda conn: conn.execute(SQL_INSERT_SESSION, params))
+        await self.db.write(lambda tx: tx.execute(SQL_INSERT_SESSION, params))
         return session
 
     def _new_session(

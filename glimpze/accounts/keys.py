@@ -7,7 +7,6 @@ bounds how long a key revoked from another process (the CLI) keeps working here.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 
 import msgspec
@@ -18,6 +17,7 @@ from glimpze.ids import display_prefix, hash_secret, new_id, new_secret
 from glimpze.names import check_name
 from glimpze.store.database import Database
 from glimpze.store.pagination import Page, page
+from glimpze.store.sql import Row, Tx
 
 DEFAULT_PROJECT_NAME = "Default"
 DEFAULT_ROTATION_GRACE_SECONDS = 24 * 3600
@@ -92,7 +92,7 @@ def _iso_or_none(ts: float | None) -> str | None:
     return None if ts is None else iso(ts)
 
 
-def _key_out(row: sqlite3.Row, now: float) -> ApiKey:
+def _key_out(row: Row, now: float) -> ApiKey:
     grace = row["previous_expires_at"]
     return ApiKey(
         id=row["id"],
@@ -124,11 +124,9 @@ class Keys:
         secret = new_secret("gzp_")
         key_id = new_id("key_")
 
-        def job(conn: sqlite3.Connection) -> None:
-            conn.execute(SQL_INSERT_PROJECT, (project_id, name, now))
-            conn.execute(
-                SQL_INSERT_KEY, (key_id, project_id, "admin", display_prefix(secret), hash_secret(secret), now)
-            )
+        def job(tx: Tx) -> None:
+            tx.execute(SQL_INSERT_PROJECT, (project_id, name, now))
+            tx.execute(SQL_INSERT_KEY, (key_id, project_id, "admin", display_prefix(secret), hash_secret(secret), now))
 
         await self.db.write(job)
         key = NewApiKey(id=key_id, name="admin", prefix=display_prefix(secret), created_at=iso(now), key=secret)
@@ -140,14 +138,14 @@ class Keys:
         now = self.clock.now()
         project_id, key_id, secret = new_id("prj_"), new_id("key_"), new_secret("gzp_")
 
-        def job(conn: sqlite3.Connection) -> tuple[sqlite3.Row, bool]:
-            row = conn.execute(SQL_FIRST_PROJECT).fetchone()
+        def job(tx: Tx) -> tuple[Row, bool]:
+            row = tx.execute(SQL_FIRST_PROJECT).fetchone()
             if row is None:
-                conn.execute(SQL_INSERT_PROJECT, (project_id, DEFAULT_PROJECT_NAME, now))
-                row = conn.execute(SQL_GET_PROJECT, (project_id,)).fetchone()
-            if not mint_admin_key or conn.execute(SQL_COUNT_KEYS, (row["id"],)).fetchone()[0]:
+                tx.execute(SQL_INSERT_PROJECT, (project_id, DEFAULT_PROJECT_NAME, now))
+                row = tx.execute(SQL_GET_PROJECT, (project_id,)).fetchone()
+            if not mint_admin_key or tx.execute(SQL_COUNT_KEYS, (row["id"],)).fetchone()[0]:
                 return row, False
-            conn.execute(SQL_INSERT_KEY, (key_id, row["id"], "admin", display_prefix(secret), hash_secret(secret), now))
+            tx.execute(SQL_INSERT_KEY, (key_id, row["id"], "admin", display_prefix(secret), hash_secret(secret), now))
             return row, True
 
         row, minted = await self.db.write(job)
@@ -214,10 +212,10 @@ class Keys:
             "id": key_id,
         }
 
-        def job(conn: sqlite3.Connection) -> sqlite3.Row | None:
-            if conn.execute(SQL_ROTATE_KEY, params).rowcount == 0:
+        def job(tx: Tx) -> Row | None:
+            if tx.execute(SQL_ROTATE_KEY, params).rowcount == 0:
                 return None
-            return conn.execute(SQL_GET_KEY, (project_id, key_id)).fetchone()
+            return tx.execute(SQL_GET_KEY, (project_id, key_id)).fetchone()
 
         row = await self.db.write(job)
         if row is None:
@@ -229,14 +227,14 @@ class Keys:
     async def revoke(self, project_id: str, key_id: str) -> None:
         """Delete a key at once. The project's last key stays, so the project remains reachable."""
 
-        def job(conn: sqlite3.Connection) -> None:
-            if conn.execute(SQL_GET_KEY, (project_id, key_id)).fetchone() is None:
+        def job(tx: Tx) -> None:
+            if tx.execute(SQL_GET_KEY, (project_id, key_id)).fetchone() is None:
                 raise not_found("API key", key_id)
-            if conn.execute(SQL_COUNT_KEYS, (project_id,)).fetchone()[0] <= 1:
+            if tx.execute(SQL_COUNT_KEYS, (project_id,)).fetchone()[0] <= 1:
                 raise Conflict(
                     "This is the project's last API key; create another one first so the project stays reachable."
                 )
-            conn.execute(SQL_DELETE_KEY, (project_id, key_id))
+            tx.execute(SQL_DELETE_KEY, (project_id, key_id))
 
         await self.db.write(job)
         self._forget(key_id)
@@ -270,7 +268,7 @@ class Keys:
         if not used:
             return
         rows = [(at, key_id, at - LAST_USED_RESOLUTION_SECONDS) for key_id, at in used]
-        await self.db.write(lambda conn: conn.executemany(SQL_TOUCH_KEY, rows))
+        await self.db.write(lambda tx: tx.executemany(SQL_TOUCH_KEY, rows))
         for key_id, at in used:
             if key_id in self._used:  # not deleted meanwhile
                 self._written[key_id] = max(at, self._written.get(key_id, at))

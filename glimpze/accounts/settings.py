@@ -8,7 +8,6 @@ the API of this process), because CORS preflights ask for them on every widget r
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -17,6 +16,7 @@ import msgspec
 from glimpze.clock import Clock
 from glimpze.errors import ValidationFailed
 from glimpze.store.database import Database
+from glimpze.store.sql import Tx
 
 WIDGET_ORIGINS = "widget_origins"
 MAX_WIDGET_ORIGINS = 50
@@ -85,23 +85,23 @@ class ProjectSettings:
         rows = await self.db.fetch_all(SQL_ALL, (name,))
         return [(row["project_id"], msgspec.json.decode(row["value"])) for row in rows]
 
-    def delete(self, conn: sqlite3.Connection, project_id: str, name: str) -> None:
+    def delete(self, tx: Tx, project_id: str, name: str) -> None:
         """Remove a value (inside a write job)."""
-        conn.execute(SQL_DELETE, (project_id, name))
+        tx.execute(SQL_DELETE, (project_id, name))
 
-    def read(self, conn: sqlite3.Connection, project_id: str, name: str) -> Any:
+    def read(self, tx: Tx, project_id: str, name: str) -> Any:
         """A value, or None (inside a write job)."""
-        row = conn.execute(SQL_GET, (project_id, name)).fetchone()
+        row = tx.execute(SQL_GET, (project_id, name)).fetchone()
         return None if row is None else msgspec.json.decode(row[0])
 
-    def put(self, conn: sqlite3.Connection, project_id: str, name: str, value: Any, now: float) -> None:
+    def put(self, tx: Tx, project_id: str, name: str, value: Any, now: float) -> None:
         """Set a value (inside a write job)."""
-        conn.execute(SQL_PUT, (project_id, name, msgspec.json.encode(value), now))
+        tx.execute(SQL_PUT, (project_id, name, msgspec.json.encode(value), now))
 
-    def get_or_create(self, conn: sqlite3.Connection, project_id: str, name: str, value: Any, now: float) -> Any:
+    def get_or_create(self, tx: Tx, project_id: str, name: str, value: Any, now: float) -> Any:
         """The stored value, storing `value` first when there is none (inside a write job)."""
-        conn.execute(SQL_PUT_NEW, (project_id, name, msgspec.json.encode(value), now))
-        return msgspec.json.decode(conn.execute(SQL_GET, (project_id, name)).fetchone()[0])
+        tx.execute(SQL_PUT_NEW, (project_id, name, msgspec.json.encode(value), now))
+        return msgspec.json.decode(tx.execute(SQL_GET, (project_id, name)).fetchone()[0])
 
     # Widget origins
 
@@ -116,7 +116,7 @@ class ProjectSettings:
             if origin not in origins:
                 origins.append(origin)
         now = self.clock.now()
-        await self.db.write(lambda conn: self.put(conn, project_id, WIDGET_ORIGINS, origins, now))
+        await self.db.write(lambda tx: self.put(tx, project_id, WIDGET_ORIGINS, origins, now))
         self._origins = None  # read again on next use
         self._generation += 1
         return sorted(origins)

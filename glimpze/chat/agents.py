@@ -7,7 +7,6 @@ reply time (`reply_time`, one of `REPLY_TIMES`), each optional.
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -20,6 +19,7 @@ from glimpze.ids import new_id
 from glimpze.names import check_fields
 from glimpze.store.database import Database, from_row
 from glimpze.store.pagination import Page, page
+from glimpze.store.sql import Tx
 
 DEFAULT_LANGUAGE = "en"
 # As Chatwoot words them; the widget says "Typically replies in a few minutes", and so on.
@@ -118,13 +118,13 @@ class Agents:
     async def update(self, project_id: str, agent_id: str, patch: AgentPatch) -> Agent:
         given, now = patch.given(), self.clock.now()
 
-        def job(conn: sqlite3.Connection) -> Agent:
-            row = conn.execute(SQL_GET_AGENT, (project_id, agent_id)).fetchone()
+        def job(tx: Tx) -> Agent:
+            row = tx.execute(SQL_GET_AGENT, (project_id, agent_id)).fetchone()
             if row is None:
                 raise not_found("agent", agent_id)
             if given:
-                conn.execute(SQL_UPDATE_AGENT, {**dict(row), **given, "project_id": project_id, "now": now})
-                row = conn.execute(SQL_GET_AGENT, (project_id, agent_id)).fetchone()
+                tx.execute(SQL_UPDATE_AGENT, {**dict(row), **given, "project_id": project_id, "now": now})
+                row = tx.execute(SQL_GET_AGENT, (project_id, agent_id)).fetchone()
             return from_row(Agent, row)
 
         return await self.db.write(job)

@@ -17,7 +17,6 @@ verifies for 24 h. It is never logged and never sent to a visitor's browser.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -31,6 +30,7 @@ from glimpze.chat.sessions import Session
 from glimpze.clock import Clock, iso
 from glimpze.ids import new_secret
 from glimpze.store.database import Database
+from glimpze.store.sql import Tx
 
 if TYPE_CHECKING:
     from glimpze.chat.ctas import Cta
@@ -115,22 +115,22 @@ class CtaContext:
 
     # Inside write jobs
 
-    def current_secret(self, conn: sqlite3.Connection, project_id: str, fresh: str, now: float) -> dict[str, Any]:
+    def current_secret(self, tx: Tx, project_id: str, fresh: str, now: float) -> dict[str, Any]:
         """The stored secret record, storing one with `fresh` as the secret when there is none."""
         return self.settings.get_or_create(
-            conn, project_id, SECRET_SETTING, {"secret": fresh, "previous": None, "previous_until": None}, now
+            tx, project_id, SECRET_SETTING, {"secret": fresh, "previous": None, "previous_until": None}, now
         )
 
     def cards(
-        self, conn: sqlite3.Connection, project_id: str, session: Session, rules: list[Cta], now: float, fresh: str
+        self, tx: Tx, project_id: str, session: Session, rules: list[Cta], now: float, fresh: str
     ) -> list[CtaCard]:
         """The cards of `rules` for a reply in `session`, their URLs signed at `now` where the rule
         forwards context (`fresh` becomes the project's secret if it has none yet)."""
         cards = [CtaCard(id=rule.id, label=rule.label, description=rule.description, url=rule.url) for rule in rules]
         if not any(rule.forward_context for rule in rules):
             return cards
-        secret = self.current_secret(conn, project_id, fresh, now)["secret"]
-        context = self._context(conn, project_id, session)
+        secret = self.current_secret(tx, project_id, fresh, now)["secret"]
+        context = self._context(tx, project_id, session)
         for card, rule in zip(cards, rules):
             if rule.forward_context:
                 # In the fixed order of the whitelist, so equal choices sign equal payloads.
@@ -138,9 +138,9 @@ class CtaContext:
                 card.url = ctx.signed_url(rule.url, payload, secret, int(now))
         return cards
 
-    def _context(self, conn: sqlite3.Connection, project_id: str, session: Session) -> dict[str, Any]:
+    def _context(self, tx: Tx, project_id: str, session: Session) -> dict[str, Any]:
         """Every field a card may forward, for this session."""
-        row = conn.execute(SQL_SESSION_LEAD, (project_id, session.id)).fetchone()
+        row = tx.execute(SQL_SESSION_LEAD, (project_id, session.id)).fetchone()
         lead: dict[str, Any] = msgspec.json.decode(row["fields"]) if row is not None else {}
         return {
             "conversation_id": session.id,
@@ -156,19 +156,19 @@ class CtaContext:
     async def secret(self, project_id: str) -> CtaSecret:
         """The project's secret (created now if it has none yet)."""
         fresh, now = new_context_secret(), self.clock.now()
-        record = await self.db.write(lambda conn: self.current_secret(conn, project_id, fresh, now))
+        record = await self.db.write(lambda tx: self.current_secret(tx, project_id, fresh, now))
         return self._out(record, now)
 
     async def rotate(self, project_id: str) -> CtaSecret:
         """A new secret; the one it replaces verifies for another 24 h (one before it stops at once)."""
         fresh, now = new_context_secret(), self.clock.now()
 
-        def job(conn: sqlite3.Connection) -> dict[str, Any]:
-            old = self.settings.read(conn, project_id, SECRET_SETTING)
+        def job(tx: Tx) -> dict[str, Any]:
+            old = self.settings.read(tx, project_id, SECRET_SETTING)
             record: dict[str, Any] = {"secret": fresh, "previous": None, "previous_until": None}
             if old is not None:
                 record.update(previous=old["secret"], previous_until=now + ROTATION_GRACE_SECONDS)
-            self.settings.put(conn, project_id, SECRET_SETTING, record, now)
+            self.settings.put(tx, project_id, SECRET_SETTING, record, now)
             return record
 
         return self._out(await self.db.write(job), now)

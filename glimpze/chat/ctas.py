@@ -23,7 +23,6 @@ import asyncio
 import functools
 import logging
 import re
-import sqlite3
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
@@ -42,6 +41,7 @@ from glimpze.ids import new_id
 from glimpze.names import check_fields
 from glimpze.store.database import Database, from_row
 from glimpze.store.pagination import Page, page
+from glimpze.store.sql import Row, Tx
 
 log = logging.getLogger("glimpze.ctas")
 
@@ -184,7 +184,7 @@ def _json(value: Any) -> str:
     return msgspec.json.encode(value).decode()
 
 
-def cta_out(row: sqlite3.Row) -> Cta:
+def cta_out(row: Row) -> Cta:
     return from_row(
         Cta,
         row,
@@ -274,17 +274,17 @@ class CtaRules:
             "now": now,
         }
 
-        def job(conn: sqlite3.Connection) -> Cta:
-            if conn.execute(SQL_AGENT_EXISTS, (project_id, agent_id)).fetchone() is None:
+        def job(tx: Tx) -> Cta:
+            if tx.execute(SQL_AGENT_EXISTS, (project_id, agent_id)).fetchone() is None:
                 raise not_found("agent", agent_id)
-            if conn.execute(SQL_COUNT_AGENT_CTAS, (agent_id,)).fetchone()[0] >= MAX_RULES_PER_AGENT:
+            if tx.execute(SQL_COUNT_AGENT_CTAS, (agent_id,)).fetchone()[0] >= MAX_RULES_PER_AGENT:
                 raise Conflict(
                     f"Agent {agent_id!r} already has {MAX_RULES_PER_AGENT} CTA rules; delete or reuse one.",
                     code="too_many_ctas",
                     title="Too many CTA rules",
                 )
-            conn.execute(SQL_INSERT_CTA, params)
-            return cta_out(conn.execute(SQL_GET_CTA, (project_id, cta_id)).fetchone())
+            tx.execute(SQL_INSERT_CTA, params)
+            return cta_out(tx.execute(SQL_GET_CTA, (project_id, cta_id)).fetchone())
 
         return await self.db.write(job)
 
@@ -306,8 +306,8 @@ class CtaRules:
     async def update(self, project_id: str, cta_id: str, patch: CtaPatch) -> Cta:
         given, now = patch.given(), self.clock.now()
 
-        def job(conn: sqlite3.Connection) -> Cta:
-            row = conn.execute(SQL_GET_CTA, (project_id, cta_id)).fetchone()
+        def job(tx: Tx) -> Cta:
+            row = tx.execute(SQL_GET_CTA, (project_id, cta_id)).fetchone()
             if row is None:
                 raise not_found("CTA rule", cta_id)
             if not given:
@@ -316,14 +316,14 @@ class CtaRules:
             for column in ("match", "forward_context"):  # JSON columns
                 if column in given:
                     values[column] = _json(given[column])
-            conn.execute(SQL_UPDATE_CTA, values)
-            return cta_out(conn.execute(SQL_GET_CTA, (project_id, cta_id)).fetchone())
+            tx.execute(SQL_UPDATE_CTA, values)
+            return cta_out(tx.execute(SQL_GET_CTA, (project_id, cta_id)).fetchone())
 
         return await self.db.write(job)
 
     async def delete(self, project_id: str, cta_id: str) -> None:
-        def job(conn: sqlite3.Connection) -> None:
-            if conn.execute(SQL_DELETE_CTA, (project_id, cta_id)).rowcount == 0:
+        def job(tx: Tx) -> None:
+            if tx.execute(SQL_DELETE_CTA, (project_id, cta_id)).rowcount == 0:
                 raise not_found("CTA rule", cta_id)
 
         await self.db.write(job)
@@ -350,15 +350,15 @@ class CtaRules:
                 break
         return matched
 
-    async def on_reply(self, draft: ReplyDraft) -> ReplyFill | None:
-        """The messages hook: match before the write job, then build and sign the cards in it."""
+    async def prepare_cards(self, draft: ReplyDraft) -> ReplyFill | None:
+        """For an assistant reply: match before its write job; the cards are built and signed in it."""
         rules = await self.match(draft.project_id, draft.session_id, draft.text)
         if not rules:
             return None
         now, fresh = self.clock.now(), new_context_secret()
 
-        def fill(conn: sqlite3.Connection, reply: Reply) -> None:
-            cards = self.context.cards(conn, reply.project_id, reply.session, rules, now, fresh)
+        def fill(tx: Tx, reply: Reply) -> None:
+            cards = self.context.cards(tx, reply.project_id, reply.session, rules, now, fresh)
             reply.done.ctas, reply.done.cta = cards, cards[0]
 
         return fill
@@ -370,13 +370,13 @@ class CtaRules:
         signed again: a visitor cannot collect other rules' destinations with their own context."""
         now, fresh = self.clock.now(), new_context_secret()
 
-        def job(conn: sqlite3.Connection) -> CtaCard:
-            row = conn.execute(SQL_GET_CTA, (project_id, cta_id)).fetchone()
-            if row is None or not row["active"] or not self.streams.card_offered(conn, session.id, cta_id):
+        def job(tx: Tx) -> CtaCard:
+            row = tx.execute(SQL_GET_CTA, (project_id, cta_id)).fetchone()
+            if row is None or not row["active"] or not self.streams.card_offered(tx, session.id, cta_id):
                 raise NotFound(
                     f"No card {cta_id!r} is offered in session {session.id!r} (its rule may have been "
                     "deleted or deactivated)."
                 )
-            return self.context.cards(conn, project_id, session, [cta_out(row)], now, fresh)[0]
+            return self.context.cards(tx, project_id, session, [cta_out(row)], now, fresh)[0]
 
         return await self.db.write(job)

@@ -10,7 +10,6 @@ visitor is held to one push per conversation every `[push] feed_interval_seconds
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -21,6 +20,7 @@ from glimpze.chat.messages import Message
 from glimpze.clock import Clock, iso
 from glimpze.push.pushes import BODY_MAX, TITLE_MAX, Push
 from glimpze.store.database import Database
+from glimpze.store.sql import Row, Tx
 
 PUSH_VISITOR_MESSAGES = "push_visitor_messages"
 PREVIEW_CHARS = 140
@@ -87,7 +87,7 @@ class Inbox:
         if seq <= (await self.db.fetch_value(SQL_READ_SEQ, (session_id,)) or 0):
             return  # a page read again (a live redraw) writes nothing
         now = self.clock.now()
-        await self.db.write(lambda conn: conn.execute(SQL_MARK_READ, (session_id, seq, now)))
+        await self.db.write(lambda tx: tx.execute(SQL_MARK_READ, (session_id, seq, now)))
 
     # Pushing visitor messages
 
@@ -96,11 +96,11 @@ class Inbox:
 
     async def set_push_messages(self, project_id: str, on: bool) -> None:
         now = self.clock.now()
-        await self.db.write(lambda conn: self.settings.put(conn, project_id, PUSH_VISITOR_MESSAGES, on, now))
+        await self.db.write(lambda tx: self.settings.put(tx, project_id, PUSH_VISITOR_MESSAGES, on, now))
 
-    def on_message(self, conn: sqlite3.Connection, project_id: str, session: sqlite3.Row, message: Message) -> None:
-        """messages.on_message: a visitor's message is pushed when the project asks for it."""
-        if message.role != "visitor" or not self.settings.read(conn, project_id, PUSH_VISITOR_MESSAGES):
+    def message_posted(self, tx: Tx, project_id: str, session: Row, message: Message) -> None:
+        """Inside a message's write job: a visitor's message is pushed when the project asks for it."""
+        if message.role != "visitor" or not self.settings.read(tx, project_id, PUSH_VISITOR_MESSAGES):
             return
         now = self.clock.now()
         status = self.push.message_status(project_id, session["id"], now)
@@ -108,7 +108,7 @@ class Inbox:
             return
         who = session["visitor_name"] or session["visitor_email"] or "A visitor"
         self.push.queue(
-            conn,
+            tx,
             project_id=project_id,
             feed_id=session["id"],
             event_id=message.id,

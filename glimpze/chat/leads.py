@@ -11,7 +11,6 @@ in the order leads changed, so a CRM sync pages from `updated_since` to the end.
 from __future__ import annotations
 
 import re
-import sqlite3
 from typing import Annotated, Any
 
 import msgspec
@@ -22,6 +21,7 @@ from glimpze.errors import ValidationFailed, not_found
 from glimpze.ids import new_id
 from glimpze.store.database import Database, from_row
 from glimpze.store.pagination import Page, page
+from glimpze.store.sql import Row, Tx
 
 STANDARD_FIELDS = ("name", "email", "phone")
 FIELDS_MAX_BYTES = 8 * 1024
@@ -100,7 +100,7 @@ class Lead(msgspec.Struct, kw_only=True):
     updated_at: str
 
 
-def _lead_out(row: sqlite3.Row) -> Lead:
+def _lead_out(row: Row) -> Lead:
     return from_row(
         Lead,
         row,
@@ -162,16 +162,16 @@ class Leads:
         session_path = "$.session_id" if data.session_id else "$.conversation_id"
         now, lead_id = self.clock.now(), new_id("lead_")
 
-        def job(conn: sqlite3.Connection) -> tuple[bool, Lead]:
+        def job(tx: Tx) -> tuple[bool, Lead]:
             agent_id = data.agent_id
-            if agent_id is not None and conn.execute(SQL_AGENT_EXISTS, (project_id, agent_id)).fetchone() is None:
+            if agent_id is not None and tx.execute(SQL_AGENT_EXISTS, (project_id, agent_id)).fetchone() is None:
                 raise ValidationFailed.at("$.agent_id", f"no agent with id {agent_id!r} in this project")
             if session_id is not None:
-                session = conn.execute(SQL_SESSION_AGENT, (project_id, session_id)).fetchone()
+                session = tx.execute(SQL_SESSION_AGENT, (project_id, session_id)).fetchone()
                 if session is None:
                     raise ValidationFailed.at(session_path, f"no session with id {session_id!r} in this project")
                 agent_id = agent_id or session["agent_id"]
-            row = self._match(conn, project_id, fields)
+            row = self._match(tx, project_id, fields)
             crm = data.crm
             params: dict[str, Any] = {"now": now, "agent_id": agent_id, "session_id": session_id}
             if row is None:
@@ -195,9 +195,9 @@ class Leads:
             )
             lead_fields = params["fields"]
             params.update(fields=_json(lead_fields), intent=_json(params["intent"]))
-            conn.execute(sql, params)
+            tx.execute(sql, params)
             self.outbox.emit(
-                conn,
+                tx,
                 project_id,
                 "lead.captured",
                 {
@@ -208,14 +208,14 @@ class Leads:
                 },
                 occurred_at=now,
             )
-            return row is None, _lead_out(conn.execute(SQL_GET_LEAD, (project_id, params["id"])).fetchone())
+            return row is None, _lead_out(tx.execute(SQL_GET_LEAD, (project_id, params["id"])).fetchone())
 
         return await self.db.write(job)
 
-    def _match(self, conn: sqlite3.Connection, project_id: str, fields: dict[str, Any]) -> sqlite3.Row | None:
+    def _match(self, tx: Tx, project_id: str, fields: dict[str, Any]) -> Row | None:
         for sql, key in ((SQL_BY_EMAIL, email_key(fields)), (SQL_BY_PHONE, phone_key(fields))):
             if key:
-                row = conn.execute(sql, (project_id, key)).fetchone()
+                row = tx.execute(sql, (project_id, key)).fetchone()
                 if row is not None:
                     return row
         return None
@@ -230,10 +230,10 @@ class Leads:
         now = self.clock.now()
         system, record_id = (crm.system, crm.record_id) if crm else (None, None)
 
-        def job(conn: sqlite3.Connection) -> sqlite3.Row:
-            if conn.execute(SQL_SET_CRM, (system, record_id, now, project_id, lead_id)).rowcount == 0:
+        def job(tx: Tx) -> Row:
+            if tx.execute(SQL_SET_CRM, (system, record_id, now, project_id, lead_id)).rowcount == 0:
                 raise not_found("lead", lead_id)
-            return conn.execute(SQL_GET_LEAD, (project_id, lead_id)).fetchone()
+            return tx.execute(SQL_GET_LEAD, (project_id, lead_id)).fetchone()
 
         return _lead_out(await self.db.write(job))
 

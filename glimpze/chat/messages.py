@@ -7,19 +7,19 @@ open when the visitor writes. A closed session takes no messages (409 `session_c
 `typing()` shows the visitor that an agent or the assistant is composing (glimpze.streams: not
 stored, expires by itself, rate-bounded); their message ends it.
 
-The seam for CTA cards: before an assistant message's write job, every `on_reply` hook is awaited
-with the `ReplyDraft` (slow work such as matching patterns happens there, off the writer) and may
-return a function that the write job calls with the `Reply` before the `done` event is stored; it
-may fill `ctas`/`cta`, which then go out in the SSE `done` event and in the POST answer
-(`PostedMessage.answer()`).
+CTA cards: before an assistant message's write job, the agent's CTA rules are matched against
+the `ReplyDraft` (`CtaRules.prepare_cards`: slow work such as patterns runs there, off the writer);
+a match returns a function that the write job calls with the `Reply` before the `done` event is
+stored, filling `ctas`/`cta`, which then go out in the SSE `done` event and in the POST answer
+(`PostedMessage.answer()`). A visitor's message may also be pushed to the operator
+(`Inbox.message_posted`), in the same write job.
 """
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import msgspec
 
@@ -32,6 +32,11 @@ from glimpze.ids import new_id
 from glimpze.names import check_fields
 from glimpze.store.database import Database, from_row
 from glimpze.store.pagination import Page, page
+
+if TYPE_CHECKING:
+    from glimpze.chat.ctas import CtaRules
+    from glimpze.chat.inbox import Inbox
+from glimpze.store.sql import Tx
 
 Role = Literal["visitor", "agent", "assistant"]
 
@@ -143,33 +148,40 @@ class MessagePoll(msgspec.Struct):
     status: str  # the session's status
 
 
-ReplyFill = Callable[[sqlite3.Connection, Reply], None]  # runs inside the write job
-ReplyHook = Callable[[ReplyDraft], Awaitable[ReplyFill | None]]  # awaited before it
+ReplyFill = Callable[[Tx, Reply], None]  # runs inside the write job
 
 
 class Messages:
-    def __init__(self, db: Database, clock: Clock, outbox: Outbox, streams: SessionStreams, sessions: Sessions) -> None:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        *,
+        outbox: Outbox,
+        streams: SessionStreams,
+        sessions: Sessions,
+        ctas: CtaRules,
+        inbox: Inbox,
+    ) -> None:
         self.db = db
         self.clock = clock
         self.outbox = outbox
         self.streams = streams
         self.sessions = sessions
-        self.on_reply: list[ReplyHook] = []
-        # Told of every stored message inside its transaction: (conn, project, session row, message).
-        self.on_message: list[Callable[[sqlite3.Connection, str, sqlite3.Row, Message], None]] = []
+        self.ctas = ctas
+        self.inbox = inbox
 
     async def post(self, project_id: str, session_id: str, data: MessageCreate) -> PostedMessage:
-        fills: list[ReplyFill] = []
+        fill: ReplyFill | None = None
         if data.role == "assistant":
-            draft = ReplyDraft(project_id, session_id, data.text)
-            fills = [fill for hook in self.on_reply if (fill := await hook(draft)) is not None]
+            fill = await self.ctas.prepare_cards(ReplyDraft(project_id, session_id, data.text))
         now, message_id = self.clock.now(), new_id("msg_")
 
-        def job(conn: sqlite3.Connection) -> PostedMessage:
-            row = self.sessions.row(conn, project_id, session_id)
+        def job(tx: Tx) -> PostedMessage:
+            row = self.sessions.row(tx, project_id, session_id)
             if row["status"] == "closed":
                 raise session_closed(session_id)
-            seq = self.streams.next_seq(conn, session_id)
+            seq = self.streams.next_seq(tx, session_id)
             message = Message(
                 id=message_id,
                 session_id=session_id,
@@ -179,28 +191,27 @@ class Messages:
                 author=data.author,
                 created_at=iso(now),
             )
-            conn.execute(SQL_INSERT_MESSAGE, (message_id, session_id, seq, data.role, data.text, data.author, now))
-            self.streams.record(conn, session_id, seq, "message", msgspec.json.encode(message), now)
+            tx.execute(SQL_INSERT_MESSAGE, (message_id, session_id, seq, data.role, data.text, data.author, now))
+            self.streams.record(tx, session_id, seq, "message", msgspec.json.encode(message), now)
             posted = PostedMessage(message)
             if data.role == "assistant":
                 posted.done = Done(message_id)
                 reply = Reply(project_id, session_out(row), message, posted.done)
-                for fill in fills:
-                    fill(conn, reply)
-                self.streams.append(conn, session_id, "done", msgspec.json.encode(posted.done), now)
+                if fill is not None:
+                    fill(tx, reply)
+                self.streams.append(tx, session_id, "done", msgspec.json.encode(posted.done), now)
             fields = msgspec.structs.asdict(message)
             del fields["id"]
             self.outbox.emit(
-                conn,
+                tx,
                 project_id,
                 "message.created",
                 {"message_id": message_id, "agent_id": row["agent_id"], **fields},
                 occurred_at=now,
             )
             if data.role == "visitor":
-                self.sessions.reopen_for_visitor(conn, row, now)
-            for hook in self.on_message:
-                hook(conn, project_id, row, message)
+                self.sessions.reopen_for_visitor(tx, row, now)
+            self.inbox.message_posted(tx, project_id, row, message)
             return posted
 
         posted = await self.db.write(job)

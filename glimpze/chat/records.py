@@ -7,7 +7,6 @@ A note is accepted even on a closed session and emits nothing. A handoff moves t
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Annotated
 
 import msgspec
@@ -19,6 +18,7 @@ from glimpze.ids import new_id
 from glimpze.names import check_fields
 from glimpze.store.database import Database, from_row
 from glimpze.store.pagination import Page, page
+from glimpze.store.sql import Tx
 
 SQL_INSERT_NOTE = "INSERT INTO session_notes (id, session_id, author, text, created_at) VALUES (?, ?, ?, ?, ?)"
 SQL_LIST_NOTES = """
@@ -83,9 +83,9 @@ class SessionRecords:
         now = self.clock.now()
         note = Note(id=new_id("note_"), session_id=session_id, author=data.author, text=data.text, created_at=iso(now))
 
-        def job(conn: sqlite3.Connection) -> Note:
-            self.sessions.row(conn, project_id, session_id)
-            conn.execute(SQL_INSERT_NOTE, (note.id, session_id, note.author, note.text, now))
+        def job(tx: Tx) -> Note:
+            self.sessions.row(tx, project_id, session_id)
+            tx.execute(SQL_INSERT_NOTE, (note.id, session_id, note.author, note.text, now))
             return note
 
         return await self.db.write(job)
@@ -99,8 +99,8 @@ class SessionRecords:
     async def hand_off(self, project_id: str, session_id: str, data: HandoffCreate) -> Handoff:
         handoff_id, now = new_id("hnd_"), self.clock.now()
 
-        def job(conn: sqlite3.Connection) -> Handoff:
-            row = self.sessions.row(conn, project_id, session_id)
+        def job(tx: Tx) -> Handoff:
+            row = self.sessions.row(tx, project_id, session_id)
             if row["status"] == "closed":
                 raise session_closed(session_id)
             handoff = Handoff(
@@ -114,10 +114,10 @@ class SessionRecords:
                 created_at=iso(now),
             )
             params = (handoff_id, session_id, row["team"], row["assignee"], data.to_team, data.to_assignee)
-            conn.execute(SQL_INSERT_HANDOFF, (*params, data.reason, now))
+            tx.execute(SQL_INSERT_HANDOFF, (*params, data.reason, now))
             values = {"team": data.to_team, "assignee": data.to_assignee}
-            session, changes = self.sessions.apply(conn, row, values, now)
-            self.sessions.emit(conn, project_id, "session.escalated", session, now, handoff=handoff, changes=changes)
+            session, changes = self.sessions.apply(tx, row, values, now)
+            self.sessions.emit(tx, project_id, "session.escalated", session, now, handoff=handoff, changes=changes)
             return handoff
 
         return await self.db.write(job)

@@ -8,7 +8,6 @@ Outgoing `session.*` payloads carry `session_id` and the session's fields (DESIG
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -24,6 +23,7 @@ from glimpze.ids import new_id
 from glimpze.names import check_fields
 from glimpze.store.database import Database, from_row
 from glimpze.store.pagination import Page, page
+from glimpze.store.sql import Row, Tx
 
 Priority = Literal["low", "normal", "high", "urgent"]
 PRIORITIES: tuple[Priority, ...] = ("low", "normal", "high", "urgent")
@@ -218,20 +218,16 @@ class Sessions:
 
     # Inside write jobs
 
-    def row(self, conn: sqlite3.Connection, project_id: str, session_id: str) -> sqlite3.Row:
-        row = conn.execute(SQL_GET_SESSION, (project_id, session_id)).fetchone()
+    def row(self, tx: Tx, project_id: str, session_id: str) -> Row:
+        row = tx.execute(SQL_GET_SESSION, (project_id, session_id)).fetchone()
         if row is None:
             raise not_found("session", session_id)
         return row
 
-    def emit(
-        self, conn: sqlite3.Connection, project_id: str, event: str, session: Session, now: float, **extra: Any
-    ) -> None:
-        self.outbox.emit(conn, project_id, event, {**session_fields(session), **extra}, occurred_at=now)
+    def emit(self, tx: Tx, project_id: str, event: str, session: Session, now: float, **extra: Any) -> None:
+        self.outbox.emit(tx, project_id, event, {**session_fields(session), **extra}, occurred_at=now)
 
-    def apply(
-        self, conn: sqlite3.Connection, row: sqlite3.Row, values: dict[str, Any], now: float
-    ) -> tuple[Session, dict[str, dict[str, Any]]]:
+    def apply(self, tx: Tx, row: Row, values: dict[str, Any], now: float) -> tuple[Session, dict[str, dict[str, Any]]]:
         """Write `values` (columns) to the session; returns it and its `changes` (empty: nothing
         changed, nothing written). A status change is also sent to the visitor's stream."""
         old = session_out(row)
@@ -245,35 +241,35 @@ class Sessions:
         if not changes:
             return old, changes
         merged["updated_at"] = now
-        conn.execute(SQL_UPDATE_SESSION, merged)
+        tx.execute(SQL_UPDATE_SESSION, merged)
         new = session_out(merged)
         if "status" in changes:
-            self.streams.append(conn, new.id, "session", msgspec.json.encode(visitor_view(new)), now)
+            self.streams.append(tx, new.id, "session", msgspec.json.encode(visitor_view(new)), now)
         return new, changes
 
-    def reopen_for_visitor(self, conn: sqlite3.Connection, row: sqlite3.Row, now: float) -> None:
+    def reopen_for_visitor(self, tx: Tx, row: Row, now: float) -> None:
         """A visitor writing to a pending or snoozed session brings it back to open."""
         if row["status"] in ("pending", "snoozed"):
             check_transition(row["status"], "open", "patch", row["id"])
-            session, changes = self.apply(conn, row, {"status": "open", "snoozed_until": None}, now)
-            self.emit(conn, row["project_id"], "session.updated", session, now, changes=changes)
+            session, changes = self.apply(tx, row, {"status": "open", "snoozed_until": None}, now)
+            self.emit(tx, row["project_id"], "session.updated", session, now, changes=changes)
 
     # Services
 
     async def create(self, project_id: str, data: SessionCreate) -> Session:
         now = self.clock.now()
         params = _insert_params(project_id, data, now)
-        return await self.db.write(lambda conn: self._insert(conn, project_id, params, now))
+        return await self.db.write(lambda tx: self._insert(tx, project_id, params, now))
 
-    def _insert(self, conn: sqlite3.Connection, project_id: str, params: dict[str, Any], now: float) -> Session:
+    def _insert(self, tx: Tx, project_id: str, params: dict[str, Any], now: float) -> Session:
         if params["agent_id"] is not None:
-            agent = conn.execute(SQL_AGENT_LANGUAGE, (project_id, params["agent_id"])).fetchone()
+            agent = tx.execute(SQL_AGENT_LANGUAGE, (project_id, params["agent_id"])).fetchone()
             if agent is None:
                 raise ValidationFailed.at("$.agent_id", f"no agent with id {params['agent_id']!r} in this project")
             params = {**params, "language": params["language"] or agent["language"]}
-        conn.execute(SQL_INSERT_SESSION, params)
-        session = session_out(self.row(conn, project_id, params["id"]))
-        self.emit(conn, project_id, "session.created", session, now)
+        tx.execute(SQL_INSERT_SESSION, params)
+        session = session_out(self.row(tx, project_id, params["id"]))
+        self.emit(tx, project_id, "session.created", session, now)
         return session
 
     async def open_for_visitor(
@@ -293,11 +289,11 @@ class Sessions:
         params = _insert_params(project_id, data, now)
         find = {"project": project_id, "visitor": visitor.id, "agent": agent_id}
 
-        def job(conn: sqlite3.Connection) -> tuple[bool, Session]:
-            row = conn.execute(SQL_VISITOR_OPEN_SESSION, find).fetchone()
+        def job(tx: Tx) -> tuple[bool, Session]:
+            row = tx.execute(SQL_VISITOR_OPEN_SESSION, find).fetchone()
             if row is not None:
                 return False, session_out(row)
-            return True, self._insert(conn, project_id, params, now)
+            return True, self._insert(tx, project_id, params, now)
 
         return await self.db.write(job)
 
@@ -349,8 +345,8 @@ class Sessions:
         if isinstance(snooze, datetime) and snooze.timestamp() <= now:
             raise ValidationFailed.at("$.snoozed_until", f"must be in the future (now is {iso(now)})")
 
-        def job(conn: sqlite3.Connection) -> Session:
-            row = self.row(conn, project_id, session_id)
+        def job(tx: Tx) -> Session:
+            row = self.row(tx, project_id, session_id)
             old: Status = row["status"]
             new: Status = old if patch.status is msgspec.UNSET else patch.status
             if old == "closed" and given - {"status"}:
@@ -366,9 +362,9 @@ class Sessions:
             labels = _edit_labels(msgspec.json.decode(row["labels"]), patch)
             if labels is not None:
                 values["labels"] = _json(labels)
-            session, changes = self.apply(conn, row, values, now)
+            session, changes = self.apply(tx, row, values, now)
             if changes:
-                self.emit(conn, project_id, "session.updated", session, now, changes=changes)
+                self.emit(tx, project_id, "session.updated", session, now, changes=changes)
             return session
 
         return await self.db.write(job)
@@ -376,12 +372,12 @@ class Sessions:
     async def close(self, project_id: str, session_id: str, resolution: str | None) -> Session:
         now = self.clock.now()
 
-        def job(conn: sqlite3.Connection) -> Session:
-            row = self.row(conn, project_id, session_id)
+        def job(tx: Tx) -> Session:
+            row = self.row(tx, project_id, session_id)
             check_transition(row["status"], "closed", "close", session_id)
             values = {"status": "closed", "snoozed_until": None, "resolution": resolution, "closed_at": now}
-            session, _ = self.apply(conn, row, values, now)
-            self.emit(conn, project_id, "session.closed", session, now)
+            session, _ = self.apply(tx, row, values, now)
+            self.emit(tx, project_id, "session.closed", session, now)
             return session
 
         return await self.db.write(job)
@@ -389,12 +385,12 @@ class Sessions:
     async def wake_snoozed(self, now: float) -> int:
         """Reopen the sessions whose `snoozed_until` has come (a scheduled job)."""
 
-        def job(conn: sqlite3.Connection) -> int:
-            rows = conn.execute(SQL_DUE_SNOOZED, (now, SNOOZE_BATCH)).fetchall()
+        def job(tx: Tx) -> int:
+            rows = tx.execute(SQL_DUE_SNOOZED, (now, SNOOZE_BATCH)).fetchall()
             for row in rows:
                 check_transition("snoozed", "open", "patch", row["id"])
-                session, changes = self.apply(conn, row, {"status": "open", "snoozed_until": None}, now)
-                self.emit(conn, row["project_id"], "session.updated", session, now, changes=changes)
+                session, changes = self.apply(tx, row, {"status": "open", "snoozed_until": None}, now)
+                self.emit(tx, row["project_id"], "session.updated", session, now, changes=changes)
             return len(rows)
 
         total = 0

@@ -1,7 +1,7 @@
 """A session's live stream: the numbered `message`/`done`/`session` events a visitor's SSE replays,
 and the unnumbered `typing` signal.
 
-Write jobs append events with `append(conn, …)`; each session numbers its own events 1, 2, 3 …
+Write jobs append events with `append(tx, …)`; each session numbers its own events 1, 2, 3 …
 (`sessions.stream_seq`), and that number is the SSE `id`, so `Last-Event-ID` resumes exactly.
 Readers wait on an `asyncio.Event` per stream; the writer's `after_commit` sets the events of the
 sessions the committed batch touched, so a posted message reaches its streams right after the
@@ -19,7 +19,6 @@ window is answered with the standing one. A stop (or the agent's message) ends i
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -28,6 +27,7 @@ import msgspec
 
 from glimpze.clock import Clock
 from glimpze.store.database import Database
+from glimpze.store.sql import Tx
 
 HEARTBEAT_SECONDS = 15.0  # an SSE comment this often keeps proxies from closing an idle stream
 READ_BATCH = 100
@@ -92,18 +92,18 @@ class SessionStreams:
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._typing: dict[str, Typing] = {}
 
-    def next_seq(self, conn: sqlite3.Connection, session_id: str) -> int:
+    def next_seq(self, tx: Tx, session_id: str) -> int:
         """Reserve the session's next stream number (inside a write job)."""
         self._touched.add(session_id)
-        return conn.execute(SQL_NEXT_SEQ, (session_id,)).fetchone()[0]
+        return tx.execute(SQL_NEXT_SEQ, (session_id,)).fetchone()[0]
 
-    def record(self, conn: sqlite3.Connection, session_id: str, seq: int, event: str, data: bytes, now: float) -> None:
+    def record(self, tx: Tx, session_id: str, seq: int, event: str, data: bytes, now: float) -> None:
         """Store an event under a number from `next_seq`."""
-        conn.execute(SQL_INSERT, (session_id, seq, event, data, now))
+        tx.execute(SQL_INSERT, (session_id, seq, event, data, now))
 
-    def append(self, conn: sqlite3.Connection, session_id: str, event: str, data: bytes, now: float) -> int:
-        seq = self.next_seq(conn, session_id)
-        self.record(conn, session_id, seq, event, data, now)
+    def append(self, tx: Tx, session_id: str, event: str, data: bytes, now: float) -> int:
+        seq = self.next_seq(tx, session_id)
+        self.record(tx, session_id, seq, event, data, now)
         return seq
 
     def after_commit(self) -> None:
@@ -153,9 +153,9 @@ class SessionStreams:
         rows = await self.db.fetch_all(SQL_READ_KIND, (session_id, event, after, upto))
         return [StreamEvent(row["seq"], row["event"], row["data"]) for row in rows]
 
-    def card_offered(self, conn: sqlite3.Connection, session_id: str, cta_id: str) -> bool:
+    def card_offered(self, tx: Tx, session_id: str, cta_id: str) -> bool:
         """Whether an assistant reply in the session came with the card of rule `cta_id`."""
-        return conn.execute(SQL_CARD_OFFERED, (session_id, cta_id)).fetchone() is not None
+        return tx.execute(SQL_CARD_OFFERED, (session_id, cta_id)).fetchone() is not None
 
     async def follow(
         self, session_id: str, after: int, *, until: float, stopping: asyncio.Event

@@ -190,9 +190,7 @@ class ChatTokens:
     async def _create_secret(self, project_id: str) -> str:
         """The project's secret, created on its first mint."""
         fresh, now = new_secret("gzs_"), self.clock.now()
-        secret = await self.db.write(
-            lambda conn: self.settings.get_or_create(conn, project_id, SECRET_SETTING, fresh, now)
-        )
+        secret = await self.db.write(lambda tx: self.settings.get_or_create(tx, project_id, SECRET_SETTING, fresh, now))
         self._secrets[project_id] = secret
         return secret
 

@@ -16,7 +16,6 @@ import asyncio
 import email.utils
 import functools
 import logging
-import sqlite3
 import time
 from dataclasses import dataclass
 
@@ -26,6 +25,7 @@ import msgspec
 
 from glimpze import __version__
 from glimpze.delivery.signing import signature_headers
+from glimpze.store.sql import Row
 
 USER_AGENT = f"Glimpze-Webhooks/{__version__}"
 log = logging.getLogger("glimpze.delivery")
@@ -139,7 +139,7 @@ def _target(url: str) -> httpcore.URL:
     return httpcore.URL(scheme=parsed.raw_scheme, host=parsed.raw_host, port=parsed.port, target=parsed.raw_path)
 
 
-def claim_of(row: sqlite3.Row, now: float) -> DeliveryClaim:
+def claim_of(row: Row, now: float) -> DeliveryClaim:
     """A claim from a row of the dispatcher's claim queries (webhook and callback rows alike)."""
     secrets = [row["secret"]]
     if row["previous_secret"] and (row["previous_secret_expires_at"] or 0) > now:

@@ -20,7 +20,6 @@ days after someone answers. The SSRF guard checks it again at every connection.
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -28,6 +27,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import msgspec
 
 from glimpze.delivery.ssrf import TargetPolicy, check_url
+from glimpze.store.sql import Tx
 
 # Ids like the outbox trigger's: they grow with the event's seq (see migrations.WEBHOOKS).
 SQL_QUEUE = """
@@ -47,11 +47,9 @@ def seed_timestamp(ts: float) -> str:
     return datetime.fromtimestamp(int(ts), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-async def check_target(policy: TargetPolicy, event: Any) -> None:
-    """Refuse an event whose callback URL is not a target Glimpze may call (ingest's `check_event`)."""
-    callback = getattr(event, "callback", None)
-    if callback is not None:
-        await check_url(policy, callback.url, "$.callback.url")
+async def check_target(policy: TargetPolicy, url: str) -> None:
+    """Refuse an approval whose callback URL is not a target Glimpze may call (at ingest: a 422)."""
+    await check_url(policy, url, "$.callback.url")
 
 
 def callback_fields(feed_id: str, action: str, event_id: str, at: float, metadata: bytes) -> dict[str, Any]:
@@ -77,7 +75,7 @@ def callback_request(url: str, method: str, fields: dict[str, Any]) -> tuple[str
 
 
 def queue(
-    conn: sqlite3.Connection,
+    tx: Tx,
     *,
     out_event_id: str,
     feed_id: str,
@@ -90,6 +88,6 @@ def queue(
     It belongs to the action's `approval.responded` outgoing event, which stays while it is open."""
     method = callback.get("method", "POST")
     url, payload = callback_request(callback["url"], method, fields)
-    event_seq = conn.execute(SQL_OUT_EVENT_SEQ, (out_event_id,)).fetchone()[0]
+    event_seq = tx.execute(SQL_OUT_EVENT_SEQ, (out_event_id,)).fetchone()[0]
     params = {"event_seq": event_seq, "now": now, "feed_id": feed_id, "method": method, "url": url, "payload": payload}
-    return conn.execute(SQL_QUEUE, params).fetchone()[0]
+    return tx.execute(SQL_QUEUE, params).fetchone()[0]

@@ -29,7 +29,6 @@ import collections
 import functools
 import logging
 import random
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,7 +41,9 @@ from glimpze.config import Config
 from glimpze.delivery.attempts import AttemptResult, DeliveryClaim, attempt, claim_of
 from glimpze.delivery.outbox import Outbox
 from glimpze.ops.metrics import Registry
+from glimpze.store.changes import Changes
 from glimpze.store.database import Database
+from glimpze.store.sql import Tx
 
 log = logging.getLogger("glimpze.delivery")
 
@@ -148,6 +149,7 @@ class Dispatcher:
         config: Config,
         clock: Clock,
         outbox: Outbox,
+        changes: Changes,
         pool: Callable[[], httpcore.AsyncConnectionPool],
         rng: random.Random | None = None,
         busy: Callable[[], bool] = lambda: False,
@@ -156,6 +158,7 @@ class Dispatcher:
         self.db = db
         self.clock = clock
         self.outbox = outbox
+        self.changes = changes
         self.concurrency = config.webhooks.concurrency
         self.callback_timeout = config.webhooks.timeout_seconds
         self.disable_after = config.webhooks.disable_after_days * 86400
@@ -172,8 +175,6 @@ class Dispatcher:
         self._runner: asyncio.Task[None] | None = None
         self._stopping = False
         self._stopped: asyncio.Future[None] | None = None
-        # Told of every recorded attempt inside its transaction: (project, delivery id, webhook or feed id).
-        self.on_outcome: list[Callable[[str, str, str | None], None]] = []
         self.attempts = 0
         self.outcomes = (metrics or Registry()).counter(
             "glimpze_delivery_attempts_total",
@@ -322,9 +323,9 @@ class Dispatcher:
         else:
             sql = SQL_CLAIM_HEAD if target.ordered else SQL_CLAIM
 
-        def job(conn: sqlite3.Connection) -> list[DeliveryClaim]:
-            rows = conn.execute(sql, params).fetchall()
-            conn.executemany(SQL_LEASE, [(due + LEASE_SECONDS, row["seq"]) for row in rows])
+        def job(tx: Tx) -> list[DeliveryClaim]:
+            rows = tx.execute(sql, params).fetchall()
+            tx.executemany(SQL_LEASE, [(due + LEASE_SECONDS, row["seq"]) for row in rows])
             return [claim_of(row, wall) for row in rows]
 
         return await self.db.write(job)
@@ -369,12 +370,12 @@ class Dispatcher:
         finally:
             self._writing = None
 
-    def _store_outcomes(self, batch: list[Any], conn: sqlite3.Connection) -> list[str]:
-        return [self._store_outcome(conn, *item[:5]) for item in batch]
+    def _store_outcomes(self, batch: list[Any], tx: Tx) -> list[str]:
+        return [self._store_outcome(tx, *item[:5]) for item in batch]
 
     def _store_outcome(
         self,
-        conn: sqlite3.Connection,
+        tx: Tx,
         claim: DeliveryClaim,
         outcome: AttemptResult,
         now: float,
@@ -383,7 +384,7 @@ class Dispatcher:
     ) -> str:
         """Write one attempt and its consequences; returns the delivery's new status. `now` (wall)
         stamps the rows; a retry is planned from `due` (the clock's `due()` then)."""
-        conn.execute(
+        tx.execute(
             SQL_INSERT_ATTEMPT,
             (
                 claim.seq,
@@ -402,16 +403,16 @@ class Dispatcher:
             if outcome.status_code != 410:
                 reason = "the receiver asked to stop deliveries (webhook-delivery: disable)"
             if webhook_id is not None:
-                self._disable(conn, webhook_id, reason, now)
+                self._disable(tx, webhook_id, reason, now)
         elif outcome.delivered:
             status, next_at = "delivered", None
             if webhook_id is not None:
-                conn.execute(SQL_SUCCEEDED, (webhook_id,))
+                tx.execute(SQL_SUCCEEDED, (webhook_id,))
         else:
             delay = retry_delay(claim.cycle_attempt, jitter, outcome.retry_after)
             status, next_at = ("dead", None) if delay is None else ("failed", due + delay)
-            self._count_failure(conn, claim, now)
-        conn.execute(
+            self._count_failure(tx, claim, now)
+        tx.execute(
             SQL_FINISH,
             {
                 "status": status,
@@ -423,25 +424,24 @@ class Dispatcher:
                 "seq": claim.seq,
             },
         )
-        for hook in self.on_outcome:
-            hook(claim.project_id, claim.id, claim.webhook_id or claim.feed_id)
+        self.changes.attempted(claim.project_id, claim.id, claim.webhook_id or claim.feed_id)
         return status
 
-    def _count_failure(self, conn: sqlite3.Connection, claim: DeliveryClaim, now: float) -> None:
+    def _count_failure(self, tx: Tx, claim: DeliveryClaim, now: float) -> None:
         """Track the webhook's failure streak: warn once, then disable after `disable_after_days`."""
         if claim.webhook_id is None:
             return
-        row = conn.execute(SQL_FAILED, {"now": now, "id": claim.webhook_id}).fetchone()
+        row = tx.execute(SQL_FAILED, {"now": now, "id": claim.webhook_id}).fetchone()
         if row is None or not row["active"]:
             return
         streak = now - row["failing_since"]
         if streak >= self.disable_after:
             days = self.disable_after / 86400
-            self._disable(conn, claim.webhook_id, f"every delivery failed for {days:g} days", now)
+            self._disable(tx, claim.webhook_id, f"every delivery failed for {days:g} days", now)
         elif row["failures"] >= FAILING_AFTER_ATTEMPTS and streak >= FAILING_AFTER_SECONDS and row["warned_at"] is None:
-            conn.execute(SQL_WARNED, (now, claim.webhook_id))
+            tx.execute(SQL_WARNED, (now, claim.webhook_id))
             self.outbox.emit(
-                conn,
+                tx,
                 row["project_id"],
                 "webhook.failing",
                 {
@@ -454,12 +454,12 @@ class Dispatcher:
                 occurred_at=now,
             )
 
-    def _disable(self, conn: sqlite3.Connection, webhook_id: str, reason: str, now: float) -> None:
-        row = conn.execute(SQL_DISABLE, {"reason": reason, "now": now, "id": webhook_id}).fetchone()
+    def _disable(self, tx: Tx, webhook_id: str, reason: str, now: float) -> None:
+        row = tx.execute(SQL_DISABLE, {"reason": reason, "now": now, "id": webhook_id}).fetchone()
         if row is not None:
             log.warning("webhook %s disabled: %s", webhook_id, reason)
             self.outbox.emit(
-                conn,
+                tx,
                 row["project_id"],
                 "webhook.disabled",
                 {"webhook_id": webhook_id, "url": row["url"], "reason": reason},

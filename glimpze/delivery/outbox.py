@@ -1,17 +1,15 @@
 """Outgoing events: written in the same transaction as the change that causes them (outbox),
 read back by long polling (`GET /v1/events`) and purged after `event_retention_days`.
 
-`Outbox.emit(conn, …)` is called inside a write job. It stores the event's exact JSON payload
-(flat: `id`, `event`, `occurred_at`, then the event's fields); a trigger (migrations.WEBHOOKS)
-queues one delivery per active webhook of the project that subscribes to the type. Once the
+`Outbox.emit(tx, …)` is called inside a write job. It stores the event's exact JSON payload
+(flat: `id`, `event`, `occurred_at`, then the event's fields) and queues one delivery for each
+active webhook of the project that subscribes to the type (`SQL_QUEUE_DELIVERIES`). Once the
 transaction commits, waiting long polls and the dispatcher are woken (`Writer.after_commit`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -19,8 +17,10 @@ import msgspec
 from glimpze.clock import Clock, iso
 from glimpze.errors import Gone
 from glimpze.ids import new_id
+from glimpze.store.changes import Changes
 from glimpze.store.database import Database
 from glimpze.store.pagination import decode_cursor, encode_cursor
+from glimpze.store.sql import Tx
 
 EVENT_TYPES = (
     "session.created",
@@ -39,6 +39,20 @@ EVENT_TYPES = (
 
 SQL_INSERT_EVENT = """
     INSERT INTO out_events (id, project_id, type, occurred_at, payload, target_webhook_id) VALUES (?, ?, ?, ?, ?, ?)
+    RETURNING seq
+"""
+# One delivery per active webhook of the project that takes the type (or the one webhook a test
+# event targets). Delivery ids grow with the event's seq, so their index is appended to.
+SQL_QUEUE_DELIVERIES = """
+    INSERT INTO deliveries (id, webhook_id, event_seq, ordered, status, attempts, next_attempt_at, created_at,
+                            updated_at)
+    SELECT 'dlv_' || printf('%010x', :seq) || lower(hex(randomblob(5))), w.id, :seq, w.ordered, 'pending', 0,
+           :at, :at, :at
+    FROM webhooks w
+    WHERE w.project_id = :project AND w.active
+      AND CASE WHEN :target IS NULL
+               THEN EXISTS (SELECT 1 FROM json_each(w.events) WHERE value IN (:type, '*'))
+               ELSE w.id = :target END
 """
 SQL_POLL = """
     SELECT seq, payload FROM out_events
@@ -82,19 +96,18 @@ class Polled(msgspec.Struct):
 class Outbox:
     """Emits outgoing events, wakes whoever waits for them after the commit, serves long polls."""
 
-    def __init__(self, db: Database, clock: Clock, retention_days: int = 7) -> None:
+    def __init__(self, db: Database, clock: Clock, changes: Changes, retention_days: int = 7) -> None:
         self.db = db
         self.clock = clock
+        self.changes = changes
         self.retention_seconds = retention_days * 86400
         self.stopping = asyncio.Event()
         self._emitted = False
         self._waiters: set[asyncio.Event] = set()
-        # Told of every emitted event inside its transaction: (project, type, event id, fields).
-        self.on_emit: list[Callable[[str, str, str, dict[str, Any]], None]] = []
 
     def emit(
         self,
-        conn: sqlite3.Connection,
+        tx: Tx,
         project_id: str,
         event_type: str,
         fields: dict[str, Any],
@@ -110,10 +123,12 @@ class Outbox:
         assert event_type in EVENT_TYPES, event_type
         event_id = event_id or new_id("evt_")
         payload = _encode({"id": event_id, "event": event_type, "occurred_at": iso(occurred_at), **fields})
-        conn.execute(SQL_INSERT_EVENT, (event_id, project_id, event_type, occurred_at, payload, target_webhook_id))
+        params = (event_id, project_id, event_type, occurred_at, payload, target_webhook_id)
+        seq = tx.execute(SQL_INSERT_EVENT, params).fetchone()[0]
+        queue = {"seq": seq, "project": project_id, "type": event_type, "target": target_webhook_id, "at": occurred_at}
+        tx.execute(SQL_QUEUE_DELIVERIES, queue)
         self._emitted = True
-        for hook in self.on_emit:
-            hook(project_id, event_type, event_id, fields)
+        self.changes.emitted(project_id, event_type, event_id, fields)
         return event_id
 
     def after_commit(self) -> None:
@@ -184,14 +199,14 @@ class Outbox:
         cutoff = now - self.retention_seconds
         total = 0
 
-        def job(conn: sqlite3.Connection) -> tuple[int, int]:
-            deliveries = conn.execute(SQL_PURGE_DELIVERIES, {"cutoff": cutoff, "batch": batch}).rowcount
-            needed = conn.execute(SQL_OLDEST_NEEDED).fetchone()[0] or 2**63 - 1
+        def job(tx: Tx) -> tuple[int, int]:
+            deliveries = tx.execute(SQL_PURGE_DELIVERIES, {"cutoff": cutoff, "batch": batch}).rowcount
+            needed = tx.execute(SQL_OLDEST_NEEDED).fetchone()[0] or 2**63 - 1
             params = {"cutoff": cutoff, "needed": needed, "batch": batch}
-            seqs = [row[0] for row in conn.execute(SQL_PURGE_BATCH, params)]
-            conn.executemany(SQL_DELETE_EVENT, [(seq,) for seq in seqs])
+            seqs = [row[0] for row in tx.execute(SQL_PURGE_BATCH, params)]
+            tx.executemany(SQL_DELETE_EVENT, [(seq,) for seq in seqs])
             if seqs:
-                conn.execute(SQL_SET_PURGED_SEQ, {"seq": max(seqs)})
+                tx.execute(SQL_SET_PURGED_SEQ, {"seq": max(seqs)})
             return deliveries, len(seqs)
 
         while True:

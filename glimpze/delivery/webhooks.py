@@ -11,7 +11,6 @@ Sending is the dispatcher's job (delivery.py); this module creates, changes and 
 from __future__ import annotations
 
 import re
-import sqlite3
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -27,6 +26,7 @@ from glimpze.ids import new_id
 from glimpze.names import check_name
 from glimpze.store.database import Database
 from glimpze.store.pagination import Page, page
+from glimpze.store.sql import Row, Tx
 from glimpze.validation import member_path
 
 DEFAULT_SECRET_GRACE_SECONDS = 24 * 3600
@@ -216,7 +216,7 @@ def _ts(value: float | None) -> str | None:
     return None if value is None else iso(value)
 
 
-def webhook_out(row: sqlite3.Row) -> Webhook:
+def webhook_out(row: Row) -> Webhook:
     return Webhook(
         id=row["id"],
         url=row["url"],
@@ -234,7 +234,7 @@ def webhook_out(row: sqlite3.Row) -> Webhook:
     )
 
 
-def delivery_out(row: sqlite3.Row) -> Delivery:
+def delivery_out(row: Row) -> Delivery:
     return Delivery(
         id=row["id"],
         webhook_id=row["webhook_id"],
@@ -250,7 +250,7 @@ def delivery_out(row: sqlite3.Row) -> Delivery:
     )
 
 
-def _attempt_out(row: sqlite3.Row) -> Attempt:
+def _attempt_out(row: Row) -> Attempt:
     return Attempt(
         row["attempt"], iso(row["at"]), row["status_code"], row["latency_ms"], row["error"], row["response_head"]
     )
@@ -286,9 +286,9 @@ class Webhooks:
             "now": now,
         }
 
-        def job(conn: sqlite3.Connection) -> sqlite3.Row:
-            conn.execute(SQL_INSERT_WEBHOOK, params)
-            return conn.execute(SQL_GET_WEBHOOK, (project_id, webhook_id)).fetchone()
+        def job(tx: Tx) -> Row:
+            tx.execute(SQL_INSERT_WEBHOOK, params)
+            return tx.execute(SQL_GET_WEBHOOK, (project_id, webhook_id)).fetchone()
 
         row = await self.db.write(job)
         return NewWebhook(**msgspec.structs.asdict(webhook_out(row)), secret=secret)
@@ -297,7 +297,7 @@ class Webhooks:
         rows = await self.db.fetch_all(SQL_LIST_WEBHOOKS, (project_id, after[0] if after else 0, limit + 1))
         return page(list(rows), limit, webhook_out, lambda r: (r["rowid"],))
 
-    async def row(self, project_id: str, webhook_id: str) -> sqlite3.Row:
+    async def row(self, project_id: str, webhook_id: str) -> Row:
         row = await self.db.fetch_one(SQL_GET_WEBHOOK, (project_id, webhook_id))
         if row is None:
             raise not_found("webhook", webhook_id)
@@ -330,10 +330,10 @@ class Webhooks:
             "now": self.clock.now(),
         }
 
-        def job(conn: sqlite3.Connection) -> sqlite3.Row | None:
-            conn.execute(SQL_UPDATE_WEBHOOK, params)
-            conn.execute(SQL_SET_ORDERED, (params["ordered"], webhook_id, params["ordered"]))
-            return conn.execute(SQL_GET_WEBHOOK, (project_id, webhook_id)).fetchone()
+        def job(tx: Tx) -> Row | None:
+            tx.execute(SQL_UPDATE_WEBHOOK, params)
+            tx.execute(SQL_SET_ORDERED, (params["ordered"], webhook_id, params["ordered"]))
+            return tx.execute(SQL_GET_WEBHOOK, (project_id, webhook_id)).fetchone()
 
         row = await self.db.write(job)
         if row is None:
@@ -374,11 +374,11 @@ class Webhooks:
         now = self.clock.now()
         fields = {"webhook_id": webhook_id, "message": "This is a test event from Glimpze."}
 
-        def job(conn: sqlite3.Connection) -> sqlite3.Row:
+        def job(tx: Tx) -> Row:
             event_id = self.outbox.emit(
-                conn, project_id, "webhook.test", fields, occurred_at=now, target_webhook_id=webhook_id
+                tx, project_id, "webhook.test", fields, occurred_at=now, target_webhook_id=webhook_id
             )
-            return conn.execute(SQL_TEST_DELIVERY, (webhook_id, event_id)).fetchone()
+            return tx.execute(SQL_TEST_DELIVERY, (webhook_id, event_id)).fetchone()
 
         return delivery_out(await self.db.write(job))
 
@@ -398,14 +398,14 @@ class Webhooks:
         for a in await self.db.fetch_all(SQL_ATTEMPTS_OF, (seqs,)):
             attempts.setdefault(a["delivery_seq"], []).append(_attempt_out(a))
 
-        def out(row: sqlite3.Row) -> DeliveryDetail:
+        def out(row: Row) -> DeliveryDetail:
             return DeliveryDetail(**msgspec.structs.asdict(delivery_out(row)), attempt_log=attempts.get(row["seq"], []))
 
         return page(rows, limit, out, lambda r: (r["seq"],))
 
     async def _delivery_rows(
         self, project_id: str, webhook_id: str, status: str | None, before: tuple[int] | None, limit: int
-    ) -> list[sqlite3.Row]:
+    ) -> list[Row]:
         await self.row(project_id, webhook_id)
         params = {
             "webhook": webhook_id,

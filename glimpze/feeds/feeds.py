@@ -17,7 +17,6 @@ two flushes at once lose nothing.
 
 from __future__ import annotations
 
-import sqlite3
 import typing
 from dataclasses import dataclass
 from typing import Literal
@@ -33,6 +32,7 @@ from glimpze.ids import display_prefix, hash_secret, looks_like, new_id, new_sec
 from glimpze.names import check_name
 from glimpze.store.database import Database
 from glimpze.store.pagination import Page, page
+from glimpze.store.sql import Row, Tx
 
 CACHE_SECONDS = 10.0
 MAX_KEY_GRACE_SECONDS = 7 * 24 * 3600
@@ -67,6 +67,8 @@ SQL_ROTATE_FEED_KEY = """
         write_key_hash = :hash, write_key_prefix = :prefix, updated_at = :now
     WHERE project_id = :project AND id = :id
 """
+# The feed's widget now shows this event (ingest, in the event's transaction).
+SQL_SHOW_ON_WIDGET = "UPDATE feeds SET widget_event_seq = ? WHERE id = ?"
 SQL_SET_DROPPED = "UPDATE feeds SET throttled_dropped = ? WHERE id = ?"
 SQL_ROTATE_READ_TOKEN = "UPDATE feeds SET read_token = ?, updated_at = ? WHERE project_id = ? AND id = ?"
 SQL_READER_FEED = "SELECT id, name, schema_type, read_token FROM feeds WHERE id = ?"
@@ -179,11 +181,11 @@ class Feeds:
             "now": now,
         }
 
-        def job(conn: sqlite3.Connection) -> sqlite3.Row:
+        def job(tx: Tx) -> Row:
             if schema_type == "custom":
-                _check_custom_allowed(conn, project_id, feed_id, plan_name, plan)
-            conn.execute(SQL_INSERT_FEED, params)
-            return conn.execute(SQL_GET_FEED, (feed_id,)).fetchone()
+                _check_custom_allowed(tx, project_id, feed_id, plan_name, plan)
+            tx.execute(SQL_INSERT_FEED, params)
+            return tx.execute(SQL_GET_FEED, (feed_id,)).fetchone()
 
         row = await self.db.write(job)
         feed = self._feed_out(row)
@@ -193,7 +195,7 @@ class Feeds:
         rows = await self.db.fetch_all(SQL_LIST_FEEDS, (project_id, after[0] if after else 0, limit + 1))
         return page(list(rows), limit, self._feed_out, lambda r: (r["rowid"],))
 
-    async def row(self, project_id: str, feed_id: str) -> sqlite3.Row:
+    async def row(self, project_id: str, feed_id: str) -> Row:
         row = await self.db.fetch_one(SQL_GET_FEED, (feed_id,))
         if row is None or row["project_id"] != project_id:
             raise not_found("feed", feed_id)
@@ -207,14 +209,14 @@ class Feeds:
         name = check_name(name) if name is not None else None
         now = self.clock.now()
 
-        def job(conn: sqlite3.Connection) -> sqlite3.Row:
-            row = conn.execute(SQL_GET_FEED, (feed_id,)).fetchone()
+        def job(tx: Tx) -> Row:
+            row = tx.execute(SQL_GET_FEED, (feed_id,)).fetchone()
             if row is None or row["project_id"] != project_id:
                 raise not_found("feed", feed_id)
             if plan is not None and row["schema_type"] == "custom" and plan_name != row["plan"]:
-                _check_custom_allowed(conn, project_id, feed_id, plan_name, plan)
-            conn.execute(SQL_UPDATE_FEED, (name or row["name"], plan_name or row["plan"], now, feed_id))
-            return conn.execute(SQL_GET_FEED, (feed_id,)).fetchone()
+                _check_custom_allowed(tx, project_id, feed_id, plan_name, plan)
+            tx.execute(SQL_UPDATE_FEED, (name or row["name"], plan_name or row["plan"], now, feed_id))
+            return tx.execute(SQL_GET_FEED, (feed_id,)).fetchone()
 
         row = await self.db.write(job)
         state = self._states.get(feed_id)
@@ -242,10 +244,10 @@ class Feeds:
             "id": feed_id,
         }
 
-        def job(conn: sqlite3.Connection) -> sqlite3.Row | None:
-            if conn.execute(SQL_ROTATE_FEED_KEY, params).rowcount == 0:
+        def job(tx: Tx) -> Row | None:
+            if tx.execute(SQL_ROTATE_FEED_KEY, params).rowcount == 0:
                 return None
-            return conn.execute(SQL_GET_FEED, (feed_id,)).fetchone()
+            return tx.execute(SQL_GET_FEED, (feed_id,)).fetchone()
 
         row = await self.db.write(job)
         if row is None:
@@ -257,10 +259,10 @@ class Feeds:
         """A new read token; the old one stops at once (devices must be given the new one)."""
         token, now = new_secret("gzr_"), self.clock.now()
 
-        def job(conn: sqlite3.Connection) -> sqlite3.Row | None:
-            if conn.execute(SQL_ROTATE_READ_TOKEN, (token, now, project_id, feed_id)).rowcount == 0:
+        def job(tx: Tx) -> Row | None:
+            if tx.execute(SQL_ROTATE_READ_TOKEN, (token, now, project_id, feed_id)).rowcount == 0:
                 return None
-            return conn.execute(SQL_GET_FEED, (feed_id,)).fetchone()
+            return tx.execute(SQL_GET_FEED, (feed_id,)).fetchone()
 
         row = await self.db.write(job)
         if row is None:
@@ -299,7 +301,7 @@ class Feeds:
         rows = await self.db.fetch_all(SQL_MISSING_CALLBACK_SECRETS)
         if rows:
             secrets = [(new_signing_secret(), row["id"]) for row in rows]
-            await self.db.write(lambda conn: conn.executemany(SQL_SET_CALLBACK_SECRET, secrets))
+            await self.db.write(lambda tx: tx.executemany(SQL_SET_CALLBACK_SECRET, secrets))
 
     async def reader(self, feed_id: str, token: str | None) -> ReaderFeed:
         """The feed a read token opens; raises Unauthorized, or NotFound for an unknown feed
@@ -335,11 +337,15 @@ class Feeds:
             raise _unauthorized("The write key does not match this feed (it may have been rotated).")
         return state
 
-    def state(self, row: sqlite3.Row) -> FeedState:
+    def show_on_widget(self, tx: Tx, feed_id: str, event_seq: int) -> None:
+        """Make event `event_seq` the one the feed's widget shows (inside the event's write job)."""
+        tx.execute(SQL_SHOW_ON_WIDGET, (event_seq, feed_id))
+
+    def state(self, row: Row) -> FeedState:
         """The in-memory state of a feed, loading it from its row on first use."""
         return self._states.get(row["id"]) or self._refresh(row)
 
-    def usage(self, row: sqlite3.Row) -> FeedUsage:
+    def usage(self, row: Row) -> FeedUsage:
         return self.state(row).buckets.usage(self.clock.monotonic())
 
     async def flush_dropped(self) -> None:
@@ -351,16 +357,16 @@ class Feeds:
         if not totals:
             return
         rows = [(total, state.id) for state, total in totals]
-        await self.db.write(lambda conn: conn.executemany(SQL_SET_DROPPED, rows))
+        await self.db.write(lambda tx: tx.executemany(SQL_SET_DROPPED, rows))
         for state, total in totals:
             state.dropped_written = max(state.dropped_written, total)
 
-    def dropped(self, row: sqlite3.Row) -> int:
+    def dropped(self, row: Row) -> int:
         """A feed's count of throttled events not stored: the loaded state's, else the row's."""
         state = self._states.get(row["id"])
         return row["throttled_dropped"] if state is None else state.dropped
 
-    def _refresh(self, row: sqlite3.Row) -> FeedState:
+    def _refresh(self, row: Row) -> FeedState:
         plan = self.config.plans.get(row["plan"]) or self.config.plans[self.config.default_plan]
         old = self._states.get(row["id"])
         steady = self.clock.monotonic()
@@ -389,7 +395,7 @@ class Feeds:
         self._states[row["id"]] = state
         return state
 
-    def _feed_out(self, row: sqlite3.Row) -> Feed:
+    def _feed_out(self, row: Row) -> Feed:
         return Feed(
             id=row["id"],
             name=row["name"],
@@ -406,7 +412,7 @@ class Feeds:
         )
 
 
-def _check_custom_allowed(conn: sqlite3.Connection, project_id: str, feed_id: str, plan_name: str, plan: Plan) -> None:
+def _check_custom_allowed(tx: Tx, project_id: str, feed_id: str, plan_name: str, plan: Plan) -> None:
     """DESIGN §7: a custom feed needs a plan with custom_feeds ≥ 1 and room left in the project."""
     if plan.custom_feeds < 1:
         raise Forbidden(
@@ -414,7 +420,7 @@ def _check_custom_allowed(conn: sqlite3.Connection, project_id: str, feed_id: st
             code="plan_forbids",
             title="Plan does not allow this",
         )
-    held = conn.execute(SQL_COUNT_CUSTOM, (project_id, feed_id)).fetchone()[0]
+    held = tx.execute(SQL_COUNT_CUSTOM, (project_id, feed_id)).fetchone()[0]
     if held >= plan.custom_feeds:
         raise Forbidden(
             f"The {plan_name!r} plan allows {plan.custom_feeds} custom feed(s) per project and this project "

@@ -9,7 +9,6 @@ Only 2xx answers are stored. Ingest stores its record in the same transaction as
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from glimpze.clock import Clock
 from glimpze.errors import Conflict, ValidationFailed
 from glimpze.store.database import Database
+from glimpze.store.sql import Tx
 
 KEEP_SECONDS = 24 * 3600
 MAX_KEY_LENGTH = 255
@@ -39,14 +39,14 @@ class StoredAnswer:
 
 @dataclass(frozen=True, slots=True)
 class IdempotencyClaim:
-    """A request holding an Idempotency-Key; `save(conn, …)` records its answer."""
+    """A request holding an Idempotency-Key; `save(tx, …)` records its answer."""
 
     scope: str
     key: str
     body_hash: str
 
-    def save(self, conn: sqlite3.Connection, status: int, response: bytes, now: float) -> None:
-        conn.execute(SQL_SAVE, (self.scope, self.key, self.body_hash, status, response, now))
+    def save(self, tx: Tx, status: int, response: bytes, now: float) -> None:
+        tx.execute(SQL_SAVE, (self.scope, self.key, self.body_hash, status, response, now))
 
 
 def body_digest(body: bytes) -> str:
@@ -115,7 +115,7 @@ class Idempotency:
                 return stored.status, stored.response, True
             status, response = await create()
             now = self.clock.now()
-            await self.db.write(lambda conn: claim.save(conn, status, response, now))
+            await self.db.write(lambda tx: claim.save(tx, status, response, now))
         return status, response, False
 
     async def purge(self, now: float, batch: int = 1000) -> int:

@@ -5,7 +5,7 @@ which events link to it (by the URLs in their content, uploads and JSON alike). 
 keep files and rows in step with one writer and no locks on disk:
 - an upload is written to `media/.incoming/`, checked, fsynced and hard-linked into place
   before its event is written (`adopt`); the event's write job inserts the row and links the
-  file again if it went missing meanwhile (`on_store`);
+  file again if it went missing meanwhile (`link`);
 - an image no kept event references loses its row, and its file is unlinked by a later write
   job that sees no row for it (`collect`), so a concurrent upload of the same image, whose job
   runs in the same serial writer, either comes first (the row stays) or after (it relinks);
@@ -21,13 +21,16 @@ import os
 import re
 import secrets
 import shutil
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from glimpze.feeds.schemas import WIDGET_SIZES, CustomEvent
 from glimpze.store.database import Database, StorageError
+from glimpze.store.sql import Tx
+
+if TYPE_CHECKING:
+    from glimpze.feeds.events import NewEvent
 
 log = logging.getLogger("glimpze.media")
 
@@ -149,14 +152,14 @@ class Media:
                 partial.unlink(missing_ok=True)  # left only when the copy failed (a full disk)
         return True
 
-    def on_store(self, conn: sqlite3.Connection, stored: Any) -> None:
-        """Ingest hook, inside the event's write job: rows for new images, references for every
-        image of ours the content links to (uploaded now or earlier)."""
+    def link(self, tx: Tx, stored: NewEvent) -> None:
+        """Inside an event's write job: rows for the images it brings, references for every image
+        of ours its content links to (uploaded now or earlier)."""
         event = stored.event
         if not isinstance(event, CustomEvent):
             return
         for file in stored.media:
-            conn.execute(
+            tx.execute(
                 SQL_INSERT_MEDIA,
                 (file.sha256, file.ext, file.content_type, file.size, file.width, file.height, stored.received_at),
             )
@@ -164,7 +167,7 @@ class Media:
                 fsync(self.root)
         refs = list(self.references(event))
         if refs:
-            conn.executemany(SQL_REFERENCE, [(stored.seq, slot, sha, ext) for slot, sha, ext in refs])
+            tx.executemany(SQL_REFERENCE, [(stored.seq, slot, sha, ext) for slot, sha, ext in refs])
 
     def references(self, event: CustomEvent) -> list[tuple[str, str, str]]:
         """(slot, sha256, ext) of each content URL that points at this server's media."""
@@ -195,24 +198,24 @@ class Media:
     async def collect(self, now: float) -> int:
         """Delete images no event references any more, and orphan files; returns files deleted."""
         async with self._collecting:
-            gone = await self.db.write(lambda conn: conn.execute(SQL_DELETE_UNREFERENCED).fetchall())
+            gone = await self.db.write(lambda tx: tx.execute(SQL_DELETE_UNREFERENCED).fetchall())
             candidates = {f"{sha}.{ext}" for sha, ext in gone}
             known = {row[0] for row in await self.db.fetch_all(SQL_ALL_NAMES)}
             old = await asyncio.to_thread(self._old_files, now - ORPHAN_GRACE_SECONDS)
             candidates |= old - known
             if not candidates:
                 return 0
-            deleted = await self.db.write(lambda conn: self._unlink_unreferenced(conn, sorted(candidates)))
+            deleted = await self.db.write(lambda tx: self._unlink_unreferenced(tx, sorted(candidates)))
         if deleted:
             log.info("deleted %d unreferenced image(s)", deleted)
         return deleted
 
-    def _unlink_unreferenced(self, conn: sqlite3.Connection, names: list[str]) -> int:
+    def _unlink_unreferenced(self, tx: Tx, names: list[str]) -> int:
         """Inside a write job, so no upload's job can interleave between the check and the unlink."""
         deleted = 0
         for name in names:
             sha, _, ext = name.partition(".")
-            if conn.execute(SQL_HAS_ROW, (sha, ext)).fetchone() is None:
+            if tx.execute(SQL_HAS_ROW, (sha, ext)).fetchone() is None:
                 try:
                     self.path(name).unlink()
                     deleted += 1

@@ -8,7 +8,6 @@ the expected interval (a cron job every 5 minutes is late after 7½, not after 5
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Literal
@@ -18,6 +17,7 @@ import msgspec
 from glimpze.clock import Clock
 from glimpze.errors import ValidationFailed, not_found
 from glimpze.store.database import Database
+from glimpze.store.sql import Row, Tx
 
 SIZES = ("small", "medium", "large")
 # A widget's natural size: one value fits a small square; an approval's question needs a wide one.
@@ -116,13 +116,13 @@ class Tiles:
             seen.add(feed_id)
         now = self.clock.now()
 
-        def job(conn: sqlite3.Connection) -> None:
-            known = {row[0] for row in conn.execute(SQL_FEEDS_OF, (project_id, msgspec.json.encode(order.feeds)))}
+        def job(tx: Tx) -> None:
+            known = {row[0] for row in tx.execute(SQL_FEEDS_OF, (project_id, msgspec.json.encode(order.feeds)))}
             for i, feed_id in enumerate(order.feeds):
                 if feed_id not in known:
                     raise ValidationFailed.at(f"$.feeds[{i}]", f"{feed_id!r} is not a feed of this project")
-            conn.execute(SQL_UNARRANGE, (now, project_id))
-            conn.executemany(SQL_PLACE, [(feed_id, project_id, i, now) for i, feed_id in enumerate(order.feeds)])
+            tx.execute(SQL_UNARRANGE, (now, project_id))
+            tx.executemany(SQL_PLACE, [(feed_id, project_id, i, now) for i, feed_id in enumerate(order.feeds)])
 
         await self.db.write(job)
 
@@ -130,15 +130,15 @@ class Tiles:
         """Set a feed's tile size and expected interval (keeping its place)."""
         now = self.clock.now()
 
-        def job(conn: sqlite3.Connection) -> None:
-            row = conn.execute(SQL_FEED, (feed_id,)).fetchone()
+        def job(tx: Tx) -> None:
+            row = tx.execute(SQL_FEED, (feed_id,)).fetchone()
             if row is None or row[0] != project_id:
                 raise not_found("feed", feed_id)
             params = (feed_id, project_id, settings.size, settings.expected_seconds, now)
-            conn.execute(SQL_CONFIGURE, params)
+            tx.execute(SQL_CONFIGURE, params)
 
         await self.db.write(job)
 
 
-def _placement(row: sqlite3.Row) -> Placement:
+def _placement(row: Row) -> Placement:
     return Placement(row["position"], row["size"], row["expected_seconds"])

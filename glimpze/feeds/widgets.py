@@ -21,9 +21,9 @@ from typing import Any
 import msgspec
 
 from glimpze.clock import Clock
+from glimpze.feeds.events import ApprovalView, Event, Events, event_out
 from glimpze.feeds.feeds import Feeds, ReaderFeed
 from glimpze.feeds.images import WIDGET_PIXELS
-from glimpze.feeds.ingest import ApprovalView, Event, Ingest, event_out
 from glimpze.feeds.limits import AuthFailureLimiter
 from glimpze.feeds.media import Media
 from glimpze.feeds.render import RENDER_VERSION, Card, placeholder, render, to_png
@@ -77,14 +77,14 @@ class Widgets:
         media: Media,
         clock: Clock,
         auth_failures: AuthFailureLimiter,
-        ingest: Ingest,
+        events: Events,
     ) -> None:
         self.db = db
         self.feeds = feeds
         self.media = media
         self.clock = clock
         self.auth_failures = auth_failures
-        self.ingest = ingest  # what a widget shows is the ingest pipeline's widget state
+        self.events = events  # what a widget shows: the event log's widget state
         self._drawing = asyncio.Semaphore(RENDER_CONCURRENCY)
         self._cache: OrderedDict[str, bytes] = OrderedDict()
 
@@ -94,7 +94,7 @@ class Widgets:
 
     async def document(self, feed: ReaderFeed) -> WidgetDocument:
         """The feed and its current widget state, for `/w/{feed_id}.json`."""
-        row, approval = await self.ingest.widget_row(feed.id, feed.schema_type)
+        row, approval = await self.events.widget_row(feed.id, feed.schema_type)
         if row is None:
             return WidgetDocument(feed.id, feed.name, feed.schema_type, None)
         event = event_out(row)
@@ -110,7 +110,7 @@ class Widgets:
         """The widget at `size` in `theme`; `png` is None when its ETag is one of the `known`
         ones the client has (If-None-Match), so nothing is drawn."""
         assert size in WIDGET_PIXELS and theme in THEMES
-        row, approval = await self.ingest.widget_row(feed.id, feed.schema_type)
+        row, approval = await self.events.widget_row(feed.id, feed.schema_type)
         if row is None:
             return await self._placeholder(feed, NO_EVENT_YET, size, theme, known)
         event = event_out(row)

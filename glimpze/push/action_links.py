@@ -15,10 +15,10 @@ import hashlib
 import hmac
 import re
 import secrets
-import sqlite3
 from dataclasses import dataclass
 
 from glimpze.store.database import Database
+from glimpze.store.sql import Tx
 
 TOKEN_PREFIX = "gza_"
 ACTIONS = ("approve", "reject")
@@ -50,9 +50,9 @@ class ActionLinks:
     async def open(self) -> None:
         """Load the signing key, creating it on first start."""
 
-        def job(conn: sqlite3.Connection) -> str:
-            conn.execute(SQL_PUT_KEY, (secrets.token_hex(32),))
-            return conn.execute(SQL_KEY).fetchone()[0]
+        def job(tx: Tx) -> str:
+            tx.execute(SQL_PUT_KEY, (secrets.token_hex(32),))
+            return tx.execute(SQL_KEY).fetchone()[0]
 
         self._key = bytes.fromhex(await self.db.write(job))
 

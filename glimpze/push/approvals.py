@@ -12,7 +12,6 @@ queues the seed 002 callback as a delivery (callbacks.py).
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 import msgspec
@@ -22,11 +21,13 @@ from glimpze.config import Config
 from glimpze.delivery import callbacks
 from glimpze.delivery.outbox import Outbox
 from glimpze.errors import Conflict, not_found
-from glimpze.feeds.ingest import SQL_EVENT_COLUMNS, SQL_WIDGET_EVENT, ApprovalView, NewEvent
-from glimpze.push.action_links import ACTIONS, ActionLink, ActionLinks
+from glimpze.feeds.events import SQL_EVENT_COLUMNS, SQL_WIDGET_EVENT, ApprovalView, NewEvent
+from glimpze.feeds.schemas import ApprovalEvent
+from glimpze.push.action_links import ActionLink, ActionLinks
 from glimpze.push.pushes import Push, message_text
 from glimpze.store.database import Database
 from glimpze.store.pagination import Page, page
+from glimpze.store.sql import Row, Tx
 
 STATUS_OF = {"approve": "approved", "reject": "rejected", "defer": "pending"}
 REMINDER_BATCH = 100
@@ -137,7 +138,7 @@ class LinkView(msgspec.Struct, kw_only=True):
     approval: Approval | None = None
 
 
-def approval_out(row: sqlite3.Row) -> Approval:
+def approval_out(row: Row) -> Approval:
     decode = msgspec.json.decode
     return Approval(
         event_id=row["event_id"],
@@ -155,7 +156,7 @@ def approval_out(row: sqlite3.Row) -> Approval:
     )
 
 
-def already_decided(row: sqlite3.Row) -> Conflict:
+def already_decided(row: Row) -> Conflict:
     when, by, status = iso(row["decided_at"]), row["decided_by"], row["status"]
     return Conflict(
         f"This approval was already {status} by {by!r} at {when}; the first approve or reject decides.",
@@ -179,22 +180,21 @@ class Approvals:
         self.defer_seconds = config.push.defer_seconds
         self.link_ttl = config.push.action_link_ttl_seconds
 
-    def on_accept(self, conn: sqlite3.Connection, stored: NewEvent) -> None:
-        """A new approval: its row and `approval.requested`, in the event's transaction."""
-        if stored.feed.schema_type != "approval":
-            return
-        feed = stored.feed
-        conn.execute(
+    def open(self, tx: Tx, stored: NewEvent) -> None:
+        """A new approval event: its row (pending) and `approval.requested`, in the event's transaction."""
+        feed, event = stored.feed, stored.event
+        assert isinstance(event, ApprovalEvent)
+        tx.execute(
             SQL_INSERT, (stored.seq, stored.id, feed.project_id, feed.id, stored.received_at, stored.received_at)
         )
         fields = {
             "feed_id": feed.id,
             "event_id": stored.id,
-            "description": stored.event.content.description,
+            "description": event.content.description,
             "metadata": msgspec.Raw(stored.metadata),
             "callback": None if stored.callback is None else msgspec.Raw(stored.callback),
         }
-        self.outbox.emit(conn, feed.project_id, "approval.requested", fields, occurred_at=stored.received_at)
+        self.outbox.emit(tx, feed.project_id, "approval.requested", fields, occurred_at=stored.received_at)
 
     async def respond(
         self, project_id: str, event_id: str, action: str, actor: str, *, link: ActionLink | None = None
@@ -203,21 +203,21 @@ class Approvals:
         assert action in STATUS_OF, action
         now = self.clock.now()
 
-        def job(conn: sqlite3.Connection) -> sqlite3.Row:
-            row = conn.execute(SQL_GET, (event_id,)).fetchone()
+        def job(tx: Tx) -> Row:
+            row = tx.execute(SQL_GET, (event_id,)).fetchone()
             if row is None or row["project_id"] != project_id:
                 raise not_found("approval", event_id)
-            if link is not None and conn.execute(SQL_LINK_USED, (link.nonce,)).fetchone():
+            if link is not None and tx.execute(SQL_LINK_USED, (link.nonce,)).fetchone():
                 raise Conflict("This link was already used.", code="action_link_used", title="Link already used")
             if row["status"] != "pending":
                 raise already_decided(row)
             if action == "defer":
-                conn.execute(SQL_DEFER, {"renotify_at": now + self.defer_seconds, "now": now, "seq": row["event_seq"]})
+                tx.execute(SQL_DEFER, {"renotify_at": now + self.defer_seconds, "now": now, "seq": row["event_seq"]})
             else:
                 params = {"status": STATUS_OF[action], "now": now, "actor": actor, "seq": row["event_seq"]}
-                conn.execute(SQL_DECIDE, params)
+                tx.execute(SQL_DECIDE, params)
             out_event_id = self.outbox.emit(
-                conn,
+                tx,
                 project_id,
                 "approval.responded",
                 {
@@ -233,7 +233,7 @@ class Approvals:
             delivery_id = None
             if row["callback"] is not None:
                 delivery_id = callbacks.queue(
-                    conn,
+                    tx,
                     out_event_id=out_event_id,
                     feed_id=row["feed_id"],
                     callback=msgspec.json.decode(row["callback"]),
@@ -241,8 +241,8 @@ class Approvals:
                     now=now,
                 )
             nonce = None if link is None else link.nonce
-            conn.execute(SQL_INSERT_ACTION, (row["event_seq"], action, actor, now, delivery_id, nonce))
-            return conn.execute(SQL_GET, (event_id,)).fetchone()
+            tx.execute(SQL_INSERT_ACTION, (row["event_seq"], action, actor, now, delivery_id, nonce))
+            return tx.execute(SQL_GET, (event_id,)).fetchone()
 
         return await self._detail(await self.db.write(job))
 
@@ -272,7 +272,7 @@ class Approvals:
     async def pending_count(self, project_id: str) -> int:
         return int(await self.db.fetch_value(SQL_PENDING_COUNT, (project_id,)) or 0)
 
-    async def _detail(self, row: sqlite3.Row) -> ApprovalDetail:
+    async def _detail(self, row: Row) -> ApprovalDetail:
         actions = [
             ApprovalAction(
                 action_type=a["action"],
@@ -293,17 +293,17 @@ class Approvals:
         if not rows:
             return 0
 
-        def job(conn: sqlite3.Connection) -> int:
+        def job(tx: Tx) -> int:
             pushed = 0
             for row in rows:
-                if not conn.execute(SQL_CLEAR_REMINDER, (row["event_seq"], now)).rowcount:
+                if not tx.execute(SQL_CLEAR_REMINDER, (row["event_seq"], now)).rowcount:
                     continue  # answered meanwhile
                 status = self.push.approval_status(row["project_id"], now)
                 if status is None:
                     continue
                 title, body = message_text("approval", row["feed_name"], msgspec.json.decode(row["content"]))
                 self.push.queue(
-                    conn,
+                    tx,
                     project_id=row["project_id"],
                     feed_id=row["feed_id"],
                     event_id=row["event_id"],
@@ -319,13 +319,6 @@ class Approvals:
         return await self.db.write(job)
 
     # Action links and the widget
-
-    async def links(self, event_id: str, now: float) -> dict[str, str] | None:
-        """Fresh Approve / Reject links for a notification; None when the approval is no longer pending."""
-        row = await self.db.fetch_one(SQL_STATE, (event_id,))
-        if row is None or row["status"] != "pending":
-            return None
-        return {action: self.action_links.url(event_id, action, now + self.link_ttl) for action in ACTIONS}
 
     async def view_link(self, token: str) -> LinkView:
         """What an action link's confirmation page shows (GET: nothing changes)."""
@@ -360,8 +353,8 @@ class Approvals:
             return LinkView(state="ok", action=link.action, approval=approval), link, row["project_id"]
         return LinkView(state=state, action=link.action, approval=approval), None, None
 
-    async def widget(self, feed_id: str) -> tuple[sqlite3.Row, ApprovalView] | None:
-        """What an approval feed's widget shows (ingest's `approval_widget`): the oldest pending
+    async def widget(self, feed_id: str) -> tuple[Row, ApprovalView] | None:
+        """What an approval feed's widget shows (events.Events.widget_row): the oldest pending
         request and how many are waiting; with none pending, the latest decision; None before
         the first event. JSON, PNGs and the dashboard all read it here."""
         row = await self.db.fetch_one(SQL_WIDGET_PENDING, (feed_id,))

@@ -1,6 +1,6 @@
 """Push notifications: decided at ingest, queued in the event's transaction, sent by the scheduler.
 
-`decide` is ingest's `decide_push` seam, for an event with `intent.send_push` and for every
+`decide` is called by ingest before an event is stored, for an event with `intent.send_push` and for every
 approval (seed 002: "approval always sends push"):
 - the project has no push targets → "none";
 - an approval → "queued" (exempt from the feed limit; during quiet hours it is `held` and goes
@@ -9,7 +9,7 @@ approval (seed 002: "approval always sends push"):
 - a push of the same feed less than `[push] feed_interval_seconds` ago → "suppressed", logged
   `coalesced` (a loop cannot flood a phone);
 - otherwise "queued".
-`on_accept` writes the push row (title and body drawn from the event) in the event's
+`queue_decided` writes the push row (title and body drawn from the event) in the event's
 transaction. `send_due(now)` sends due pushes to every target of their project at once — Web
 Push subscriptions and Apprise URLs, each connection checked by the SSRF guard (ssrf.py) — and
 logs each target's result; an approval's push gets
@@ -26,8 +26,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import sqlite3
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -35,16 +33,19 @@ import msgspec
 from glimpze.clock import Clock, iso
 from glimpze.config import Config
 from glimpze.errors import not_found
+from glimpze.feeds.events import NO_PUSH, NewEvent, PushDecision
 from glimpze.feeds.feeds import FeedState
-from glimpze.feeds.ingest import NO_PUSH, NewEvent, PushDecision
+from glimpze.feeds.schemas import IngestEvent
 from glimpze.ids import new_id
 from glimpze.ops.metrics import Registry
 from glimpze.push import apprise_urls
+from glimpze.push.action_links import ACTIONS, ActionLinks
 from glimpze.push.quiet_hours import QuietHours, QuietHoursSpec, QuietHoursState
 from glimpze.push.targets import PushTargets, Recipient
 from glimpze.push.webpush import WebPush
 from glimpze.store.database import Database
 from glimpze.store.pagination import Page, page
+from glimpze.store.sql import Row, Tx
 
 log = logging.getLogger("glimpze.push")
 
@@ -65,9 +66,12 @@ SQL_INSERT = """
     VALUES (:id, :project_id, :feed_id, :event_id, :approval, :status, :reason, :title, :body, :open_path, :now, :now)
 """
 SQL_RELEASE_LEASES = "UPDATE pushes SET status = 'queued', send_at = ? WHERE status = 'sending'"
+# An approval's push also reads whether it is still pending (answered meanwhile: it is dropped).
 SQL_DUE = """
-    SELECT seq, id, project_id, feed_id, event_id, approval, title, body, open_path FROM pushes
-    WHERE status IN ('queued', 'sending') AND send_at <= :now ORDER BY send_at, seq LIMIT :limit
+    SELECT p.seq, p.id, p.project_id, p.feed_id, p.event_id, p.approval, p.title, p.body, p.open_path,
+           a.status AS approval_status
+    FROM pushes p LEFT JOIN approvals a ON p.approval AND a.event_id = p.event_id
+    WHERE p.status IN ('queued', 'sending') AND p.send_at <= :now ORDER BY p.send_at, p.seq LIMIT :limit
 """
 SQL_ANY_DUE = "SELECT 1 FROM pushes WHERE status IN ('queued', 'sending') AND send_at <= ? LIMIT 1"
 SQL_LEASE = "UPDATE pushes SET status = 'sending', send_at = ? WHERE seq = ?"
@@ -94,8 +98,6 @@ SQL_PURGE = """
     )
 """
 
-Links = Callable[[str, float], Awaitable[dict[str, str] | None]]
-
 
 class PushResult(msgspec.Struct):
     target_id: str
@@ -121,10 +123,6 @@ class PushRecord(msgspec.Struct, kw_only=True):
     results: list[PushResult]
 
 
-async def _no_links(event_id: str, now: float) -> dict[str, str] | None:
-    return {}
-
-
 class Push:
     """Decides, queues, sends and logs pushes; see the module docstring."""
 
@@ -136,6 +134,7 @@ class Push:
         targets: PushTargets,
         quiet: QuietHours,
         webpush: WebPush,
+        action_links: ActionLinks,
         metrics: Registry | None = None,
     ) -> None:
         self.db = db
@@ -148,8 +147,8 @@ class Push:
         self.timeout = config.push.timeout_seconds
         self.open_url = config.base_url + "/"
         self.retention = config.webhooks.event_retention_days * 86400
-        # Approve / Reject links of a pending approval ({} for none; None once it was answered).
-        self.links: Links = _no_links
+        self.action_links = action_links
+        self.link_ttl = config.push.action_link_ttl_seconds
         self._last_push: dict[str, float] = {}  # feed id -> when its last push was queued
         self._queued = False
         self._sending = asyncio.Lock()
@@ -165,7 +164,8 @@ class Push:
 
     # Deciding and queuing (inside ingest)
 
-    def decide(self, feed: FeedState, event: Any, now: float) -> PushDecision:
+    def decide(self, feed: FeedState, event: IngestEvent, now: float) -> PushDecision:
+        """Whether an event about to be stored gets a push, and how (see the module docstring)."""
         approval = feed.schema_type == "approval"
         if not approval and not event.intent.send_push:
             return NO_PUSH
@@ -184,21 +184,21 @@ class Push:
         self._last_push[feed.id] = now
         return PushDecision("queued", QUEUED)
 
-    def on_accept(self, conn: sqlite3.Connection, stored: NewEvent) -> None:
+    def queue_decided(self, tx: Tx, stored: NewEvent, decision: PushDecision) -> None:
         """Queue (or log) the push `decide` settled, in the event's transaction."""
-        if stored.push_detail is None:
+        if decision.status is None:
             return
-        name = conn.execute(SQL_FEED_NAME, (stored.feed.id,)).fetchone()[0]
+        name = tx.execute(SQL_FEED_NAME, (stored.feed.id,)).fetchone()[0]
         title, body = message_text(stored.feed.schema_type, name, msgspec.json.decode(stored.content))
         self.queue(
-            conn,
+            tx,
             project_id=stored.feed.project_id,
             feed_id=stored.feed.id,
             event_id=stored.id,
             approval=stored.feed.schema_type == "approval",
             title=title,
             body=body,
-            status=stored.push_detail,
+            status=decision.status,
             now=stored.received_at,
         )
 
@@ -225,7 +225,7 @@ class Push:
 
     def queue(
         self,
-        conn: sqlite3.Connection,
+        tx: Tx,
         *,
         project_id: str,
         feed_id: str,
@@ -257,7 +257,7 @@ class Push:
             "open_path": open_path,
             "now": now,
         }
-        conn.execute(SQL_INSERT, params)
+        tx.execute(SQL_INSERT, params)
         self._queued = self._queued or status == QUEUED
 
     # The runner
@@ -334,8 +334,8 @@ class Push:
         if not over:
             return 0
 
-        def job(conn: sqlite3.Connection) -> int:
-            return sum(conn.execute(SQL_RELEASE, {"project": p, "now": now}).rowcount for p in over)
+        def job(tx: Tx) -> int:
+            return sum(tx.execute(SQL_RELEASE, {"project": p, "now": now}).rowcount for p in over)
 
         released = await self.db.write(job)
         if released:
@@ -353,14 +353,15 @@ class Push:
         await self.quiet.clear(project_id)
         await self.release_quiet_hours(self.clock.now())
 
-    async def _send(self, row: sqlite3.Row, now: float) -> None:
-        links: dict[str, str] | None = {}
+    async def _send(self, row: Row, now: float) -> None:
+        links: dict[str, str] = {}
         if row["approval"]:
-            links = await self.links(row["event_id"], now)
-            if links is None:
+            if row["approval_status"] != "pending":
                 await self._finish(row, SUPPRESSED, "the approval was answered before its push went out", now)
                 self.outcomes.inc(SUPPRESSED)
                 return
+            expires = now + self.link_ttl  # fresh Approve / Reject links, made as it goes out
+            links = {action: self.action_links.url(row["event_id"], action, expires) for action in ACTIONS}
         targets = await self.targets.of_project(row["project_id"])
         if not targets:
             await self._finish(row, "failed", "the project has no push targets", now)
@@ -396,7 +397,7 @@ class Push:
         payload = webpush_payload(TEST_TITLE, TEST_BODY, self.open_url, [])
         status, error = await self._deliver(target, TEST_TITLE, TEST_BODY, payload, now, False)
         if status == "removed":
-            count = await self.db.write(lambda conn: self.targets.remove(conn, project_id, [target.id]))
+            count = await self.db.write(lambda tx: self.targets.remove(tx, project_id, [target.id]))
             self.targets.set_count(project_id, count)
         return PushResult(target.id, target.kind, status, error, iso(self.clock.now()))
 
@@ -418,24 +419,24 @@ class Push:
 
     def _record(
         self,
-        row: sqlite3.Row,
+        row: Row,
         targets: list[Recipient],
         results: list[tuple[str, str | None]],
         now: float,
-        conn: sqlite3.Connection,
+        tx: Tx,
     ) -> int | None:
         """Log each target's result and the push's; drop gone subscriptions (returns the new count then)."""
-        conn.executemany(
+        tx.executemany(
             SQL_INSERT_RESULT,
             [(row["seq"], t.id, t.kind, status, error, now) for t, (status, error) in zip(targets, results)],
         )
         sent = any(status == "sent" for status, _ in results)
         reason = None if sent else next((error for _, error in results if error), "no target accepted it")
-        conn.execute(SQL_FINISH, ("sent" if sent else "failed", reason, now, row["seq"]))
+        tx.execute(SQL_FINISH, ("sent" if sent else "failed", reason, now, row["seq"]))
         gone = [t.id for t, (status, _) in zip(targets, results) if status == "removed"]
-        return self.targets.remove(conn, row["project_id"], gone) if gone else None
+        return self.targets.remove(tx, row["project_id"], gone) if gone else None
 
-    async def _finish(self, row: sqlite3.Row, status: str, reason: str, now: float) -> None:
+    async def _finish(self, row: Row, status: str, reason: str, now: float) -> None:
         await self.db.execute(SQL_FINISH, (status, reason, now, row["seq"]))
 
     # Reading and purging the log
@@ -464,7 +465,7 @@ class Push:
                 PushResult(r["target_id"], r["kind"], r["status"], r["error"], iso(r["at"]))
             )
 
-        def record(row: sqlite3.Row) -> PushRecord:
+        def record(row: Row) -> PushRecord:
             return PushRecord(
                 id=row["id"],
                 event_id=row["event_id"],
@@ -491,9 +492,9 @@ class Push:
                 return total
 
 
-def _claim(now: float, conn: sqlite3.Connection) -> list[sqlite3.Row]:
-    rows = conn.execute(SQL_DUE, {"now": now, "limit": SEND_BATCH}).fetchall()
-    conn.executemany(SQL_LEASE, [(now + LEASE_SECONDS, row["seq"]) for row in rows])
+def _claim(now: float, tx: Tx) -> list[Row]:
+    rows = tx.execute(SQL_DUE, {"now": now, "limit": SEND_BATCH}).fetchall()
+    tx.executemany(SQL_LEASE, [(now + LEASE_SECONDS, row["seq"]) for row in rows])
     return rows
 
 

@@ -139,10 +139,10 @@ class QuietHours:
         window = parse(spec)
         now = self.clock.now()
         value = msgspec.structs.asdict(spec)
-        await self.db.write(lambda conn: self.settings.put(conn, project_id, QUIET_HOURS, value, now))
+        await self.db.write(lambda tx: self.settings.put(tx, project_id, QUIET_HOURS, value, now))
         self._windows[project_id] = (spec, window)
         return self.state(project_id)
 
     async def clear(self, project_id: str) -> None:
-        await self.db.write(lambda conn: self.settings.delete(conn, project_id, QUIET_HOURS))
+        await self.db.write(lambda tx: self.settings.delete(tx, project_id, QUIET_HOURS))
         self._windows.pop(project_id, None)

@@ -13,7 +13,6 @@ push (no targets: `"push": "none"`).
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
@@ -28,6 +27,7 @@ from glimpze.push import apprise_urls
 from glimpze.push.webpush import Subscription, check_subscription
 from glimpze.store.database import Database
 from glimpze.store.pagination import Page, page
+from glimpze.store.sql import Row, Tx
 
 MAX_TARGETS = 50  # per project
 
@@ -92,7 +92,7 @@ class Recipient:
     subscription: Subscription | None
 
 
-def target_out(row: sqlite3.Row) -> PushTarget:
+def target_out(row: Row) -> PushTarget:
     return PushTarget(
         id=row["id"], kind=row["kind"], url=row["shown"], service=row["service"], created_at=iso(row["created_at"])
     )
@@ -138,9 +138,9 @@ class PushTargets:
         return await self._save(project_id, "webpush", sub.endpoint, shown, parts.hostname or "", sub)
 
     async def unsubscribe(self, project_id: str, endpoint: str) -> None:
-        def job(conn: sqlite3.Connection) -> tuple[int, int]:
-            deleted = conn.execute(SQL_DELETE_BY_URL, (project_id, "webpush", endpoint)).rowcount
-            return deleted, conn.execute(SQL_COUNT, (project_id,)).fetchone()[0]
+        def job(tx: Tx) -> tuple[int, int]:
+            deleted = tx.execute(SQL_DELETE_BY_URL, (project_id, "webpush", endpoint)).rowcount
+            return deleted, tx.execute(SQL_COUNT, (project_id,)).fetchone()[0]
 
         deleted, self._counts[project_id] = await self.db.write(job)
         if not deleted:
@@ -151,9 +151,9 @@ class PushTargets:
         return page(list(rows), limit, target_out, lambda r: (r["seq"],))
 
     async def delete(self, project_id: str, target_id: str) -> None:
-        def job(conn: sqlite3.Connection) -> tuple[int, int]:
-            deleted = conn.execute(SQL_DELETE, (project_id, target_id)).rowcount
-            return deleted, conn.execute(SQL_COUNT, (project_id,)).fetchone()[0]
+        def job(tx: Tx) -> tuple[int, int]:
+            deleted = tx.execute(SQL_DELETE, (project_id, target_id)).rowcount
+            return deleted, tx.execute(SQL_COUNT, (project_id,)).fetchone()[0]
 
         deleted, self._counts[project_id] = await self.db.write(job)
         if not deleted:
@@ -172,10 +172,10 @@ class PushTargets:
             for row in rows
         ]
 
-    def remove(self, conn: sqlite3.Connection, project_id: str, target_ids: list[str]) -> int:
+    def remove(self, tx: Tx, project_id: str, target_ids: list[str]) -> int:
         """Delete targets inside a write job (gone subscriptions); returns the project's new count."""
-        conn.executemany(SQL_DELETE_BY_ID, [(t,) for t in target_ids])
-        return conn.execute(SQL_COUNT, (project_id,)).fetchone()[0]
+        tx.executemany(SQL_DELETE_BY_ID, [(t,) for t in target_ids])
+        return tx.execute(SQL_COUNT, (project_id,)).fetchone()[0]
 
     def set_count(self, project_id: str, count: int) -> None:
         self._counts[project_id] = count
@@ -195,13 +195,13 @@ class PushTargets:
             "now": self.clock.now(),
         }
 
-        def job(conn: sqlite3.Connection) -> tuple[sqlite3.Row, int]:
-            count = conn.execute(SQL_COUNT, (project_id,)).fetchone()[0]
-            existing = conn.execute(SQL_GET_BY_URL, (project_id, kind, url)).fetchone()
+        def job(tx: Tx) -> tuple[Row, int]:
+            count = tx.execute(SQL_COUNT, (project_id,)).fetchone()[0]
+            existing = tx.execute(SQL_GET_BY_URL, (project_id, kind, url)).fetchone()
             if existing is None and count >= MAX_TARGETS:
                 raise ValidationFailed.at("$", f"a project has at most {MAX_TARGETS} push targets; delete one first")
-            conn.execute(SQL_INSERT, params)
-            return conn.execute(SQL_GET_BY_URL, (project_id, kind, url)).fetchone(), count + (existing is None)
+            tx.execute(SQL_INSERT, params)
+            return tx.execute(SQL_GET_BY_URL, (project_id, kind, url)).fetchone(), count + (existing is None)
 
         row, self._counts[project_id] = await self.db.write(job)
         return target_out(row)

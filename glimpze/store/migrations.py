@@ -546,6 +546,13 @@ CREATE INDEX approvals_feed ON approvals(feed_id, status, event_seq);
 CREATE INDEX approvals_decided ON approvals(project_id, decided_at, event_seq) WHERE decided_at IS NOT NULL;
 """
 
+RULES_IN_PYTHON = """
+-- Business rules live in Python (DESIGN §6): who gets a delivery is decided by outbox.emit, what a
+-- widget shows by ingest, in the same transactions the triggers ran in.
+DROP TRIGGER events_widget;
+DROP TRIGGER out_events_queue;
+"""
+
 MIGRATIONS: list[tuple[str, str]] = [
     ("core: projects, keys, feeds, events, idempotency", CORE),
     ("webhooks: outgoing events, webhooks, deliveries, attempts", WEBHOOKS),
@@ -556,4 +563,5 @@ MIGRATIONS: list[tuple[str, str]] = [
     ("dashboard: the administrator's password and setup token, dashboard sessions", DASHBOARD),
     ("agent profile: display name, avatar and reply time for the visitor widget's header", AGENT_PROFILE),
     ("home: dashboard tiles, conversation reads, push pages, approval widget indexes", HOME),
+    ("rules in python: the triggers that queued deliveries and moved the widget pointer go", RULES_IN_PYTHON),
 ]

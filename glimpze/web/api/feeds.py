@@ -9,8 +9,8 @@ from litestar import Request, Router, delete, get, patch, post
 from litestar.params import FromPath, FromQuery
 
 from glimpze.delivery.webhooks import DEFAULT_SECRET_GRACE_SECONDS
+from glimpze.feeds.events import EventPage, Widget
 from glimpze.feeds.feeds import CallbackSecret, Feed, NewFeed, SchemaType
-from glimpze.feeds.ingest import EventLog, Widget
 from glimpze.store.pagination import DEFAULT_LIMIT, Page, check_limit, decode_cursor
 from glimpze.validation import Decoder
 from glimpze.web.common import App, Caller, read_json, refuse_idempotency_key
@@ -118,15 +118,15 @@ async def list_events(
     limit: FromQuery[int] = DEFAULT_LIMIT,
     cursor: FromQuery[str | None] = None,
     status: FromQuery[Literal["accepted", "throttled"] | None] = None,
-) -> EventLog:
-    return await glimpze.ingest.events(
+) -> EventPage:
+    return await glimpze.events.page(
         principal.project_id, feed_id, cursor=cursor, limit=check_limit(limit), status=status
     )
 
 
 @get("/{feed_id:str}/widget", summary="The current widget state (event is null until the first update)")
 async def get_widget(feed_id: FromPath[str], glimpze: App, principal: Caller) -> Widget:
-    return await glimpze.ingest.widget(principal.project_id, feed_id)
+    return await glimpze.events.widget(principal.project_id, feed_id)
 
 
 router = Router(

@@ -16,8 +16,9 @@ from litestar.response import Template
 
 from glimpze.delivery.webhooks import DEFAULT_SECRET_GRACE_SECONDS
 from glimpze.errors import GlimpzeError
+from glimpze.feeds.events import ApprovalView, Event
 from glimpze.feeds.feeds import Feed
-from glimpze.feeds.ingest import ApprovalView, Event, JsonSubmission
+from glimpze.feeds.ingest import JsonSubmission
 from glimpze.feeds.tiles import DEFAULT_SIZES, Placement, TileSettings
 from glimpze.store.pagination import DEFAULT_LIMIT
 from glimpze.web.dashboard.home import PreviewFeed, TileView, one_tile
@@ -158,7 +159,7 @@ async def feed_page(
 ) -> Template:
     glimpze, v = glimpze_of(request), viewer(request)
     feed = await glimpze.feeds.get(v.project_id, feed_id)
-    log = await glimpze.ingest.events(v.project_id, feed_id, cursor=cursor, limit=DEFAULT_LIMIT, status=status)
+    log = await glimpze.events.page(v.project_id, feed_id, cursor=cursor, limit=DEFAULT_LIMIT, status=status)
     # A key shown once: the notice that carries it opens the quick-start dialog instead.
     notices = ui_of(request).notices.take(v.session.key)
     reveal = next((n for n in notices if n.data.get("feed_id") == feed.id and n.data.get("write_key")), None)

@@ -25,8 +25,8 @@ from litestar.params import FromPath, FromQuery
 from litestar.response import ServerSentEvent, ServerSentEventMessage, Template
 
 from glimpze.errors import ValidationFailed
+from glimpze.feeds.events import ApprovalView, Event, Widget
 from glimpze.feeds.feeds import Feed
-from glimpze.feeds.ingest import ApprovalView, Event, Widget
 from glimpze.feeds.tiles import Placement, TileOrder, arranged, is_stale, tile_size
 from glimpze.services import Services
 from glimpze.validation import Decoder
@@ -112,7 +112,7 @@ def _timestamp(text: str) -> float:
 
 async def home_tiles(glimpze: Services, project_id: str) -> list[TileView]:
     feeds = await project_feeds(glimpze, project_id)
-    widgets = await glimpze.ingest.widgets(project_id)
+    widgets = await glimpze.events.widgets(project_id)
     layout = await glimpze.tiles.layout(project_id)
     by_id = {feed.id: feed for feed in feeds}
     now = glimpze.clock.now()
@@ -122,7 +122,7 @@ async def home_tiles(glimpze: Services, project_id: str) -> list[TileView]:
 
 async def one_tile(glimpze: Services, project_id: str, feed_id: str) -> TileView:
     feed = await glimpze.feeds.get(project_id, feed_id)
-    widget = await glimpze.ingest.widget_of(feed.id, feed.schema_type)
+    widget = await glimpze.events.widget_of(feed.id, feed.schema_type)
     placement = await glimpze.tiles.placement(feed.id)
     return tile_view(feed, widget, placement, glimpze.clock.now())
 

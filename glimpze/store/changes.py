@@ -1,8 +1,8 @@
 """Change notices for the dashboard's live pages: what changed (a kind and ids), never the data.
 
-Write jobs note what they touch through hooks that run inside the transaction: an event stored
-(`ingest.on_store`, throttled ones too), an outgoing event emitted (`outbox.on_emit`: approvals,
-conversations, webhooks) and a delivery attempt recorded (`dispatcher.on_outcome`). The notes
+Write jobs note what they touch, inside the transaction: an event stored (`event_stored`, by
+ingest, throttled ones too), an outgoing event emitted (`emitted`, by the outbox: approvals,
+conversations, webhooks) and a delivery attempt recorded (`attempted`, by the dispatcher). The notes
 wait until the writer's commit (`after_commit`) and then go to every subscriber of the project
 (the dashboard's `/live` stream), which re-reads what changed. A job that is rolled back may
 leave a spurious note behind; that costs a page one needless read, never a wrong picture, since
@@ -17,11 +17,13 @@ today; a PostgreSQL deployment would NOTIFY there and call `deliver` from its LI
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
+
+if TYPE_CHECKING:
+    from glimpze.feeds.events import NewEvent
 
 QUEUE_SIZE = 256  # notices a subscriber may lag behind before it is told to re-read everything
 
@@ -39,7 +41,7 @@ RESYNC = Change("resync", "")
 
 # What an outgoing event tells the pages: (kind, the field holding its id, the field of its owner).
 _OUTGOING = {
-    "feed.event": None,  # told by the stored event itself (ingest.on_store)
+    "feed.event": None,  # told by the stored event itself (event_stored)
     "approval.requested": ("approval", "event_id", "feed_id"),
     "approval.responded": ("approval", "event_id", "feed_id"),
     "session.created": ("session", "session_id", None),
@@ -129,18 +131,18 @@ class Changes:
             for subscription in list(subscribers):
                 subscription.put(None)
 
-    # The hooks that feed it (wired in core.py)
+    # What the write jobs note
 
-    def on_store(self, conn: sqlite3.Connection, stored: Any) -> None:
-        """ingest.on_store: an event was stored (accepted or throttled); an accepted one that
-        updates the widget changes its feed's tile."""
+    def event_stored(self, stored: NewEvent) -> None:
+        """An event was stored (accepted or throttled); an accepted one that updates the widget
+        changes its feed's tile."""
         feed = stored.feed
         self.note(feed.project_id, "event", stored.id, feed.id)
         if stored.widget_updated:
             self.note(feed.project_id, "tile", feed.id)
 
-    def on_emit(self, project_id: str, event_type: str, event_id: str, fields: dict[str, Any]) -> None:
-        """outbox.on_emit: an outgoing event was emitted (deliveries may have been queued for it)."""
+    def emitted(self, project_id: str, event_type: str, event_id: str, fields: dict[str, Any]) -> None:
+        """An outgoing event was emitted (deliveries may have been queued for it)."""
         self.note(project_id, "outgoing", event_id, event_type)
         told = _OUTGOING.get(event_type)
         if told is None:
@@ -150,8 +152,8 @@ class Changes:
         if kind == "approval":  # an answer changes what the approval feed's widget shows
             self.note(project_id, "tile", str(fields["feed_id"]))
 
-    def on_outcome(self, project_id: str, delivery_id: str, owner: str | None) -> None:
-        """dispatcher.on_outcome: an attempt of a delivery (of webhook or feed `owner`) was recorded."""
+    def attempted(self, project_id: str, delivery_id: str, owner: str | None) -> None:
+        """An attempt of a delivery (of webhook or feed `owner`) was recorded."""
         self.note(project_id, "delivery", delivery_id, owner)
         if owner is not None and owner.startswith("wh_"):
             self.note(project_id, "webhook", owner)
