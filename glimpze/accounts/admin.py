@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from glimpze.clock import Clock
-from glimpze.errors import GlimpzeError, NotFound, Unauthorized, ValidationFailed
+from glimpze.errors import NotFound, Unauthorized, ValidationFailed
 from glimpze.feeds.limits import AuthFailureLimiter
 from glimpze.ids import hash_secret, same
 from glimpze.store.database import Database
@@ -257,7 +257,3 @@ def check_password(password: str, confirm: str) -> None:
         raise ValidationFailed.at("password", "must not be only spaces")
     if password != confirm:
         raise ValidationFailed.at("confirm", "does not match the password")
-
-
-def is_sign_in_error(exc: GlimpzeError) -> bool:
-    return exc.code in ("wrong_password", "not_set_up")

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 import msgspec
 
 from glimpze.clock import Clock, iso
-from glimpze.errors import Conflict, Unauthorized, ValidationFailed, not_found
+from glimpze.errors import Conflict, Unauthorized, not_found
 from glimpze.ids import display_prefix, hash_secret, new_id, new_secret
 from glimpze.names import check_name
+from glimpze.rotation import check_grace, previous_columns
 from glimpze.store.database import Database
 from glimpze.store.pagination import Page, page
 from glimpze.store.sql import Row, Tx
@@ -41,9 +42,8 @@ SQL_FIND_KEY = """
     SELECT id, project_id, name, hash = :hash AS current, previous_expires_at FROM api_keys
     WHERE hash = :hash OR (previous_hash = :hash AND previous_expires_at > :now)
 """
-SQL_ROTATE_KEY = """
-    UPDATE api_keys SET previous_hash = CASE WHEN :grace > 0 THEN hash END,
-        previous_expires_at = CASE WHEN :grace > 0 THEN :now + :grace END,
+SQL_ROTATE_KEY = f"""
+    UPDATE api_keys SET {previous_columns("hash", "previous_hash", "previous_expires_at")},
         hash = :hash, prefix = :prefix, rotated_at = :now
     WHERE project_id = :project AND id = :id
 """
@@ -198,10 +198,7 @@ class Keys:
         self, project_id: str, key_id: str, grace_seconds: int = DEFAULT_ROTATION_GRACE_SECONDS
     ) -> NewApiKey:
         """A new secret for the key; the old one keeps working for `grace_seconds` (0: not at all)."""
-        if not 0 <= grace_seconds <= MAX_ROTATION_GRACE_SECONDS:
-            raise ValidationFailed.at(
-                "$.grace_seconds", f"must be between 0 and {MAX_ROTATION_GRACE_SECONDS} (30 days)"
-            )
+        check_grace(grace_seconds, MAX_ROTATION_GRACE_SECONDS)
         secret, now = new_secret("gzp_"), self.clock.now()
         params = {
             "grace": grace_seconds,

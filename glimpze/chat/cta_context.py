@@ -29,6 +29,7 @@ from glimpze.chat.messages import CtaCard
 from glimpze.chat.sessions import Session
 from glimpze.clock import Clock, iso
 from glimpze.ids import new_secret
+from glimpze.rotation import still_good
 from glimpze.store.database import Database
 from glimpze.store.sql import Tx
 
@@ -186,12 +187,12 @@ class CtaContext:
     def _verifying(record: dict[str, Any] | None, now: float) -> Iterable[str]:
         if record is None:
             return []
-        previous = record["previous"] if record["previous_until"] and now < record["previous_until"] else None
+        previous = record["previous"] if still_good(record["previous"], record["previous_until"], now) else None
         return [record["secret"]] if previous is None else [record["secret"], previous]
 
     @staticmethod
     def _out(record: dict[str, Any], now: float) -> CtaSecret:
         until = record["previous_until"]
-        if record["previous"] is None or until is None or now >= until:
+        if not still_good(record["previous"], until, now):
             return CtaSecret(record["secret"], None, None)
         return CtaSecret(record["secret"], record["previous"], iso(until))

@@ -25,6 +25,7 @@ import msgspec
 
 from glimpze import __version__
 from glimpze.delivery.signing import signature_headers
+from glimpze.rotation import still_good
 from glimpze.store.sql import Row
 
 USER_AGENT = f"Glimpze-Webhooks/{__version__}"
@@ -142,7 +143,7 @@ def _target(url: str) -> httpcore.URL:
 def claim_of(row: Row, now: float) -> DeliveryClaim:
     """A claim from a row of the dispatcher's claim queries (webhook and callback rows alike)."""
     secrets = [row["secret"]]
-    if row["previous_secret"] and (row["previous_secret_expires_at"] or 0) > now:
+    if still_good(row["previous_secret"], row["previous_secret_expires_at"], now):
         secrets.append(row["previous_secret"])
     number = row["attempts"] + 1
     return DeliveryClaim(

@@ -41,6 +41,7 @@ from glimpze.config import Config
 from glimpze.delivery.attempts import AttemptResult, DeliveryClaim, attempt, claim_of
 from glimpze.delivery.outbox import Outbox
 from glimpze.ops.metrics import Registry
+from glimpze.ops.runner import Runner
 from glimpze.store.changes import Changes
 from glimpze.store.database import Database
 from glimpze.store.sql import Tx
@@ -171,8 +172,7 @@ class Dispatcher:
         self._records: set[asyncio.Future[Any]] = set()
         self._outcomes: list[tuple[DeliveryClaim, AttemptResult, float, float, float, asyncio.Future[None]]] = []
         self._writing: asyncio.Task[None] | None = None
-        self._wake: asyncio.Event | None = None
-        self._runner: asyncio.Task[None] | None = None
+        self._runner: Runner | None = None
         self._stopping = False
         self._stopped: asyncio.Future[None] | None = None
         self.attempts = 0
@@ -185,36 +185,24 @@ class Dispatcher:
     # Running inside the server
 
     async def start(self) -> None:
-        """Clear leases left by a previous process (one process per database), then run."""
+        """Clear leases left by a previous process (one process per database), then run: a pass
+        after every commit that emitted an event (the outbox's waiter), at most one per RUN_INTERVAL
+        (running lanes pick up their own webhook's new deliveries as they go)."""
         self._open_pool()
         await self.db.execute(SQL_RELEASE_LEASES)
-        self._wake = self.outbox.waiter()
-        self._wake.set()
-        self._runner = asyncio.create_task(self._run(), name="glimpze-dispatcher")
+        self._runner = Runner(
+            "glimpze-dispatcher", lambda: self._open_lanes(None), min_interval=RUN_INTERVAL, woken=self.outbox.waiter()
+        )
+        self._runner.start()
 
     def wake(self) -> None:
-        if self._wake is not None:
-            self._wake.set()
-
-    async def _run(self) -> None:
-        assert self._wake is not None
-        while not self._stopping:
-            await self._wake.wait()
-            self._wake.clear()
-            try:
-                await self._open_lanes(None)
-            except Exception:
-                log.exception("dispatcher pass failed")
-            # Busy ingest wakes us after every commit; one look for new work per RUN_INTERVAL is enough
-            # (running lanes pick up their own webhook's new deliveries as they go).
-            await asyncio.sleep(RUN_INTERVAL)
+        if self._runner is not None:
+            self._runner.wake()
 
     async def stop_runner(self) -> None:
         """Stop reacting to wake-ups; `deliver_due` still works (tests drive it with a fake clock)."""
         if self._runner is not None:
-            self._runner.cancel()
-            await asyncio.gather(self._runner, return_exceptions=True)
-            self._runner = None
+            await self._runner.stop()
         while self._lanes:
             await asyncio.gather(*self._lanes.values(), return_exceptions=True)
         await asyncio.gather(*self._records, return_exceptions=True)
@@ -229,7 +217,7 @@ class Dispatcher:
 
     async def _stop(self, grace: float) -> None:
         if self._runner is not None:
-            self._runner.cancel()
+            await self._runner.stop()
         lanes = list(self._lanes.values())
         if lanes:
             _, pending = await asyncio.wait(lanes, timeout=grace)
@@ -237,8 +225,8 @@ class Dispatcher:
                 lane.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         await asyncio.gather(*self._records, return_exceptions=True)
-        if self._wake is not None:
-            self.outbox.forget(self._wake)
+        if self._runner is not None:
+            self.outbox.forget(self._runner.woken)
         if self._pool is not None:
             await self._pool.aclose()
         # Claimed but not sent (or cut off): due again at the next start, no lease to wait out.

@@ -24,6 +24,7 @@ from glimpze.delivery.ssrf import TargetPolicy, check_url
 from glimpze.errors import Conflict, ValidationFailed, not_found
 from glimpze.ids import new_id
 from glimpze.names import check_name
+from glimpze.rotation import check_grace, previous_columns, still_good
 from glimpze.store.database import Database
 from glimpze.store.pagination import Page, page
 from glimpze.store.sql import Row, Tx
@@ -84,9 +85,8 @@ SQL_SET_ORDERED = """
     UPDATE deliveries SET ordered = ? WHERE webhook_id = ? AND status IN ('pending', 'failed') AND ordered != ?
 """
 SQL_DELETE_WEBHOOK = "DELETE FROM webhooks WHERE project_id = ? AND id = ?"
-SQL_ROTATE_SECRET = """
-    UPDATE webhooks SET previous_secret = CASE WHEN :grace > 0 THEN secret END,
-        previous_secret_expires_at = CASE WHEN :grace > 0 THEN :now + :grace END,
+SQL_ROTATE_SECRET = f"""
+    UPDATE webhooks SET {previous_columns("secret", "previous_secret", "previous_secret_expires_at")},
         secret = :secret, updated_at = :now
     WHERE project_id = :project_id AND id = :id
 """
@@ -347,14 +347,13 @@ class Webhooks:
     async def secret(self, project_id: str, webhook_id: str) -> WebhookSecret:
         row = await self.row(project_id, webhook_id)
         previous, until = row["previous_secret"], row["previous_secret_expires_at"]
-        if previous is None or until is None or until <= self.clock.now():
+        if not still_good(previous, until, self.clock.now()):
             return WebhookSecret(row["secret"], None, None)
         return WebhookSecret(row["secret"], previous, iso(until))
 
     async def rotate_secret(self, project_id: str, webhook_id: str, grace_seconds: int) -> WebhookSecret:
         """A new secret; the old one keeps signing beside it for `grace_seconds` (0: not at all)."""
-        if not 0 <= grace_seconds <= MAX_SECRET_GRACE_SECONDS:
-            raise ValidationFailed.at("$.grace_seconds", f"must be between 0 and {MAX_SECRET_GRACE_SECONDS} (7 days)")
+        check_grace(grace_seconds, MAX_SECRET_GRACE_SECONDS)
         params = {
             "grace": grace_seconds,
             "now": self.clock.now(),

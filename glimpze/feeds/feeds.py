@@ -30,6 +30,7 @@ from glimpze.errors import Conflict, Forbidden, NotFound, Unauthorized, Validati
 from glimpze.feeds.limits import FeedBuckets, FeedUsage
 from glimpze.ids import display_prefix, hash_secret, looks_like, new_id, new_secret, same
 from glimpze.names import check_name
+from glimpze.rotation import check_grace, previous_columns, still_good
 from glimpze.store.database import Database
 from glimpze.store.pagination import Page, page
 from glimpze.store.sql import Row, Tx
@@ -61,9 +62,8 @@ SQL_GET_FEED = SQL_SELECT_FEEDS + " WHERE feeds.id = ?"
 SQL_LIST_FEEDS = SQL_SELECT_FEEDS + " WHERE feeds.project_id = ? AND feeds.rowid > ? ORDER BY feeds.rowid LIMIT ?"
 SQL_UPDATE_FEED = "UPDATE feeds SET name = ?, plan = ?, updated_at = ? WHERE id = ?"
 SQL_DELETE_FEED = "DELETE FROM feeds WHERE project_id = ? AND id = ?"
-SQL_ROTATE_FEED_KEY = """
-    UPDATE feeds SET previous_key_hash = CASE WHEN :grace > 0 THEN write_key_hash END,
-        previous_key_expires_at = CASE WHEN :grace > 0 THEN :now + :grace END,
+SQL_ROTATE_FEED_KEY = f"""
+    UPDATE feeds SET {previous_columns("write_key_hash", "previous_key_hash", "previous_key_expires_at")},
         write_key_hash = :hash, write_key_prefix = :prefix, updated_at = :now
     WHERE project_id = :project AND id = :id
 """
@@ -72,9 +72,11 @@ SQL_SHOW_ON_WIDGET = "UPDATE feeds SET widget_event_seq = ? WHERE id = ?"
 SQL_SET_DROPPED = "UPDATE feeds SET throttled_dropped = ? WHERE id = ?"
 SQL_ROTATE_READ_TOKEN = "UPDATE feeds SET read_token = ?, updated_at = ? WHERE project_id = ? AND id = ?"
 SQL_READER_FEED = "SELECT id, name, schema_type, read_token FROM feeds WHERE id = ?"
-SQL_ROTATE_CALLBACK_SECRET = """
-    UPDATE feeds SET previous_callback_secret = CASE WHEN :grace > 0 THEN callback_secret END,
-        previous_callback_secret_expires_at = CASE WHEN :grace > 0 THEN :now + :grace END,
+_KEEP_CALLBACK_SECRET = previous_columns(
+    "callback_secret", "previous_callback_secret", "previous_callback_secret_expires_at"
+)
+SQL_ROTATE_CALLBACK_SECRET = f"""
+    UPDATE feeds SET {_KEEP_CALLBACK_SECRET},
         callback_secret = :secret, updated_at = :now
     WHERE project_id = :project AND id = :id AND schema_type = 'approval'
 """
@@ -143,7 +145,7 @@ class FeedState:
     def accepts(self, digest: str, now: float) -> bool:
         current = same(digest, self.key_hash)
         previous = self.previous_hash is not None and same(digest, self.previous_hash)
-        return current or (previous and (self.previous_expires_at or 0) > now)
+        return current or (previous and still_good(self.previous_hash, self.previous_expires_at, now))
 
 
 class Feeds:
@@ -232,8 +234,7 @@ class Feeds:
 
     async def rotate_key(self, project_id: str, feed_id: str, grace_seconds: int = 0) -> NewFeed:
         """A new write key. The old one stops at once unless `grace_seconds` keeps it a while."""
-        if not 0 <= grace_seconds <= MAX_KEY_GRACE_SECONDS:
-            raise ValidationFailed.at("$.grace_seconds", f"must be between 0 and {MAX_KEY_GRACE_SECONDS} (7 days)")
+        check_grace(grace_seconds, MAX_KEY_GRACE_SECONDS)
         secret, now = new_secret("gzw_"), self.clock.now()
         params = {
             "grace": grace_seconds,
@@ -274,14 +275,13 @@ class Feeds:
         if row["callback_secret"] is None:
             raise Conflict("Only approval feeds have a callback secret.")
         previous, until = row["previous_callback_secret"], row["previous_callback_secret_expires_at"]
-        if previous is None or until is None or until <= self.clock.now():
+        if not still_good(previous, until, self.clock.now()):
             return CallbackSecret(row["callback_secret"], None, None)
         return CallbackSecret(row["callback_secret"], previous, iso(until))
 
     async def rotate_callback_secret(self, project_id: str, feed_id: str, grace_seconds: int) -> CallbackSecret:
         """A new callback secret; the old one keeps signing beside it for `grace_seconds` (0: not at all)."""
-        if not 0 <= grace_seconds <= MAX_KEY_GRACE_SECONDS:
-            raise ValidationFailed.at("$.grace_seconds", f"must be between 0 and {MAX_KEY_GRACE_SECONDS} (7 days)")
+        check_grace(grace_seconds, MAX_KEY_GRACE_SECONDS)
         row = await self.row(project_id, feed_id)
         if row["schema_type"] != "approval":
             raise Conflict("Only approval feeds have a callback secret.")

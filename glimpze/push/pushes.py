@@ -38,6 +38,7 @@ from glimpze.feeds.feeds import FeedState
 from glimpze.feeds.schemas import IngestEvent
 from glimpze.ids import new_id
 from glimpze.ops.metrics import Registry
+from glimpze.ops.runner import Runner
 from glimpze.push import apprise_urls
 from glimpze.push.action_links import ACTIONS, ActionLinks
 from glimpze.push.quiet_hours import QuietHours, QuietHoursSpec, QuietHoursState
@@ -152,8 +153,7 @@ class Push:
         self._last_push: dict[str, float] = {}  # feed id -> when its last push was queued
         self._queued = False
         self._sending = asyncio.Lock()
-        self._wake: asyncio.Event | None = None
-        self._runner: asyncio.Task[None] | None = None
+        self._runner: Runner | None = None
         self.sent = 0
         self.outcomes = (metrics or Registry()).counter(
             "glimpze_pushes_total",
@@ -263,11 +263,11 @@ class Push:
     # The runner
 
     async def start(self) -> None:
-        """Requeue pushes a previous process was sending (one process per database), then run."""
+        """Requeue pushes a previous process was sending (one process per database), then run: a
+        pass after every commit that queued a push, and on the scheduler's tick."""
         await self.db.execute(SQL_RELEASE_LEASES, (self.clock.now(),))
-        self._wake = asyncio.Event()
-        self._wake.set()
-        self._runner = asyncio.create_task(self._run(), name="glimpze-push")
+        self._runner = Runner("glimpze-push", lambda: self.send_due(self.clock.due()))
+        self._runner.start()
 
     def after_commit(self) -> None:
         """Called by the writer after every commit: wake the runner if a push was queued."""
@@ -276,29 +276,16 @@ class Push:
             self.wake()
 
     def wake(self) -> None:
-        if self._wake is not None:
-            self._wake.set()
-
-    async def _run(self) -> None:
-        assert self._wake is not None
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            try:
-                await self.send_due(self.clock.due())
-            except Exception:
-                log.exception("sending pushes failed")
+        if self._runner is not None:
+            self._runner.wake()
 
     async def stop_runner(self) -> None:
         """Stop reacting to wake-ups; `send_due` still works (tests drive it with a fake clock)."""
         if self._runner is not None:
-            self._runner.cancel()
-            await asyncio.gather(self._runner, return_exceptions=True)
-            self._runner = None
+            await self._runner.stop()
 
     async def stop(self, grace: float = 5.0) -> None:
         """Give a send in progress `grace` seconds, then stop."""
-        self._wake = None
         if self._runner is not None:
             try:
                 async with asyncio.timeout(grace):

@@ -144,8 +144,6 @@ class Writer:
         self._retry = WAL_RETRY_SECONDS
         self._idle: asyncio.TimerHandle | None = None
         self.after_commit: list[Callable[[], None]] = []  # run on the loop after each commit
-        self.commits = 0
-        self.jobs_done = 0
         self.checkpoints = 0
 
     @property
@@ -265,8 +263,6 @@ class Writer:
         else:
             for callback in self.after_commit:
                 callback()
-        self.commits += 1
-        self.jobs_done += len(batch)
         for (_, future), (ok, value) in zip(batch, outcomes):
             if future.done():  # the caller went away (cancelled); the write itself stands
                 continue
