@@ -372,7 +372,7 @@ async def shown(api: Api, feed: dict[str, Any]) -> dict[str, Any]:
     v1 = (await api.get(f"/v1/feeds/{feed['id']}/widget")).json()
     widgets = api.glimpze.widgets
     reader = await api.glimpze.feeds.reader(feed["id"], feed["read_token"])
-    row, approval = await api.glimpze.ingest.widget_row(feed["id"], "approval")
+    row, approval = await api.glimpze.events.widget_row(feed["id"], "approval")
     card = widgets.card(reader, event_out(row), approval)
     assert document["event"]["id"] == v1["event"]["id"] and document["approval"] == v1["approval"]
     assert (card.content["description"], card.approval_state, card.waiting) == (

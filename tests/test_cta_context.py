@@ -311,7 +311,7 @@ def test_ctx_uses_the_standard_library_only() -> None:
     url = ctx.signed_url("https://a.example/x?y=1", {"visitor_name": "Zoë"}, secret, now)
     script = (
         "import importlib.util, sys\n"
-        f"spec = importlib.util.spec_from_file_location('ctx', {str(ROOT / 'glimpze' / 'ctx.py')!r})\n"
+        f"spec = importlib.util.spec_from_file_location('ctx', {str(ROOT / 'glimpze' / 'chat' / 'ctx.py')!r})\n"
         "ctx = importlib.util.module_from_spec(spec); spec.loader.exec_module(ctx)\n"
         f"print(ctx.verify({url!r}, {secret!r}))\n"
     )

@@ -7,10 +7,10 @@ form are two kinds of `Submission` that go through the same `submit()`; an uploa
 reading its form (400/413 while streaming) before the replay check.
 
 Everything an accepted event causes is written in the one transaction that stores it, in this
-order (`Ingest._accept`): the event row with its quota snapshot, the feed's widget pointer, the
-images it brings, the Idempotency-Key answer, `feed.event` (and with it the webhooks'
-deliveries), an approval's row and `approval.requested`, the push decided before, and a notice
-for the dashboard. Wake-ups (long polls, the dispatcher, the push sender, live pages) follow the
+order (`Ingest._accept`): the event row with its quota snapshot (and a notice for the dashboard),
+the feed's widget pointer, the images it brings, the Idempotency-Key answer, `feed.event` (and with
+it the webhooks' deliveries), an approval's row and `approval.requested`, and the push decided
+before. Wake-ups (long polls, the dispatcher, the push sender, live pages) follow the
 commit (`Writer.after_commit`).
 """
 
@@ -219,6 +219,7 @@ class Ingest:
     def _accept(self, tx: Tx, new: NewEvent, push: PushDecision, claim: IdempotencyClaim | None, answer: bytes) -> None:
         """Everything an accepted event causes, in order, inside the transaction that stores it."""
         new.seq = insert_event(tx, new)  # the event, with the quota snapshot after it
+        self.changes.event_stored(new)  # a notice for the dashboard's live pages (told after the commit)
         if new.widget_updated:
             self.feeds.show_on_widget(tx, new.feed.id, new.seq)
         self.media.link(tx, new)  # images it brings or points at
@@ -230,7 +231,6 @@ class Ingest:
         if new.feed.schema_type == "approval":
             self.approvals.open(tx, new)  # pending, and approval.requested
         self.push.queue_decided(tx, new, push)  # queued, held for quiet hours, or logged as dropped
-        self.changes.event_stored(new)  # the dashboard's live pages, told after the commit
 
     async def _throttle(
         self, feed: FeedState, event: IngestEvent, submission: Submission, decision: Decision, now: float
@@ -253,8 +253,8 @@ class Ingest:
     def _log_throttled(self, tx: Tx, new: NewEvent) -> None:
         """A throttled event is only logged: its row, the images it brought, a notice."""
         new.seq = insert_event(tx, new)
-        self.media.link(tx, new)
         self.changes.event_stored(new)
+        self.media.link(tx, new)
 
     def _new_event(
         self,
