@@ -1,4 +1,4 @@
-"""`create_app(config, *, clock, network)`: the only way to build the Glimpze ASGI app."""
+"""`create_app(config, *, clock, network, announce)`: the only way to build the Glimpze ASGI app."""
 
 from __future__ import annotations
 

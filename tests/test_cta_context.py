@@ -355,7 +355,7 @@ README_NODE = re.compile(r"```js\n(?P<code>.*?)```", re.S)
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
 async def test_the_readmes_node_verifier_accepts_minted_urls_and_refuses_tampered_ones(api: Api) -> None:
-    blocks = README_NODE.finditer((ROOT / "README.md").read_text())
+    blocks = README_NODE.finditer((ROOT / "docs" / "conversations.md").read_text())
     code = next((block for block in blocks if "glimpze_sig" in block["code"]), None)
     assert code is not None, "the README shows a Node verifier"
     card = await signed_card(api)
