@@ -18,8 +18,8 @@ import statistics
 import time
 from collections.abc import Callable
 
-from glimpze.images import WIDGET_PIXELS, check_image, vips
-from glimpze.render import Card, render
+from glimpze.feeds.images import WIDGET_PIXELS, check_image, vips
+from glimpze.feeds.render import Card, render
 from tests import imagefiles as img
 
 CARDS = {

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from glimpze.db import wal_path
+from glimpze.store.database import wal_path
 
 MIB = 1024 * 1024
 SAMPLE_SECONDS = 0.02

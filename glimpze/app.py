@@ -1,4 +1,4 @@
-"""`create_app(config, *, clock, network)`: the only way to build the Glimpze ASGI app."""
+"""`create_app(config, *, clock, network, announce)`: the only way to build the Glimpze ASGI app."""
 
 from __future__ import annotations
 
@@ -17,37 +17,23 @@ from litestar.di import Provide
 from litestar.exceptions import NotFoundException
 from litestar.routes import HTTPRoute
 
-from glimpze import dashboard
+from glimpze.accounts.keys import NewApiKey
 from glimpze.clock import Clock
 from glimpze.config import Config
-from glimpze.core import Glimpze
-from glimpze.keys import NewApiKey
-from glimpze.logs import AccessLogMiddleware
-from glimpze.openapi import openapi_config
-from glimpze.problems import EXCEPTION_HANDLERS
-from glimpze.routes import (
-    actions,
-    agents,
-    approvals,
-    ctas,
-    feeds,
-    keys,
-    leads,
-    push,
-    sessions,
-    settings,
-    webhooks,
-    widget,
-    widgets,
-)
-from glimpze.routes.common import api_principal
-from glimpze.routes.ingest import ingest_endpoint
-from glimpze.routes.media import media_file
-from glimpze.routes.ops import healthz, metrics
-from glimpze.routes.widget_script import widget_js
-from glimpze.routes.widget_tokens import mint_widget_token
-from glimpze.scheduler import build_scheduler
-from glimpze.tls import HstsMiddleware
+from glimpze.ops.logs import AccessLogMiddleware
+from glimpze.ops.scheduler import build_scheduler
+from glimpze.ops.tls import HstsMiddleware
+from glimpze.services import Services
+from glimpze.web import actions, chat, dashboard, widgets
+from glimpze.web.api import agents, approvals, ctas, feeds, keys, leads, push, sessions, settings, webhooks
+from glimpze.web.api.chat_tokens import mint_chat_token
+from glimpze.web.chat_script import widget_js
+from glimpze.web.common import api_principal
+from glimpze.web.ingest import ingest_endpoint
+from glimpze.web.media import media_file
+from glimpze.web.openapi import openapi_config
+from glimpze.web.ops import healthz, metrics
+from glimpze.web.problems import EXCEPTION_HANDLERS
 
 log = logging.getLogger("glimpze")
 
@@ -64,7 +50,7 @@ def create_app(
     """The app for `config`. Tests pass a fake `clock`, and may pass the `network` backend of outgoing
     connections (webhooks, callbacks, Web Push) instead of the SSRF-guarded one;
     `announce(text)` receives first-start messages (default: printed to stdout)."""
-    glimpze = Glimpze(config, clock=clock, network=network)
+    glimpze = Services(config, clock=clock, network=network)
     say = announce or _print
 
     @asynccontextmanager
@@ -111,7 +97,7 @@ def create_app(
             settings.router,
             approvals.router,
             push.router,
-            mint_widget_token,
+            mint_chat_token,
         ],
         dependencies={"principal": Provide(api_principal)},
         security=[{"apiKey": []}],
@@ -124,7 +110,7 @@ def create_app(
             healthz,
             metrics,
             v1,
-            widget.router,
+            chat.router,
             widget_js,
             actions.router,
             *dashboard.routers(),
@@ -142,7 +128,7 @@ def create_app(
         request_max_body_size=API_MAX_BODY_BYTES,
         state=State({"glimpze": glimpze, "ui": dashboard.Ui(glimpze)}),
         template_config=dashboard.template_config(),
-        signature_namespace={"Glimpze": Glimpze},
+        signature_namespace={"Services": Services},
     )
     return app
 

@@ -20,10 +20,10 @@ import msgspec
 
 from glimpze import __version__
 from glimpze.config import Config, ConfigError, load
-from glimpze.core import Glimpze
 from glimpze.errors import GlimpzeError
-from glimpze.logs import setup as setup_logging
-from glimpze.pagination import all_pages
+from glimpze.ops.logs import setup as setup_logging
+from glimpze.services import Services
+from glimpze.store.pagination import all_pages
 
 log = logging.getLogger("glimpze")
 
@@ -256,10 +256,10 @@ def _help(parser: argparse.ArgumentParser) -> Command:
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     from glimpze.app import create_app
     from glimpze.config import parse_listen
-    from glimpze.datadir import claim
-    from glimpze.http_limits import serving_limits
-    from glimpze.server import SHUTDOWN_GRACE, Server, ServerConfig, http_protocol, listen_socket
-    from glimpze.tls import server_context
+    from glimpze.ops.datadir import claim
+    from glimpze.ops.http_limits import serving_limits
+    from glimpze.ops.server import SHUTDOWN_GRACE, Server, ServerConfig, http_protocol, listen_socket
+    from glimpze.ops.tls import server_context
 
     if config.public_url is None and not _is_loopback(config.host):
         log.warning(
@@ -332,19 +332,19 @@ def _is_loopback(host: str) -> bool:
 # admin commands
 
 
-def _run(config: Config, action: Callable[[Glimpze], Awaitable[Any]]) -> Any:
-    from glimpze.datadir import check_writable
+def _run(config: Config, action: Callable[[Services], Awaitable[Any]]) -> Any:
+    from glimpze.ops.datadir import check_writable
 
     check_writable(config.data_path)  # one clear line rather than SQLite's "unable to open database file"
 
     async def go() -> Any:
-        async with Glimpze(config) as glimpze:
+        async with Services(config) as glimpze:
             return await action(glimpze)
 
     return asyncio.run(go())
 
 
-async def _project(glimpze: Glimpze, project: str | None) -> str:
+async def _project(glimpze: Services, project: str | None) -> str:
     if project:
         return (await glimpze.keys.get_project(project)).id
     default, _ = await glimpze.keys.ensure_default_project(mint_admin_key=False)
@@ -356,7 +356,7 @@ def _print_json(value: Any) -> None:
 
 
 def cmd_keys_create(args: argparse.Namespace, config: Config) -> int:
-    async def action(glimpze: Glimpze) -> Any:
+    async def action(glimpze: Services) -> Any:
         return await glimpze.keys.create(await _project(glimpze, args.project), args.name)
 
     key = _run(config, action)
@@ -368,7 +368,7 @@ def cmd_keys_create(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_keys_list(args: argparse.Namespace, config: Config) -> int:
-    async def action(glimpze: Glimpze) -> Any:
+    async def action(glimpze: Services) -> Any:
         project = await _project(glimpze, args.project)
         return await all_pages(lambda after: glimpze.keys.list(project, after=after, limit=100))
 
@@ -384,7 +384,7 @@ def cmd_keys_list(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_projects_create(args: argparse.Namespace, config: Config) -> int:
-    async def action(glimpze: Glimpze) -> Any:
+    async def action(glimpze: Services) -> Any:
         await glimpze.keys.ensure_default_project(mint_admin_key=False)  # the default stays the first
         return await glimpze.keys.create_project(args.name)
 
@@ -406,7 +406,7 @@ def cmd_projects_list(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_feeds_create(args: argparse.Namespace, config: Config) -> int:
-    async def action(glimpze: Glimpze) -> Any:
+    async def action(glimpze: Services) -> Any:
         return await glimpze.feeds.create(await _project(glimpze, args.project), args.name, args.schema, args.plan)
 
     feed = _run(config, action)
@@ -426,7 +426,7 @@ def cmd_feeds_create(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_feeds_list(args: argparse.Namespace, config: Config) -> int:
-    async def action(glimpze: Glimpze) -> Any:
+    async def action(glimpze: Services) -> Any:
         project = await _project(glimpze, args.project)
         return await all_pages(lambda after: glimpze.feeds.list(project, after=after, limit=100))
 
@@ -442,7 +442,7 @@ def cmd_feeds_list(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_feeds_rotate(args: argparse.Namespace, config: Config) -> int:
-    async def action(glimpze: Glimpze) -> Any:
+    async def action(glimpze: Services) -> Any:
         return await glimpze.feeds.rotate_key(await _project(glimpze, args.project), args.feed_id)
 
     feed = _run(config, action)
@@ -454,7 +454,7 @@ def cmd_feeds_rotate(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_webhooks_add(args: argparse.Namespace, config: Config) -> int:
-    from glimpze.webhooks import WebhookSpec
+    from glimpze.delivery.webhooks import WebhookSpec
 
     headers = {}
     for header in args.header:
@@ -470,7 +470,7 @@ def cmd_webhooks_add(args: argparse.Namespace, config: Config) -> int:
         ordered=args.ordered,
     )
 
-    async def action(glimpze: Glimpze) -> Any:
+    async def action(glimpze: Services) -> Any:
         return await glimpze.webhooks.create(await _project(glimpze, args.project), spec)
 
     hook = _run(config, action)
@@ -482,7 +482,7 @@ def cmd_webhooks_add(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_webhooks_list(args: argparse.Namespace, config: Config) -> int:
-    async def action(glimpze: Glimpze) -> Any:
+    async def action(glimpze: Services) -> Any:
         project = await _project(glimpze, args.project)
         return await all_pages(lambda after: glimpze.webhooks.list(project, after=after, limit=100))
 
@@ -506,7 +506,7 @@ def cmd_webhooks_list(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_webhooks_deliveries(args: argparse.Namespace, config: Config) -> int:
-    async def action(glimpze: Glimpze) -> Any:
+    async def action(glimpze: Services) -> Any:
         project = await _project(glimpze, args.project)
         return await glimpze.webhooks.deliveries(
             project, args.webhook_id, status=args.status, before=None, limit=max(1, min(args.limit, 100))
@@ -539,7 +539,7 @@ def cmd_webhooks_replay(args: argparse.Namespace, config: Config) -> int:
     if bool(args.delivery_id) == bool(args.webhook):
         raise GlimpzeError("give either a DELIVERY_ID or --webhook WEBHOOK_ID")
 
-    async def action(glimpze: Glimpze) -> Any:
+    async def action(glimpze: Services) -> Any:
         project = await _project(glimpze, args.project)
         if args.delivery_id:
             await glimpze.webhooks.replay(project, args.delivery_id)
@@ -553,7 +553,7 @@ def cmd_webhooks_replay(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_backup(args: argparse.Namespace, config: Config) -> int:
-    from glimpze.backup import backup
+    from glimpze.ops.backup import backup
 
     report = backup(config, Path(args.path))
     print(f"Backed up {config.data_path.resolve()} to {report.path} in {report.seconds:.1f} s:")
@@ -567,7 +567,7 @@ def cmd_backup(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_check(args: argparse.Namespace, config: Config) -> int:
-    from glimpze.backup import check
+    from glimpze.ops.backup import check
 
     report = check(config)
     for line in report.lines():
@@ -578,7 +578,7 @@ def cmd_check(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_admin_reset_password(args: argparse.Namespace, config: Config) -> int:
-    async def action(glimpze: Glimpze) -> Any:
+    async def action(glimpze: Services) -> Any:
         had_password = await glimpze.admin.has_password()
         return had_password, await glimpze.admin.new_setup_token()
 

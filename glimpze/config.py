@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from glimpze.ssrf import parse_allow_target
+from glimpze.delivery.ssrf import parse_allow_target
 from glimpze.validation import path_parts
 
 DEFAULT_CONFIG_FILE = "glimpze.toml"

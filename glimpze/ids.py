@@ -17,7 +17,6 @@ ID_TIME_CHARS = 9  # milliseconds since 2020 in base32: ordered for a thousand y
 ID_RANDOM_CHARS = 11  # then 55 random bits
 _EPOCH_MS = 1_577_836_800_000  # 2020-01-01
 SECRET_LENGTH = 40  # base62: ~238 bits
-SECRET_PREFIXES = ("gzp_", "gzw_", "gzr_")
 DISPLAY_PREFIX_LENGTH = 12  # "gzp_" and 8 characters: enough to recognise a key in a list
 
 

@@ -25,7 +25,7 @@ from glimpze.errors import BadRequest, FieldError, ValidationFailed
 
 T = TypeVar("T")
 
-# Levels of arrays and objects in one JSON document, the document itself included (README,
+# Levels of arrays and objects in one JSON document, the document itself included (docs/sending-events.md,
 # "Limits"). Far below Python's recursion limit, so anything stored can be encoded, delivered
 # and rendered again; far above what a real event, lead or context needs.
 MAX_JSON_DEPTH = 32

@@ -26,7 +26,7 @@ import uvicorn
 from glimpze.app import create_app
 from glimpze.clock import FakeClock
 from glimpze.config import Config, load
-from glimpze.server import Server
+from glimpze.ops.server import Server
 from tests.figures import REPORTED
 from tests.receiver import Receiver
 from tests.screenshots import SCREENSHOT

@@ -8,7 +8,7 @@ import struct
 import zipfile
 import zlib
 
-from glimpze.images import WIDGET_PIXELS, vips
+from glimpze.feeds.images import WIDGET_PIXELS, vips
 
 FORMATS = ("png", "jpg", "webp")
 CONTENT_TYPES = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}

@@ -13,9 +13,9 @@ import anyio
 import httpx
 import pytest
 
-from glimpze.backup import check
 from glimpze.clock import FakeClock
 from glimpze.config import Config
+from glimpze.ops.backup import check
 from tests.conftest import Api, running
 from tests.imagefiles import widget
 from tests.load import ALLOW_LOCAL_TARGETS, IngestLoad, create_feed, subscribe

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from glimpze import ctx
+from glimpze.chat import ctx
+from glimpze.chat.cta_context import captured_fields, strip_sensitive
 from glimpze.clock import FakeClock
-from glimpze.cta_context import captured_fields, strip_sensitive
-from glimpze.logs import redact
+from glimpze.ops.logs import redact
 from tests.conftest import Api
 from tests.cta_setup import SHOP, agent, payload_of, query, reply, rule, session
 
@@ -297,8 +297,8 @@ def test_stripping_at_any_depth() -> None:
 
 
 def test_ctx_uses_the_standard_library_only() -> None:
-    """`glimpze/ctx.py` works on its own: customers copy it or import it without Glimpze's dependencies."""
-    source = (ROOT / "glimpze" / "ctx.py").read_text()
+    """`glimpze/chat/ctx.py` works on its own: customers copy it or import it without Glimpze's dependencies."""
+    source = (ROOT / "glimpze" / "chat" / "ctx.py").read_text()
     imported = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
@@ -311,7 +311,7 @@ def test_ctx_uses_the_standard_library_only() -> None:
     url = ctx.signed_url("https://a.example/x?y=1", {"visitor_name": "Zoë"}, secret, now)
     script = (
         "import importlib.util, sys\n"
-        f"spec = importlib.util.spec_from_file_location('ctx', {str(ROOT / 'glimpze' / 'ctx.py')!r})\n"
+        f"spec = importlib.util.spec_from_file_location('ctx', {str(ROOT / 'glimpze' / 'chat' / 'ctx.py')!r})\n"
         "ctx = importlib.util.module_from_spec(spec); spec.loader.exec_module(ctx)\n"
         f"print(ctx.verify({url!r}, {secret!r}))\n"
     )
@@ -355,7 +355,7 @@ README_NODE = re.compile(r"```js\n(?P<code>.*?)```", re.S)
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
 async def test_the_readmes_node_verifier_accepts_minted_urls_and_refuses_tampered_ones(api: Api) -> None:
-    blocks = README_NODE.finditer((ROOT / "README.md").read_text())
+    blocks = README_NODE.finditer((ROOT / "docs" / "conversations.md").read_text())
     code = next((block for block in blocks if "glimpze_sig" in block["code"]), None)
     assert code is not None, "the README shows a Node verifier"
     card = await signed_card(api)

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from glimpze.ctas import MAX_CTAS, glob_match, language_match
-from glimpze.patterns import PatternSearcher
+from glimpze.chat.ctas import MAX_CTAS, glob_match, language_match
+from glimpze.chat.patterns import PatternSearcher
 from tests.conftest import Api, SseReader
 from tests.cta_setup import SHOP, agent, card_labels, reply, rule, session
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from glimpze import ctas
+from glimpze.chat import ctas
 from tests.conftest import Api, row_counts
 from tests.cta_setup import SHOP, agent, rule
 from tests.test_conversation_inputs import ODD_VALUES

@@ -19,7 +19,7 @@ from litestar.routes import HTTPRoute
 
 from glimpze.clock import FakeClock
 from glimpze.config import Config, load
-from glimpze.dashboard.snippets import example_event, snippets
+from glimpze.web.dashboard.snippets import example_event, snippets
 from tests.conftest import Api, SseReader, running
 from tests.dashboard import PASSWORD, Dash, audit, csrf_of, setup_token
 from tests.receiver import Receiver

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from glimpze.clock import FakeClock
-from glimpze.signing import verify_glimpze_signature
+from glimpze.delivery.signing import verify_glimpze_signature
 from tests.conftest import Api, SseReader, driven
 from tests.dashboard import Dash, approval_event, audit
 from tests.receiver import Answer, Receiver

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from glimpze.signing import verify_glimpze_signature
+from glimpze.delivery.signing import verify_glimpze_signature
 from tests.browser import CHROMIUM_FLAGS, need_browser
 from tests.dashboard import PASSWORD, approval_event
 from tests.receiver import Receiver

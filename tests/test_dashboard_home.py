@@ -11,11 +11,11 @@ from collections.abc import AsyncIterator
 import msgspec
 import pytest
 
-from glimpze import apprise_urls
 from glimpze.clock import FakeClock
 from glimpze.config import Config
-from glimpze.live import Change, Changes
-from glimpze.tiles import Placement, TileSettings, arranged, is_stale
+from glimpze.feeds.tiles import Placement, TileSettings, arranged, is_stale
+from glimpze.push import apprise_urls
+from glimpze.store.changes import Change, Changes
 from tests.conftest import Api, running
 from tests.dashboard import Dash, audit, csrf_of
 from tests.receiver import Receiver

@@ -14,14 +14,14 @@ import re
 import pytest
 
 from glimpze.app import API_MAX_BODY_BYTES
+from glimpze.chat.streams import HEARTBEAT_SECONDS
 from glimpze.config import HttpConfig
-from glimpze.http_limits import RESERVED_FILES
-from glimpze.openapi import Problem
-from glimpze.outbox import MAX_WAIT_SECONDS
-from glimpze.schemas import EVENT_MAX_BYTES
-from glimpze.server import SHUTDOWN_LIMIT
-from glimpze.streams import HEARTBEAT_SECONDS
-from glimpze.uploads import UPLOAD_MAX_BYTES
+from glimpze.delivery.outbox import MAX_WAIT_SECONDS
+from glimpze.feeds.schemas import EVENT_MAX_BYTES
+from glimpze.feeds.uploads import UPLOAD_MAX_BYTES
+from glimpze.ops.http_limits import RESERVED_FILES
+from glimpze.ops.server import SHUTDOWN_LIMIT
+from glimpze.web.openapi import Problem
 from tests.conftest import Api
 from tests.server import REPO
 

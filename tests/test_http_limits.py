@@ -22,7 +22,7 @@ import pytest
 import uvicorn
 
 from glimpze.config import HttpConfig
-from glimpze.http_limits import SLOW_HEADERS_SECONDS, HttpLimits, protocol
+from glimpze.ops.http_limits import SLOW_HEADERS_SECONDS, HttpLimits, protocol
 from tests.conftest import loopback_socket
 from tests.server import REPO, Server
 
@@ -297,7 +297,7 @@ def test_the_open_files_limit_is_raised_and_the_cap_fits_within_it() -> None:
     script = """
 import json, logging, resource
 from glimpze.config import HttpConfig
-from glimpze.http_limits import raise_open_files_limit, serving_limits
+from glimpze.ops.http_limits import raise_open_files_limit, serving_limits
 logging.basicConfig(level=logging.WARNING)
 resource.setrlimit(resource.RLIMIT_NOFILE, (256, 2048))
 raised = raise_open_files_limit()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from glimpze.images import WIDGET_PIXELS, CheckedImage, ImageRejected, check_image, vips
+from glimpze.feeds.images import WIDGET_PIXELS, CheckedImage, ImageRejected, check_image, vips
 from tests import imagefiles as img
 from tests.server import REPO
 
@@ -67,7 +67,7 @@ def test_bomb_header_is_refused_fast_in_bounded_memory(tmp_path: Path) -> None:
     script = textwrap.dedent(
         f"""
         import json, resource, sys, time
-        from glimpze.images import ImageRejected, check_image, vips
+        from glimpze.feeds.images import ImageRejected, check_image, vips
         vips()  # import and lock down pyvips first: only the check itself is measured
         data = open({str(bomb)!r}, "rb").read()
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

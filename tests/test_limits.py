@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from glimpze.clock import FakeClock, iso
 from glimpze.config import Config, Plan, load
-from glimpze.limits import Bucket, FeedBuckets, client_ip, parse_networks
+from glimpze.feeds.limits import Bucket, FeedBuckets, client_ip, parse_networks
 from tests.conftest import Api, row_counts, running, write_locked
 
 pytestmark = pytest.mark.anyio

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from glimpze.clock import FakeClock
-from glimpze.media import ORPHAN_GRACE_SECONDS, Media, MediaFile
+from glimpze.feeds.media import ORPHAN_GRACE_SECONDS, Media, MediaFile
 from tests import imagefiles as img
 from tests.conftest import Api, row_counts, stored_files
 

@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from glimpze import __version__
 from glimpze.clock import FakeClock
 from glimpze.config import load
-from glimpze.metrics import Registry
+from glimpze.ops.metrics import Registry
 from tests.conftest import Api, running
 from tests.receiver import Answer, Receiver
 from tests.server import UNLIMITED_PLAN, Server, free_port

@@ -15,7 +15,7 @@ from tests.server import REPO
 
 pytestmark = pytest.mark.slow
 
-DASHBOARD = REPO / "glimpze" / "dashboard"
+DASHBOARD = REPO / "glimpze" / "web" / "dashboard"
 
 # Run from a directory where the repository is not importable: only the installed copy is.
 SERVE_FROM_INSTALL = """

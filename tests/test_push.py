@@ -18,9 +18,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from py_vapid import Vapid02
 
-from glimpze import push as push_module
 from glimpze.clock import FakeClock
-from glimpze.logs import redact, safe_target
+from glimpze.ops.logs import redact, safe_target
+from glimpze.push import pushes as push_module
 from tests.conftest import Api, driven, running
 from tests.receiver import Answer, Receiver
 from tests.server import REPO

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from glimpze.clock import FakeClock, parse_iso
 from glimpze.config import load
-from glimpze.delivery import JITTER, MAX_ATTEMPTS, MAX_RETRY_AFTER, RETRY_DELAYS, retry_delay
+from glimpze.delivery.dispatcher import JITTER, MAX_ATTEMPTS, MAX_RETRY_AFTER, RETRY_DELAYS, retry_delay
 from tests.conftest import running
 from tests.fake_network import FakeNetwork
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from glimpze.chat.transitions import STATUSES, TRANSITIONS, check_transition
 from glimpze.clock import FakeClock, iso
-from glimpze.transitions import STATUSES, TRANSITIONS, check_transition
 from tests.conftest import Api, out_events, row_counts
 
 pytestmark = pytest.mark.anyio

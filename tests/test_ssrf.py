@@ -17,7 +17,7 @@ import pytest
 
 from glimpze.clock import FakeClock
 from glimpze.config import Config, load
-from glimpze.ssrf import GuardedTransport, TargetPolicy, TargetRefused, parse_allow_target
+from glimpze.delivery.ssrf import GuardedTransport, TargetPolicy, TargetRefused, parse_allow_target
 from tests.conftest import Api, row_counts, running
 from tests.receiver import Answer, Receiver
 from tests.webpush_browser import Browser
@@ -258,7 +258,7 @@ def test_a_guarded_send_checks_every_socket_it_opens_in_any_thread_and_nothing_e
     """The socket guard Apprise sends run in: this thread, threads it starts (a plugin's own I/O
     thread), a worker pool that copies the context (Apprise's), names and odd spellings resolved by
     the guard, `connect_ex`, datagrams (syslog), Unix sockets. Outside the scope nothing changes."""
-    from glimpze.ssrf import SocketRefused, guarded_sockets
+    from glimpze.delivery.ssrf import SocketRefused, guarded_sockets
 
     outcomes: list[str] = []
 

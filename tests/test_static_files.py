@@ -11,15 +11,15 @@ from typing import Any
 
 import pytest
 
-from glimpze.dashboard import pwa
-from glimpze.routes import static
-from glimpze.routes.static import accepted_encodings, make_asset
+from glimpze.web import static
+from glimpze.web.dashboard import pwa
+from glimpze.web.static import accepted_encodings, make_asset
 from tests.conftest import Api
 from tests.server import REPO
 
 pytestmark = pytest.mark.anyio
 
-DASHBOARD_STATIC = REPO / "glimpze" / "dashboard" / "static"
+DASHBOARD_STATIC = REPO / "glimpze" / "web" / "dashboard" / "static"
 WIDGET_JS = (REPO / "glimpze" / "static" / "widget.js").read_bytes()
 # (path, the bytes it serves, or None where they are built at run time)
 FILES = [

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from glimpze.db import Database, wal_path
+from glimpze.store.database import Database, wal_path
 
 pytestmark = pytest.mark.anyio
 

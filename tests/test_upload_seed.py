@@ -10,7 +10,7 @@ import httpx
 import pytest
 import requests
 
-from glimpze.images import WIDGET_PIXELS
+from glimpze.feeds.images import WIDGET_PIXELS
 from tests import imagefiles as img
 from tests.server import UNLIMITED_PLAN, Server
 

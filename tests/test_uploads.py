@@ -16,7 +16,7 @@ from litestar.testing import AsyncTestClient
 from glimpze.app import create_app
 from glimpze.clock import FakeClock
 from glimpze.config import load
-from glimpze.images import WIDGET_PIXELS
+from glimpze.feeds.images import WIDGET_PIXELS
 from tests import imagefiles as img
 from tests.conftest import Api, admin_key_from, row_counts, stored_files
 

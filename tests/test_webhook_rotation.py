@@ -1,4 +1,4 @@
-"""During a signing secret's rotation every delivery carries two `v1` signatures: the README's
+"""During a signing secret's rotation every delivery carries two `v1` signatures: the webhooks page's
 verifiers (Python and Node, run as they are printed) accept it with either secret."""
 
 from __future__ import annotations
@@ -21,14 +21,14 @@ from tests.receiver import Receiver
 
 pytestmark = pytest.mark.anyio
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+README = (Path(__file__).resolve().parents[1] / "docs" / "webhooks.md").read_text()
 CODE_BLOCK = re.compile(r"```(?P<lang>python|js)\n(?P<code>.*?)```", re.S)
 
 
 def readme_block(lang: str, marker: str) -> str:
-    """The README's `lang` code block that contains `marker`."""
+    """The webhooks page's `lang` code block that contains `marker`."""
     blocks = [m["code"] for m in CODE_BLOCK.finditer(README) if m["lang"] == lang and marker in m["code"]]
-    assert len(blocks) == 1, f"the README shows one {lang} block with {marker!r}"
+    assert len(blocks) == 1, f"the webhooks page shows one {lang} block with {marker!r}"
     return blocks[0]
 
 
@@ -59,7 +59,7 @@ async def test_readme_verifier_accepts_either_secret_during_rotation(tmp_path: P
     cases: list[tuple[bytes, str]] = [(body, old), (body, new), (body, "whsec_someone_else"), (tampered, new)]
     expected = [True, True, False, False]
 
-    # What the README explains: the first signature is the new secret's, so a receiver that reads
+    # What the page explains: the first signature is the new secret's, so a receiver that reads
     # only the first `v1` and still holds the old secret refuses the delivery.
     assert [first_v1_only(b, header, s) for b, s in cases[:2]] == [False, True]
 
@@ -68,7 +68,7 @@ async def test_readme_verifier_accepts_either_secret_during_rotation(tmp_path: P
     assert [namespace["verify"](b, header, s) for b, s in cases] == expected
 
     if shutil.which("node") is None:
-        pytest.skip("node is not installed: the README's Node verifier was not run")
+        pytest.skip("node is not installed: the webhooks page's Node verifier was not run")
     script = readme_block("js", "X-Glimpze-Signature") + (
         f"\nconst cases = {json.dumps([[b.decode(), s] for b, s in cases])};\n"
         f"console.log(JSON.stringify(cases.map(([b, s]) => verifyGlimpzeSignature(Buffer.from(b), "

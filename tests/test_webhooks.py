@@ -18,7 +18,7 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from glimpze.clock import FakeClock, iso
 from glimpze.config import load
-from glimpze.delivery import RETRY_DELAYS
+from glimpze.delivery.dispatcher import RETRY_DELAYS
 from tests.conftest import Api, running
 from tests.receiver import Answer, Receiver
 
@@ -525,7 +525,7 @@ async def test_webhooks_are_per_project(api: Api, receiver: Receiver) -> None:
 
 
 def test_signature_helpers_match_the_standard() -> None:
-    from glimpze.signing import new_signing_secret, signature_headers
+    from glimpze.delivery.signing import new_signing_secret, signature_headers
 
     secret = new_signing_secret()
     assert len(base64.b64decode(secret.removeprefix("whsec_"))) == 32

@@ -11,7 +11,7 @@ import pytest
 
 from glimpze.clock import FakeClock, iso
 from glimpze.errors import Unauthorized
-from glimpze.logs import redact, safe_target
+from glimpze.ops.logs import redact, safe_target
 from tests.conftest import Api, out_events
 
 pytestmark = pytest.mark.anyio
@@ -367,7 +367,7 @@ async def test_openapi_documents_the_conversation_api(api: Api) -> None:
     stream = spec["paths"]["/widget/v1/sessions/{session_id}/stream"]["get"]
     assert {p["name"] for p in stream["parameters"]} >= {"token", "last_event_id", "Last-Event-ID"}
     assert spec["paths"]["/v1/sessions"]["post"]["responses"]["201"]["content"]["application/json"]["schema"]
-    for name in ("Session", "Lead", "Message", "Handoff", "Note", "WidgetToken", "SessionPatch", "LeadCapture"):
+    for name in ("Session", "Lead", "Message", "Handoff", "Note", "ChatToken", "SessionPatch", "LeadCapture"):
         assert name in spec["components"]["schemas"], name
 
 
@@ -380,7 +380,7 @@ async def test_logs_never_show_a_widget_token(api: Api) -> None:
 
 async def test_every_one_character_change_to_a_token_is_refused(api: Api) -> None:
     token = await mint(api, origin=SHOP, context={"plan": "pro"})
-    tokens = api.glimpze.widget_tokens
+    tokens = api.glimpze.chat_tokens
     assert (await tokens.verify(token, SHOP)).visitor.id == VISITOR["id"]
     alphabet = "AbZ09-_.xé="
     for i in range(len(token)):

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from glimpze.ctx import verify
+from glimpze.chat.ctx import verify
 from tests.browser import ExampleSite, chromium
 from tests.server import Server
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from glimpze.chat.streams import TYPING_REFRESH_SECONDS, TYPING_SECONDS
 from glimpze.clock import FakeClock
-from glimpze.streams import TYPING_REFRESH_SECONDS, TYPING_SECONDS
 from tests.conftest import Api, SseReader, row_counts
 
 pytestmark = pytest.mark.anyio

@@ -16,7 +16,7 @@ from standardwebhooks.webhooks import Webhook as StandardWebhook
 
 from glimpze.clock import FakeClock
 from glimpze.config import Config, load
-from glimpze.signing import verify_glimpze_signature
+from glimpze.delivery.signing import verify_glimpze_signature
 from tests.conftest import Api, SseReader, out_events
 from tests.receiver import Receiver
 from tests.server import Server
@@ -205,7 +205,7 @@ async def test_shutdown_closes_streams_at_once(live: Api) -> None:
 
 
 async def test_idle_streams_send_heartbeats(live: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("glimpze.streams.HEARTBEAT_SECONDS", 0.05)
+    monkeypatch.setattr("glimpze.chat.streams.HEARTBEAT_SECONDS", 0.05)
     token = await mint(live)
     session = await open_session(live, token)
     async with live.client.stream("GET", f"/widget/v1/sessions/{session['id']}/stream?token={token}") as response:

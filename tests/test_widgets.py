@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from glimpze.images import WIDGET_PIXELS, vips
-from glimpze.ingest import ApprovalView
+from glimpze.feeds.events import ApprovalView
+from glimpze.feeds.images import WIDGET_PIXELS, vips
 from tests import imagefiles as img
 from tests.conftest import Api
 
@@ -173,14 +173,14 @@ async def test_approval_widgets_show_the_state_the_approvals_service_reports(api
     feed = await api.feed("approval")
     await api.ingest(feed, example("approval"))
     pending = (await read(api, feed, "/small.png")).content
-    seen = api.glimpze.ingest.approval_widget
+    seen = api.glimpze.approvals.widget
 
     async def approved(feed_id: str) -> Any:
         found = await seen(feed_id)
         assert found is not None
         return found[0], ApprovalView("approved", 0)
 
-    api.glimpze.ingest.approval_widget = approved
+    api.glimpze.approvals.widget = approved  # type: ignore[method-assign]
     assert (await read(api, feed, "/small.png")).content != pending
 
 

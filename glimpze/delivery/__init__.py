@@ -1,0 +1,3 @@
+"""The event pipe out: outgoing events, webhooks and approval callbacks, signed and sent through the
+SSRF guard with retries.
+"""

@@ -1,0 +1,3 @@
+"""Feeds: events in (ingest, quotas, idempotency, uploads) and widgets out (state, PNGs, stored images,
+tiles), and their retention.
+"""

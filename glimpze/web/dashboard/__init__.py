@@ -1,0 +1,62 @@
+"""The dashboard: server-rendered pages (Jinja2) for widgets, feeds, approvals, webhooks,
+conversations and settings (push included), installable as a PWA. It reads and writes through the
+same services as the API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Router
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.template.config import TemplateConfig
+
+from glimpze.web.dashboard import (
+    approvals,
+    auth,
+    conversations,
+    feeds,
+    home,
+    push,
+    pwa,
+    settings,
+    webhooks,
+    widgets,
+)
+from glimpze.web.dashboard.web import EXCEPTION_HANDLERS, TEMPLATES, SecurityHeaders, Ui, before_request, unknown_path
+
+__all__ = ["Ui", "routers", "template_config", "unknown_path"]
+
+
+def routers() -> list[Any]:
+    """The dashboard's routes: pages (behind the session and CSRF checks) and the static files."""
+    pages = Router(
+        "/",
+        route_handlers=[
+            *auth.ROUTES,
+            *home.ROUTES,
+            *widgets.ROUTES,
+            *feeds.ROUTES,
+            *approvals.ROUTES,
+            *webhooks.ROUTES,
+            *conversations.ROUTES,
+            *settings.ROUTES,
+            *push.ROUTES,
+            *pwa.ROUTES,
+        ],
+        before_request=before_request,
+        middleware=[SecurityHeaders],
+        exception_handlers=EXCEPTION_HANDLERS,
+        include_in_schema=False,
+    )
+    return [pages, pwa.static_router]
+
+
+def template_config() -> TemplateConfig[JinjaTemplateEngine]:
+    return TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine, engine_callback=_configure)
+
+
+def _configure(engine: JinjaTemplateEngine) -> None:
+    env = engine.engine
+    env.trim_blocks = True
+    env.lstrip_blocks = True
+    env.policies["json.dumps_kwargs"] = {"sort_keys": False, "ensure_ascii": False}

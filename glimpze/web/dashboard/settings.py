@@ -1,0 +1,166 @@
+"""Settings: API keys (created and rotated secrets shown once; revoke; last use), the widget origins,
+the admin password, and signing out every browser."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response, get, post
+from litestar.params import FromPath
+from litestar.response import Template
+
+from glimpze.accounts.admin import PASSWORD_MIN_CHARS
+from glimpze.accounts.keys import DEFAULT_ROTATION_GRACE_SECONDS, ApiKey
+from glimpze.errors import GlimpzeError
+from glimpze.store.pagination import MAX_LIMIT, all_pages
+from glimpze.web.dashboard.web import (
+    Notice,
+    attempt,
+    client,
+    error_text,
+    form_of,
+    glimpze_of,
+    notify,
+    page,
+    redirect,
+    ui_of,
+    viewer,
+)
+
+AnyRequest = Request[Any, Any, Any]
+
+
+async def _all_keys(request: AnyRequest) -> list[ApiKey]:
+    glimpze, v = glimpze_of(request), viewer(request)
+    return await all_pages(lambda after: glimpze.keys.list(v.project_id, after=after, limit=MAX_LIMIT))
+
+
+@get("/settings", include_in_schema=False)
+async def settings_page(request: AnyRequest) -> Template:
+    glimpze, v = glimpze_of(request), viewer(request)
+    project = await glimpze.keys.get_project(v.project_id)
+    return page(
+        request,
+        "settings.html",
+        title="Settings",
+        section="settings",
+        project=project,
+        projects=await glimpze.keys.list_projects(),
+        keys=await _all_keys(request),
+        origins=await glimpze.settings.widget_origins(v.project_id),
+        grace_hours=DEFAULT_ROTATION_GRACE_SECONDS // 3600,
+        min_chars=PASSWORD_MIN_CHARS,
+    )
+
+
+def _shown(key: str) -> dict[str, str]:
+    return {"secret": key, "secret_label": "API key"}
+
+
+@post("/settings/keys", include_in_schema=False)
+async def create_key(request: AnyRequest) -> Response[Any]:
+    glimpze, v = glimpze_of(request), viewer(request)
+    form = await form_of(request)
+
+    async def action() -> None:
+        key = await glimpze.keys.create(v.project_id, form["name"])
+        notify(request, f"Created the API key “{key.name}”. It is shown only now: copy it.", **_shown(key.key))
+
+    return await attempt(request, action, then="/settings#keys")
+
+
+@post("/settings/keys/{key_id:str}/rotate", include_in_schema=False)
+async def rotate_key(request: AnyRequest, key_id: FromPath[str]) -> Response[Any]:
+    glimpze, v = glimpze_of(request), viewer(request)
+
+    async def action() -> None:
+        key = await glimpze.keys.rotate(v.project_id, key_id)
+        hours = DEFAULT_ROTATION_GRACE_SECONDS // 3600
+        text = f"Made a new secret for “{key.name}”. The old one keeps working for {hours} hours."
+        notify(request, text + " The new one is shown only now:", **_shown(key.key))
+
+    return await attempt(request, action, then="/settings#keys")
+
+
+@post("/settings/keys/{key_id:str}/revoke", include_in_schema=False)
+async def revoke_key(request: AnyRequest, key_id: FromPath[str]) -> Response[Any]:
+    glimpze, v = glimpze_of(request), viewer(request)
+
+    async def action() -> str:
+        key = await glimpze.keys.get(v.project_id, key_id)
+        await glimpze.keys.revoke(v.project_id, key_id)
+        return f"Revoked the API key “{key.name}”; it no longer works."
+
+    return await attempt(request, action, then="/settings#keys")
+
+
+@post("/settings/widget-origins", include_in_schema=False)
+async def set_origins(request: AnyRequest) -> Response[Any]:
+    glimpze, v = glimpze_of(request), viewer(request)
+    form = await form_of(request)
+    given = [line.strip() for line in form.raw("origins").splitlines() if line.strip()]
+
+    async def action() -> str:
+        saved = await glimpze.settings.set_widget_origins(v.project_id, given)
+        return f"Saved {len(saved)} widget origin{'s' if len(saved) != 1 else ''}."
+
+    return await attempt(request, action, then="/settings#origins")
+
+
+@post("/settings/project", include_in_schema=False)
+async def switch_project(request: AnyRequest) -> Response[Any]:
+    """Look at another project (made with `glimpze projects create`) in this browser."""
+    glimpze, v = glimpze_of(request), viewer(request)
+    form = await form_of(request)
+
+    async def action() -> str:
+        project = await glimpze.keys.get_project(form["project"])
+        await glimpze.admin.set_project(v.session, project.id)
+        return f"Now showing the project “{project.name}”."
+
+    return await attempt(request, action, then="/settings")
+
+
+@post("/settings/password", include_in_schema=False)
+async def change_password(request: AnyRequest) -> Response[Any]:
+    glimpze, ui = glimpze_of(request), ui_of(request)
+    form = await form_of(request)
+    try:
+        session = await glimpze.admin.change_password(
+            form.raw("current"),
+            form.raw("password"),
+            form.raw("confirm"),
+            client(request),
+            request.headers.get("user-agent"),
+        )
+    except GlimpzeError as exc:
+        if exc.status >= 500:
+            raise
+        notify(request, f"The password was not changed. {error_text(exc)}", "error")
+        return redirect("/settings#password")
+    # Every session ended with the change; this browser continues in a new one.
+    ui.notices.add(session.key, Notice("Changed the password. Every other browser is signed out."))
+    response = redirect("/settings#password")
+    response.cookies.append(ui.session_cookie_for(session))
+    return response
+
+
+@post("/settings/sign-out-everywhere", include_in_schema=False)
+async def sign_out_everywhere(request: AnyRequest) -> Response[Any]:
+    ui = ui_of(request)
+    await ui.glimpze.admin.sign_out_everywhere()
+    response = redirect("/login")
+    response.cookies.append(ui.clear_session_cookie())
+    return response
+
+
+ROUTES = [
+    settings_page,
+    create_key,
+    rotate_key,
+    revoke_key,
+    set_origins,
+    switch_project,
+    change_password,
+    sign_out_everywhere,
+]
