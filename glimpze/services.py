@@ -30,7 +30,7 @@ from glimpze.config import Config
 from glimpze.delivery.dispatcher import SQL_QUEUE_STATS, Dispatcher
 from glimpze.delivery.inspector import Inspector
 from glimpze.delivery.outbox import Outbox
-from glimpze.delivery.ssrf import GuardedTransport, TargetPolicy, guarded_pool
+from glimpze.delivery.ssrf import GuardedBackend, GuardedTransport, TargetPolicy
 from glimpze.delivery.webhooks import Webhooks
 from glimpze.feeds.events import Events
 from glimpze.feeds.feeds import Feeds
@@ -80,7 +80,7 @@ class Services:
             self.clock,
             self.outbox,
             self.changes,
-            lambda: guarded_pool(self.policy, network=network),
+            network or GuardedBackend(self.policy),
             busy=lambda: self.ingest.in_flight > 0,
             metrics=self.metrics,
         )

@@ -90,4 +90,5 @@ def queue(
     url, payload = callback_request(callback["url"], method, fields)
     event_seq = tx.execute(SQL_OUT_EVENT_SEQ, (out_event_id,)).fetchone()[0]
     params = {"event_seq": event_seq, "now": now, "feed_id": feed_id, "method": method, "url": url, "payload": payload}
-    return tx.execute(SQL_QUEUE, params).fetchone()[0]
+    delivery_id: str = tx.execute(SQL_QUEUE, params).fetchone()[0]
+    return delivery_id

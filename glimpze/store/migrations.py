@@ -553,6 +553,36 @@ DROP TRIGGER events_widget;
 DROP TRIGGER out_events_queue;
 """
 
+DELIVERY_SPANS = """
+-- Deliveries not yet attempted are not rows (issue 18; glimpze/delivery/backlog.py): a webhook takes
+-- spans of the outgoing-event log, and the dispatcher turns the events of a span that match its
+-- filter into delivery rows as it sends them. Delivery ids are `dlv_` + the event's seq (10 hex
+-- digits) + the webhook's delivery code, so one that has no row yet can already be read by id.
+ALTER TABLE webhooks ADD COLUMN delivery_code TEXT NOT NULL DEFAULT '';
+UPDATE webhooks SET delivery_code = lower(hex(randomblob(5)));
+CREATE UNIQUE INDEX webhooks_delivery_code ON webhooks(delivery_code);
+
+CREATE TABLE webhook_spans (
+    webhook_id   TEXT NOT NULL REFERENCES webhooks(id) ON DELETE CASCADE,
+    start_seq    INTEGER NOT NULL,            -- the out_events.seq it began after (names the span)
+    after_seq    INTEGER NOT NULL,            -- the cursor: events up to here have a row or are not for it
+    through_seq  INTEGER,                     -- its last event; NULL while it goes on (the webhook is active)
+    events       TEXT NOT NULL,               -- the webhook's filter over the span: a JSON array, or ["*"]
+    PRIMARY KEY (webhook_id, start_seq)
+) WITHOUT ROWID;
+-- Every event so far had its deliveries queued as rows: active webhooks start at the newest.
+INSERT INTO webhook_spans (webhook_id, start_seq, after_seq, through_seq, events)
+SELECT w.id, h.seq, h.seq, NULL, CASE WHEN w.events LIKE '%"*"%' THEN '["*"]' ELSE w.events END
+FROM webhooks w, (SELECT coalesce(max(seq), 0) AS seq FROM out_events) h
+WHERE w.active;
+
+-- Filtered long polls and a span's events of a type: an index range each, whatever lies between.
+CREATE INDEX out_events_type ON out_events(project_id, type, seq);
+-- A webhook's deliveries, newest first, in event order (the order its not-yet-rows continue).
+DROP INDEX deliveries_webhook;
+CREATE INDEX deliveries_webhook ON deliveries(webhook_id, event_seq);
+"""
+
 MIGRATIONS: list[tuple[str, str]] = [
     ("core: projects, keys, feeds, events, idempotency", CORE),
     ("webhooks: outgoing events, webhooks, deliveries, attempts", WEBHOOKS),
@@ -564,4 +594,5 @@ MIGRATIONS: list[tuple[str, str]] = [
     ("agent profile: display name, avatar and reply time for the visitor widget's header", AGENT_PROFILE),
     ("home: dashboard tiles, conversation reads, push pages, approval widget indexes", HOME),
     ("rules in python: the triggers that queued deliveries and moved the widget pointer go", RULES_IN_PYTHON),
+    ("delivery spans: deliveries made from the event log as they are sent; events by type", DELIVERY_SPANS),
 ]
