@@ -79,13 +79,13 @@ class AttemptResult:
 async def attempt(pool: Pool, claim: DeliveryClaim, now: float) -> AttemptResult:
     """Send `claim` once, signed at `now`. Any 2xx is delivered, and a callback's 409 too (the
     receiver already has this answer: an n8n resume URL that resumed)."""
-    # A GET callback has no body: its signature covers the full URL, which holds the fields.
-    signed = claim.url.encode() if claim.method == "GET" else claim.payload
-    signatures = signature_headers(claim.secrets, claim.id, int(now), signed)
-    headers = request_headers(claim.method, claim.headers, signatures, claim.event_type, claim.id, claim.attempt)
     body = None if claim.method == "GET" else claim.payload
     start = time.perf_counter()
     try:
+        # A GET callback has no body: its signature covers the full URL, which holds the fields.
+        signed = claim.url.encode() if claim.method == "GET" else claim.payload
+        signatures = signature_headers(claim.secrets, claim.id, int(now), signed)
+        headers = request_headers(claim.method, claim.headers, signatures, claim.event_type, claim.id, claim.attempt)
         origin, target = _target(claim.url)
         async with asyncio.timeout(claim.timeout):
             response = await pool.request(

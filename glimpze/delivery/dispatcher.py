@@ -35,6 +35,7 @@ import asyncio
 import collections
 import contextlib
 import functools
+import logging
 import random
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -63,6 +64,8 @@ from glimpze.ops.runner import Runner
 from glimpze.store.changes import Changes
 from glimpze.store.database import Database
 from glimpze.store.sql import Row, Tx
+
+log = logging.getLogger("glimpze.delivery")
 
 LEASE_SECONDS = 60
 LANE_BATCH = 100
@@ -282,6 +285,13 @@ class Dispatcher:
         return self._stopping
 
     async def _lane(self, target: Lane, now: float | None) -> int:
+        try:
+            return await self._send_batches(target, now)
+        except Exception:  # a bug: the lane ends (its leases run out), the next look opens it again
+            log.exception("the delivery lane of %s failed", target.id)
+            return 0
+
+    async def _send_batches(self, target: Lane, now: float | None) -> int:
         sent = 0
         while not self._stopping:
             batch = await self._claim(target, self.clock.due() if now is None else now)
