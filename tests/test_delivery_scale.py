@@ -201,7 +201,7 @@ async def test_a_waiting_filtered_poll_is_not_woken_by_other_types_or_projects(a
 
     async def counting(sql: str, params: Any = ()) -> Any:
         nonlocal reads
-        reads += "m.payload" in sql  # the long poll's reading
+        reads += "out_events" in sql and "payload" in sql  # a long poll's reading
         return await fetch_all(sql, params)
 
     api.glimpze.db.fetch_all = counting  # type: ignore[method-assign]
