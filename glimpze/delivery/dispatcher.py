@@ -23,10 +23,20 @@ backlog: the look is an index seek per webhook and type (backlog.WAITING_EXISTS)
 
 Fair share under load. The event loop serves ingest and deliveries on one core. While ingest
 requests are in flight (`busy()`), at most BUSY_IN_FLIGHT deliveries are in flight across all
-lanes: ingest keeps most of the loop's turns (32 clients against 8 sends), and deliveries still go
-out at hundreds a second, keeping up with any steady flow the machine has room for (a fixed pace
-of 20 a second left receivers minutes behind; issue 18). Once ingest pauses, every lane sends at
-its full concurrency.
+lanes: each waits its turns on the loop beside 32 ingest clients, so ingest keeps most of the
+core and deliveries still flow at several hundred a second, more as the loop has room (a fixed
+pace of 20 a second left receivers minutes behind; issue 18). Measured on the shared development
+machine with bench.scale: 2 in flight gave ~500/s during the load and ingest 0.7-0.9× with 50
+webhooks, 4 gave ~900/s and 0.7-0.9×, 8 gave ~1,300/s and 0.6×. Once ingest pauses, every lane
+sends at its full concurrency.
+
+PostgreSQL next (DESIGN §8): the claim job is one transaction that first takes the webhook's row
+(`SELECT … FROM webhooks WHERE id = $1 FOR UPDATE SKIP LOCKED`: one lane per webhook across
+processes), so making rows from a span and leasing them cannot race another process; leases are
+then not cleared at start, and an outcome is written `WHERE seq = $1 AND attempts = $2` (fencing
+by attempt number); the wake-ups after a commit become `NOTIFY` with the (project, type) pairs.
+SQLite-only here: `INDEXED BY` (outbox.BY_TYPE, BY_PROJECT), `json_each`, the two-argument
+`max`/`min`, and `printf`/`randomblob` in callbacks' ids.
 """
 
 from __future__ import annotations
@@ -69,7 +79,7 @@ log = logging.getLogger("glimpze.delivery")
 
 LEASE_SECONDS = 60
 LANE_BATCH = 100
-BUSY_IN_FLIGHT = 8  # deliveries in flight across all lanes while ingest requests are being served
+BUSY_IN_FLIGHT = 4  # deliveries in flight across all lanes while ingest requests are being served
 RUN_INTERVAL = 0.05  # the least time between two looks for webhooks with due deliveries
 
 SQL_RELEASE_LEASES = (
