@@ -27,6 +27,7 @@ class Scripted:
     def __init__(self, answers: list[bytes | None]) -> None:
         self.answers = list(answers)
         self.connections = 0
+        self.ended = 0  # connections the client closed (or this server did)
         self.requests: list[bytes] = []
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -53,6 +54,7 @@ class Scripted:
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
+            self.ended += 1
             writer.close()
 
 
@@ -212,3 +214,14 @@ def test_authority_leaves_out_the_default_port() -> None:
     assert Origin("https", "example.com", 443).authority == b"example.com"
     assert Origin("http", "example.com", 8080).authority == b"example.com:8080"
     assert Origin("http", "::1", 80).authority == b"[::1]"
+
+
+async def test_a_pool_keeps_at_most_its_size_of_idle_connections_across_origins() -> None:
+    two = [answer("204 No Content")] * 2  # each server waits for a second request
+    async with serving(two) as (first, port1), serving(two) as (second, port2):
+        p = pool(size=1)  # a lane of callbacks: one at a time, to any origin
+        assert (await post(p, port1)).status == 204
+        assert (await post(p, port2)).status == 204  # the first origin's idle connection goes
+        await asyncio.sleep(0.05)
+        assert (first.ended, second.ended) == (1, 0)
+        await p.aclose()

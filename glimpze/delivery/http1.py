@@ -128,10 +128,18 @@ class Pool:
                 return answer
             finally:
                 if reusable:
-                    connection.idle_since = time.monotonic()
-                    self._idle.setdefault(origin, []).append(connection)
+                    await self._keep(origin, connection)
                 else:
                     await _close(connection)
+
+    async def _keep(self, origin: Origin, connection: _Connection) -> None:
+        """Keep `connection` for the next request to `origin`; at most `size` idle ones in all (a
+        lane of callbacks may call many origins), the oldest going first."""
+        connection.idle_since = time.monotonic()
+        self._idle.setdefault(origin, []).append(connection)
+        if sum(len(kept) for kept in self._idle.values()) > self.size:
+            oldest = min((key for key, kept in self._idle.items() if kept), key=lambda k: self._idle[k][0].idle_since)
+            await _close(self._idle[oldest].pop(0))
 
     async def _connection(self, origin: Origin, timeout: float) -> _Connection:
         idle = self._idle.get(origin, [])
