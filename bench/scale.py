@@ -64,9 +64,10 @@ FILL_EVENTS = """
 """
 FILL_OUT_EVENTS = """
     WITH RECURSIVE n(i) AS (SELECT :start UNION ALL SELECT i + 1 FROM n WHERE i < :stop)
-    INSERT INTO out_events (id, project_id, type, occurred_at, payload)
-    SELECT 'evt_fill' || i, :project, 'feed.event', :now, :payload FROM n
+    INSERT INTO out_events (id, project_id, type, occurred_at, payload, type_seq)
+    SELECT 'evt_fill' || i, :project, 'feed.event', :now, :payload, :numbered + i FROM n
 """
+LAST_TYPE_SEQ = "SELECT coalesce(max(type_seq), 0) FROM out_events WHERE project_id = ? AND type = 'feed.event'"
 
 
 class Row:
@@ -146,7 +147,9 @@ class Bench:
             if stored > have_stored:
                 conn.execute(FILL_EVENTS, {**params, "start": have_stored + 1, "stop": stored, "content": BODY})
             if outgoing > have_outgoing:
-                conn.execute(FILL_OUT_EVENTS, {**params, "start": have_outgoing + 1, "stop": outgoing})
+                numbered = conn.execute(LAST_TYPE_SEQ, (self.project,)).fetchone()[0] - have_outgoing - 1
+                fill = {**params, "start": have_outgoing + 1, "stop": outgoing, "numbered": numbered}
+                conn.execute(FILL_OUT_EVENTS, fill)
             conn.execute("COMMIT")
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the server starts with an empty WAL, as usual
         total = (self.query("SELECT count(*) FROM events"), self.query("SELECT count(*) FROM out_events"))

@@ -279,25 +279,28 @@ async def test_the_upgrade_keeps_queued_rows_and_queues_nothing_twice(tmp_path: 
                 "updated_at) VALUES (?, 'prj_old', ?, '[\"*\"]', ?, 20, ?, 0, 0)",
                 (hook, receiver.url, active, new_signing_secret()),
             )
-        old.execute(
-            "INSERT INTO out_events (id, project_id, type, occurred_at, payload) "
-            "VALUES ('evt_old', 'prj_old', 'feed.event', ?, ?)",
-            (clock.now(), b'{"id":"evt_old"}'),
-        )
-        old.execute(  # the row the previous version's emit wrote
-            "INSERT INTO deliveries (id, webhook_id, event_seq, status, next_attempt_at, created_at, updated_at) "
-            "VALUES ('dlv_0000000001abcdefabcd', 'wh_on', 1, 'pending', ?, ?, ?)",
-            (clock.now(), clock.now(), clock.now()),
-        )
+        for n in (1, 2):  # two events, each with the row the previous version's emit wrote
+            old.execute(
+                "INSERT INTO out_events (id, project_id, type, occurred_at, payload) "
+                "VALUES (?, 'prj_old', 'feed.event', ?, ?)",
+                (f"evt_old{n}", clock.now(), b'{"id":"evt_old"}'),
+            )
+            old.execute(
+                "INSERT INTO deliveries (id, webhook_id, event_seq, status, next_attempt_at, created_at, updated_at) "
+                "VALUES (?, 'wh_on', ?, 'pending', ?, ?, ?)",
+                (f"dlv_000000000{n}abcdefabcd", n, clock.now(), clock.now(), clock.now()),
+            )
         old.close()
         async with running(config, clock) as api:
             await api.glimpze.dispatcher.stop_runner()  # its first look may have sent the row already
             await api.glimpze.dispatcher.deliver_due(clock.now())
-            assert [r.headers["webhook-id"] for r in receiver.requests] == ["dlv_0000000001abcdefabcd"]
-            assert rows(api, "SELECT webhook_id, start_seq, through_seq FROM webhook_spans") == [("wh_on", 1, None)]
+            sent = sorted(r.headers["webhook-id"] for r in receiver.requests)
+            assert sent == ["dlv_0000000001abcdefabcd", "dlv_0000000002abcdefabcd"]  # once each
+            assert rows(api, "SELECT webhook_id, start_seq, through_seq FROM webhook_spans") == [("wh_on", 2, None)]
+            assert rows(api, "SELECT type_seq FROM out_events ORDER BY seq") == [(1,), (2,)]  # numbered
             test = await api.glimpze.webhooks.test("prj_old", "wh_on")  # an event after the upgrade
             assert await api.glimpze.dispatcher.deliver_due(clock.now()) == 1
-            assert [r.headers["webhook-id"] for r in receiver.requests][1:] == [test.id]
+            assert [r.headers["webhook-id"] for r in receiver.requests][2:] == [test.id]
             codes = rows(api, "SELECT delivery_code FROM webhooks")
             assert all(len(code) == 10 for (code,) in codes) and len(set(codes)) == 2
 
@@ -327,3 +330,49 @@ def test_claims_looks_and_polls_read_index_ranges(tmp_path: Path) -> None:
     counted = plan(backlog.SQL_WAITING_COUNTS, {"ids": "[]"})
     assert "COVERING INDEX out_events_type (project_id=? AND type=?" in counted, counted
     conn.close()
+
+
+async def listed(api: Api, hook: dict[str, Any], status: str) -> int:
+    count, cursor = 0, ""
+    while True:
+        page = (await api.get(f"/v1/webhooks/{hook['id']}/deliveries?status={status}&limit=100{cursor}")).json()
+        count += len(page["data"])
+        if page["next_cursor"] is None:
+            return count
+        cursor = f"&cursor={page['next_cursor']}"
+
+
+async def test_what_waits_is_counted_as_it_is_listed(api: Api, clock: FakeClock, receiver: Receiver) -> None:
+    """The counts (two index seeks per span and type) agree with the listings (the rows read)
+    across pauses, a filter change, tests aimed at one webhook, rows made by sending, and retention."""
+    star = await webhook(api, f"{receiver.url}/star", events=["*"])
+    typed = await webhook(api, f"{receiver.url}/typed", events=["feed.event", "session.created"], ordered=True)
+    feed = await api.feed("counter")
+
+    async def agree() -> None:
+        counts = await api.glimpze.inspector.counts([star["id"], typed["id"]])
+        for hook in (star, typed):
+            assert counts[hook["id"]].pending == await listed(api, hook, "pending"), hook["events"]
+        queue = await api.glimpze.db.fetch_one(dispatcher.SQL_QUEUE_STATS, {"now": api.glimpze.clock.due()})
+        assert queue is not None
+        assert queue["open"] == sum([await listed(api, h, s) for h in (star, typed) for s in ("pending", "failed")])
+
+    await ingest(api, feed, 3)
+    await api.patch(f"/v1/webhooks/{typed['id']}", json={"active": False})
+    await ingest(api, feed, 2)
+    await api.patch(f"/v1/webhooks/{typed['id']}", json={"active": True})
+    await api.post(f"/v1/webhooks/{typed['id']}/test")
+    await api.post(f"/v1/webhooks/{star['id']}/test")
+    await api.patch(f"/v1/webhooks/{star['id']}", json={"events": ["session.created"]})
+    await ingest(api, feed, dispatcher.LANE_BATCH + 5)
+    await agree()
+    receiver.default = Answer(500)  # rows made by sending, failed: the ordered one keeps 100 more made
+    await api.glimpze.dispatcher.deliver_due(clock.now())
+    await agree()
+    receiver.default = Answer(200)
+    clock.advance(8 * 86400)  # everything sent, then past retention
+    assert await api.glimpze.dispatcher.deliver_due(clock.now()) > 0
+    assert await api.glimpze.outbox.purge(clock.now()) > 0
+    await api.patch(f"/v1/webhooks/{star['id']}", json={"events": ["*"]})
+    await ingest(api, feed, 4)
+    await agree()

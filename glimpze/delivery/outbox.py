@@ -66,12 +66,15 @@ BY_PROJECT = "out_events e INDEXED BY out_events_project"
 
 # The seq continues after the newest event ever stored, purged ones included: SQLite would give a
 # rowid freed at the end of the table out again, behind every cursor (SQLite's two-argument max;
-# on PostgreSQL a sequence never goes back).
+# on PostgreSQL a sequence never goes back). `type_seq` follows the project's last event of the
+# type (an index seek): numbers without gaps, which count a span's deliveries (backlog.py).
 SQL_INSERT_EVENT = """
-    INSERT INTO out_events (seq, id, project_id, type, occurred_at, payload, target_webhook_id)
+    INSERT INTO out_events (seq, id, project_id, type, occurred_at, payload, target_webhook_id, type_seq)
     VALUES (max((SELECT coalesce(max(seq), 0) FROM out_events),
                 (SELECT coalesce(max(value), 0) FROM meta WHERE key = 'out_events_purged_seq')) + 1,
-            ?, ?, ?, ?, ?, ?)
+            ?1, ?2, ?3, ?4, ?5, ?6,
+            coalesce((SELECT e.type_seq FROM out_events e INDEXED BY out_events_type
+                      WHERE e.project_id = ?2 AND e.type = ?3 ORDER BY e.seq DESC LIMIT 1), 0) + 1)
     RETURNING seq
 """
 SQL_PURGED_SEQ = "SELECT value FROM meta WHERE key = 'out_events_purged_seq'"

@@ -577,7 +577,13 @@ FROM webhooks w, (SELECT coalesce(max(seq), 0) AS seq FROM out_events) h
 WHERE w.active;
 
 -- Filtered long polls and a span's events of a type: an index range each, whatever lies between.
-CREATE INDEX out_events_type ON out_events(project_id, type, seq);
+-- `type_seq` numbers a project's events of a type (1, 2, …), so the deliveries a span holds are
+-- counted with two seeks per type, however many they are (metrics, `glimpze check`, the dashboard).
+ALTER TABLE out_events ADD COLUMN type_seq INTEGER;
+UPDATE out_events SET type_seq = n.r
+FROM (SELECT seq, row_number() OVER (PARTITION BY project_id, type ORDER BY seq) AS r FROM out_events) n
+WHERE n.seq = out_events.seq;
+CREATE INDEX out_events_type ON out_events(project_id, type, seq, type_seq);
 -- A webhook's deliveries, newest first, in event order (the order its not-yet-rows continue).
 DROP INDEX deliveries_webhook;
 CREATE INDEX deliveries_webhook ON deliveries(webhook_id, event_seq);
