@@ -83,10 +83,13 @@ SQL_SET_PURGED_SEQ = """
     ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)
 """
 # Finished deliveries go with their events; an event an open delivery still needs stays, and so
-# does everything after it (deliveries are created in event order).
+# does everything after it (deliveries are created in event order). Rows are made in event order,
+# so the old ones come first: the scan stops at the first young row instead of reading them all.
 SQL_PURGE_DELIVERIES = """
     DELETE FROM deliveries WHERE seq IN (
-        SELECT seq FROM deliveries WHERE created_at < :cutoff AND status IN ('delivered', 'dead')
+        SELECT seq FROM deliveries
+        WHERE seq < coalesce((SELECT seq FROM deliveries WHERE created_at >= :cutoff ORDER BY seq LIMIT 1), :end)
+          AND created_at < :cutoff AND status IN ('delivered', 'dead')
         ORDER BY seq LIMIT :batch
     )
 """
@@ -296,7 +299,8 @@ class Outbox:
         total = 0
 
         def job(tx: Tx) -> tuple[int, int]:
-            deliveries = tx.execute(SQL_PURGE_DELIVERIES, {"cutoff": cutoff, "batch": batch}).rowcount
+            purge = {"cutoff": cutoff, "batch": batch, "end": 2**63 - 1}
+            deliveries = tx.execute(SQL_PURGE_DELIVERIES, purge).rowcount
             needed = tx.execute(SQL_OLDEST_NEEDED).fetchone()[0] or 2**63 - 1
             params = {"cutoff": cutoff, "needed": needed, "batch": batch}
             seqs = [row[0] for row in tx.execute(SQL_PURGE_BATCH, params)]
