@@ -39,6 +39,7 @@ SQLite's single writer makes the newest committed seq that horizon.
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 from collections.abc import Sequence
@@ -234,9 +235,9 @@ def materialise(
         hi = head if span["through_seq"] is None else span["through_seq"]
         after = span["after_seq"]
         if after < hi:
-            branches = span_branches(span["events"], after=":after", hi=":hi")
-            sql = merged(branches, "e.seq AS seq, e.type AS type, e.occurred_at AS occurred_at, e.payload AS payload")
-            rows = tx.execute(sql, {**params, "after": after, "hi": hi, "limit": room}).fetchall()
+            rows = tx.execute(
+                _next_events(span["events"]), {**params, "after": after, "hi": hi, "limit": room}
+            ).fetchall()
             for row in rows:
                 dlv = delivery_id(row["seq"], webhook["delivery_code"])
                 values = (dlv, webhook["id"], row["seq"], webhook["ordered"], row["occurred_at"], lease_until)
@@ -249,6 +250,13 @@ def materialise(
         if span["through_seq"] is not None and after >= hi:
             tx.execute(SQL_DROP_SPAN, (webhook["id"], span["start_seq"]))
     return made
+
+
+@functools.lru_cache(maxsize=256)
+def _next_events(events: str) -> str:
+    """The statement reading a span's next events (`:after` < seq <= `:hi`, at most `:limit`)."""
+    branches = span_branches(events, after=":after", hi=":hi")
+    return merged(branches, "e.seq AS seq, e.type AS type, e.occurred_at AS occurred_at, e.payload AS payload")
 
 
 def listing_sql(spans: Sequence[Row], *, materialised: str | None) -> str:

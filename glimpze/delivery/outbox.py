@@ -26,6 +26,7 @@ one ever stored, purged or not (`SQL_INSERT_EVENT`), so cursors never point past
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -163,12 +164,17 @@ def type_literal(event_type: str) -> str:
 
 def poll_sql(types: Sequence[str] | None) -> str:
     """SQL_POLL for these types (None: all)."""
+    return _poll_sql(None if types is None else tuple(sorted(set(types))))
+
+
+@functools.lru_cache(maxsize=256)
+def _poll_sql(types: tuple[str, ...] | None) -> str:
     if types is None:
         branches = [f"FROM {BY_PROJECT} WHERE e.project_id = :project AND e.seq > :after"]
     else:
         branches = [
             f"FROM {BY_TYPE} WHERE e.project_id = :project AND e.type = {type_literal(t)} AND e.seq > :after"
-            for t in sorted(set(types))
+            for t in types
         ]
     rows = merged(branches, "e.seq AS seq, e.payload AS payload")
     return SQL_POLL.format(purged=SQL_PURGED_SEQ, rows=rows)
