@@ -376,3 +376,23 @@ async def test_what_waits_is_counted_as_it_is_listed(api: Api, clock: FakeClock,
     await api.patch(f"/v1/webhooks/{star['id']}", json={"events": ["*"]})
     await ingest(api, feed, 4)
     await agree()
+
+
+async def test_a_slow_receiver_does_not_hold_up_the_others_beside_ingest(api: Api, clock: FakeClock) -> None:
+    """Waiting for a receiver takes no turn of the fair share: while ingest requests are in flight
+    all along, a receiver that holds every request does not stop the others' deliveries."""
+    with Receiver() as slow, Receiver() as fast:
+        for i in range(3):  # three slow webhooks: 12 requests held, more than the share's turns
+            await webhook(api, f"{slow.url}/{i}")
+        await webhook(api, fast.url)
+        await ingest(api, await api.feed("counter"), 10)
+        slow.hold.clear()
+        api.glimpze.ingest.in_flight += 1  # an ingest request is being served all along
+        sending = asyncio.create_task(api.glimpze.dispatcher.deliver_due(clock.now()))
+        try:
+            await fast.wait_for(10, timeout=10)
+            assert len(slow.requests) == 0 and slow.in_flight >= 4  # as many as the share has turns, or more
+        finally:
+            api.glimpze.ingest.in_flight -= 1
+            slow.hold.set()
+            await sending

@@ -27,7 +27,7 @@ import httpx
 import msgspec
 
 from glimpze import __version__
-from glimpze.delivery.http1 import Answer, HttpError, Origin, Pool
+from glimpze.delivery.http1 import Answer, HttpError, Origin, Pool, Turn, no_turn
 from glimpze.delivery.signing import signature_headers
 from glimpze.rotation import still_good
 from glimpze.store.sql import Row
@@ -76,7 +76,7 @@ class AttemptResult:
     delivered: bool = False
 
 
-async def attempt(pool: Pool, claim: DeliveryClaim, now: float) -> AttemptResult:
+async def attempt(pool: Pool, claim: DeliveryClaim, now: float, turn: Turn = no_turn) -> AttemptResult:
     """Send `claim` once, signed at `now`. Any 2xx is delivered, and a callback's 409 too (the
     receiver already has this answer: an n8n resume URL that resumed)."""
     body = None if claim.method == "GET" else claim.payload
@@ -97,6 +97,7 @@ async def attempt(pool: Pool, claim: DeliveryClaim, now: float) -> AttemptResult
                 connect_timeout=claim.timeout,
                 head_bytes=RESPONSE_HEAD_BYTES,
                 read_limit=RESPONSE_READ_LIMIT,
+                turn=turn,
             )
     except (*HTTP_ERRORS, TimeoutError, OSError) as exc:
         return AttemptResult(None, _ms_since(start), error=_describe(exc, claim.timeout))

@@ -22,13 +22,16 @@ the head stays first across both). Nothing the look for work or a claim reads gr
 backlog: the look is an index seek per webhook and type (backlog.WAITING_EXISTS).
 
 Fair share under load. The event loop serves ingest and deliveries on one core. While ingest
-requests are in flight (`busy()`), at most BUSY_IN_FLIGHT deliveries are in flight across all
-lanes: each waits its turns on the loop beside 32 ingest clients, so ingest keeps most of the
-core and deliveries still flow at several hundred a second, more as the loop has room (a fixed
-pace of 20 a second left receivers minutes behind; issue 18). Measured on the shared development
-machine with bench.scale: 2 in flight gave ~500/s during the load and ingest 0.7-0.9× with 50
-webhooks, 4 gave ~900/s and 0.7-0.9×, 8 gave ~1,300/s and 0.6×. Once ingest pauses, every lane
-sends at its full concurrency.
+requests are in flight (`busy()`), at most BUSY_TURNS deliveries are in flight across all lanes:
+the slower the loop answers, the fewer go out, so ingest keeps most of the core while deliveries
+still flow at hundreds a second, more as the loop has room (a fixed pace of 20 a second left
+receivers minutes behind; issue 18). On the shared development machine 2 turns gave 400-600
+deliveries/s during a saturating load and ingest 0.6-0.9× with 50 webhooks; 4 turns 600-1,100/s
+and 0.5-1.0×. A turn waits BUSY_PATIENCE for the answer, then goes to the next delivery: a
+receiver that takes its time costs the loop nothing meanwhile, so slow receivers never hold up
+the others however long ingest lasts. (A turn given back as soon as the request was written
+measured worse: the deliveries' other work then ran unbounded, 3,800/s, and ingest fell to 0.07×
+with 50 webhooks.) Once ingest pauses, every lane sends at its full concurrency.
 
 PostgreSQL next (DESIGN §8): the claim job is one transaction that first takes the webhook's row
 (`SELECT … FROM webhooks WHERE id = $1 FOR UPDATE SKIP LOCKED`: one lane per webhook across
@@ -57,7 +60,7 @@ from glimpze.clock import Clock
 from glimpze.config import Config
 from glimpze.delivery import backlog
 from glimpze.delivery.attempts import DeliveryClaim, attempt, claim_of
-from glimpze.delivery.http1 import Pool
+from glimpze.delivery.http1 import Pool, Share
 from glimpze.delivery.outbox import Outbox
 from glimpze.delivery.outcomes import (  # noqa: F401  (the schedule's names, where tests find them)
     JITTER,
@@ -79,7 +82,8 @@ log = logging.getLogger("glimpze.delivery")
 
 LEASE_SECONDS = 60
 LANE_BATCH = 100
-BUSY_IN_FLIGHT = 4  # deliveries in flight across all lanes while ingest requests are being served
+BUSY_TURNS = 2  # deliveries in flight at once (all lanes) while ingest requests are being served
+BUSY_PATIENCE = 0.05  # seconds a turn waits for an answer before it goes to another delivery
 RUN_INTERVAL = 0.05  # the least time between two looks for webhooks with due deliveries
 
 SQL_RELEASE_LEASES = (
@@ -153,6 +157,20 @@ SQL_CLAIM_CALLBACKS = f"""
 SQL_LEASE = "UPDATE deliveries SET lease_until = ? WHERE seq = ?"
 
 
+class _BusyTurn:
+    """One of the fair share's turns, given back once (http1.Share)."""
+
+    patience = BUSY_PATIENCE
+
+    def __init__(self, slots: asyncio.Semaphore) -> None:
+        self._slots: asyncio.Semaphore | None = slots
+
+    def release(self) -> None:
+        if self._slots is not None:
+            self._slots.release()
+            self._slots = None
+
+
 @dataclass(frozen=True, slots=True)
 class Lane:
     """Where a lane sends: a webhook, or the callbacks of an approval feed (`id` is then the feed's)."""
@@ -201,7 +219,7 @@ class Dispatcher:
             rng=rng,
             metrics=metrics,
         )
-        self._busy_slots = asyncio.Semaphore(BUSY_IN_FLIGHT)
+        self._busy_slots = asyncio.Semaphore(BUSY_TURNS)
         self._lanes: dict[str, asyncio.Task[int]] = {}
         self._runner: Runner | None = None
         self._stopping = False
@@ -312,8 +330,7 @@ class Dispatcher:
                 for claim in batch.claims:  # one at a time, each recorded before the next is sent
                     if self.stopping:
                         break
-                    async with self._turn():
-                        outcome = await attempt(pool, claim, self.clock.now())
+                    outcome = await attempt(pool, claim, self.clock.now(), self._turn)
                     await self.outcomes.record(claim, outcome)
             else:
                 queue = collections.deque(batch.claims)
@@ -327,19 +344,21 @@ class Dispatcher:
         Stopping, it sends nothing more: the claims left keep their lease until `stop` releases them."""
         while queue and not self._stopping:
             claim = queue.popleft()
-            async with self._turn():
-                outcome = await attempt(pool, claim, self.clock.now())
-            self.outcomes.record(claim, outcome)
+            self.outcomes.record(claim, await attempt(pool, claim, self.clock.now(), self._turn))
 
     @contextlib.asynccontextmanager
-    async def _turn(self) -> AsyncIterator[None]:
-        """A send's turn: at once while ingest is idle; while ingest requests are being served, one
-        of BUSY_IN_FLIGHT across all lanes (the module docstring's fair share)."""
+    async def _turn(self) -> AsyncIterator[Share | None]:
+        """A request's turn (http1.Turn): none needed while ingest is idle; while ingest requests
+        are being served, one of BUSY_TURNS across all lanes (the module docstring's fair share)."""
         if not self.busy():
-            yield
+            yield None
             return
-        async with self._busy_slots:
-            yield
+        await self._busy_slots.acquire()
+        turn = _BusyTurn(self._busy_slots)
+        try:
+            yield turn
+        finally:
+            turn.release()
 
     async def _claim(self, target: Lane, due: float) -> Batch:
         """Lease a batch of the target's deliveries due at `due` (a `due()` time)."""

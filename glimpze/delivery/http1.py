@@ -23,15 +23,37 @@ raise `HttpError` (or the backend's connect errors), whose text goes to the atte
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from typing import Protocol
 
 import httpcore
 
 MAX_HEAD = 64 * 1024
 KEEPALIVE_SECONDS = 5.0
 READ_CHUNK = 64 * 1024
+
+
+class Share(Protocol):
+    """A turn of a shared budget (the dispatcher's fair share), held by one request."""
+
+    patience: float  # seconds of waiting for the answer the turn is held for, at most
+
+    def release(self) -> None: ...
+
+
+# Gives a request its turn (None: no budget to share), held while the request is written and its
+# answer awaited, but not past the turn's patience: a slow receiver costs the loop nothing.
+Turn = Callable[[], AbstractAsyncContextManager[Share | None]]
+
+
+@contextlib.asynccontextmanager
+async def no_turn() -> AsyncIterator[None]:
+    yield None
 
 
 class HttpError(Exception):
@@ -90,6 +112,11 @@ class _Connection:
         del self.buffer[:count]
         return taken
 
+    async def wait(self) -> None:
+        """Until the answer's first bytes (or the connection's end) arrive."""
+        if not self.buffer:
+            await self.fill()
+
     def readable(self) -> bool:
         """An idle connection with something to read (the server's close) cannot take a request."""
         return bool(self.buffer) or bool(self.stream.get_extra_info("is_readable"))
@@ -117,14 +144,24 @@ class Pool:
         connect_timeout: float,
         head_bytes: int,
         read_limit: int,
+        turn: Turn = no_turn,
     ) -> Answer:
-        """Send one request; the answer's status, headers and the first `head_bytes` of its body."""
+        """Send one request; the answer's status, headers and the first `head_bytes` of its body.
+        `turn()` is taken once connected, and given back once the answer is read or its patience
+        ran out (see Turn)."""
         async with self._slots:
             connection = await self._connection(origin, connect_timeout)
             reusable = False
             try:
-                await connection.stream.write(_request(method, origin, target, headers, body))
-                answer, reusable = await _answer(connection, method, head_bytes, read_limit)
+                async with turn() as share:
+                    await connection.stream.write(_request(method, origin, target, headers, body))
+                    if share is not None:
+                        try:
+                            async with asyncio.timeout(share.patience):
+                                await connection.wait()
+                        except TimeoutError:
+                            share.release()  # the receiver is slow: waiting for it costs nothing
+                    answer, reusable = await _answer(connection, method, head_bytes, read_limit)
                 return answer
             finally:
                 if reusable:
