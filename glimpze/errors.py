@@ -62,6 +62,8 @@ ANY_STATUS = 0  # FrameworkError's status: whatever the framework answered
 
 
 class FieldError(msgspec.Struct):
+    """One bad field of a request: its path (`$.content.count`, `query.wait`) and what is wrong."""
+
     path: str
     message: str
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from litestar.exceptions import ClientException, InternalServerException
 
 import glimpze
 from glimpze import errors
@@ -303,10 +304,28 @@ async def over_the_plan(api: Api, clock: FakeClock, monkeypatch: pytest.MonkeyPa
 
 
 async def unexpected_exception(api: Api, clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> httpx.Response:
-    async def broken(secret: str | None) -> Any:
-        raise RuntimeError("a secret the answer must not repeat: gzp_leaked")
+    authentication_raises(api, monkeypatch, RuntimeError("a secret the answer must not repeat: gzp_leaked"))
+    return await api.get("/v1/feeds")
 
-    monkeypatch.setattr(api.glimpze.keys, "authenticate", broken)  # a bug cannot be made on purpose otherwise
+
+def authentication_raises(api: Api, monkeypatch: pytest.MonkeyPatch, exc: Exception) -> None:
+    """Every /v1 request raises `exc` (a fault that cannot be caused on purpose otherwise)."""
+
+    async def broken(secret: str | None) -> Any:
+        raise exc
+
+    monkeypatch.setattr(api.glimpze.keys, "authenticate", broken)
+
+
+async def framework_fault(api: Api, clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> httpx.Response:
+    authentication_raises(api, monkeypatch, InternalServerException("a secret the answer must not repeat: gzp_leaked"))
+    return await api.get("/v1/feeds")
+
+
+async def framework_status_without_a_code(
+    api: Api, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> httpx.Response:
+    authentication_raises(api, monkeypatch, ClientException("No coffee here.", status_code=418))
     return await api.get("/v1/feeds")
 
 
@@ -342,7 +361,9 @@ CASES: dict[str, tuple[Case, str, str | None]] = {
     "422 query (framework)": (bad_query_parameter, "validation_failed", "query.limit"),
     "422 field": (event_of_another_schema, "schema_type_mismatch", "$.schema_type"),
     "429 plan": (over_the_plan, "rate_limited", None),
+    "418 without a code (framework)": (framework_status_without_a_code, "error", None),
     "500 unexpected": (unexpected_exception, "internal_error", None),
+    "500 fault (framework)": (framework_fault, "internal_error", None),
     "503 storage": (disk_refuses_writes, "storage_unavailable", None),
     "503 health": (database_unreadable, "unhealthy", None),
 }
@@ -358,19 +379,20 @@ async def test_every_status_answers_one_problem_shape(
     response = await make(api, clock, monkeypatch)
     body, kind = response.json(), CODES[code]
 
-    assert response.status_code == kind.status, response.text
+    status = 418 if kind.status == ANY_STATUS else kind.status
+    assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/problem+json"
     assert list(body)[: len(FIELDS)] == FIELDS
     assert body["type"] == f"urn:glimpze:error:{code}" and body["code"] == code
-    assert body["title"] == kind.title and body["status"] == kind.status
+    assert body["title"] == kind.title and body["status"] == status
     assert isinstance(body["detail"], str) and len(body["detail"]) > 10
     assert all(list(error) == ["path", "message"] for error in body["errors"])
     assert [e["path"] for e in body["errors"][:1]] == ([path] if path else [])
     extra = list(body)[len(FIELDS) :]
     assert extra == (["limit", "event_id"] if code == "rate_limited" else [])
-    if kind.status == 401:
+    if status == 401:
         assert response.headers["www-authenticate"].startswith("Bearer ")
-    if kind.status >= 500:
+    if status >= 500:
         assert "Traceback" not in response.text and "gzp_leaked" not in response.text
         assert caplog.records, "a server error is logged"
     if code == "storage_unavailable":

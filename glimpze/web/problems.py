@@ -76,6 +76,7 @@ def error_body(exc: GlimpzeError) -> bytes:
 
 
 def glimpze_error(request: Request[Any, Any, Any], exc: GlimpzeError) -> Response[bytes]:
+    """A catalogue error, answered as it is (a server-side one logged first)."""
     if exc.status >= 500:
         log.error("%s %s failed: %s", request.method, request.url.path, exc.detail)
     return _answer(exc)
@@ -107,6 +108,7 @@ def _from_framework(request: Request[Any, Any, Any], exc: HTTPException) -> Glim
 
 
 def storage_error(request: Request[Any, Any, Any], exc: StorageError) -> Response[bytes]:
+    """A write the disk refused: logged with the reason, answered 503 `storage_unavailable`."""
     log.error("%s %s: %s", request.method, request.url.path, exc)
     return _answer(
         StorageUnavailable(
