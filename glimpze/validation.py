@@ -21,7 +21,7 @@ from typing import Any, Literal, TypeVar, Union
 
 import msgspec
 
-from glimpze.errors import BadRequest, FieldError, ValidationFailed
+from glimpze.errors import BadRequest, FieldError, InvalidJson, ValidationFailed
 
 T = TypeVar("T")
 
@@ -49,7 +49,7 @@ class Decoder(typing.Generic[T]):
 
     def decode(self, body: bytes) -> T:
         if not body.strip():
-            raise BadRequest("The request body is empty; send a JSON object.", code="invalid_json", title="Empty body")
+            raise InvalidJson("The request body is empty; send a JSON object.")
         if too_deep(body):
             raise nested_too_deep(body, self.prefix)
         try:
@@ -61,11 +61,9 @@ class Decoder(typing.Generic[T]):
 
 
 def invalid_json(exc: Exception) -> BadRequest:
-    return BadRequest(
+    return InvalidJson(
         f"The body is not valid JSON ({exc}). Check quotes and commas; n8n, Zapier and Make "
-        "need the body type set to JSON.",
-        code="invalid_json",
-        title="Malformed JSON",
+        "need the body type set to JSON."
     )
 
 
@@ -97,11 +95,9 @@ def nested_too_deep(body: bytes, prefix: str = "$") -> BadRequest:
     """The 400 for a document nested too deeply, naming the first array or object too deep."""
     path = _too_deep_path(body, prefix)
     message = f"nests arrays and objects more than {MAX_JSON_DEPTH} levels deep"
-    return BadRequest(
+    return InvalidJson(
         f"{path}: {message}. JSON documents may nest at most {MAX_JSON_DEPTH} levels (the document itself "
         "counts as one); flatten the value.",
-        code="invalid_json",
-        title="JSON nested too deeply",
         errors=[FieldError(path, message)],
     )
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from glimpze.clock import Clock
-from glimpze.errors import NotFound, Unauthorized, ValidationFailed
+from glimpze.errors import InvalidSetupLink, NotSetUp, ValidationFailed, WrongPassword
 from glimpze.feeds.limits import AuthFailureLimiter
 from glimpze.ids import hash_secret, same
 from glimpze.store.database import Database
@@ -124,11 +124,7 @@ class Admin:
             or not same(hash_secret(token), row["setup_token_hash"])
             or (expires is not None and expires <= self.clock.now())
         ):
-            raise NotFound(
-                "This setup link is not valid: it was used, replaced by a newer one, or it expired.",
-                code="invalid_setup_link",
-                title="Setup link not valid",
-            )
+            raise InvalidSetupLink("This setup link is not valid: it was used, replaced by a newer one, or it expired.")
 
     async def set_password(
         self, token: str, password: str, confirm: str, client: str, user_agent: str | None = None
@@ -156,7 +152,7 @@ class Admin:
             row = tx.execute(SQL_ADMIN).fetchone()
             # The token may have been used (or replaced) by a concurrent request since it was checked.
             if token_hash is not None and (row is None or not same(token_hash, row["setup_token_hash"] or "")):
-                raise NotFound("This setup link was used or replaced meanwhile.", code="invalid_setup_link")
+                raise InvalidSetupLink("This setup link was used or replaced meanwhile.")
             tx.execute(SQL_SET_PASSWORD, (digest, now))
             tx.execute(SQL_DELETE_ALL_SESSIONS)
             tx.execute(SQL_INSERT_SESSION, params)
@@ -173,13 +169,13 @@ class Admin:
         row = await self.db.fetch_one(SQL_ADMIN)
         stored = None if row is None else row["password_hash"]
         if stored is None:
-            raise Unauthorized("No password is set yet; use the setup link printed at start.", code="not_set_up")
+            raise NotSetUp("No password is set yet; use the setup link printed at start.")
         hasher = _hasher()
         try:
             await asyncio.to_thread(hasher.verify, stored, password)
         except (VerificationError, InvalidHashError):
             named = f"{which} password" if which else "password"
-            raise Unauthorized(f"The {named} is not right.", code="wrong_password") from None
+            raise WrongPassword(f"The {named} is not right.") from None
         if hasher.check_needs_rehash(stored):
             digest = await asyncio.to_thread(hasher.hash, password)
             await self.db.execute("UPDATE admin SET password_hash = ? WHERE id = 1", (digest,))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import msgspec
 
 from glimpze.clock import Clock, iso
-from glimpze.errors import Conflict, Unauthorized, not_found
+from glimpze.errors import Conflict, InvalidApiKey, Unauthorized, not_found
 from glimpze.ids import display_prefix, hash_secret, new_id, new_secret
 from glimpze.names import check_name
 from glimpze.rotation import check_grace, previous_columns
@@ -282,4 +282,4 @@ class Keys:
 
 
 def _unauthorized(detail: str) -> Unauthorized:
-    return Unauthorized(detail, code="invalid_api_key", headers={"WWW-Authenticate": 'Bearer realm="glimpze"'})
+    return InvalidApiKey(detail, headers={"WWW-Authenticate": 'Bearer realm="glimpze"'})

@@ -35,7 +35,7 @@ from glimpze.chat.patterns import PATTERN_MAX_CHARS, PatternSearcher, check_patt
 from glimpze.chat.sessions import Language, Session
 from glimpze.chat.streams import SessionStreams
 from glimpze.clock import Clock
-from glimpze.errors import Conflict, NotFound, not_found
+from glimpze.errors import NotFound, TooManyCtas, not_found
 from glimpze.feeds.schemas import url_problem
 from glimpze.ids import new_id
 from glimpze.names import check_fields
@@ -278,10 +278,8 @@ class CtaRules:
             if tx.execute(SQL_AGENT_EXISTS, (project_id, agent_id)).fetchone() is None:
                 raise not_found("agent", agent_id)
             if tx.execute(SQL_COUNT_AGENT_CTAS, (agent_id,)).fetchone()[0] >= MAX_RULES_PER_AGENT:
-                raise Conflict(
-                    f"Agent {agent_id!r} already has {MAX_RULES_PER_AGENT} CTA rules; delete or reuse one.",
-                    code="too_many_ctas",
-                    title="Too many CTA rules",
+                raise TooManyCtas(
+                    f"Agent {agent_id!r} already has {MAX_RULES_PER_AGENT} CTA rules; delete or reuse one."
                 )
             tx.execute(SQL_INSERT_CTA, params)
             return cta_out(tx.execute(SQL_GET_CTA, (project_id, cta_id)).fetchone())

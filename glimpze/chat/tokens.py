@@ -26,7 +26,7 @@ import msgspec
 from glimpze.accounts.settings import ProjectSettings, check_origin, normalize_origin
 from glimpze.chat.sessions import CONTEXT_MAX_BYTES, Visitor
 from glimpze.clock import Clock, iso
-from glimpze.errors import Forbidden, GlimpzeError, Unauthorized, ValidationFailed
+from glimpze.errors import Forbidden, GlimpzeError, InvalidToken, OriginNotAllowed, Unauthorized, ValidationFailed
 from glimpze.ids import new_secret
 from glimpze.store.database import Database
 from glimpze.validation import Decoder
@@ -106,10 +106,8 @@ def _sign(secret: str, payload: str) -> str:
 
 
 def invalid_token(detail: str) -> Unauthorized:
-    return Unauthorized(
+    return InvalidToken(
         detail + " Ask the site's backend for a new widget token.",
-        code="invalid_token",
-        title="Invalid widget token",
         headers={"WWW-Authenticate": 'Bearer realm="glimpze-widget"'},
     )
 
@@ -117,10 +115,8 @@ def invalid_token(detail: str) -> Unauthorized:
 def origin_not_allowed(origin: str) -> Forbidden:
     """The refusal of a page whose origin is not one of the project's widget origins (the widget
     shows its detail and stops)."""
-    return Forbidden(
-        f"Origin {origin!r} is not one of this project's widget origins; add it with PUT /v1/settings/widget-origins.",
-        code="origin_not_allowed",
-        title="Origin not allowed",
+    return OriginNotAllowed(
+        f"Origin {origin!r} is not one of this project's widget origins; add it with PUT /v1/settings/widget-origins."
     )
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 
 from glimpze.clock import Clock, iso
-from glimpze.errors import Gone
+from glimpze.errors import CursorExpired
 from glimpze.ids import new_id
 from glimpze.store.changes import Changes
 from glimpze.store.database import Database
@@ -165,10 +165,8 @@ class Outbox:
         after = decode_cursor(cursor, int)
         after_seq = after[0] if after else 0
         if after is not None and after_seq < (await self.db.fetch_value(SQL_PURGED_SEQ) or 0):
-            raise Gone(
-                "Events after this cursor are past their retention and were deleted; start again without a cursor.",
-                code="cursor_expired",
-                title="Cursor expired",
+            raise CursorExpired(
+                "Events after this cursor are past their retention and were deleted; start again without a cursor."
             )
         params = {
             "project": project_id,

@@ -26,7 +26,16 @@ import msgspec
 from glimpze.clock import Clock, iso
 from glimpze.config import Config, Plan
 from glimpze.delivery.signing import new_signing_secret
-from glimpze.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed, not_found
+from glimpze.errors import (
+    Conflict,
+    InvalidReadToken,
+    InvalidWriteKey,
+    NotFound,
+    PlanForbids,
+    Unauthorized,
+    ValidationFailed,
+    not_found,
+)
 from glimpze.feeds.limits import FeedBuckets, FeedUsage
 from glimpze.ids import display_prefix, hash_secret, looks_like, new_id, new_secret, same
 from glimpze.names import check_name
@@ -415,21 +424,17 @@ class Feeds:
 def _check_custom_allowed(tx: Tx, project_id: str, feed_id: str, plan_name: str, plan: Plan) -> None:
     """DESIGN §7: a custom feed needs a plan with custom_feeds ≥ 1 and room left in the project."""
     if plan.custom_feeds < 1:
-        raise Forbidden(
-            f"The {plan_name!r} plan does not include custom (image) feeds; choose a plan that does, such as 'pro'.",
-            code="plan_forbids",
-            title="Plan does not allow this",
+        raise PlanForbids(
+            f"The {plan_name!r} plan does not include custom (image) feeds; choose a plan that does, such as 'pro'."
         )
     held = tx.execute(SQL_COUNT_CUSTOM, (project_id, feed_id)).fetchone()[0]
     if held >= plan.custom_feeds:
-        raise Forbidden(
+        raise PlanForbids(
             f"The {plan_name!r} plan allows {plan.custom_feeds} custom feed(s) per project and this project "
-            f"already has {held}.",
-            code="plan_forbids",
-            title="Plan does not allow this",
+            f"already has {held}."
         )
 
 
 def _unauthorized(detail: str, kind: str = "write") -> Unauthorized:
-    code = "invalid_write_key" if kind == "write" else "invalid_read_token"
-    return Unauthorized(detail, code=code, headers={"WWW-Authenticate": 'Bearer realm="glimpze"'})
+    refusal = InvalidWriteKey if kind == "write" else InvalidReadToken
+    return refusal(detail, headers={"WWW-Authenticate": 'Bearer realm="glimpze"'})

@@ -12,7 +12,7 @@ from typing import Any, Literal, Union
 
 import msgspec
 
-from glimpze.errors import ValidationFailed
+from glimpze.errors import SchemaTypeMismatch, ValidationFailed
 from glimpze.validation import Decoder
 
 SCHEMA_TYPES = ("summary", "status", "counter", "approval", "custom")
@@ -209,12 +209,7 @@ def decode_event(body: bytes, feed_schema: str) -> IngestEvent:
         message = f"invalid value {schema_type!r}; expected one of {', '.join(map(repr, SCHEMA_TYPES))}"
         raise ValidationFailed.at("$.schema_type", message)
     if schema_type != feed_schema:
-        raise ValidationFailed.at(
-            "$.schema_type",
-            f'this feed takes "{feed_schema}" events, not "{schema_type}"',
-            code="schema_type_mismatch",
-            title="Event schema does not match the feed",
-        )
+        raise SchemaTypeMismatch.at("$.schema_type", f'this feed takes "{feed_schema}" events, not "{schema_type}"')
     try:
         return _DECODERS[feed_schema].decode(body)  # type: ignore[return-value]  # one of IngestEvent's
     except ValidationFailed as exc:

@@ -23,7 +23,14 @@ from typing import IO, Any
 import msgspec
 from multipart import MultipartError, MultipartSegment, ParserLimitReached, PushMultipartParser
 
-from glimpze.errors import BadRequest, FieldError, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from glimpze.errors import (
+    BadRequest,
+    FieldError,
+    PayloadTooLarge,
+    SchemaTypeMismatch,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 from glimpze.feeds.feeds import FeedState
 from glimpze.feeds.images import CONTENT_TYPES, ImageRejected, check_image
 from glimpze.feeds.media import Media, MediaFile
@@ -99,12 +106,10 @@ def multipart_boundary(content_type: str | None) -> str:
 def check_upload_feed(feed: FeedState) -> None:
     """Images go to custom feeds only."""
     if feed.schema_type != "custom":
-        raise ValidationFailed.at(
+        raise SchemaTypeMismatch.at(
             "$",
             f'this feed takes "{feed.schema_type}" events, not image uploads; uploads are for custom feeds. '
             f"Send JSON to /ingest/{feed.id} instead",
-            code="schema_type_mismatch",
-            title="Event schema does not match the feed",
         )
 
 

@@ -20,7 +20,7 @@ from glimpze.clock import Clock, iso
 from glimpze.config import Config
 from glimpze.delivery import callbacks
 from glimpze.delivery.outbox import Outbox
-from glimpze.errors import Conflict, not_found
+from glimpze.errors import ActionLinkUsed, ApprovalDecided, Conflict, not_found
 from glimpze.feeds.events import SQL_EVENT_COLUMNS, SQL_WIDGET_EVENT, ApprovalView, NewEvent
 from glimpze.feeds.schemas import ApprovalEvent
 from glimpze.push.action_links import ActionLink, ActionLinks
@@ -158,10 +158,8 @@ def approval_out(row: Row) -> Approval:
 
 def already_decided(row: Row) -> Conflict:
     when, by, status = iso(row["decided_at"]), row["decided_by"], row["status"]
-    return Conflict(
+    return ApprovalDecided(
         f"This approval was already {status} by {by!r} at {when}; the first approve or reject decides.",
-        code="approval_decided",
-        title="Approval already decided",
         extra={"decision": {"status": status, "action_type": row["last_action"], "decided_by": by, "decided_at": when}},
     )
 
@@ -208,7 +206,7 @@ class Approvals:
             if row is None or row["project_id"] != project_id:
                 raise not_found("approval", event_id)
             if link is not None and tx.execute(SQL_LINK_USED, (link.nonce,)).fetchone():
-                raise Conflict("This link was already used.", code="action_link_used", title="Link already used")
+                raise ActionLinkUsed("This link was already used.")
             if row["status"] != "pending":
                 raise already_decided(row)
             if action == "defer":

@@ -8,7 +8,7 @@ import msgspec
 from litestar import Request, Response, get
 
 from glimpze import __version__
-from glimpze.errors import Forbidden, GlimpzeError, Unauthorized
+from glimpze.errors import Forbidden, InvalidMetricsToken, Unhealthy
 from glimpze.ops.metrics import CONTENT_TYPE
 from glimpze.services import Services
 from glimpze.web.common import App, bearer, client_address
@@ -18,12 +18,6 @@ class Health(msgspec.Struct):
     status: str
     version: str
     database: str
-
-
-class Unhealthy(GlimpzeError):
-    status = 503
-    code = "unhealthy"
-    title = "Not healthy"
 
 
 @get("/healthz", tags=["operations"], summary="Liveness and database check")
@@ -68,9 +62,6 @@ async def authorize_metrics(glimpze: Services, secret: str | None, client: str) 
                     "the [metrics] token, or on the [metrics] listen address, not with another project's key."
                 )
         elif secret is None or not hmac.compare_digest(secret.encode(), token.encode()):
-            raise Unauthorized(
-                "Send the [metrics] token from glimpze.toml as 'Authorization: Bearer …'.",
-                code="invalid_metrics_token",
-            )
+            raise InvalidMetricsToken("Send the [metrics] token from glimpze.toml as 'Authorization: Bearer …'.")
 
     await glimpze.auth_failures.guard(client, check)
