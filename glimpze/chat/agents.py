@@ -136,7 +136,7 @@ class Agents:
         row = await self.db.fetch_one(SQL_GET_AGENT, (project_id, agent_id))
         return None if row is None else from_row(AgentProfile, row)
 
-    async def list(self, project_id: str, *, after: tuple[int] | None, limit: int) -> Page[Agent]:
+    async def page(self, project_id: str, *, after: tuple[int] | None, limit: int) -> Page[Agent]:
         """Oldest first."""
         rows = await self.db.fetch_all(SQL_LIST_AGENTS, (project_id, after[0] if after else 0, limit + 1))
         return page(list(rows), limit, lambda r: from_row(Agent, r), lambda r: (r["rowid"],))

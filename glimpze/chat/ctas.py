@@ -288,7 +288,7 @@ class CtaRules:
 
         return await self.db.write(job)
 
-    async def list(self, project_id: str, agent_id: str, *, after: tuple[int, int] | None, limit: int) -> Page[Cta]:
+    async def page(self, project_id: str, agent_id: str, *, after: tuple[int, int] | None, limit: int) -> Page[Cta]:
         """In matching order: highest priority first, then oldest first."""
         if await self.db.fetch_one(SQL_AGENT_EXISTS, (project_id, agent_id)) is None:
             raise not_found("agent", agent_id)

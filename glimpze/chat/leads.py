@@ -237,7 +237,7 @@ class Leads:
 
         return _lead_out(await self.db.write(job))
 
-    async def list(
+    async def page(
         self,
         project_id: str,
         *,

@@ -310,7 +310,7 @@ class Sessions:
             raise not_found("session", session_id)
         return session
 
-    async def list(
+    async def page(
         self,
         project_id: str,
         *,

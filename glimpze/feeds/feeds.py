@@ -193,7 +193,7 @@ class Feeds:
         feed = self._feed_out(row)
         return NewFeed(**msgspec.structs.asdict(feed), write_key=secret)
 
-    async def list(self, project_id: str, *, after: tuple[int] | None, limit: int) -> Page[Feed]:
+    async def page(self, project_id: str, *, after: tuple[int] | None, limit: int) -> Page[Feed]:
         rows = await self.db.fetch_all(SQL_LIST_FEEDS, (project_id, after[0] if after else 0, limit + 1))
         return page(list(rows), limit, self._feed_out, lambda r: (r["rowid"],))
 

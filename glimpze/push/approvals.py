@@ -252,7 +252,7 @@ class Approvals:
             raise not_found("approval", event_id)
         return await self._detail(row)
 
-    async def list(
+    async def page(
         self, project_id: str, *, status: str | None, before: tuple[int] | None, limit: int
     ) -> Page[Approval]:
         """Newest first, optionally only those with `status` (`decided`: approved or rejected)."""

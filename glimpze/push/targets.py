@@ -146,7 +146,7 @@ class PushTargets:
         if not deleted:
             raise ValidationFailed.at("$.endpoint", "no subscription of this project has this endpoint")
 
-    async def list(self, project_id: str, *, after: tuple[int] | None, limit: int) -> Page[PushTarget]:
+    async def page(self, project_id: str, *, after: tuple[int] | None, limit: int) -> Page[PushTarget]:
         rows = await self.db.fetch_all(SQL_LIST, (project_id, after[0] if after else 0, limit + 1))
         return page(list(rows), limit, target_out, lambda r: (r["seq"],))
 
