@@ -205,7 +205,7 @@ def decode_event(body: bytes, feed_schema: str) -> IngestEvent:
     schema_type = _PEEK.decode(body).schema_type
     if schema_type is None:
         raise ValidationFailed.at("$.schema_type", f'required field is missing; this feed takes "{feed_schema}" events')
-    if schema_type not in EVENT_TYPES:
+    if not isinstance(schema_type, str) or schema_type not in EVENT_TYPES:  # an array or object is no name either
         message = f"invalid value {schema_type!r}; expected one of {', '.join(map(repr, SCHEMA_TYPES))}"
         raise ValidationFailed.at("$.schema_type", message)
     if schema_type != feed_schema:
