@@ -185,6 +185,7 @@ class Keys:
         return NewApiKey(id=key_id, name=name, prefix=display_prefix(secret), created_at=iso(now), key=secret)
 
     async def page(self, project_id: str, *, after: tuple[int] | None, limit: int) -> Page[ApiKey]:
+        """A project's API keys, oldest first, from the one after `after`."""
         rows = await self.db.fetch_all(SQL_LIST_KEYS, (project_id, after[0] if after else 0, limit + 1))
         now = self.clock.now()
         return page(rows, limit, lambda r: self._with_recent_use(_key_out(r, now)), lambda r: (r["rowid"],))

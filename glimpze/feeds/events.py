@@ -162,6 +162,7 @@ class Events:
     async def page(
         self, project_id: str, feed_id: str, *, cursor: str | None, limit: int, status: str | None
     ) -> EventPage:
+        """A feed's event log, newest first (only `status` events when given)."""
         row = await self.feeds.row(project_id, feed_id)
         after = decode_cursor(cursor, int)
         before = after[0] if after else 2**63 - 1

@@ -147,6 +147,7 @@ class PushTargets:
             raise ValidationFailed.at("$.endpoint", "no subscription of this project has this endpoint")
 
     async def page(self, project_id: str, *, after: tuple[int] | None, limit: int) -> Page[PushTarget]:
+        """A project's push targets, oldest first, from the one after `after`."""
         rows = await self.db.fetch_all(SQL_LIST, (project_id, after[0] if after else 0, limit + 1))
         return page(rows, limit, target_out, lambda r: (r["seq"],))
 
