@@ -370,7 +370,7 @@ def cmd_keys_create(args: argparse.Namespace, config: Config) -> int:
 def cmd_keys_list(args: argparse.Namespace, config: Config) -> int:
     async def action(glimpze: Services) -> Any:
         project = await _project(glimpze, args.project)
-        return await all_pages(lambda after: glimpze.keys.list(project, after=after, limit=100))
+        return await all_pages(lambda after: glimpze.keys.page(project, after=after, limit=100))
 
     keys = _run(config, action)
     if args.json:
@@ -428,7 +428,7 @@ def cmd_feeds_create(args: argparse.Namespace, config: Config) -> int:
 def cmd_feeds_list(args: argparse.Namespace, config: Config) -> int:
     async def action(glimpze: Services) -> Any:
         project = await _project(glimpze, args.project)
-        return await all_pages(lambda after: glimpze.feeds.list(project, after=after, limit=100))
+        return await all_pages(lambda after: glimpze.feeds.page(project, after=after, limit=100))
 
     feeds = _run(config, action)
     if args.json:

@@ -136,7 +136,7 @@ def load(
     path: str | os.PathLike[str] | None = None,
     *,
     env: Mapping[str, str] | None = None,
-    overrides: Mapping[str, Any] | None = None,
+    overrides: Mapping[str, object] | None = None,
 ) -> Config:
     """Build the configuration: file, then environment, then `overrides` (CLI flags; a table key
     is given as "table.key", e.g. "tls.cert").
@@ -178,7 +178,7 @@ def load(
     return config
 
 
-def _load_plans(given: Any, source: str) -> dict[str, Plan]:
+def _load_plans(given: object, source: str) -> dict[str, Plan]:
     """A partial default plan keeps its other values; a new plan must give every key."""
     if not isinstance(given, dict):
         raise ConfigError(f"{source}: plans: expected a table of [plans.NAME] tables")
@@ -217,7 +217,7 @@ def _merge_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
                 section[field] = _parse_env(name, env[name], table_hints[field])
 
 
-def _parse_env(name: str, value: str, hint: Any) -> Any:
+def _parse_env(name: str, value: str, hint: object) -> object:
     """Environment values are strings: read them as the setting's type."""
     origin = typing.get_origin(hint)
     args = [a for a in typing.get_args(hint) if a is not type(None)]

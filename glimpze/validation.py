@@ -17,7 +17,7 @@ import itertools
 import re
 import types
 import typing
-from typing import Any, Literal, TypeVar, Union
+from typing import Any, Literal, TypeVar, Union, overload
 
 import msgspec
 
@@ -42,10 +42,16 @@ _OWN = re.compile(r"^\[(?P<field>[^\]]+)\] (?P<message>.*)$", re.S)
 class Decoder(typing.Generic[T]):
     """A strict JSON decoder for one request type, built once at import time."""
 
-    def __init__(self, type_: Any, *, prefix: str = "$") -> None:
+    @overload
+    def __init__(self: Decoder[T], type_: type[T], *, prefix: str = "$") -> None: ...
+
+    @overload  # a hint that is not a class (`Any`, a union): decodes to what the hint says, unchecked
+    def __init__(self: Decoder[Any], type_: object, *, prefix: str = "$") -> None: ...
+
+    def __init__(self, type_: object, *, prefix: str = "$") -> None:
         self.type = type_
         self.prefix = prefix  # where the decoded document sits in the request, for error paths
-        self._decoder = msgspec.json.Decoder(type_)
+        self._decoder: msgspec.json.Decoder[T] = msgspec.json.Decoder(type_)
 
     def decode(self, body: bytes) -> T:
         if not body.strip():
@@ -136,12 +142,12 @@ def _key(token: bytes) -> str:
         return token[1:-1].decode("utf-8", "replace")
 
 
-def validation_failed(exc: msgspec.ValidationError, root: Any, prefix: str = "$") -> ValidationFailed:
+def validation_failed(exc: msgspec.ValidationError, root: object, prefix: str = "$") -> ValidationFailed:
     error = field_error(str(exc), root, prefix)
     return ValidationFailed(f"{error.path}: {error.message}", errors=[error])
 
 
-def field_error(text: str, root: Any, prefix: str = "$") -> FieldError:
+def field_error(text: str, root: object, prefix: str = "$") -> FieldError:
     """Translate one msgspec error message into a FieldError with the field's own path."""
     match = _AT.match(text)
     message, path = (match["message"], match["path"]) if match else (text, "$")
@@ -206,7 +212,7 @@ def path_parts(path: str) -> list[str | int]:
     return parts
 
 
-def _unwrap(tp: Any) -> list[Any]:
+def _unwrap(tp: object) -> list[object]:
     """The concrete types a hint may stand for (Optional, unions, Annotated removed)."""
     if typing.get_origin(tp) is typing.Annotated:
         return _unwrap(typing.get_args(tp)[0])
@@ -215,10 +221,10 @@ def _unwrap(tp: Any) -> list[Any]:
     return [tp]
 
 
-def _types_at(root: Any, parts: list[str | int]) -> list[Any]:
+def _types_at(root: object, parts: list[str | int]) -> list[object]:
     current = _unwrap(root)
     for part in parts:
-        following: list[Any] = []
+        following: list[object] = []
         for tp in current:
             if isinstance(tp, type) and issubclass(tp, msgspec.Struct) and isinstance(part, str):
                 hints = typing.get_type_hints(tp, include_extras=True)
@@ -233,7 +239,7 @@ def _types_at(root: Any, parts: list[str | int]) -> list[Any]:
     return current
 
 
-def _fields_at(root: Any, parts: list[str | int]) -> list[str]:
+def _fields_at(root: object, parts: list[str | int]) -> list[str]:
     names: list[str] = []
     for tp in _types_at(root, parts):
         if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
@@ -241,5 +247,5 @@ def _fields_at(root: Any, parts: list[str | int]) -> list[str]:
     return names
 
 
-def _literals_at(root: Any, parts: list[str | int]) -> list[Any]:
+def _literals_at(root: object, parts: list[str | int]) -> list[object]:
     return [value for tp in _types_at(root, parts) if typing.get_origin(tp) is Literal for value in typing.get_args(tp)]

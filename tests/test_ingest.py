@@ -117,6 +117,13 @@ BAD_INPUTS: list[tuple[str, dict[str, Any], int, str, str | None]] = [
     ("missing schema_type", {"json": {"content": GOOD["content"]}}, 422, "validation_failed", "$.schema_type"),
     ("unknown schema_type", {"json": _bad({"schema_type": "gauge"})}, 422, "validation_failed", "$.schema_type"),
     (
+        "schema_type not a string",
+        {"json": _bad({"schema_type": ["status"]})},
+        422,
+        "validation_failed",
+        "$.schema_type",
+    ),
+    (
         "schema of another feed",
         {"json": {"schema_type": "summary", "content": {"title": "t", "primary_value": "1"}}},
         422,

@@ -15,14 +15,17 @@ from __future__ import annotations
 import asyncio
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from glimpze.clock import Clock
 from glimpze.errors import InvalidSetupLink, NotSetUp, ValidationFailed, WrongPassword
 from glimpze.feeds.limits import AuthFailureLimiter
 from glimpze.ids import hash_secret, same
 from glimpze.store.database import Database
-from glimpze.store.sql import Tx
+from glimpze.store.sql import Tx, one
+
+if TYPE_CHECKING:
+    from argon2 import PasswordHasher
 
 SESSION_SECONDS = 30 * 86400
 TOUCH_SECONDS = 3600
@@ -71,7 +74,7 @@ class _CachedSession:
     checked_at: float
 
 
-def _hasher() -> Any:
+def _hasher() -> PasswordHasher:
     from argon2 import PasswordHasher  # imported on first use: a server nobody signs in to never loads it
 
     # OWASP's argon2id baseline (19 MiB, 2 passes, 1 lane): well under a second on a Raspberry Pi.
@@ -104,7 +107,7 @@ class Admin:
 
         def job(tx: Tx) -> None:
             tx.execute(SQL_ENSURE_ADMIN)
-            has_password = tx.execute(SQL_ADMIN).fetchone()["password_hash"] is not None
+            has_password = one(tx.execute(SQL_ADMIN))["password_hash"] is not None
             expires = now + RESET_TOKEN_SECONDS if has_password else None
             tx.execute(SQL_SET_SETUP_TOKEN, (hash_secret(token), expires))
 
@@ -193,7 +196,7 @@ class Admin:
 
     def _new_session(
         self, now: float, project_id: str | None, user_agent: str | None
-    ) -> tuple[DashboardSession, tuple[Any, ...]]:
+    ) -> tuple[DashboardSession, tuple[str | float | None, ...]]:
         token = secrets.token_urlsafe(32)
         session = DashboardSession(
             key=hash_secret(token),

@@ -23,7 +23,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from glimpze.accounts.settings import ProjectSettings, check_origin, normalize_origin
+from glimpze.accounts.settings import ProjectSettings, Setting, check_origin, normalize_origin
 from glimpze.chat.sessions import CONTEXT_MAX_BYTES, Visitor
 from glimpze.clock import Clock, iso
 from glimpze.errors import Forbidden, GlimpzeError, InvalidToken, OriginNotAllowed, Unauthorized, ValidationFailed
@@ -33,7 +33,7 @@ from glimpze.validation import Decoder
 
 PREFIX = "gzt_"
 SIGNING_DOMAIN = b"gzt1."  # versions the signed string; a new format gets a new one
-SECRET_SETTING = "widget_token_secret"
+SECRET_SETTING = Setting("widget_token_secret", str)
 DEFAULT_TTL_SECONDS = 600
 MIN_TTL_SECONDS = 30
 MAX_TTL_SECONDS = 3600

@@ -19,7 +19,7 @@ from glimpze.feeds.media import MediaFile
 from glimpze.feeds.schemas import IngestEvent
 from glimpze.store.database import Database
 from glimpze.store.pagination import decode_cursor, encode_cursor
-from glimpze.store.sql import Row, Tx
+from glimpze.store.sql import Row, Tx, one
 
 if TYPE_CHECKING:
     from glimpze.push.approvals import Approvals
@@ -128,9 +128,9 @@ class Widget(msgspec.Struct, omit_defaults=True):
 def insert_event(tx: Tx, s: NewEvent) -> int:
     """Write the event's row; returns its seq (arrival order)."""
     params = (s.id, s.feed.id, s.status, s.received_at, s.feed.schema_type, s.content, s.metadata, s.intent)
-    row = tx.execute(
-        SQL_INSERT_EVENT, (*params, s.callback, s.widget_updated, s.push, s.minute_tokens, s.day_tokens)
-    ).fetchone()
+    row = one(
+        tx.execute(SQL_INSERT_EVENT, (*params, s.callback, s.widget_updated, s.push, s.minute_tokens, s.day_tokens))
+    )
     return int(row[0])
 
 
@@ -162,6 +162,7 @@ class Events:
     async def page(
         self, project_id: str, feed_id: str, *, cursor: str | None, limit: int, status: str | None
     ) -> EventPage:
+        """A feed's event log, newest first (only `status` events when given)."""
         row = await self.feeds.row(project_id, feed_id)
         after = decode_cursor(cursor, int)
         before = after[0] if after else 2**63 - 1

@@ -42,7 +42,7 @@ from glimpze.names import check_name
 from glimpze.rotation import check_grace, previous_columns, still_good
 from glimpze.store.database import Database
 from glimpze.store.pagination import Page, page
-from glimpze.store.sql import Row, Tx
+from glimpze.store.sql import Row, Tx, one
 
 CACHE_SECONDS = 10.0
 MAX_KEY_GRACE_SECONDS = 7 * 24 * 3600
@@ -196,15 +196,16 @@ class Feeds:
             if schema_type == "custom":
                 _check_custom_allowed(tx, project_id, feed_id, plan_name, plan)
             tx.execute(SQL_INSERT_FEED, params)
-            return tx.execute(SQL_GET_FEED, (feed_id,)).fetchone()
+            return one(tx.execute(SQL_GET_FEED, (feed_id,)))
 
         row = await self.db.write(job)
         feed = self._feed_out(row)
         return NewFeed(**msgspec.structs.asdict(feed), write_key=secret)
 
-    async def list(self, project_id: str, *, after: tuple[int] | None, limit: int) -> Page[Feed]:
+    async def page(self, project_id: str, *, after: tuple[int] | None, limit: int) -> Page[Feed]:
+        """A project's feeds in creation order, from the one after `after`."""
         rows = await self.db.fetch_all(SQL_LIST_FEEDS, (project_id, after[0] if after else 0, limit + 1))
-        return page(list(rows), limit, self._feed_out, lambda r: (r["rowid"],))
+        return page(rows, limit, self._feed_out, lambda r: (r["rowid"],))
 
     async def row(self, project_id: str, feed_id: str) -> Row:
         row = await self.db.fetch_one(SQL_GET_FEED, (feed_id,))
@@ -224,14 +225,19 @@ class Feeds:
             row = tx.execute(SQL_GET_FEED, (feed_id,)).fetchone()
             if row is None or row["project_id"] != project_id:
                 raise not_found("feed", feed_id)
-            if plan is not None and row["schema_type"] == "custom" and plan_name != row["plan"]:
+            if (
+                plan_name is not None
+                and plan is not None
+                and row["schema_type"] == "custom"
+                and plan_name != row["plan"]
+            ):
                 _check_custom_allowed(tx, project_id, feed_id, plan_name, plan)
             tx.execute(SQL_UPDATE_FEED, (name or row["name"], plan_name or row["plan"], now, feed_id))
-            return tx.execute(SQL_GET_FEED, (feed_id,)).fetchone()
+            return one(tx.execute(SQL_GET_FEED, (feed_id,)))
 
         row = await self.db.write(job)
         state = self._states.get(feed_id)
-        if state is not None and plan is not None:
+        if state is not None and plan_name is not None and plan is not None:
             state.plan_name = plan_name
             state.buckets.set_plan(plan, self.clock.monotonic())
         return self._feed_out(row)
@@ -427,7 +433,7 @@ def _check_custom_allowed(tx: Tx, project_id: str, feed_id: str, plan_name: str,
         raise PlanForbids(
             f"The {plan_name!r} plan does not include custom (image) feeds; choose a plan that does, such as 'pro'."
         )
-    held = tx.execute(SQL_COUNT_CUSTOM, (project_id, feed_id)).fetchone()[0]
+    held = one(tx.execute(SQL_COUNT_CUSTOM, (project_id, feed_id)))[0]
     if held >= plan.custom_feeds:
         raise PlanForbids(
             f"The {plan_name!r} plan allows {plan.custom_feeds} custom feed(s) per project and this project "

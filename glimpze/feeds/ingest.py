@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 import msgspec
 
@@ -282,7 +282,7 @@ class Ingest:
             media=submission.media,
         )
 
-    async def _write(self, job: Callable[[Tx], Any], feed: FeedState) -> None:
+    async def _write(self, job: Callable[[Tx], None], feed: FeedState) -> None:
         try:
             await self.db.write(job)
         except IntegrityError:
@@ -290,7 +290,7 @@ class Ingest:
             raise not_found("feed", feed.id) from None
 
 
-def feed_event(new: NewEvent) -> dict[str, Any]:
+def feed_event(new: NewEvent) -> dict[str, str | msgspec.Raw]:
     """`feed.event`'s fields (DESIGN §4); its id is the ingested event's."""
     return {
         "feed_id": new.feed.id,

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from glimpze.feeds.images import WIDGET_PIXELS, vips
+from glimpze.feeds.images import WIDGET_PIXELS, VipsImage, vips
 
 RENDER_VERSION = "2"  # part of every rendered image's ETag: bump when the drawing changes
 FONT = "Sans"
@@ -123,7 +123,7 @@ def to_png(data: bytes) -> bytes:
     its pixels cannot be decoded (the upload checks read only the header and the structure)."""
     pyvips = vips()
     try:
-        image = pyvips.Image.new_from_buffer(data, "", access="sequential", fail_on="error")
+        image: VipsImage = pyvips.Image.new_from_buffer(data, "", access="sequential", fail_on="error")
         return image.pngsave_buffer(compression=6)
     except pyvips.Error as exc:
         raise ValueError(str(exc)) from None
@@ -135,7 +135,7 @@ class Block:
     (dx, dy) from the block's top-left; `width` and `height` are what the block takes in the
     layout (text: whole lines)."""
 
-    parts: list[tuple[Any, str, int, int]]
+    parts: list[tuple[VipsImage, str, int, int]]
     width: int
     height: int
     px: int = 0  # the font size text was set in
@@ -150,7 +150,7 @@ class Canvas:
         self.theme = THEMES[theme]
         self.pad = self.scale.pad
         self.content_width = self.width - 2 * self.pad
-        self._layers: list[tuple[Any, str, int, int]] = []
+        self._layers: list[tuple[VipsImage, str, int, int]] = []
 
     def text(
         self,
@@ -190,13 +190,16 @@ class Canvas:
             if px <= px_min:
                 break
             image = _render(text, _font(px, bold), width, "low", wrap="word")
+            assert image is not None  # the text is not blank
             if image.xoffset + image.width <= width and image.yoffset + image.height <= height:
                 return self._block(image, px, bold, height // _line_height(px, bold), width, "low", colour)
             px = max(px_min, min(int(px * 0.92), int(px * width / (image.xoffset + image.width))))
         lines = max(1, height // _line_height(px_min, bold))
         return self.text(text, px=px_min, colour=colour, bold=bold, lines=lines, width=width)
 
-    def _block(self, image: Any, px: int, bold: bool, lines: int, width: int, align: str, colour: str) -> Block:
+    def _block(
+        self, image: VipsImage | None, px: int, bold: bool, lines: int, width: int, align: str, colour: str
+    ) -> Block:
         line = _line_height(px, bold)
         if image is None:
             return Block([], 0, line, px)
@@ -365,17 +368,18 @@ def _font(px: int, bold: bool) -> str:
     return f"{FONT} {'Bold ' if bold else ''}{px}px"
 
 
-def _render(text: str, font: str, width: int | None, align: str, wrap: str = "word-char") -> Any:
+def _render(text: str, font: str, width: int | None, align: str, wrap: str = "word-char") -> VipsImage | None:
     """The ink of `text` as a one-band mask (3× cheaper than Pango's RGBA), or None for blank text."""
     if not text.strip():
         return None
-    options: dict[str, Any] = {"font": font, "dpi": 72, "align": "centre" if align == "centre" else "low"}
+    options: dict[str, object] = {"font": font, "dpi": 72, "align": "centre" if align == "centre" else "low"}
     if width is not None:
         options.update(width=width, wrap=wrap)
-    return vips().Image.text(html.escape(text, quote=False), **options)
+    ink: VipsImage = vips().Image.text(html.escape(text, quote=False), **options)
+    return ink
 
 
-def _cut(text: str, font: str, width: int, lines: int, align: str) -> Any:
+def _cut(text: str, font: str, width: int, lines: int, align: str) -> VipsImage | None:
     """Render, and if it overflows, find the longest prefix that fits with an ellipsis."""
     px = int(font.rsplit(" ", 1)[1].removesuffix("px"))
     line = _line_height(px, "Bold" in font)
@@ -383,10 +387,10 @@ def _cut(text: str, font: str, width: int, lines: int, align: str) -> Any:
     wrap_width = None if one_line else width
     limit = width if one_line else lines * line + 0.15 * line
 
-    def extent(image: Any) -> int:
+    def extent(image: VipsImage) -> int:
         return image.xoffset + image.width if one_line else image.yoffset + image.height
 
-    def fits(image: Any) -> bool:
+    def fits(image: VipsImage | None) -> bool:
         return image is None or extent(image) <= limit and image.width <= width
 
     # Only a prefix can show: first try one ~1.5× what fits of average text (0.5 em a glyph),
@@ -400,6 +404,7 @@ def _cut(text: str, font: str, width: int, lines: int, align: str) -> Any:
         if shown == text:
             return image
     # Text grows about linearly with its length: bisect around the proportional guess.
+    assert image is not None  # `text` is not blank (blank text returned above), nor is a prefix of it
     guess = min(len(shown) - 1, int(len(shown) * limit / max(extent(image), 1)))
     low, high = int(guess * 0.85), min(len(shown) - 1, int(guess * 1.1) + 2)
     best = _render(shown[:low].rstrip() + ELLIPSIS, font, wrap_width, align)
@@ -416,34 +421,37 @@ def _cut(text: str, font: str, width: int, lines: int, align: str) -> Any:
 
 
 @lru_cache(maxsize=8)
-def _background(width: int, height: int, colour: str) -> Any:
+def _background(width: int, height: int, colour: str) -> VipsImage:
     """A plain sRGB image in memory (draw operations paint on a copy, so it can be shared)."""
     image = vips().Image.black(width, height, bands=3).new_from_image(list(_rgb(colour)))
-    return image.copy(interpretation="srgb").copy_memory()
+    background: VipsImage = image.copy(interpretation="srgb").copy_memory()
+    return background
 
 
 @lru_cache(maxsize=512)
 def _line_height(px: int, bold: bool) -> int:
     """The distance between two lines of this font, as Pango lays them out."""
-    one = vips().Image.text("Hg", font=_font(px, bold), dpi=72)
-    two = vips().Image.text("Hg\nHg", font=_font(px, bold), dpi=72)
+    one: VipsImage = vips().Image.text("Hg", font=_font(px, bold), dpi=72)
+    two: VipsImage = vips().Image.text("Hg\nHg", font=_font(px, bold), dpi=72)
     return (two.yoffset + two.height) - (one.yoffset + one.height)
 
 
 @lru_cache(maxsize=512)
 def _cap_top(px: int, bold: bool) -> int:
     """How far below the layout's top a capital letter starts."""
-    return vips().Image.text("H", font=_font(px, bold), dpi=72).yoffset
+    capital: VipsImage = vips().Image.text("H", font=_font(px, bold), dpi=72)
+    return capital.yoffset
 
 
 @lru_cache(maxsize=512)
 def _cap_box(px: int, bold: bool) -> int:
     """The height of a capital letter (its bottom is the baseline)."""
-    return vips().Image.text("H", font=_font(px, bold), dpi=72).height
+    capital: VipsImage = vips().Image.text("H", font=_font(px, bold), dpi=72)
+    return capital.height
 
 
 @lru_cache(maxsize=64)
-def _rounded_mask(width: int, height: int, radius: int) -> Any:
+def _rounded_mask(width: int, height: int, radius: int) -> VipsImage:
     """An anti-aliased rounded rectangle (drawn at 4× and shrunk), kept for the next pill."""
     pyvips, k = vips(), 4
     w, h, r = width * k, height * k, radius * k
@@ -453,7 +461,8 @@ def _rounded_mask(width: int, height: int, radius: int) -> Any:
     for cx in (r, w - r - 1):
         for cy in (r, h - r - 1):
             mask = mask.draw_circle(255, cx, cy, r, fill=True)
-    return mask.shrink(k, k).cast("uchar").copy_memory()
+    shrunk: VipsImage = mask.shrink(k, k).cast("uchar").copy_memory()
+    return shrunk
 
 
 def _rgb(colour: str) -> tuple[int, int, int]:

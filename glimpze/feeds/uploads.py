@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import msgspec
 from multipart import MultipartError, MultipartSegment, ParserLimitReached, PushMultipartParser
@@ -32,7 +32,7 @@ from glimpze.errors import (
     ValidationFailed,
 )
 from glimpze.feeds.feeds import FeedState
-from glimpze.feeds.images import CONTENT_TYPES, ImageRejected, check_image
+from glimpze.feeds.images import CONTENT_TYPES, CheckedImage, ImageRejected, check_image
 from glimpze.feeds.media import Media, MediaFile
 from glimpze.feeds.schemas import (
     METADATA_MAX_BYTES,
@@ -46,6 +46,8 @@ from glimpze.feeds.schemas import (
 from glimpze.ops.datadir import reason
 from glimpze.store.database import StorageError
 from glimpze.validation import Decoder
+
+T = TypeVar("T")
 
 MiB = 1024 * 1024
 UPLOAD_MAX_BYTES = 13 * MiB
@@ -130,7 +132,7 @@ async def _parse(boundary: str, chunks: AsyncIterator[bytes], media: Media, form
     parser = PushMultipartParser(boundary, max_segment_count=len(FIELDS), strict=False)
     part: Part | None = None
     sink: IO[bytes] | None = None
-    digest: Any = None
+    digest = hashlib.sha256()  # the current part's, started afresh at each part
     text: list[bytes] = []
     try:
         async for chunk in chunks:
@@ -217,7 +219,9 @@ class Upload:
         """Check every field (all errors at once), then adopt the images and build the event."""
         parts = self.form.parts
         errors: list[FieldError] = []
-        intent, metadata, widget_url = Intent(), {}, None
+        intent = Intent()
+        metadata: dict[str, Any] = {}
+        widget_url: str | None = None
         try:
             if "intent" in parts:
                 intent = _json_field(INTENT, parts["intent"])
@@ -255,7 +259,7 @@ class Upload:
         return CustomEvent(content=CustomContent(**sizes, widget_url=widget_url), metadata=metadata, intent=intent)
 
 
-def _json_field(decoder: Decoder[Any], part: Part) -> Any:
+def _json_field(decoder: Decoder[T], part: Part) -> T:
     """A JSON text field: malformed JSON is a 422 naming the field (the body itself was fine)."""
     try:
         return decoder.decode(part.text)
@@ -292,9 +296,10 @@ def _missing_light(images: dict[str, Part]) -> list[FieldError]:
     return errors
 
 
-def _check_images(images: dict[str, Part]) -> tuple[list[tuple[Part, Any]], list[FieldError]]:
+def _check_images(images: dict[str, Part]) -> tuple[list[tuple[Part, CheckedImage]], list[FieldError]]:
     """Runs in a worker thread: each file is read (at most 2 MiB) and checked."""
-    checked, errors = [], []
+    checked: list[tuple[Part, CheckedImage]] = []
+    errors: list[FieldError] = []
     for name, part in images.items():
         assert part.path is not None
         try:

@@ -145,6 +145,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._counted_whole = True  # every byte of the current request was counted
         self._watch: asyncio.TimerHandle | None = None
 
+    # uvicorn narrows the transport to asyncio.Transport (with an ignore of its own): the override follows it.
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         if len(self.connections) > self.limits.max_connections and not self._make_room():

@@ -117,8 +117,9 @@ class MetricsServer(uvicorn.Server):
             )
         )
 
-    def capture_signals(self) -> contextlib.AbstractContextManager[None]:
-        return contextlib.nullcontext()  # the main server owns the signals and stops this one
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield  # the main server owns the signals and stops this one
 
 
 def metrics_app(glimpze: Services) -> Any:

@@ -18,7 +18,7 @@ import secrets
 from dataclasses import dataclass
 
 from glimpze.store.database import Database
-from glimpze.store.sql import Tx
+from glimpze.store.sql import Tx, one
 
 TOKEN_PREFIX = "gza_"
 ACTIONS = ("approve", "reject")
@@ -52,7 +52,8 @@ class ActionLinks:
 
         def job(tx: Tx) -> str:
             tx.execute(SQL_PUT_KEY, (secrets.token_hex(32),))
-            return tx.execute(SQL_KEY).fetchone()[0]
+            key: str = one(tx.execute(SQL_KEY))[0]
+            return key
 
         self._key = bytes.fromhex(await self.db.write(job))
 

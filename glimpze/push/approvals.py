@@ -27,7 +27,7 @@ from glimpze.push.action_links import ActionLink, ActionLinks
 from glimpze.push.pushes import Push, message_text
 from glimpze.store.database import Database
 from glimpze.store.pagination import Page, page
-from glimpze.store.sql import Row, Tx
+from glimpze.store.sql import Row, Tx, one
 
 STATUS_OF = {"approve": "approved", "reject": "rejected", "defer": "pending"}
 REMINDER_BATCH = 100
@@ -240,7 +240,7 @@ class Approvals:
                 )
             nonce = None if link is None else link.nonce
             tx.execute(SQL_INSERT_ACTION, (row["event_seq"], action, actor, now, delivery_id, nonce))
-            return tx.execute(SQL_GET, (event_id,)).fetchone()
+            return one(tx.execute(SQL_GET, (event_id,)))
 
         return await self._detail(await self.db.write(job))
 
@@ -250,13 +250,13 @@ class Approvals:
             raise not_found("approval", event_id)
         return await self._detail(row)
 
-    async def list(
+    async def page(
         self, project_id: str, *, status: str | None, before: tuple[int] | None, limit: int
     ) -> Page[Approval]:
         """Newest first, optionally only those with `status` (`decided`: approved or rejected)."""
         params = {"project": project_id, "before": before[0] if before else 2**63 - 1, "status": status}
         rows = await self.db.fetch_all(SQL_LIST, {**params, "limit": limit + 1})
-        return page(list(rows), limit, approval_out, lambda r: (r["event_seq"],))
+        return page(rows, limit, approval_out, lambda r: (r["event_seq"],))
 
     async def decided(
         self, project_id: str, *, status: str | None, before: tuple[float, int] | None, limit: int
@@ -265,7 +265,7 @@ class Approvals:
         after_at, after_seq = before if before else (float("inf"), 2**63 - 1)
         params = {"project": project_id, "status": status, "before_at": after_at, "before_seq": after_seq}
         rows = await self.db.fetch_all(SQL_DECIDED, {**params, "limit": limit + 1})
-        return page(list(rows), limit, approval_out, lambda r: (r["decided_at"], r["event_seq"]))
+        return page(rows, limit, approval_out, lambda r: (r["decided_at"], r["event_seq"]))
 
     async def pending_count(self, project_id: str) -> int:
         return int(await self.db.fetch_value(SQL_PENDING_COUNT, (project_id,)) or 0)

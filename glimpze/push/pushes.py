@@ -46,7 +46,7 @@ from glimpze.push.targets import PushTargets, Recipient
 from glimpze.push.webpush import WebPush
 from glimpze.store.database import Database
 from glimpze.store.pagination import Page, page
-from glimpze.store.sql import Row, Tx
+from glimpze.store.sql import Row, Tx, one
 
 log = logging.getLogger("glimpze.push")
 
@@ -188,7 +188,7 @@ class Push:
         """Queue (or log) the push `decide` settled, in the event's transaction."""
         if decision.status is None:
             return
-        name = tx.execute(SQL_FEED_NAME, (stored.feed.id,)).fetchone()[0]
+        name = one(tx.execute(SQL_FEED_NAME, (stored.feed.id,)))[0]
         title, body = message_text(stored.feed.schema_type, name, msgspec.json.decode(stored.content))
         self.queue(
             tx,

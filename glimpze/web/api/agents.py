@@ -28,7 +28,7 @@ async def create_agent(request: Request, glimpze: App, principal: Caller) -> Age
 async def list_agents(
     glimpze: App, principal: Caller, limit: FromQuery[int] = DEFAULT_LIMIT, cursor: FromQuery[str | None] = None
 ) -> Page[Agent]:
-    return await glimpze.agents.list(principal.project_id, after=decode_cursor(cursor, int), limit=check_limit(limit))
+    return await glimpze.agents.page(principal.project_id, after=decode_cursor(cursor, int), limit=check_limit(limit))
 
 
 @get("/{agent_id:str}", summary="Read an agent")

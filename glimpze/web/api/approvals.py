@@ -31,7 +31,7 @@ async def list_approvals(
     limit: FromQuery[int] = DEFAULT_LIMIT,
     cursor: FromQuery[str | None] = None,
 ) -> Page[Approval]:
-    return await glimpze.approvals.list(
+    return await glimpze.approvals.page(
         principal.project_id, status=status, before=decode_cursor(cursor, int), limit=check_limit(limit)
     )
 

@@ -33,7 +33,7 @@ async def list_ctas(
     cursor: FromQuery[str | None] = None,
 ) -> Page[Cta]:
     after = decode_cursor(cursor, int, int)
-    return await glimpze.ctas.list(principal.project_id, agent_id, after=after, limit=check_limit(limit))
+    return await glimpze.ctas.page(principal.project_id, agent_id, after=after, limit=check_limit(limit))
 
 
 @get("/secret", summary="The project's context secret (and the previous one while it still verifies)")

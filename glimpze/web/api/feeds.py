@@ -53,7 +53,7 @@ async def list_feeds(
     glimpze: App, principal: Caller, limit: FromQuery[int] = DEFAULT_LIMIT, cursor: FromQuery[str | None] = None
 ) -> Page[Feed]:
     after = decode_cursor(cursor, int)
-    return await glimpze.feeds.list(principal.project_id, after=after, limit=check_limit(limit))
+    return await glimpze.feeds.page(principal.project_id, after=after, limit=check_limit(limit))
 
 
 @get("/{feed_id:str}", summary="Read a feed, with its quota usage")

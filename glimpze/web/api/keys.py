@@ -36,7 +36,7 @@ async def list_keys(
     glimpze: App, principal: Caller, limit: FromQuery[int] = DEFAULT_LIMIT, cursor: FromQuery[str | None] = None
 ) -> Page[ApiKey]:
     after = decode_cursor(cursor, int)
-    return await glimpze.keys.list(principal.project_id, after=after, limit=check_limit(limit))
+    return await glimpze.keys.page(principal.project_id, after=after, limit=check_limit(limit))
 
 
 @post(

@@ -48,7 +48,7 @@ async def list_leads(
             raise ValidationFailed.at(
                 "query.updated_since", "expected an ISO-8601 time such as 2026-01-31T12:00:00Z"
             ) from None
-    return await glimpze.leads.list(
+    return await glimpze.leads.page(
         principal.project_id,
         after=decode_cursor(cursor, float, int),
         limit=check_limit(limit),

@@ -34,7 +34,7 @@ async def add_target(request: Request, glimpze: App, principal: Caller) -> PushT
 async def list_targets(
     glimpze: App, principal: Caller, limit: FromQuery[int] = DEFAULT_LIMIT, cursor: FromQuery[str | None] = None
 ) -> Page[PushTarget]:
-    return await glimpze.push_targets.list(
+    return await glimpze.push_targets.page(
         principal.project_id, after=decode_cursor(cursor, int), limit=check_limit(limit)
     )
 

@@ -51,7 +51,7 @@ async def list_sessions(
     assignee: FromQuery[str | None] = None,
     agent_id: FromQuery[str | None] = None,
 ) -> Page[Session]:
-    return await glimpze.sessions.list(
+    return await glimpze.sessions.page(
         principal.project_id,
         after=decode_cursor(cursor, int),
         limit=check_limit(limit),
@@ -114,7 +114,7 @@ async def list_messages(
     cursor: FromQuery[str | None] = None,
 ) -> Page[Message]:
     after = decode_cursor(cursor, int)
-    return await glimpze.messages.list(
+    return await glimpze.messages.page(
         principal.project_id, session_id, after=after[0] if after else 0, limit=check_limit(limit)
     )
 

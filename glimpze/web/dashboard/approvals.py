@@ -43,7 +43,7 @@ async def approvals_page(
 ) -> Template:
     glimpze, v = glimpze_of(request), viewer(request)
     pending: list[Approval] = await all_pages(
-        lambda before: glimpze.approvals.list(v.project_id, status="pending", before=before, limit=MAX_LIMIT),
+        lambda before: glimpze.approvals.page(v.project_id, status="pending", before=before, limit=MAX_LIMIT),
         most=MAX_PENDING_SHOWN,
     )
     history = await glimpze.approvals.decided(

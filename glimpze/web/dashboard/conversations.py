@@ -60,7 +60,7 @@ async def conversations_page(
     cursor: FromQuery[str | None] = None,
 ) -> Template:
     glimpze, v = glimpze_of(request), viewer(request)
-    result = await glimpze.sessions.list(
+    result = await glimpze.sessions.page(
         v.project_id, after=decode_cursor(cursor, int), limit=DEFAULT_LIMIT, status=status
     )
     summaries = await glimpze.inbox.summaries([s.id for s in result.data])
@@ -82,7 +82,7 @@ async def conversations_page(
 async def conversation_page(request: AnyRequest, session_id: FromPath[str], after: FromQuery[int] = 0) -> Template:
     glimpze, v = glimpze_of(request), viewer(request)
     session = await glimpze.sessions.get(v.project_id, session_id)
-    messages = await glimpze.messages.list(v.project_id, session_id, after=max(after, 0), limit=MAX_LIMIT)
+    messages = await glimpze.messages.page(v.project_id, session_id, after=max(after, 0), limit=MAX_LIMIT)
     notes = await glimpze.session_records.notes(v.project_id, session_id, after=None, limit=MAX_LIMIT)
     handoffs = await glimpze.session_records.handoffs(v.project_id, session_id, after=None, limit=MAX_LIMIT)
     more_after = messages.data[-1].seq if messages.next_cursor else None
@@ -172,7 +172,7 @@ async def close(request: AnyRequest, session_id: FromPath[str]) -> Response[Any]
 @get("/leads", include_in_schema=False)
 async def leads_page(request: AnyRequest, cursor: FromQuery[str | None] = None) -> Template:
     glimpze, v = glimpze_of(request), viewer(request)
-    result = await glimpze.leads.list(v.project_id, after=decode_cursor(cursor, float, int), limit=DEFAULT_LIMIT)
+    result = await glimpze.leads.page(v.project_id, after=decode_cursor(cursor, float, int), limit=DEFAULT_LIMIT)
     custom = sorted({key for lead in result.data for key in lead.fields if key not in ("name", "email", "phone")})
     return page(
         request,

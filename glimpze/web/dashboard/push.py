@@ -72,7 +72,7 @@ async def _push_page(
     quiet_error: str | None = None,
 ) -> Template:
     glimpze, v = glimpze_of(request), viewer(request)
-    targets = await all_pages(lambda after: glimpze.push_targets.list(v.project_id, after=after, limit=MAX_LIMIT))
+    targets = await all_pages(lambda after: glimpze.push_targets.page(v.project_id, after=after, limit=MAX_LIMIT))
     quiet = glimpze.quiet_hours.state(v.project_id)
     recent = await glimpze.push.log(v.project_id, event_id=None, feed_id=None, before=None, limit=RECENT_PUSHES)
     names = {t.id: f"{t.service} ({t.url})" for t in targets}

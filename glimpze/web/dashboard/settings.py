@@ -32,7 +32,7 @@ AnyRequest = Request[Any, Any, Any]
 
 async def _all_keys(request: AnyRequest) -> list[ApiKey]:
     glimpze, v = glimpze_of(request), viewer(request)
-    return await all_pages(lambda after: glimpze.keys.list(v.project_id, after=after, limit=MAX_LIMIT))
+    return await all_pages(lambda after: glimpze.keys.page(v.project_id, after=after, limit=MAX_LIMIT))
 
 
 @get("/settings", include_in_schema=False)

@@ -60,7 +60,7 @@ def widget_url(content: dict[str, Any] | None) -> str | None:
 
 async def project_feeds(glimpze: Services, project_id: str) -> list[Feed]:
     return await all_pages(
-        lambda after: glimpze.feeds.list(project_id, after=after, limit=MAX_LIMIT), most=MAX_FEEDS_SHOWN
+        lambda after: glimpze.feeds.page(project_id, after=after, limit=MAX_LIMIT), most=MAX_FEEDS_SHOWN
     )
 
 
