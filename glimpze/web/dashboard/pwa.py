@@ -21,7 +21,7 @@ from litestar.params import FromPath
 from litestar.response.base import ASGIResponse
 
 from glimpze.web.common import AnyRequest
-from glimpze.web.dashboard.web import PUBLIC, STATIC, SecurityHeaders, ui_of
+from glimpze.web.dashboard.web import PUBLIC, STATIC, DashboardUi, SecurityHeaders
 from glimpze.web.static import METHODS, Asset, make_asset, media_type_of, serve
 
 THEME_COLOUR = "#4338ca"
@@ -60,8 +60,8 @@ async def manifest(request: AnyRequest) -> ASGIResponse:
 
 
 @route("/sw.js", http_method=METHODS, opt={PUBLIC: True}, include_in_schema=False)
-async def service_worker(request: AnyRequest) -> ASGIResponse:
-    return serve(request, _service_worker(ui_of(request).asset_version))
+async def service_worker(request: AnyRequest, ui: DashboardUi) -> ASGIResponse:
+    return serve(request, _service_worker(ui.asset_version))
 
 
 @route("/{path:path}", http_method=METHODS, include_in_schema=False)
