@@ -21,12 +21,12 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Literal, TypeVar
 from urllib.parse import quote, urlsplit
 
 import msgspec
 from litestar import Response
-from litestar.datastructures import Cookie
+from litestar.datastructures import Cookie, FormMultiDict
 from litestar.di import NamedDependency, Provide
 from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException
@@ -213,7 +213,7 @@ def client(request: AnyRequest) -> str:
     return client_address(request, ui_of(request).glimpze)
 
 
-async def before_request(request: AnyRequest) -> Response[Any] | None:
+async def before_request(request: AnyRequest) -> Template | Response[str] | Redirect | None:
     """CSRF first on every unsafe method, then the sign-in check (see the module docstring)."""
     ui = ui_of(request)
     opt = request.route_handler.opt
@@ -289,13 +289,14 @@ def page(
     status: int = 200,
     cookies: list[Cookie] | None = None,
     notices: list[Notice] | None = None,
-    **context: Any,
+    **context: object,
 ) -> Template:
     """An HTML page from `template` with what every page needs (viewer, CSRF token, the session's
     notices unless the handler took them itself)."""
     ui = ui_of(request)
     found = viewer_of(request)
     token, cookie = csrf_token(request)
+    counts: dict[str, int] = request.state.get("counts") or {}
     if notices is None:
         # A page's script redrawing its live part reads the page again: that must not eat the notices
         # meant for the page the browser is about to show (after a form's 303, say).
@@ -305,7 +306,7 @@ def page(
         "title": title,
         "section": section,
         "viewer": found,
-        "counts": request.state.get("counts") or {},
+        "counts": counts,
         "csrf": token,
         "notices": notices,
         "v": ui.asset_version,
@@ -446,7 +447,7 @@ async def form_of(request: AnyRequest) -> Form:
 class Form:
     """The submitted form's fields as strings (absent fields are empty)."""
 
-    def __init__(self, data: Any) -> None:
+    def __init__(self, data: FormMultiDict) -> None:
         self.data = data
 
     def __getitem__(self, name: str) -> str:
@@ -474,7 +475,7 @@ def error_page(request: AnyRequest, status: int, heading: str, detail: str) -> T
     return page(request, "error.html", title=heading, status=status, heading=heading, detail=detail)
 
 
-def glimpze_error_page(request: AnyRequest, exc: GlimpzeError) -> Response[Any]:
+def glimpze_error_page(request: AnyRequest, exc: GlimpzeError) -> Template:
     if exc.status >= 500:
         log.error("%s %s failed: %s", request.method, request.url.path, exc.detail)
     response = error_page(request, exc.status, exc.title, error_text(exc))
@@ -482,7 +483,7 @@ def glimpze_error_page(request: AnyRequest, exc: GlimpzeError) -> Response[Any]:
     return response
 
 
-def http_error_page(request: AnyRequest, exc: HTTPException) -> Response[Any]:
+def http_error_page(request: AnyRequest, exc: HTTPException) -> Template:
     status = exc.status_code
     if status == 404:
         return error_page(request, 404, "Not found", "There is nothing here. It may have been deleted.")
@@ -492,7 +493,7 @@ def http_error_page(request: AnyRequest, exc: HTTPException) -> Response[Any]:
     return error_page(request, status, "The request could not be handled", detail)
 
 
-def internal_error_page(request: AnyRequest, exc: Exception) -> Response[Any]:
+def internal_error_page(request: AnyRequest, exc: Exception) -> Template:
     log.exception("unhandled error in %s %s", request.method, request.url.path)
     return error_page(request, 500, "Something went wrong", "The server hit an unexpected error; it has been logged.")
 
@@ -500,7 +501,7 @@ def internal_error_page(request: AnyRequest, exc: Exception) -> Response[Any]:
 API_PREFIXES = ("/v1/", "/ingest/", "/widget/", "/w/", "/media/", "/schema", "/healthz", "/metrics")
 
 
-def unknown_path(request: AnyRequest, exc: HTTPException) -> Response[Any]:
+def unknown_path(request: AnyRequest, exc: HTTPException) -> Response[bytes]:
     """The app's answer to a path no route has: a page for a browser asking for one outside the
     API's paths, problem+json everywhere else (API clients keep their one error shape)."""
     accepts_html = "text/html" in request.headers.get("accept", "")

@@ -5,7 +5,7 @@ replay every failed delivery, send a test, rotate the secret."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from litestar import get, post
 from litestar.params import FromPath, FromQuery
@@ -30,6 +30,7 @@ from glimpze.web.dashboard.web import (
 )
 
 ALL_EVENTS = "*"
+FormValues = dict[str, str | bool | list[str]]  # a refused form, shown again: text fields, events, checkboxes
 
 
 def parse_headers(text: str) -> dict[str, str]:
@@ -49,7 +50,7 @@ def headers_text(headers: dict[str, str]) -> str:
     return "\n".join(f"{name}: {value}" for name, value in headers.items())
 
 
-def _spec_values(form: Form) -> dict[str, Any]:
+def _spec_values(form: Form) -> dict[str, object]:
     events = form.all("events")
     return {
         "url": form["url"],
@@ -71,7 +72,7 @@ async def _list_page(
     hooks: list[Webhook],
     *,
     dialog: bool,
-    form: dict[str, Any] | None = None,
+    form: FormValues | None = None,
     errors: dict[str, str] | None = None,
     status: int = 200,
 ) -> Template:
@@ -109,7 +110,7 @@ async def create_webhook(request: AnyRequest, glimpze: App, viewer: SignedIn) ->
     except GlimpzeError as exc:
         if exc.status >= 500:
             raise
-        values = {
+        values: FormValues = {
             **form.values(),
             "events": form.all("events"),
             "active": form.checked("active"),
