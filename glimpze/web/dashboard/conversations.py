@@ -100,7 +100,7 @@ async def conversation_page(
         more_after=more_after,
         notes=notes.data,
         handoffs=handoffs.data,
-        statuses=[s for s in STATUSES if s != "closed"],
+        statuses=[(s, s) for s in STATUSES if s != "closed"],
         snooze_choices=SNOOZE_CHOICES,
     )
 

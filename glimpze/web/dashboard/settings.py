@@ -40,7 +40,7 @@ async def settings_page(request: AnyRequest, glimpze: App, viewer: SignedIn) -> 
         title="Settings",
         section="settings",
         project=project,
-        projects=await glimpze.keys.list_projects(),
+        projects=[(p.id, p.name) for p in await glimpze.keys.list_projects()],
         keys=await _all_keys(glimpze, viewer.project_id),
         origins=await glimpze.settings.widget_origins(viewer.project_id),
         grace_hours=DEFAULT_ROTATION_GRACE_SECONDS // 3600,
