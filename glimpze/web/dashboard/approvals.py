@@ -35,7 +35,7 @@ def duration(seconds: float) -> str:
     return f"{hours:g} hour{'s' if hours != 1 else ''}"
 
 
-@get("/approvals", include_in_schema=False)
+@get("/approvals")
 async def approvals_page(
     request: AnyRequest,
     glimpze: App,
@@ -64,7 +64,7 @@ async def approvals_page(
     )
 
 
-@get("/approvals/{event_id:str}", include_in_schema=False)
+@get("/approvals/{event_id:str}")
 async def approval_page(request: AnyRequest, glimpze: App, viewer: SignedIn, event_id: FromPath[str]) -> Template:
     approval = await glimpze.approvals.get(viewer.project_id, event_id)
     return page(
@@ -77,7 +77,7 @@ async def approval_page(request: AnyRequest, glimpze: App, viewer: SignedIn, eve
     )
 
 
-@post("/approvals/{event_id:str}/respond", include_in_schema=False)
+@post("/approvals/{event_id:str}/respond")
 async def respond(request: AnyRequest, glimpze: App, viewer: SignedIn, event_id: FromPath[str]) -> Redirect:
     """One of the three buttons: approve, reject or defer (the form's `action_type`)."""
     form = await form_of(request)

@@ -23,14 +23,14 @@ from glimpze.web.dashboard.web import (
 )
 
 
-@get("/login", opt={PUBLIC: True}, include_in_schema=False)
+@get("/login", opt={PUBLIC: True})
 async def login_page(request: AnyRequest, glimpze: App, next: FromQuery[str | None] = None) -> Template | Redirect:
     if viewer_of(request) is not None:
         return redirect(local_path(next))
     return await _login(request, glimpze, next=local_path(next))
 
 
-@post("/login", opt={PUBLIC: True}, include_in_schema=False)
+@post("/login", opt={PUBLIC: True})
 async def login(request: AnyRequest, glimpze: App, ui: DashboardUi) -> Template | Redirect:
     form = await form_of(request)
     target = local_path(form["next"])
@@ -69,7 +69,7 @@ async def _login(
     return response
 
 
-@post("/logout", include_in_schema=False)
+@post("/logout")
 async def logout(request: AnyRequest, ui: DashboardUi) -> Redirect:
     found = viewer_of(request)
     if found is not None:
@@ -79,7 +79,7 @@ async def logout(request: AnyRequest, ui: DashboardUi) -> Redirect:
     return response
 
 
-@get("/setup/{token:str}", opt={PUBLIC: True}, include_in_schema=False)
+@get("/setup/{token:str}", opt={PUBLIC: True})
 async def setup_page(request: AnyRequest, glimpze: App, token: FromPath[str]) -> Template:
     try:
         await glimpze.admin.check_setup_token(token, client(request))
@@ -88,7 +88,7 @@ async def setup_page(request: AnyRequest, glimpze: App, token: FromPath[str]) ->
     return _setup(request, token)
 
 
-@post("/setup/{token:str}", opt={PUBLIC: True}, include_in_schema=False)
+@post("/setup/{token:str}", opt={PUBLIC: True})
 async def setup(request: AnyRequest, glimpze: App, ui: DashboardUi, token: FromPath[str]) -> Template | Redirect:
     form = await form_of(request)
     try:

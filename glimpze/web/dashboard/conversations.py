@@ -53,7 +53,7 @@ def snooze_until(form: Form, now: float) -> str | None:
     return local.astimezone(UTC).isoformat()
 
 
-@get("/conversations", include_in_schema=False)
+@get("/conversations")
 async def conversations_page(
     request: AnyRequest,
     glimpze: App,
@@ -79,7 +79,7 @@ async def conversations_page(
     )
 
 
-@get("/conversations/{session_id:str}", include_in_schema=False)
+@get("/conversations/{session_id:str}")
 async def conversation_page(
     request: AnyRequest, glimpze: App, viewer: SignedIn, session_id: FromPath[str], after: FromQuery[int] = 0
 ) -> Template:
@@ -105,7 +105,7 @@ async def conversation_page(
     )
 
 
-@post("/conversations/{session_id:str}/notes", include_in_schema=False)
+@post("/conversations/{session_id:str}/notes")
 async def add_note(request: AnyRequest, glimpze: App, viewer: SignedIn, session_id: FromPath[str]) -> Redirect:
     form = await form_of(request)
 
@@ -117,7 +117,7 @@ async def add_note(request: AnyRequest, glimpze: App, viewer: SignedIn, session_
     return await attempt(request, action, then=f"/conversations/{session_id}")
 
 
-@post("/conversations/{session_id:str}/reply", include_in_schema=False)
+@post("/conversations/{session_id:str}/reply")
 async def reply(request: AnyRequest, glimpze: App, viewer: SignedIn, session_id: FromPath[str]) -> Redirect:
     form = await form_of(request)
 
@@ -129,7 +129,7 @@ async def reply(request: AnyRequest, glimpze: App, viewer: SignedIn, session_id:
     return await attempt(request, action, then=f"/conversations/{session_id}")
 
 
-@post("/conversations/{session_id:str}/handoff", include_in_schema=False)
+@post("/conversations/{session_id:str}/handoff")
 async def hand_off(request: AnyRequest, glimpze: App, viewer: SignedIn, session_id: FromPath[str]) -> Redirect:
     form = await form_of(request)
 
@@ -141,7 +141,7 @@ async def hand_off(request: AnyRequest, glimpze: App, viewer: SignedIn, session_
     return await attempt(request, action, then=f"/conversations/{session_id}")
 
 
-@post("/conversations/{session_id:str}/status", include_in_schema=False)
+@post("/conversations/{session_id:str}/status")
 async def change_status(request: AnyRequest, glimpze: App, viewer: SignedIn, session_id: FromPath[str]) -> Redirect:
     form = await form_of(request)
 
@@ -155,7 +155,7 @@ async def change_status(request: AnyRequest, glimpze: App, viewer: SignedIn, ses
     return await attempt(request, action, then=f"/conversations/{session_id}")
 
 
-@post("/conversations/{session_id:str}/close", include_in_schema=False)
+@post("/conversations/{session_id:str}/close")
 async def close(request: AnyRequest, glimpze: App, viewer: SignedIn, session_id: FromPath[str]) -> Redirect:
     form = await form_of(request)
 
@@ -166,7 +166,7 @@ async def close(request: AnyRequest, glimpze: App, viewer: SignedIn, session_id:
     return await attempt(request, action, then=f"/conversations/{session_id}")
 
 
-@get("/leads", include_in_schema=False)
+@get("/leads")
 async def leads_page(
     request: AnyRequest, glimpze: App, viewer: SignedIn, cursor: FromQuery[str | None] = None
 ) -> Template:

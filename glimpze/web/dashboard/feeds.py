@@ -128,7 +128,7 @@ def _feeds_page(
     )
 
 
-@get("/feeds", include_in_schema=False)
+@get("/feeds")
 async def feeds_page(
     request: AnyRequest, glimpze: App, viewer: SignedIn, new: FromQuery[str | None] = None
 ) -> Template:
@@ -136,7 +136,7 @@ async def feeds_page(
     return _feeds_page(request, glimpze.config, feeds, dialog=new is not None)
 
 
-@post("/feeds", include_in_schema=False)
+@post("/feeds")
 async def create_feed(request: AnyRequest, glimpze: App, viewer: SignedIn) -> Template | Redirect:
     form = await form_of(request)
     try:
@@ -153,7 +153,7 @@ async def create_feed(request: AnyRequest, glimpze: App, viewer: SignedIn) -> Te
     return redirect(f"/feeds/{feed.id}")
 
 
-@get("/feeds/{feed_id:str}", include_in_schema=False)
+@get("/feeds/{feed_id:str}")
 async def feed_page(
     request: AnyRequest,
     glimpze: App,
@@ -216,7 +216,7 @@ def _expected_choices(placement: Placement) -> list[tuple[str, str]]:
     return choices
 
 
-@post("/feeds/{feed_id:str}/tile", include_in_schema=False)
+@post("/feeds/{feed_id:str}/tile")
 async def save_tile(request: AnyRequest, glimpze: App, viewer: SignedIn, feed_id: FromPath[str]) -> Redirect:
     """The feed's tile on Home: its size and how often events are expected."""
     form = await form_of(request)
@@ -232,7 +232,7 @@ async def save_tile(request: AnyRequest, glimpze: App, viewer: SignedIn, feed_id
     return await attempt(request, save, then=f"/feeds/{feed_id}", failed="Not saved.")
 
 
-@post("/feeds/{feed_id:str}", include_in_schema=False)
+@post("/feeds/{feed_id:str}")
 async def update_feed(request: AnyRequest, glimpze: App, viewer: SignedIn, feed_id: FromPath[str]) -> Redirect:
     form = await form_of(request)
 
@@ -244,7 +244,7 @@ async def update_feed(request: AnyRequest, glimpze: App, viewer: SignedIn, feed_
     return await attempt(request, save, then=f"/feeds/{feed_id}", failed="Not saved.")
 
 
-@post("/feeds/{feed_id:str}/rotate-key", include_in_schema=False)
+@post("/feeds/{feed_id:str}/rotate-key")
 async def rotate_key(request: AnyRequest, glimpze: App, viewer: SignedIn, feed_id: FromPath[str]) -> Redirect:
     feed = await glimpze.feeds.rotate_key(viewer.project_id, feed_id)
     notify(
@@ -255,14 +255,14 @@ async def rotate_key(request: AnyRequest, glimpze: App, viewer: SignedIn, feed_i
     return redirect(f"/feeds/{feed_id}")
 
 
-@post("/feeds/{feed_id:str}/rotate-read-token", include_in_schema=False)
+@post("/feeds/{feed_id:str}/rotate-read-token")
 async def rotate_read_token(request: AnyRequest, glimpze: App, viewer: SignedIn, feed_id: FromPath[str]) -> Redirect:
     await glimpze.feeds.rotate_read_token(viewer.project_id, feed_id)
     notify(request, "Made a new read token; devices using the old links need the new ones.")
     return redirect(f"/feeds/{feed_id}#read")
 
 
-@post("/feeds/{feed_id:str}/rotate-callback-secret", include_in_schema=False)
+@post("/feeds/{feed_id:str}/rotate-callback-secret")
 async def rotate_callback_secret(
     request: AnyRequest, glimpze: App, viewer: SignedIn, feed_id: FromPath[str]
 ) -> Redirect:
@@ -277,7 +277,7 @@ async def rotate_callback_secret(
     return await attempt(request, action, then=f"/feeds/{feed_id}#callbacks")
 
 
-@post("/feeds/{feed_id:str}/test-event", include_in_schema=False)
+@post("/feeds/{feed_id:str}/test-event")
 async def test_event(request: AnyRequest, glimpze: App, viewer: SignedIn, feed_id: FromPath[str]) -> Redirect:
     """Send the feed its example event through the ingest pipeline (quota included), as a sender would."""
     row = await glimpze.feeds.row(viewer.project_id, feed_id)
@@ -293,7 +293,7 @@ async def test_event(request: AnyRequest, glimpze: App, viewer: SignedIn, feed_i
     return await attempt(request, send, then=f"/feeds/{feed_id}", failed="The test event was refused:")
 
 
-@post("/feeds/{feed_id:str}/delete", include_in_schema=False)
+@post("/feeds/{feed_id:str}/delete")
 async def delete_feed(request: AnyRequest, glimpze: App, viewer: SignedIn, feed_id: FromPath[str]) -> Redirect:
     feed = await glimpze.feeds.get(viewer.project_id, feed_id)
     await glimpze.feeds.delete(viewer.project_id, feed_id)

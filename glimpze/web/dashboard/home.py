@@ -116,7 +116,7 @@ async def one_tile(glimpze: Services, project_id: str, feed_id: str) -> TileView
     return tile_view(feed, widget, placement, glimpze.clock.now())
 
 
-@get("/", include_in_schema=False)
+@get("/")
 async def home_page(
     request: AnyRequest, glimpze: App, viewer: SignedIn, arrange: FromQuery[str | None] = None
 ) -> Template:
@@ -124,27 +124,27 @@ async def home_page(
     return page(request, "home.html", title="Home", section="home", tiles=tiles, arranging=arrange is not None)
 
 
-@get("/feeds/{feed_id:str}/tile", opt={FRAGMENT: True}, include_in_schema=False)
+@get("/feeds/{feed_id:str}/tile", opt={FRAGMENT: True})
 async def tile_fragment(glimpze: App, viewer: SignedIn, feed_id: FromPath[str]) -> Template:
     """One tile's HTML, for the script to swap in after a notice about its feed."""
     tile = await one_tile(glimpze, viewer.project_id, feed_id)
     return Template(template_name="tile.html", context={"tile": tile, "arranging": False, "csrf": viewer.csrf})
 
 
-@get("/counts", opt={FRAGMENT: True}, include_in_schema=False)
+@get("/counts", opt={FRAGMENT: True})
 async def nav_counts(glimpze: App, viewer: SignedIn) -> dict[str, int]:
     """The navigation's counts (approvals waiting, unread conversations), for the script."""
     return await counts(glimpze, viewer.project_id)
 
 
-@post("/tiles/order", opt={STREAM: True}, exception_handlers=PROBLEM_HANDLERS, include_in_schema=False)
+@post("/tiles/order", opt={STREAM: True}, exception_handlers=PROBLEM_HANDLERS)
 async def save_order(request: AnyRequest, glimpze: App, viewer: SignedIn) -> Response[bytes]:
     """The script's `{"feeds": [...]}` after a drag or a keyboard move (problem+json on errors)."""
     await glimpze.tiles.reorder(viewer.project_id, await read_json(request, TILE_ORDER))
     return Response(b"", status_code=204)
 
 
-@post("/tiles/{feed_id:str}/move", include_in_schema=False)
+@post("/tiles/{feed_id:str}/move")
 async def move_tile(request: AnyRequest, glimpze: App, viewer: SignedIn, feed_id: FromPath[str]) -> Redirect:
     """Without the script: move one tile a place earlier or later (`direction`), back to arranging."""
     form = await form_of(request)
@@ -165,7 +165,7 @@ async def move_tile(request: AnyRequest, glimpze: App, viewer: SignedIn, feed_id
 # The live channel
 
 
-@get("/live", opt={STREAM: True}, include_in_schema=False)
+@get("/live", opt={STREAM: True})
 async def live(request: AnyRequest, glimpze: App, viewer: SignedIn, ui: DashboardUi) -> ServerSentEvent:
     cookie = request.cookies.get(ui.session_cookie)
     return ServerSentEvent(_notices(glimpze, viewer.project_id, cookie))

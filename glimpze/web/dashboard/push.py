@@ -101,12 +101,12 @@ async def _push_page(
     )
 
 
-@get(HERE, include_in_schema=False)
+@get(HERE)
 async def push_page(request: AnyRequest, glimpze: App, viewer: SignedIn) -> Template:
     return await _push_page(request, glimpze, viewer)
 
 
-@post(f"{HERE}/targets", include_in_schema=False)
+@post(f"{HERE}/targets")
 async def add_target(request: AnyRequest, glimpze: App, viewer: SignedIn) -> Template | Redirect:
     """Add an Apprise URL; a refused one re-renders the page with it and the reason."""
     form = await form_of(request)
@@ -121,7 +121,7 @@ async def add_target(request: AnyRequest, glimpze: App, viewer: SignedIn) -> Tem
     return redirect(f"{HERE}#targets")
 
 
-@post(f"{HERE}/targets/{{target_id:str}}/test", include_in_schema=False)
+@post(f"{HERE}/targets/{{target_id:str}}/test")
 async def test_target(request: AnyRequest, glimpze: App, viewer: SignedIn, target_id: FromPath[str]) -> Redirect:
     result = await glimpze.push.test(viewer.project_id, target_id)
     if result.status == "sent":
@@ -133,7 +133,7 @@ async def test_target(request: AnyRequest, glimpze: App, viewer: SignedIn, targe
     return redirect(f"{HERE}#targets")
 
 
-@post(f"{HERE}/targets/{{target_id:str}}/delete", include_in_schema=False)
+@post(f"{HERE}/targets/{{target_id:str}}/delete")
 async def delete_target(request: AnyRequest, glimpze: App, viewer: SignedIn, target_id: FromPath[str]) -> Redirect:
 
     async def action() -> str:
@@ -143,7 +143,7 @@ async def delete_target(request: AnyRequest, glimpze: App, viewer: SignedIn, tar
     return await attempt(request, action, then=f"{HERE}#targets")
 
 
-@post(f"{HERE}/quiet-hours", include_in_schema=False)
+@post(f"{HERE}/quiet-hours")
 async def set_quiet_hours(request: AnyRequest, glimpze: App, viewer: SignedIn) -> Template | Redirect:
     form = await form_of(request)
     values = {"start": form["start"], "end": form["end"], "timezone": form["timezone"]}
@@ -159,7 +159,7 @@ async def set_quiet_hours(request: AnyRequest, glimpze: App, viewer: SignedIn) -
     return redirect(f"{HERE}#quiet")
 
 
-@post(f"{HERE}/visitor-messages", include_in_schema=False)
+@post(f"{HERE}/visitor-messages")
 async def push_visitor_messages(request: AnyRequest, glimpze: App, viewer: SignedIn) -> Redirect:
     """Push each new visitor message (a project setting, off by default)."""
     on = (await form_of(request)).checked("on")
@@ -168,7 +168,7 @@ async def push_visitor_messages(request: AnyRequest, glimpze: App, viewer: Signe
     return redirect(f"{HERE}#messages")
 
 
-@post(f"{HERE}/quiet-hours/off", include_in_schema=False)
+@post(f"{HERE}/quiet-hours/off")
 async def quiet_hours_off(request: AnyRequest, glimpze: App, viewer: SignedIn) -> Redirect:
     await glimpze.push.clear_quiet_hours(viewer.project_id)
     notify(request, "Quiet hours are off: pushes go out at any hour.")
@@ -182,7 +182,6 @@ async def quiet_hours_off(request: AnyRequest, glimpze: App, viewer: SignedIn) -
     f"{HERE}/subscription",
     opt={STREAM: True},
     exception_handlers=PROBLEM_HANDLERS,
-    include_in_schema=False,
 )
 async def subscribe(request: AnyRequest, glimpze: App, viewer: SignedIn) -> PushTarget:
     """Save this browser's `PushSubscription.toJSON()` (the same endpoint again replaces its keys)."""
@@ -194,7 +193,6 @@ async def subscribe(request: AnyRequest, glimpze: App, viewer: SignedIn) -> Push
     status_code=204,
     opt={STREAM: True},
     exception_handlers=PROBLEM_HANDLERS,
-    include_in_schema=False,
 )
 async def unsubscribe(request: AnyRequest, glimpze: App, viewer: SignedIn) -> None:
     """Forget this browser's subscription, by its endpoint `{"endpoint": …}`."""

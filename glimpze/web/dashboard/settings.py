@@ -31,7 +31,7 @@ async def _all_keys(glimpze: Services, project_id: str) -> list[ApiKey]:
     return await all_pages(lambda after: glimpze.keys.list(project_id, after=after, limit=MAX_LIMIT))
 
 
-@get("/settings", include_in_schema=False)
+@get("/settings")
 async def settings_page(request: AnyRequest, glimpze: App, viewer: SignedIn) -> Template:
     project = await glimpze.keys.get_project(viewer.project_id)
     return page(
@@ -48,7 +48,7 @@ async def settings_page(request: AnyRequest, glimpze: App, viewer: SignedIn) -> 
     )
 
 
-@post("/settings/keys", include_in_schema=False)
+@post("/settings/keys")
 async def create_key(request: AnyRequest, glimpze: App, viewer: SignedIn) -> Redirect:
     form = await form_of(request)
 
@@ -64,7 +64,7 @@ async def create_key(request: AnyRequest, glimpze: App, viewer: SignedIn) -> Red
     return await attempt(request, action, then="/settings#keys")
 
 
-@post("/settings/keys/{key_id:str}/rotate", include_in_schema=False)
+@post("/settings/keys/{key_id:str}/rotate")
 async def rotate_key(request: AnyRequest, glimpze: App, viewer: SignedIn, key_id: FromPath[str]) -> Redirect:
 
     async def action() -> None:
@@ -76,7 +76,7 @@ async def rotate_key(request: AnyRequest, glimpze: App, viewer: SignedIn, key_id
     return await attempt(request, action, then="/settings#keys")
 
 
-@post("/settings/keys/{key_id:str}/revoke", include_in_schema=False)
+@post("/settings/keys/{key_id:str}/revoke")
 async def revoke_key(request: AnyRequest, glimpze: App, viewer: SignedIn, key_id: FromPath[str]) -> Redirect:
 
     async def action() -> str:
@@ -87,7 +87,7 @@ async def revoke_key(request: AnyRequest, glimpze: App, viewer: SignedIn, key_id
     return await attempt(request, action, then="/settings#keys")
 
 
-@post("/settings/widget-origins", include_in_schema=False)
+@post("/settings/widget-origins")
 async def set_origins(request: AnyRequest, glimpze: App, viewer: SignedIn) -> Redirect:
     form = await form_of(request)
     given = [line.strip() for line in form.raw("origins").splitlines() if line.strip()]
@@ -99,7 +99,7 @@ async def set_origins(request: AnyRequest, glimpze: App, viewer: SignedIn) -> Re
     return await attempt(request, action, then="/settings#origins")
 
 
-@post("/settings/project", include_in_schema=False)
+@post("/settings/project")
 async def switch_project(request: AnyRequest, glimpze: App, viewer: SignedIn) -> Redirect:
     """Look at another project (made with `glimpze projects create`) in this browser."""
     form = await form_of(request)
@@ -112,7 +112,7 @@ async def switch_project(request: AnyRequest, glimpze: App, viewer: SignedIn) ->
     return await attempt(request, action, then="/settings")
 
 
-@post("/settings/password", include_in_schema=False)
+@post("/settings/password")
 async def change_password(request: AnyRequest, glimpze: App, ui: DashboardUi) -> Redirect:
     form = await form_of(request)
     try:
@@ -135,7 +135,7 @@ async def change_password(request: AnyRequest, glimpze: App, ui: DashboardUi) ->
     return response
 
 
-@post("/settings/sign-out-everywhere", include_in_schema=False)
+@post("/settings/sign-out-everywhere")
 async def sign_out_everywhere(ui: DashboardUi) -> Redirect:
     await ui.glimpze.admin.sign_out_everywhere()
     response = redirect("/login")

@@ -93,7 +93,7 @@ async def _list_page(
     )
 
 
-@get("/webhooks", include_in_schema=False)
+@get("/webhooks")
 async def webhooks_page(
     request: AnyRequest, glimpze: App, viewer: SignedIn, new: FromQuery[str | None] = None
 ) -> Template:
@@ -101,7 +101,7 @@ async def webhooks_page(
     return await _list_page(request, glimpze, hooks, dialog=new is not None)
 
 
-@post("/webhooks", include_in_schema=False)
+@post("/webhooks")
 async def create_webhook(request: AnyRequest, glimpze: App, viewer: SignedIn) -> Template | Redirect:
     form = await form_of(request)
     try:
@@ -128,7 +128,7 @@ async def create_webhook(request: AnyRequest, glimpze: App, viewer: SignedIn) ->
     return redirect(f"/webhooks/{hook.id}")
 
 
-@get("/webhooks/{webhook_id:str}", include_in_schema=False)
+@get("/webhooks/{webhook_id:str}")
 async def webhook_page(
     request: AnyRequest,
     glimpze: App,
@@ -161,7 +161,7 @@ async def webhook_page(
     )
 
 
-@post("/webhooks/{webhook_id:str}", include_in_schema=False)
+@post("/webhooks/{webhook_id:str}")
 async def update_webhook(request: AnyRequest, glimpze: App, viewer: SignedIn, webhook_id: FromPath[str]) -> Redirect:
     form = await form_of(request)
 
@@ -172,7 +172,7 @@ async def update_webhook(request: AnyRequest, glimpze: App, viewer: SignedIn, we
     return await attempt(request, save, then=f"/webhooks/{webhook_id}", failed="Not saved.")
 
 
-@post("/webhooks/{webhook_id:str}/test", include_in_schema=False)
+@post("/webhooks/{webhook_id:str}/test")
 async def send_test(request: AnyRequest, glimpze: App, viewer: SignedIn, webhook_id: FromPath[str]) -> Redirect:
 
     async def send() -> str:
@@ -182,7 +182,7 @@ async def send_test(request: AnyRequest, glimpze: App, viewer: SignedIn, webhook
     return await attempt(request, send, then=f"/webhooks/{webhook_id}")
 
 
-@post("/webhooks/{webhook_id:str}/rotate-secret", include_in_schema=False)
+@post("/webhooks/{webhook_id:str}/rotate-secret")
 async def rotate_secret(request: AnyRequest, glimpze: App, viewer: SignedIn, webhook_id: FromPath[str]) -> Redirect:
     secret = await glimpze.webhooks.rotate_secret(viewer.project_id, webhook_id, DEFAULT_SECRET_GRACE_SECONDS)
     notify(
@@ -195,7 +195,7 @@ async def rotate_secret(request: AnyRequest, glimpze: App, viewer: SignedIn, web
     return redirect(f"/webhooks/{webhook_id}")
 
 
-@post("/webhooks/{webhook_id:str}/replay", include_in_schema=False)
+@post("/webhooks/{webhook_id:str}/replay")
 async def replay_failed(request: AnyRequest, glimpze: App, viewer: SignedIn, webhook_id: FromPath[str]) -> Redirect:
     form = await form_of(request)
     which = form["status"] if form["status"] in ("failed", "dead", "all") else "failed"
@@ -205,7 +205,7 @@ async def replay_failed(request: AnyRequest, glimpze: App, viewer: SignedIn, web
     return redirect(f"/webhooks/{webhook_id}")
 
 
-@get("/deliveries/{delivery_id:str}", include_in_schema=False)
+@get("/deliveries/{delivery_id:str}")
 async def delivery_page(request: AnyRequest, glimpze: App, viewer: SignedIn, delivery_id: FromPath[str]) -> Template:
     """The delivery inspector: the request as sent, every attempt with its answer, and replay."""
     delivery = await glimpze.webhooks.delivery(viewer.project_id, delivery_id)
@@ -222,7 +222,7 @@ async def delivery_page(request: AnyRequest, glimpze: App, viewer: SignedIn, del
     )
 
 
-@post("/deliveries/{delivery_id:str}/replay", include_in_schema=False)
+@post("/deliveries/{delivery_id:str}/replay")
 async def replay_one(request: AnyRequest, glimpze: App, viewer: SignedIn, delivery_id: FromPath[str]) -> Redirect:
     form = await form_of(request)
     delivery = await glimpze.webhooks.replay(viewer.project_id, delivery_id)
@@ -231,7 +231,7 @@ async def replay_one(request: AnyRequest, glimpze: App, viewer: SignedIn, delive
     return redirect(back)
 
 
-@post("/webhooks/{webhook_id:str}/delete", include_in_schema=False)
+@post("/webhooks/{webhook_id:str}/delete")
 async def delete_webhook(request: AnyRequest, glimpze: App, viewer: SignedIn, webhook_id: FromPath[str]) -> Redirect:
     hook = await glimpze.webhooks.get(viewer.project_id, webhook_id)
     await glimpze.webhooks.delete(viewer.project_id, webhook_id)

@@ -62,7 +62,7 @@ async def project_feeds(glimpze: Services, project_id: str) -> list[Feed]:
     )
 
 
-@get("/feeds/{feed_id:str}/widget/{image:str}", include_in_schema=False)
+@get("/feeds/{feed_id:str}/widget/{image:str}")
 async def widget_image(
     request: AnyRequest,
     glimpze: App,
