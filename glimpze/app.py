@@ -6,16 +6,17 @@ import asyncio
 import gc
 import logging
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
 
 import httpcore
 from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.enums import ScopeType
 from litestar.exceptions import NotFoundException
 from litestar.routes import HTTPRoute
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from glimpze.accounts.keys import NewApiKey
 from glimpze.clock import Clock
@@ -45,7 +46,7 @@ def create_app(
     *,
     clock: Clock | None = None,
     network: httpcore.AsyncNetworkBackend | None = None,
-    announce: Any = None,
+    announce: Callable[[str], None] | None = None,
 ) -> Litestar:
     """The app for `config`. Tests pass a fake `clock`, and may pass the `network` backend of outgoing
     connections (webhooks, callbacks, Web Push) instead of the SSRF-guarded one;
@@ -141,18 +142,18 @@ class OptionsAllowMiddleware:
     without GET. Other requests pass straight through.
     """
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["method"] != "OPTIONS":
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP or scope["method"] != "OPTIONS":
             await self.app(scope, receive, send)
             return
         handler = scope.get("route_handler")
         routes = scope["litestar_app"].routes
         methods = next((r.methods for r in routes if isinstance(r, HTTPRoute) and handler in r.route_handlers), None)
 
-        async def send_allow(message: dict[str, Any]) -> None:
+        async def send_allow(message: Message) -> None:
             if message["type"] == "http.response.start" and methods:
                 headers = list(message.get("headers", []))
                 if any(name.lower() == b"allow" for name, _ in headers):

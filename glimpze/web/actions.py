@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import html
 
-from litestar import Request, Response, Router, get, post
+from litestar import Response, Router, get, post
 from litestar.params import FromPath
 
 from glimpze.push.approvals import LinkView
-from glimpze.web.common import App, client_address
+from glimpze.web.common import AnyRequest, App, client_address
 
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
@@ -38,18 +38,18 @@ button{font:inherit;font-weight:600;border:0;border-radius:8px;padding:.75rem 1.
 
 
 @get("/{token:str}", include_in_schema=False)
-async def show_action(token: FromPath[str], request: Request, glimpze: App) -> Response[str]:
+async def show_action(token: FromPath[str], request: AnyRequest, glimpze: App) -> Response[str]:
     """The confirmation page: what will be answered, and a button. Nothing changes here."""
     return await _answer(request, glimpze, token, take=False)
 
 
 @post("/{token:str}", status_code=200, include_in_schema=False)
-async def take_action(token: FromPath[str], request: Request, glimpze: App) -> Response[str]:
+async def take_action(token: FromPath[str], request: AnyRequest, glimpze: App) -> Response[str]:
     """The page's button: take the link's action (once), recorded as `push`."""
     return await _answer(request, glimpze, token, take=True)
 
 
-async def _answer(request: Request, glimpze: App, token: str, *, take: bool) -> Response[str]:
+async def _answer(request: AnyRequest, glimpze: App, token: str, *, take: bool) -> Response[str]:
     client = client_address(request, glimpze)
     if glimpze.auth_failures.blocked(client) > 0:
         view = LinkView(state="blocked")

@@ -5,13 +5,13 @@ from __future__ import annotations
 import hmac
 
 import msgspec
-from litestar import Request, Response, get
+from litestar import Response, get
 
 from glimpze import __version__
 from glimpze.errors import Forbidden, InvalidMetricsToken, Unhealthy
 from glimpze.ops.metrics import CONTENT_TYPE
 from glimpze.services import Services
-from glimpze.web.common import App, bearer, client_address
+from glimpze.web.common import AnyRequest, App, bearer, client_address
 
 
 class Health(msgspec.Struct):
@@ -42,7 +42,7 @@ async def healthz(glimpze: App) -> Health:
     media_type=CONTENT_TYPE,
     security=[{"metricsToken": []}, {"apiKey": []}],
 )
-async def metrics(request: Request, glimpze: App) -> Response[bytes]:
+async def metrics(request: AnyRequest, glimpze: App) -> Response[bytes]:
     await authorize_metrics(glimpze, bearer(request), client_address(request, glimpze))
     return Response(await glimpze.metrics.render(), media_type=CONTENT_TYPE)
 

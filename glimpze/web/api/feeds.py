@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 import msgspec
-from litestar import Request, Router, delete, get, patch, post
+from litestar import Router, delete, get, patch, post
 from litestar.params import FromPath, FromQuery
 
 from glimpze.delivery.webhooks import DEFAULT_SECRET_GRACE_SECONDS
@@ -13,7 +13,7 @@ from glimpze.feeds.events import EventPage, Widget
 from glimpze.feeds.feeds import CallbackSecret, Feed, NewFeed, SchemaType
 from glimpze.store.pagination import DEFAULT_LIMIT, Page, check_limit, decode_cursor
 from glimpze.validation import Decoder
-from glimpze.web.common import App, Caller, read_json, refuse_idempotency_key
+from glimpze.web.common import AnyRequest, App, Caller, read_json, refuse_idempotency_key
 
 
 class FeedCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -35,14 +35,14 @@ class RotateCallbackSecret(msgspec.Struct, forbid_unknown_fields=True):
     grace_seconds: int = DEFAULT_SECRET_GRACE_SECONDS
 
 
-FEED_CREATE = Decoder(FeedCreate)
-FEED_PATCH = Decoder(FeedPatch)
-ROTATE_KEY = Decoder(RotateKey)
-ROTATE_CALLBACK_SECRET = Decoder(RotateCallbackSecret)
+FEED_CREATE: Decoder[FeedCreate] = Decoder(FeedCreate)
+FEED_PATCH: Decoder[FeedPatch] = Decoder(FeedPatch)
+ROTATE_KEY: Decoder[RotateKey] = Decoder(RotateKey)
+ROTATE_CALLBACK_SECRET: Decoder[RotateCallbackSecret] = Decoder(RotateCallbackSecret)
 
 
 @post("/", opt={"body": FeedCreate}, summary="Create a feed (the write key is shown only here)")
-async def create_feed(request: Request, glimpze: App, principal: Caller) -> NewFeed:
+async def create_feed(request: AnyRequest, glimpze: App, principal: Caller) -> NewFeed:
     refuse_idempotency_key(request)
     data = await read_json(request, FEED_CREATE)
     return await glimpze.feeds.create(principal.project_id, data.name, data.schema_type, data.plan)
@@ -62,7 +62,7 @@ async def get_feed(feed_id: FromPath[str], glimpze: App, principal: Caller) -> F
 
 
 @patch("/{feed_id:str}", opt={"body": FeedPatch}, summary="Rename a feed or change its plan")
-async def update_feed(feed_id: FromPath[str], request: Request, glimpze: App, principal: Caller) -> Feed:
+async def update_feed(feed_id: FromPath[str], request: AnyRequest, glimpze: App, principal: Caller) -> Feed:
     data = await read_json(request, FEED_PATCH)
     return await glimpze.feeds.update(
         principal.project_id,
@@ -83,7 +83,7 @@ async def delete_feed(feed_id: FromPath[str], glimpze: App, principal: Caller) -
     opt={"body": RotateKey, "body_optional": True},
     summary="Replace the write key (the old one stops working after grace_seconds, default 0)",
 )
-async def rotate_feed_key(feed_id: FromPath[str], request: Request, glimpze: App, principal: Caller) -> NewFeed:
+async def rotate_feed_key(feed_id: FromPath[str], request: AnyRequest, glimpze: App, principal: Caller) -> NewFeed:
     data = await read_json(request, ROTATE_KEY, empty=RotateKey())
     return await glimpze.feeds.rotate_key(principal.project_id, feed_id, data.grace_seconds)
 
@@ -104,7 +104,7 @@ async def rotate_read_token(feed_id: FromPath[str], glimpze: App, principal: Cal
     summary="Approval feeds: new callback secret; the old one also signs for grace_seconds (default 24 h)",
 )
 async def rotate_callback_secret(
-    feed_id: FromPath[str], request: Request, glimpze: App, principal: Caller
+    feed_id: FromPath[str], request: AnyRequest, glimpze: App, principal: Caller
 ) -> CallbackSecret:
     data = await read_json(request, ROTATE_CALLBACK_SECRET, empty=RotateCallbackSecret())
     return await glimpze.feeds.rotate_callback_secret(principal.project_id, feed_id, data.grace_seconds)
