@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import ipaddress
 import logging
+import socket
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -275,14 +276,15 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     # SQLite: one server process per data directory (a database shared by several processes,
     # such as PostgreSQL, would not take this lock). Held until the process ends.
     data_dir = claim(config.data_path)
-    metrics_socket = None
-    if config.metrics.listen:
-        host, port = parse_listen(config.metrics.listen)
-        try:
-            metrics_socket = listen_socket(host, port)
-        except OSError as exc:
-            log.error("metrics.listen: cannot listen on %s: %s", config.metrics.listen, exc)
-            return 1
+    sockets: dict[str, socket.socket] = {}
+    for name, address in (("metrics", config.metrics.listen), ("ntfy", config.ntfy.listen)):
+        if address:
+            host, port = parse_listen(address)
+            try:
+                sockets[name] = listen_socket(host, port)
+            except OSError as exc:
+                log.error("%s.listen: cannot listen on %s: %s", name, address, exc)
+                return 1
     app = create_app(config)
     server = Server(
         ServerConfig(
@@ -299,7 +301,8 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
             lifespan="on",
         ),
         app.state.glimpze,
-        metrics_socket=metrics_socket,
+        metrics_socket=sockets.get("metrics"),
+        ntfy_socket=sockets.get("ntfy"),
         watchdog=True,
     )
     scheme = "https" if tls else "http"
@@ -311,8 +314,10 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
         config.port,
         config.data_path.resolve(),
     )
-    if metrics_socket is not None:
+    if "metrics" in sockets:
         log.info("metrics without authentication on http://%s/metrics", config.metrics.listen)
+    if "ntfy" in sockets:
+        log.info("ntfy publishing at the root of http://%s/", config.ntfy.listen)
     try:
         server.run()
     finally:

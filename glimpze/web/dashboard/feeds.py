@@ -233,7 +233,8 @@ async def update_feed(request: AnyRequest, feed_id: FromPath[str]) -> Response[A
 
     async def save() -> str:
         name, plan = form["name"] or None, form["plan"] or None
-        feed = await glimpze.feeds.update(v.project_id, feed_id, name=name, plan_name=plan)
+        topic = form["topic"] or None if "topic" in form.data else msgspec.UNSET  # an empty field clears it
+        feed = await glimpze.feeds.update(v.project_id, feed_id, name=name, plan_name=plan, topic=topic)
         return f"Saved “{feed.name}” (plan {feed.plan})."
 
     return await attempt(request, save, then=f"/feeds/{feed_id}", failed="Not saved.")
