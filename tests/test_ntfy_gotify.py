@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
 from glimpze.config import load
 from glimpze.web.dialects import ntfy_secret
-from tests.conftest import Api, row_counts, running
+from glimpze.clock import FakeClock
+from tests.conftest import Api, driven, row_counts, running
+from tests.imagefiles import picture, widget
+from tests.receiver import Receiver
 
 pytestmark = pytest.mark.anyio
 
@@ -384,3 +389,64 @@ def test_ntfy_credentials_are_read_as_ntfy_sends_them() -> None:
     assert ntfy_secret(None, {"auth": ntfy_auth_param(basic("", "gzw_d"))}) == "gzw_d"
     assert ntfy_secret(None, {"auth": ntfy_auth_param("Bearer gzw_e")}) == "gzw_e"
     assert ntfy_secret("Digest x", {}) is None and ntfy_secret(None, {"auth": "%%%"}) is None
+
+
+# Push buttons from ntfy actions
+
+
+async def test_ntfy_view_and_http_actions_become_the_pushs_buttons(tmp_path: Path, clock: FakeClock) -> None:
+    with Receiver() as receiver:
+        async with driven(tmp_path, clock) as api:
+            target = await api.post("/v1/push/targets", json={"url": f"json://127.0.0.1:{receiver.port}/push"})
+            assert target.status_code == 201, target.text
+            feed = await status_feed(api, topic="myhome")
+            actions = (
+                "view, Open portal, https://home.example.com/, clear=true; "
+                f"http, Turn down, {receiver.url}/thermostat, method=PUT, headers.X-Token=abc, body='{{\"t\": 19}}'; "
+                "broadcast, Take picture, extras.cmd=pic"
+            )
+            headers = {"Authorization": f"Bearer {feed['write_key']}", "Priority": "high", "Actions": actions}
+            published = await api.client.post("/ntfy/myhome", content="You left the house", headers=headers)
+            assert published.status_code == 200, published.text
+            assert await api.glimpze.push.send_due(clock.now()) == 1
+
+            [pushed] = [json.loads(r.body) for r in receiver.requests]
+            links = re.findall(r"(Open portal|Turn down): (\S+)", pushed["message"])
+            assert [label for label, _ in links] == ["Open portal", "Turn down"]  # broadcast is Android's alone
+            view, http = (urlsplit(url).path for _, url in links)
+
+            opened = await api.client.get(view)
+            assert opened.status_code == 303 and opened.headers["location"] == "https://home.example.com/"
+            page = await api.client.get(http)
+            assert page.status_code == 200 and "Turn down" in page.text and len(receiver.requests) == 1
+            pressed = await api.client.post(http)
+            assert pressed.status_code == 200 and "Sent" in pressed.text
+            sent = receiver.requests[-1]
+            assert (sent.method, sent.path, sent.body) == (
+                "PUT",
+                urlsplit(receiver.url).path + "/thermostat",
+                b'{"t": 19}',
+            )
+            assert sent.headers["x-token"] == "abc"
+
+            forged = await api.client.get(http[:-3] + "AAA")
+            assert forged.status_code == 404
+            clock.advance(api.glimpze.config.push.action_link_ttl_seconds + 1)
+            assert (await api.client.post(http)).status_code == 410
+
+
+async def test_an_ntfy_file_of_a_widget_size_becomes_a_custom_feeds_image(api: Api) -> None:
+    feed = (await api.post("/v1/feeds", json={"name": "Camera", "schema_type": "custom", "plan": "pro"})).json()
+    auth = {"Authorization": f"Bearer {feed['write_key']}", "Filename": "door.png"}
+
+    stored = await api.client.put(f"/ntfy/{feed['id']}", content=widget("medium"), headers=auth)
+    assert stored.status_code == 200, stored.text
+    event = await last_event(api, feed)
+    assert event["schema_type"] == "custom" and event["content"]["medium"]["image_url"].endswith(".png")
+    assert event["metadata"]["source"]["filename"] == "door.png"
+
+    before = row_counts(api.glimpze.config.db_path)
+    for body in (picture(300, 200), b"just text"):
+        refused = await api.client.put(f"/ntfy/{feed['id']}", content=body, headers=auth)
+        assert refused.status_code == 422 and "attachment:" in refused.json()["error"], refused.text
+    assert row_counts(api.glimpze.config.db_path) == before
