@@ -12,9 +12,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from glimpze.clock import FakeClock
 from glimpze.config import load
 from glimpze.web.dialects import ntfy_secret
-from glimpze.clock import FakeClock
 from tests.conftest import Api, driven, row_counts, running
 from tests.imagefiles import picture, widget
 from tests.receiver import Receiver
