@@ -30,6 +30,7 @@ from glimpze.web.api import agents, approvals, ctas, feeds, keys, leads, push, s
 from glimpze.web.api.chat_tokens import mint_chat_token
 from glimpze.web.chat_script import widget_js
 from glimpze.web.common import api_principal
+from glimpze.web.dialects import gotify_endpoint, ntfy_endpoint
 from glimpze.web.ingest import ingest_endpoint
 from glimpze.web.media import media_file
 from glimpze.web.openapi import openapi_config
@@ -106,6 +107,8 @@ def create_app(
     app = Litestar(
         route_handlers=[
             ingest_endpoint,
+            ntfy_endpoint,
+            gotify_endpoint,
             widgets.router,
             media_file,
             healthz,

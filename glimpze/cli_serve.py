@@ -1,11 +1,13 @@
-"""`glimpze serve`: the configuration's TLS and metrics checked, the data directory claimed, the app
-built and served by uvicorn until a signal stops it (the CLI's other commands are in cli.py)."""
+"""`glimpze serve`: the configuration's TLS and side listeners (metrics, ntfy) checked, the data
+directory claimed, the app built and served by uvicorn until a signal stops it (the CLI's other
+commands are in cli_commands.py)."""
 
 from __future__ import annotations
 
 import argparse
 import ipaddress
 import logging
+import socket
 import sys
 
 from glimpze import __version__
@@ -37,14 +39,15 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     # SQLite: one server process per data directory (a database shared by several processes,
     # such as PostgreSQL, would not take this lock). Held until the process ends.
     data_dir = claim(config.data_path)
-    metrics_socket = None
-    if config.metrics.listen:
-        host, port = parse_listen(config.metrics.listen)
-        try:
-            metrics_socket = listen_socket(host, port)
-        except OSError as exc:
-            log.error("metrics.listen: cannot listen on %s: %s", config.metrics.listen, exc)
-            return 1
+    sockets: dict[str, socket.socket] = {}  # the side listeners: metrics, ntfy at its root
+    for name, address in (("metrics", config.metrics.listen), ("ntfy", config.ntfy.listen)):
+        if address:
+            host, port = parse_listen(address)
+            try:
+                sockets[name] = listen_socket(host, port)
+            except OSError as exc:
+                log.error("%s.listen: cannot listen on %s: %s", name, address, exc)
+                return 1
     app = create_app(config)
     server = Server(
         ServerConfig(
@@ -61,7 +64,8 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
             lifespan="on",
         ),
         app.state.glimpze,
-        metrics_socket=metrics_socket,
+        metrics_socket=sockets.get("metrics"),
+        ntfy_socket=sockets.get("ntfy"),
         watchdog=True,
     )
     scheme = "https" if tls else "http"
@@ -73,8 +77,10 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
         config.port,
         config.data_path.resolve(),
     )
-    if metrics_socket is not None:
+    if "metrics" in sockets:
         log.info("metrics without authentication on http://%s/metrics", config.metrics.listen)
+    if "ntfy" in sockets:
+        log.info("ntfy publishing at the root of http://%s/", config.ntfy.listen)
     try:
         server.run()
     finally:

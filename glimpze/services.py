@@ -32,6 +32,7 @@ from glimpze.delivery.inspector import Inspector
 from glimpze.delivery.outbox import Outbox
 from glimpze.delivery.ssrf import GuardedTransport, TargetPolicy, guarded_pool
 from glimpze.delivery.webhooks import Webhooks
+from glimpze.feeds.dialects import Publishers
 from glimpze.feeds.events import Events
 from glimpze.feeds.feeds import Feeds
 from glimpze.feeds.idempotency import Idempotency
@@ -44,6 +45,7 @@ from glimpze.feeds.widgets import Widgets
 from glimpze.ops.metrics import Registry
 from glimpze.push.action_links import ActionLinks
 from glimpze.push.approvals import Approvals
+from glimpze.push.buttons import Buttons
 from glimpze.push.pushes import Push
 from glimpze.push.quiet_hours import QuietHours
 from glimpze.push.targets import PushTargets
@@ -107,6 +109,13 @@ class Services:
             metrics=self.metrics,
         )
         self.approvals = Approvals(self.db, config, self.clock, self.outbox, self.push, self.action_links)
+        self.buttons = Buttons(
+            self.db,
+            self.clock,
+            self.action_links,
+            lambda: GuardedTransport(self.policy, max_connections=4, network=network),
+            config.push.timeout_seconds,
+        )
         # Feeds: events in, widgets out
         self.feeds = Feeds(self.db, config, self.clock)
         self.idempotency = Idempotency(self.db, self.clock)
@@ -125,6 +134,7 @@ class Services:
             push=self.push,
             changes=self.changes,
         )
+        self.publishers = Publishers(config, self.feeds, self.keys, self.auth_failures)  # ntfy, Gotify
         self.events = Events(self.db, self.feeds, self.approvals)
         self.widgets = Widgets(self.db, self.feeds, self.media, self.clock, self.auth_failures, self.events)
         self.retention = Retention(self.db, config, self.media)

@@ -1,7 +1,9 @@
 """Strict decoding of request bodies into Structs, with errors that name the bad field.
 
 msgspec stops at the first error and reports unknown or missing fields at the parent object;
-`field_error()` moves the path onto the field itself and suggests the nearest known name.
+`field_error()` moves the path onto the field itself and suggests the nearest known name. Once a
+body has failed, `every_field_error()` checks it again field by field, so a 422 names every bad
+field (the first one msgspec found stays first); a valid body never pays for that second pass.
 
 Every JSON document that comes from outside (a body, an upload's JSON field, a token's or a
 cursor's payload) is decoded by a `Decoder`, which first refuses arrays and objects nested more
@@ -61,7 +63,8 @@ class Decoder(typing.Generic[T]):
         try:
             return self._decoder.decode(body)
         except msgspec.ValidationError as exc:
-            raise validation_failed(exc, self.type, self.prefix) from None
+            first = field_error(str(exc), self.type, self.prefix)
+            raise failed([first, *every_field_error(body, self.type, self.prefix)]) from None
         except msgspec.DecodeError as exc:
             raise invalid_json(exc) from None
 
@@ -145,6 +148,68 @@ def _key(token: bytes) -> str:
 def validation_failed(exc: msgspec.ValidationError, root: object, prefix: str = "$") -> ValidationFailed:
     error = field_error(str(exc), root, prefix)
     return ValidationFailed(f"{error.path}: {error.message}", errors=[error])
+
+
+def failed(errors: list[FieldError]) -> ValidationFailed:
+    """One 422 for `errors` in order, each path once (the first error for a path is kept)."""
+    unique: dict[str, FieldError] = {}
+    for error in errors:
+        unique.setdefault(error.path, error)
+    return ValidationFailed("; ".join(f"{e.path}: {e.message}" for e in unique.values()), errors=[*unique.values()])
+
+
+def every_field_error(body: bytes, root: object, prefix: str = "$") -> list[FieldError]:
+    """Every bad field of a JSON document that failed to decode into `root`, found by checking
+    each member of each object against its field's type (only called after a failure)."""
+    try:
+        document = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return []
+    return _check(document, root, prefix)
+
+
+def _check(value: object, hint: object, path: str) -> list[FieldError]:
+    """The errors of `value` as `hint` at `path`: an object's members one by one, then the object."""
+    options = _unwrap(hint)
+    if value is None and type(None) in options:
+        return []
+    structs = [t for t in options if isinstance(t, type) and issubclass(t, msgspec.Struct)]
+    if len(structs) == 1 and isinstance(value, dict) and len(options) - (type(None) in options) == 1:
+        errors = _check_members(value, structs[0], path)
+        return errors or _convert(value, structs[0], path)
+    origin = typing.get_origin(hint)
+    if origin is list and isinstance(value, list):
+        (item,) = typing.get_args(hint) or (Any,)
+        return [e for i, v in enumerate(value) for e in _check(v, item, f"{path}[{i}]")]
+    if origin is dict and isinstance(value, dict):
+        _, item = typing.get_args(hint) or (str, Any)
+        errors = [e for k, v in value.items() for e in _check(v, item, member_path(path, str(k)))]
+        return errors or _convert(value, hint, path)
+    return _convert(value, hint, path)
+
+
+def _check_members(value: dict[str, Any], struct: type[msgspec.Struct], path: str) -> list[FieldError]:
+    config = struct.__struct_config__
+    hints = typing.get_type_hints(struct, include_extras=True)
+    fields = {f.encode_name: f for f in msgspec.structs.fields(struct)}
+    errors: list[FieldError] = []
+    for name, member in value.items():  # in the document's order, as msgspec reads it
+        if name in fields:
+            errors += _check(member, hints[fields[name].name], member_path(path, name))
+        elif name != config.tag_field and config.forbid_unknown_fields:
+            errors.append(field_error(f"Object contains unknown field `{name}` - at `$`", struct, path))
+    for name, field in fields.items():
+        if field.required and name not in value:
+            errors.append(field_error(f"Object missing required field `{name}` - at `$`", struct, path))
+    return errors
+
+
+def _convert(value: object, hint: object, path: str) -> list[FieldError]:
+    try:
+        msgspec.convert(value, hint, strict=True)
+    except msgspec.ValidationError as exc:
+        return [field_error(str(exc), hint, path)]
+    return []
 
 
 def field_error(text: str, root: object, prefix: str = "$") -> FieldError:

@@ -17,6 +17,7 @@ from glimpze.clock import iso
 from glimpze.feeds.feeds import Feeds, FeedState
 from glimpze.feeds.media import MediaFile
 from glimpze.feeds.schemas import IngestEvent
+from glimpze.push.buttons import Button
 from glimpze.store.database import Database
 from glimpze.store.pagination import decode_cursor, encode_cursor
 from glimpze.store.sql import Row, Tx, one
@@ -66,9 +67,21 @@ class NewEvent:
     widget_updated: bool
     push: str  # the ingest answer's `push`: none | queued | suppressed
     media: list[MediaFile] = field(default_factory=list)  # images an upload brings
+    buttons: list[Button] = field(default_factory=list)  # the action buttons of its push
     minute_tokens: float | None = None
     day_tokens: float | None = None
     seq: int = 0  # set once the row is written
+
+
+class Accepted(msgspec.Struct, omit_defaults=True):
+    """The 202 answer to an ingest request; an upload's also holds the content (its image URLs)."""
+
+    id: str
+    feed_id: str
+    status: str
+    widget_updated: bool
+    push: str
+    content: msgspec.Raw | None = None
 
 
 @dataclass(frozen=True, slots=True)

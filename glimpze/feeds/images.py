@@ -154,6 +154,19 @@ def check_image(data: bytes, field: str, size: str) -> CheckedImage:
     return CheckedImage(ext, width, height)
 
 
+def widget_size(data: bytes) -> str | None:
+    """The widget size whose pixels an image's header declares, or None (not a PNG, JPEG or WebP
+    image, or of no widget's size); `check_image` then checks it for that size."""
+    ext = sniff(data[:16])
+    if ext is None:
+        return None
+    try:
+        width, height = _header(data, ext, "the image")
+    except ImageRejected:
+        return None
+    return next((size for size, pixels in WIDGET_PIXELS.items() if pixels == (width, height)), None)
+
+
 def _header(data: bytes, ext: str, field: str) -> tuple[int, int]:
     """Width and height from the header, read by the format's own libvips loader only."""
     pyvips = vips()

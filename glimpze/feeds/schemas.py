@@ -12,8 +12,8 @@ from typing import Any, Literal, Union
 
 import msgspec
 
-from glimpze.errors import SchemaTypeMismatch, ValidationFailed
-from glimpze.validation import Decoder
+from glimpze.errors import FieldError, SchemaTypeMismatch, ValidationFailed
+from glimpze.validation import Decoder, failed
 
 SCHEMA_TYPES = ("summary", "status", "counter", "approval", "custom")
 METADATA_MAX_BYTES = 8 * 1024
@@ -213,6 +213,7 @@ def decode_event(body: bytes, feed_schema: str) -> IngestEvent:
     try:
         return _DECODERS[feed_schema].decode(body)
     except ValidationFailed as exc:
-        if exc.errors and exc.errors[0].path == "$.callback":
-            raise ValidationFailed.at("$.callback", "callback is allowed on approval events only") from None
+        if any(error.path == "$.callback" for error in exc.errors):
+            only = FieldError("$.callback", "callback is allowed on approval events only")
+            raise failed([only if error.path == "$.callback" else error for error in exc.errors]) from None
         raise

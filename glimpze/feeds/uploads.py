@@ -31,8 +31,9 @@ from glimpze.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
+from glimpze.feeds.events import Accepted, NewEvent
 from glimpze.feeds.feeds import FeedState
-from glimpze.feeds.images import CONTENT_TYPES, CheckedImage, ImageRejected, check_image
+from glimpze.feeds.images import CONTENT_TYPES, WIDGET_PIXELS, CheckedImage, ImageRejected, check_image, widget_size
 from glimpze.feeds.media import Media, MediaFile
 from glimpze.feeds.schemas import (
     METADATA_MAX_BYTES,
@@ -44,6 +45,7 @@ from glimpze.feeds.schemas import (
     url_problem,
 )
 from glimpze.ops.datadir import reason
+from glimpze.push.buttons import Button
 from glimpze.store.database import StorageError
 from glimpze.validation import Decoder
 
@@ -88,6 +90,30 @@ class UploadForm:
         and whatever the multipart boundary (a retry by another client library still matches)."""
         lines = "".join(f"{name}:{self.parts[name].sha256}\n" for name in sorted(self.parts))
         return hashlib.sha256(lines.encode()).hexdigest()
+
+
+@asynccontextmanager
+async def image_form(data: bytes, media: Media, path: str = "attachment") -> AsyncIterator[UploadForm]:
+    """A form of one image sent whole (an ntfy attachment), as the field of the widget size its
+    header declares; a 422 naming `path` when no size fits. The spool file goes on exit."""
+    size = await asyncio.to_thread(widget_size, data)
+    if size is None:
+        sizes = ", ".join(f"{w}×{h}" for w, h in WIDGET_PIXELS.values())
+        raise ValidationFailed.at(path, f"is not a PNG, JPEG or WebP image of a widget size ({sizes} px)")
+    if len(data) > IMAGE_MAX_BYTES:
+        raise PayloadTooLarge.over(IMAGE_MAX_BYTES)
+    part = Part(f"{size}_image", "attachment", hashlib.sha256(data).hexdigest(), len(data), media.new_incoming())
+    form = UploadForm({part.name: part})
+    try:
+        assert part.path is not None
+        try:
+            part.path.write_bytes(data)
+        except OSError as exc:
+            raise StorageError(f"cannot write {exc.filename or media.incoming}: {reason(exc)}") from None
+        yield form
+    finally:
+        if part.path is not None:
+            part.path.unlink(missing_ok=True)
 
 
 def multipart_boundary(content_type: str | None) -> str:
@@ -205,15 +231,19 @@ def _check_part_size(part: Part) -> None:
 class Upload:
     """An upload form as an ingest submission (see `Ingest.submit`): checked into a custom event."""
 
-    echo_content = True
-
     def __init__(self, form: UploadForm, media: Media) -> None:
         self.form = form
         self.media_store = media
         self.media: list[MediaFile] = []
+        self.buttons: list[Button] = []
 
     def digest(self) -> str:
         return self.form.digest()
+
+    def answer(self, new: NewEvent, accepted: Accepted) -> tuple[int, bytes]:
+        """The 202 answer, repeating the content: the stored images' URLs."""
+        accepted.content = msgspec.Raw(new.content)
+        return 202, msgspec.json.encode(accepted)
 
     async def decode(self) -> CustomEvent:
         """Check every field (all errors at once), then adopt the images and build the event."""

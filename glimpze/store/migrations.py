@@ -553,6 +553,15 @@ DROP TRIGGER events_widget;
 DROP TRIGGER out_events_queue;
 """
 
+TOPICS = """
+-- A feed's topic: the name ntfy clients publish to (`/ntfy/{topic}`), unique within its project.
+ALTER TABLE feeds ADD COLUMN topic TEXT;
+CREATE UNIQUE INDEX feeds_topic ON feeds(project_id, topic);
+
+-- A push's action buttons (JSON): a link to open, or an HTTP request Glimpze makes once tapped.
+ALTER TABLE pushes ADD COLUMN actions TEXT;
+"""
+
 MIGRATIONS: list[tuple[str, str]] = [
     ("core: projects, keys, feeds, events, idempotency", CORE),
     ("webhooks: outgoing events, webhooks, deliveries, attempts", WEBHOOKS),
@@ -564,4 +573,5 @@ MIGRATIONS: list[tuple[str, str]] = [
     ("agent profile: display name, avatar and reply time for the visitor widget's header", AGENT_PROFILE),
     ("home: dashboard tiles, conversation reads, push pages, approval widget indexes", HOME),
     ("rules in python: the triggers that queued deliveries and moved the widget pointer go", RULES_IN_PYTHON),
+    ("topics: a feed's ntfy topic; a push's action buttons", TOPICS),
 ]

@@ -78,15 +78,16 @@ async def _answer(glimpze: Services, scope: Scope, receive: Receive, send: Send,
     except GlimpzeError as exc:
         # Answered here rather than by the app's exception handlers: floods of 401s and 429s
         # must stay cheaper than accepted events (bench/throttle.py).
-        await _send(send, exc.status, error_body(exc), exc.headers, _PROBLEM)
+        await send_answer(send, exc.status, error_body(exc), exc.headers, _PROBLEM)
         return
     extra = {"Idempotent-Replayed": "true"} if outcome.replayed else {}
-    await _send(send, outcome.status, outcome.body, {**outcome.headers, **extra}, _JSON)
+    await send_answer(send, outcome.status, outcome.body, {**outcome.headers, **extra}, _JSON)
 
 
-async def _send(
+async def send_answer(
     send: Send, status: int, body: bytes, headers: dict[str, str], content_type: list[tuple[bytes, bytes]]
 ) -> None:
+    """Send a whole answer: its status, headers and body."""
     # Content-Length: without it uvicorn answers chunked, which costs more and trips simple clients.
     length = (b"content-length", str(len(body)).encode())
     raw = [*content_type, length, *((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items())]

@@ -23,8 +23,8 @@ from litestar.routes import HTTPRoute
 
 from glimpze import __version__
 from glimpze.errors import FieldError
+from glimpze.feeds.events import Accepted
 from glimpze.feeds.images import CONTENT_TYPES, WIDGET_PIXELS
-from glimpze.feeds.ingest import Accepted
 from glimpze.feeds.schemas import CustomContent, IngestEvent
 from glimpze.feeds.uploads import IMAGE_FIELDS, IMAGE_MAX_BYTES, UPLOAD_MAX_BYTES
 from glimpze.store.pagination import DEFAULT_LIMIT, MAX_LIMIT

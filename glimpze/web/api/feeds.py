@@ -20,11 +20,13 @@ class FeedCreate(msgspec.Struct, forbid_unknown_fields=True):
     name: str
     schema_type: SchemaType
     plan: str | None = None
+    topic: str | None = None  # the name ntfy clients publish to; unique in the project
 
 
 class FeedPatch(msgspec.Struct, forbid_unknown_fields=True):
     name: str | msgspec.UnsetType = msgspec.UNSET
     plan: str | msgspec.UnsetType = msgspec.UNSET
+    topic: str | None | msgspec.UnsetType = msgspec.UNSET  # null clears it
 
 
 class RotateKey(msgspec.Struct, forbid_unknown_fields=True):
@@ -45,7 +47,7 @@ ROTATE_CALLBACK_SECRET: Decoder[RotateCallbackSecret] = Decoder(RotateCallbackSe
 async def create_feed(request: AnyRequest, glimpze: App, principal: Caller) -> NewFeed:
     refuse_idempotency_key(request)
     data = await read_json(request, FEED_CREATE)
-    return await glimpze.feeds.create(principal.project_id, data.name, data.schema_type, data.plan)
+    return await glimpze.feeds.create(principal.project_id, data.name, data.schema_type, data.plan, data.topic)
 
 
 @get("/", summary="List feeds, oldest first")
@@ -61,7 +63,7 @@ async def get_feed(feed_id: FromPath[str], glimpze: App, principal: Caller) -> F
     return await glimpze.feeds.get(principal.project_id, feed_id)
 
 
-@patch("/{feed_id:str}", opt={"body": FeedPatch}, summary="Rename a feed or change its plan")
+@patch("/{feed_id:str}", opt={"body": FeedPatch}, summary="Rename a feed, change its plan, set or clear its topic")
 async def update_feed(feed_id: FromPath[str], request: AnyRequest, glimpze: App, principal: Caller) -> Feed:
     data = await read_json(request, FEED_PATCH)
     return await glimpze.feeds.update(
@@ -69,6 +71,7 @@ async def update_feed(feed_id: FromPath[str], request: AnyRequest, glimpze: App,
         feed_id,
         name=data.name or None if data.name is not msgspec.UNSET else None,
         plan_name=data.plan if data.plan is not msgspec.UNSET else None,
+        topic=data.topic,
     )
 
 

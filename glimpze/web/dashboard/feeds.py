@@ -238,7 +238,8 @@ async def update_feed(request: AnyRequest, glimpze: App, viewer: SignedIn, feed_
 
     async def save() -> str:
         name, plan = form["name"] or None, form["plan"] or None
-        feed = await glimpze.feeds.update(viewer.project_id, feed_id, name=name, plan_name=plan)
+        topic = form["topic"] or None if "topic" in form.data else msgspec.UNSET  # an empty field clears it
+        feed = await glimpze.feeds.update(viewer.project_id, feed_id, name=name, plan_name=plan, topic=topic)
         return f"Saved “{feed.name}” (plan {feed.plan})."
 
     return await attempt(request, save, then=f"/feeds/{feed_id}", failed="Not saved.")

@@ -37,7 +37,7 @@ from glimpze.accounts.admin import SESSION_SECONDS, DashboardSession
 from glimpze.errors import GlimpzeError
 from glimpze.ids import same
 from glimpze.services import Services
-from glimpze.validation import validation_failed
+from glimpze.validation import every_field_error, failed, field_error
 from glimpze.web.common import AnyRequest, client_address
 from glimpze.web.problems import http_error
 
@@ -437,7 +437,8 @@ def convert(values: Mapping[str, object], type_: type[T]) -> T:
     try:
         return msgspec.convert(values, type_)
     except msgspec.ValidationError as exc:
-        raise validation_failed(exc, type_) from None
+        first = field_error(str(exc), type_)
+        raise failed([first, *every_field_error(msgspec.json.encode(values), type_)]) from None
 
 
 async def form_of(request: AnyRequest) -> Form:
