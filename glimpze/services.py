@@ -126,7 +126,9 @@ class Services:
             changes=self.changes,
         )
         self.events = Events(self.db, self.feeds, self.approvals)
-        self.widgets = Widgets(self.db, self.feeds, self.media, self.clock, self.auth_failures, self.events)
+        self.widgets = Widgets(
+            self.db, self.feeds, self.media, self.clock, self.auth_failures, self.events, quiet_hours=self.quiet_hours
+        )
         self.retention = Retention(self.db, config, self.media)
         self.tiles = Tiles(self.db, self.clock)
         # The visitor chat

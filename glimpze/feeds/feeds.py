@@ -55,7 +55,7 @@ SQL_SELECT_FEEDS = """
     SELECT feeds.rowid, feeds.id, feeds.project_id, feeds.name, feeds.schema_type, feeds.plan,
            feeds.write_key_prefix, feeds.write_key_hash, feeds.previous_key_hash, feeds.previous_key_expires_at,
            feeds.read_token, feeds.throttled_dropped, feeds.created_at, feeds.updated_at, feeds.callback_secret,
-           feeds.previous_callback_secret, feeds.previous_callback_secret_expires_at,
+           feeds.previous_callback_secret, feeds.previous_callback_secret_expires_at, feeds.show_updated,
            e.received_at AS buckets_at, e.minute_tokens, e.day_tokens
     FROM feeds LEFT JOIN events e ON e.seq = (
         SELECT seq FROM events WHERE feed_id = feeds.id AND status = 'accepted' ORDER BY seq DESC LIMIT 1
@@ -63,13 +63,14 @@ SQL_SELECT_FEEDS = """
 """
 SQL_INSERT_FEED = """
     INSERT INTO feeds (id, project_id, name, schema_type, plan, write_key_hash, write_key_prefix, read_token,
-                       callback_secret, created_at, updated_at)
-    VALUES (:id, :project_id, :name, :schema_type, :plan, :hash, :prefix, :read_token, :callback_secret, :now, :now)
+                       callback_secret, show_updated, created_at, updated_at)
+    VALUES (:id, :project_id, :name, :schema_type, :plan, :hash, :prefix, :read_token, :callback_secret,
+            :show_updated, :now, :now)
 """
 SQL_COUNT_CUSTOM = "SELECT count(*) FROM feeds WHERE project_id = ? AND schema_type = 'custom' AND id != ?"
 SQL_GET_FEED = SQL_SELECT_FEEDS + " WHERE feeds.id = ?"
 SQL_LIST_FEEDS = SQL_SELECT_FEEDS + " WHERE feeds.project_id = ? AND feeds.rowid > ? ORDER BY feeds.rowid LIMIT ?"
-SQL_UPDATE_FEED = "UPDATE feeds SET name = ?, plan = ?, updated_at = ? WHERE id = ?"
+SQL_UPDATE_FEED = "UPDATE feeds SET name = ?, plan = ?, show_updated = ?, updated_at = ? WHERE id = ?"
 SQL_DELETE_FEED = "DELETE FROM feeds WHERE project_id = ? AND id = ?"
 SQL_ROTATE_FEED_KEY = f"""
     UPDATE feeds SET {previous_columns("write_key_hash", "previous_key_hash", "previous_key_expires_at")},
@@ -80,7 +81,7 @@ SQL_ROTATE_FEED_KEY = f"""
 SQL_SHOW_ON_WIDGET = "UPDATE feeds SET widget_event_seq = ? WHERE id = ?"
 SQL_SET_DROPPED = "UPDATE feeds SET throttled_dropped = ? WHERE id = ?"
 SQL_ROTATE_READ_TOKEN = "UPDATE feeds SET read_token = ?, updated_at = ? WHERE project_id = ? AND id = ?"
-SQL_READER_FEED = "SELECT id, name, schema_type, read_token FROM feeds WHERE id = ?"
+SQL_READER_FEED = "SELECT id, project_id, name, schema_type, read_token, show_updated FROM feeds WHERE id = ?"
 _KEEP_CALLBACK_SECRET = previous_columns(
     "callback_secret", "previous_callback_secret", "previous_callback_secret_expires_at"
 )
@@ -106,6 +107,7 @@ class Feed(msgspec.Struct, kw_only=True, omit_defaults=True):
     updated_at: str
     usage: FeedUsage
     throttled_dropped: int
+    show_updated: bool  # its widget PNGs say when the feed was last updated
     callback_secret: str | None = None  # approval feeds: signs the callbacks of their approvals
 
 
@@ -128,6 +130,8 @@ class ReaderFeed:
     id: str
     name: str
     schema_type: str
+    project_id: str = ""  # whose time zone the freshness stamp is in
+    show_updated: bool = False
 
 
 @dataclass(slots=True)
@@ -172,7 +176,9 @@ class Feeds:
             raise ValidationFailed.at(path, f"no plan named {name!r}; plans: {', '.join(sorted(self.config.plans))}")
         return plan
 
-    async def create(self, project_id: str, name: str, schema_type: str, plan_name: str | None) -> NewFeed:
+    async def create(
+        self, project_id: str, name: str, schema_type: str, plan_name: str | None, *, show_updated: bool = False
+    ) -> NewFeed:
         if schema_type not in SCHEMA_TYPES:
             raise ValidationFailed.at("$.schema_type", f"must be one of {', '.join(SCHEMA_TYPES)}")
         plan_name = plan_name or self.config.default_plan
@@ -189,6 +195,7 @@ class Feeds:
             "prefix": display_prefix(secret),
             "read_token": new_secret("gzr_"),
             "callback_secret": new_signing_secret() if schema_type == "approval" else None,
+            "show_updated": show_updated,
             "now": now,
         }
 
@@ -216,7 +223,15 @@ class Feeds:
     async def get(self, project_id: str, feed_id: str) -> Feed:
         return self._feed_out(await self.row(project_id, feed_id))
 
-    async def update(self, project_id: str, feed_id: str, *, name: str | None, plan_name: str | None) -> Feed:
+    async def update(
+        self,
+        project_id: str,
+        feed_id: str,
+        *,
+        name: str | None,
+        plan_name: str | None,
+        show_updated: bool | None = None,
+    ) -> Feed:
         plan = self.plan(plan_name) if plan_name is not None else None
         name = check_name(name) if name is not None else None
         now = self.clock.now()
@@ -232,7 +247,8 @@ class Feeds:
                 and plan_name != row["plan"]
             ):
                 _check_custom_allowed(tx, project_id, feed_id, plan_name, plan)
-            tx.execute(SQL_UPDATE_FEED, (name or row["name"], plan_name or row["plan"], now, feed_id))
+            shown = row["show_updated"] if show_updated is None else show_updated
+            tx.execute(SQL_UPDATE_FEED, (name or row["name"], plan_name or row["plan"], shown, now, feed_id))
             return one(tx.execute(SQL_GET_FEED, (feed_id,)))
 
         row = await self.db.write(job)
@@ -332,7 +348,7 @@ class Feeds:
             raise _unauthorized("This is not a Glimpze read token (they start with 'gzr_').", "read")
         if not same(token, row["read_token"]):
             raise _unauthorized("The read token does not match this feed (it may have been rotated).", "read")
-        return ReaderFeed(row["id"], row["name"], row["schema_type"])
+        return ReaderFeed(row["id"], row["name"], row["schema_type"], row["project_id"], bool(row["show_updated"]))
 
     async def authenticate(self, feed_id: str, secret: str | None) -> FeedState:
         """The feed a write key opens; raises Unauthorized or NotFound (DESIGN §7 check order)."""
@@ -423,6 +439,7 @@ class Feeds:
             updated_at=iso(row["updated_at"]),
             usage=self.usage(row),
             throttled_dropped=self.dropped(row),
+            show_updated=bool(row["show_updated"]),
             callback_secret=row["callback_secret"],
         )
 

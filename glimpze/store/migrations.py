@@ -553,6 +553,11 @@ DROP TRIGGER events_widget;
 DROP TRIGGER out_events_queue;
 """
 
+FRESHNESS = """
+-- A feed's widget PNGs say when the feed was last updated ("updated 14:05"); screens have their own.
+ALTER TABLE feeds ADD COLUMN show_updated INTEGER NOT NULL DEFAULT 0;
+"""
+
 MIGRATIONS: list[tuple[str, str]] = [
     ("core: projects, keys, feeds, events, idempotency", CORE),
     ("webhooks: outgoing events, webhooks, deliveries, attempts", WEBHOOKS),
@@ -564,4 +569,5 @@ MIGRATIONS: list[tuple[str, str]] = [
     ("agent profile: display name, avatar and reply time for the visitor widget's header", AGENT_PROFILE),
     ("home: dashboard tiles, conversation reads, push pages, approval widget indexes", HOME),
     ("rules in python: the triggers that queued deliveries and moved the widget pointer go", RULES_IN_PYTHON),
+    ("freshness: a feed's widget PNGs may say when it was last updated", FRESHNESS),
 ]

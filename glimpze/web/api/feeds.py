@@ -20,11 +20,13 @@ class FeedCreate(msgspec.Struct, forbid_unknown_fields=True):
     name: str
     schema_type: SchemaType
     plan: str | None = None
+    show_updated: bool = False  # the widget PNGs say when the feed was last updated
 
 
 class FeedPatch(msgspec.Struct, forbid_unknown_fields=True):
     name: str | msgspec.UnsetType = msgspec.UNSET
     plan: str | msgspec.UnsetType = msgspec.UNSET
+    show_updated: bool | msgspec.UnsetType = msgspec.UNSET
 
 
 class RotateKey(msgspec.Struct, forbid_unknown_fields=True):
@@ -45,7 +47,9 @@ ROTATE_CALLBACK_SECRET = Decoder(RotateCallbackSecret)
 async def create_feed(request: Request, glimpze: App, principal: Caller) -> NewFeed:
     refuse_idempotency_key(request)
     data = await read_json(request, FEED_CREATE)
-    return await glimpze.feeds.create(principal.project_id, data.name, data.schema_type, data.plan)
+    return await glimpze.feeds.create(
+        principal.project_id, data.name, data.schema_type, data.plan, show_updated=data.show_updated
+    )
 
 
 @get("/", summary="List feeds, oldest first")
@@ -61,7 +65,11 @@ async def get_feed(feed_id: FromPath[str], glimpze: App, principal: Caller) -> F
     return await glimpze.feeds.get(principal.project_id, feed_id)
 
 
-@patch("/{feed_id:str}", opt={"body": FeedPatch}, summary="Rename a feed or change its plan")
+@patch(
+    "/{feed_id:str}",
+    opt={"body": FeedPatch},
+    summary="Rename a feed, change its plan or whether its PNGs show when it was updated",
+)
 async def update_feed(feed_id: FromPath[str], request: Request, glimpze: App, principal: Caller) -> Feed:
     data = await read_json(request, FEED_PATCH)
     return await glimpze.feeds.update(
@@ -69,6 +77,7 @@ async def update_feed(feed_id: FromPath[str], request: Request, glimpze: App, pr
         feed_id,
         name=data.name or None if data.name is not msgspec.UNSET else None,
         plan_name=data.plan if data.plan is not msgspec.UNSET else None,
+        show_updated=data.show_updated if data.show_updated is not msgspec.UNSET else None,
     )
 
 
