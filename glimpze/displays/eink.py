@@ -1,13 +1,15 @@
 """Pictures for e-ink panels: painted in 1 bit (black and white) or 2 bits (four greys), and encoded
 as the TRMNL firmware reads them.
 
-Text and flat shapes are thresholded, never dithered: each layer's coverage mask becomes ink or
-paper on its own (`crisp`), and its colour the nearest grey level (`level`). A plain 50 % cut loses
-a thin stroke whose ink falls across two pixels (each under half covered), so a pixel is also ink
-where its coverage peaks across the stroke (a ridge, across rows or columns) and reaches a quarter:
-no stroke comes out thinner than one pixel, and no glyph breaks apart. Images (a custom feed's
-picture) are dithered to the levels with an 8×8 ordered (Bayer) matrix: deterministic, so an
-unchanged screen encodes to the same bytes, and cheap in libvips.
+Text and flat shapes are thresholded, never dithered. Each layer is painted anti-aliased in its
+colour's grey level (`level`), and also as dark or light ink, into a three-band picture (`canvas`,
+`paint`); the whole is then quantised once (`quantise`): each pixel to the nearest level, except
+that a pixel on a stroke's ridge (darkest across a row or a column, for dark ink; lightest, for
+light ink) goes to the ink's side. A plain 50 % cut loses a thin stroke whose ink falls across two
+pixels, each under half covered; this keeps every stroke at least one pixel wide, so no glyph
+breaks apart or loses a part (tests/test_screens.py checks it against 4× renderings). Images (a
+custom feed's picture) are dithered to the levels with an 8×8 ordered (Bayer) matrix:
+deterministic, so an unchanged screen encodes to the same bytes, and cheap in libvips.
 
 Encodings, matched to what the firmware accepts (usetrmnl/firmware at bbb6eb5, June 2025:
 `lib/trmnl/src/bmp.cpp` parseBMPHeader, `src/display.cpp` display_show_image,
@@ -27,11 +29,10 @@ from __future__ import annotations
 import math
 import struct
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any
 
 from glimpze.feeds.images import VipsImage, vips
 
-BitDepth = Literal[1, 2, 8]
 LEVELS: dict[int, tuple[int, ...]] = {1: (0, 255), 2: (0, 85, 170, 255)}
 RIDGE_MIN = 64  # a ridge of at least a quarter coverage is a stroke (below: anti-aliasing fringe)
 RIDGE_CONTRAST = 24  # levels a ridge stands out by from one side (the other may be a plateau)
