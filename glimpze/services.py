@@ -136,7 +136,9 @@ class Services:
         )
         self.publishers = Publishers(config, self.feeds, self.keys, self.auth_failures)  # ntfy, Gotify
         self.events = Events(self.db, self.feeds, self.approvals)
-        self.widgets = Widgets(self.db, self.feeds, self.media, self.clock, self.auth_failures, self.events)
+        self.widgets = Widgets(
+            self.db, self.feeds, self.media, self.clock, self.auth_failures, self.events, quiet_hours=self.quiet_hours
+        )
         self.retention = Retention(self.db, config, self.media)
         self.tiles = Tiles(self.db, self.clock)
         # The visitor chat

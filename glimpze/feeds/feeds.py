@@ -59,6 +59,7 @@ SQL_SELECT_FEEDS = """
            feeds.write_key_prefix, feeds.write_key_hash, feeds.previous_key_hash, feeds.previous_key_expires_at,
            feeds.read_token, feeds.throttled_dropped, feeds.created_at, feeds.updated_at, feeds.callback_secret,
            feeds.previous_callback_secret, feeds.previous_callback_secret_expires_at, feeds.topic,
+           feeds.show_updated,
            e.received_at AS buckets_at, e.minute_tokens, e.day_tokens
     FROM feeds LEFT JOIN events e ON e.seq = (
         SELECT seq FROM events WHERE feed_id = feeds.id AND status = 'accepted' ORDER BY seq DESC LIMIT 1
@@ -66,14 +67,14 @@ SQL_SELECT_FEEDS = """
 """
 SQL_INSERT_FEED = """
     INSERT INTO feeds (id, project_id, name, schema_type, plan, write_key_hash, write_key_prefix, read_token,
-                       callback_secret, topic, created_at, updated_at)
+                       callback_secret, topic, show_updated, created_at, updated_at)
     VALUES (:id, :project_id, :name, :schema_type, :plan, :hash, :prefix, :read_token, :callback_secret, :topic,
-            :now, :now)
+            :show_updated, :now, :now)
 """
 SQL_COUNT_CUSTOM = "SELECT count(*) FROM feeds WHERE project_id = ? AND schema_type = 'custom' AND id != ?"
 SQL_GET_FEED = SQL_SELECT_FEEDS + " WHERE feeds.id = ?"
 SQL_LIST_FEEDS = SQL_SELECT_FEEDS + " WHERE feeds.project_id = ? AND feeds.rowid > ? ORDER BY feeds.rowid LIMIT ?"
-SQL_UPDATE_FEED = "UPDATE feeds SET name = ?, plan = ?, topic = ?, updated_at = ? WHERE id = ?"
+SQL_UPDATE_FEED = "UPDATE feeds SET name = ?, plan = ?, topic = ?, show_updated = ?, updated_at = ? WHERE id = ?"
 # Topics (ntfy): a feed's id or its topic names it within its project; a write key names its feed.
 SQL_TOPIC_HOLDER = "SELECT id FROM feeds WHERE project_id = ? AND topic = ? AND id != ?"
 SQL_FEED_OF_TOPIC = "SELECT id FROM feeds WHERE project_id = ? AND (id = ? OR topic = ?)"
@@ -88,7 +89,7 @@ SQL_ROTATE_FEED_KEY = f"""
 SQL_SHOW_ON_WIDGET = "UPDATE feeds SET widget_event_seq = ? WHERE id = ?"
 SQL_SET_DROPPED = "UPDATE feeds SET throttled_dropped = ? WHERE id = ?"
 SQL_ROTATE_READ_TOKEN = "UPDATE feeds SET read_token = ?, updated_at = ? WHERE project_id = ? AND id = ?"
-SQL_READER_FEED = "SELECT id, name, schema_type, read_token FROM feeds WHERE id = ?"
+SQL_READER_FEED = "SELECT id, project_id, name, schema_type, read_token, show_updated FROM feeds WHERE id = ?"
 _KEEP_CALLBACK_SECRET = previous_columns(
     "callback_secret", "previous_callback_secret", "previous_callback_secret_expires_at"
 )
@@ -114,6 +115,7 @@ class Feed(msgspec.Struct, kw_only=True, omit_defaults=True):
     updated_at: str
     usage: FeedUsage
     throttled_dropped: int
+    show_updated: bool  # its widget PNGs say when the feed was last updated
     callback_secret: str | None = None  # approval feeds: signs the callbacks of their approvals
     topic: str | None = None  # the name ntfy clients publish to (docs/ntfy-and-gotify.md)
 
@@ -137,6 +139,8 @@ class ReaderFeed:
     id: str
     name: str
     schema_type: str
+    project_id: str = ""  # whose time zone the freshness stamp is in
+    show_updated: bool = False
 
 
 @dataclass(slots=True)
@@ -185,7 +189,14 @@ class Feeds:
         return plan
 
     async def create(
-        self, project_id: str, name: str, schema_type: str, plan_name: str | None, topic: str | None = None
+        self,
+        project_id: str,
+        name: str,
+        schema_type: str,
+        plan_name: str | None,
+        topic: str | None = None,
+        *,
+        show_updated: bool = False,
     ) -> NewFeed:
         if schema_type not in SCHEMA_TYPES:
             raise ValidationFailed.at("$.schema_type", f"must be one of {', '.join(SCHEMA_TYPES)}")
@@ -205,6 +216,7 @@ class Feeds:
             "read_token": new_secret("gzr_"),
             "callback_secret": new_signing_secret() if schema_type == "approval" else None,
             "topic": topic,
+            "show_updated": show_updated,
             "now": now,
         }
 
@@ -241,8 +253,10 @@ class Feeds:
         name: str | None,
         plan_name: str | None,
         topic: str | None | msgspec.UnsetType = msgspec.UNSET,
+        show_updated: bool | None = None,
     ) -> Feed:
-        """Rename, change the plan, set or clear (None) the topic; None and UNSET leave a value as it is."""
+        """Rename, change the plan, set or clear (None) the topic, show or hide the freshness stamp;
+        None and UNSET leave a value as it is."""
         plan = self.plan(plan_name) if plan_name is not None else None
         name = check_name(name) if name is not None else None
         topic = check_topic(topic) if topic is not msgspec.UNSET else topic
@@ -261,7 +275,9 @@ class Feeds:
                 _check_custom_allowed(tx, project_id, feed_id, plan_name, plan)
             new_topic = row["topic"] if topic is msgspec.UNSET else topic
             _check_topic_free(tx, project_id, feed_id, new_topic)
-            tx.execute(SQL_UPDATE_FEED, (name or row["name"], plan_name or row["plan"], new_topic, now, feed_id))
+            shown = row["show_updated"] if show_updated is None else show_updated
+            params = (name or row["name"], plan_name or row["plan"], new_topic, shown, now, feed_id)
+            tx.execute(SQL_UPDATE_FEED, params)
             return one(tx.execute(SQL_GET_FEED, (feed_id,)))
 
         row = await self.db.write(job)
@@ -363,7 +379,7 @@ class Feeds:
             raise _unauthorized("This is not a Glimpze read token (they start with 'gzr_').", "read")
         if not same(token, row["read_token"]):
             raise _unauthorized("The read token does not match this feed (it may have been rotated).", "read")
-        return ReaderFeed(row["id"], row["name"], row["schema_type"])
+        return ReaderFeed(row["id"], row["name"], row["schema_type"], row["project_id"], bool(row["show_updated"]))
 
     async def of_topic(self, project_id: str, topic: str) -> str | None:
         """The id of the project's feed that `topic` names (its id, or its topic), or None."""
@@ -469,6 +485,7 @@ class Feeds:
             updated_at=iso(row["updated_at"]),
             usage=self.usage(row),
             throttled_dropped=self.dropped(row),
+            show_updated=bool(row["show_updated"]),
             callback_secret=row["callback_secret"],
             topic=row["topic"],
         )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import zoneinfo
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta, tzinfo
 
 import msgspec
 
@@ -119,6 +119,12 @@ class QuietHours:
 
     def projects(self) -> list[str]:
         return list(self._windows)
+
+    def time_zone(self, project_id: str) -> tzinfo:
+        """The project's time zone: its quiet hours' (the one zone a project sets), else UTC.
+        Pictures say when they were updated in it (feeds/freshness.py)."""
+        entry = self._windows.get(project_id)
+        return UTC if entry is None else entry[1].zone
 
     def state(self, project_id: str) -> QuietHoursState:
         entry = self._windows.get(project_id)

@@ -562,6 +562,11 @@ CREATE UNIQUE INDEX feeds_topic ON feeds(project_id, topic);
 ALTER TABLE pushes ADD COLUMN actions TEXT;
 """
 
+FRESHNESS = """
+-- A feed's widget PNGs say when the feed was last updated ("updated 14:05"); screens have their own.
+ALTER TABLE feeds ADD COLUMN show_updated INTEGER NOT NULL DEFAULT 0;
+"""
+
 MIGRATIONS: list[tuple[str, str]] = [
     ("core: projects, keys, feeds, events, idempotency", CORE),
     ("webhooks: outgoing events, webhooks, deliveries, attempts", WEBHOOKS),
@@ -574,4 +579,5 @@ MIGRATIONS: list[tuple[str, str]] = [
     ("home: dashboard tiles, conversation reads, push pages, approval widget indexes", HOME),
     ("rules in python: the triggers that queued deliveries and moved the widget pointer go", RULES_IN_PYTHON),
     ("topics: a feed's ntfy topic; a push's action buttons", TOPICS),
+    ("freshness: a feed's widget PNGs may say when it was last updated", FRESHNESS),
 ]

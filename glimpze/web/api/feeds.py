@@ -21,12 +21,14 @@ class FeedCreate(msgspec.Struct, forbid_unknown_fields=True):
     schema_type: SchemaType
     plan: str | None = None
     topic: str | None = None  # the name ntfy clients publish to; unique in the project
+    show_updated: bool = False  # the widget PNGs say when the feed was last updated
 
 
 class FeedPatch(msgspec.Struct, forbid_unknown_fields=True):
     name: str | msgspec.UnsetType = msgspec.UNSET
     plan: str | msgspec.UnsetType = msgspec.UNSET
     topic: str | None | msgspec.UnsetType = msgspec.UNSET  # null clears it
+    show_updated: bool | msgspec.UnsetType = msgspec.UNSET
 
 
 class RotateKey(msgspec.Struct, forbid_unknown_fields=True):
@@ -47,7 +49,9 @@ ROTATE_CALLBACK_SECRET: Decoder[RotateCallbackSecret] = Decoder(RotateCallbackSe
 async def create_feed(request: AnyRequest, glimpze: App, principal: Caller) -> NewFeed:
     refuse_idempotency_key(request)
     data = await read_json(request, FEED_CREATE)
-    return await glimpze.feeds.create(principal.project_id, data.name, data.schema_type, data.plan, data.topic)
+    return await glimpze.feeds.create(
+        principal.project_id, data.name, data.schema_type, data.plan, data.topic, show_updated=data.show_updated
+    )
 
 
 @get("/", summary="List feeds, oldest first")
@@ -63,7 +67,11 @@ async def get_feed(feed_id: FromPath[str], glimpze: App, principal: Caller) -> F
     return await glimpze.feeds.get(principal.project_id, feed_id)
 
 
-@patch("/{feed_id:str}", opt={"body": FeedPatch}, summary="Rename a feed, change its plan, set or clear its topic")
+@patch(
+    "/{feed_id:str}",
+    opt={"body": FeedPatch},
+    summary="Rename a feed, change its plan, its topic, or whether its PNGs show when it was updated",
+)
 async def update_feed(feed_id: FromPath[str], request: AnyRequest, glimpze: App, principal: Caller) -> Feed:
     data = await read_json(request, FEED_PATCH)
     return await glimpze.feeds.update(
@@ -72,6 +80,7 @@ async def update_feed(feed_id: FromPath[str], request: AnyRequest, glimpze: App,
         name=data.name or None if data.name is not msgspec.UNSET else None,
         plan_name=data.plan if data.plan is not msgspec.UNSET else None,
         topic=data.topic,
+        show_updated=data.show_updated if data.show_updated is not msgspec.UNSET else None,
     )
 
 
