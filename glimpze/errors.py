@@ -152,6 +152,14 @@ class InvalidToken(Unauthorized):
     title = "Invalid widget token"
 
 
+class InvalidDeviceToken(Unauthorized):
+    """An e-ink device's `Access-Token` that is missing or not the one Glimpze gave it (`POST /api/log`;
+    `/api/display` answers in the TRMNL protocol's own shape instead)."""
+
+    code = "invalid_device_token"
+    title = "Unknown device or wrong access token"
+
+
 class InvalidMetricsToken(Unauthorized):
     """`GET /metrics` without the `[metrics] token` when one is set."""
 
