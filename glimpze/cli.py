@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from glimpze import __version__
+from glimpze import __version__, cli_displays
 from glimpze.config import Config, ConfigError, load
 from glimpze.errors import GlimpzeError
 from glimpze.ops.logs import setup as setup_logging
@@ -239,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
         "queue and the size of the data directory. Exits 0 only when all is sound.",
     )
     check.set_defaults(run=cmd_check)
+    cli_displays.add_commands(commands, common)
     return parser
 
 

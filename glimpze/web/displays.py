@@ -112,6 +112,7 @@ async def _kiosk(request: AnyRequest, glimpze: Services, screen_id: str, token: 
             "v": request.app.state.ui.asset_version,
         },
         headers=_KIOSK_HEADERS,
+        media_type="text/html; charset=utf-8",
     )
 
 

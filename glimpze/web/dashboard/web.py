@@ -458,7 +458,7 @@ def internal_error_page(request: Request[Any, Any, Any], exc: Exception) -> Resp
     return error_page(request, 500, "Something went wrong", "The server hit an unexpected error; it has been logged.")
 
 
-API_PREFIXES = ("/v1/", "/ingest/", "/widget/", "/w/", "/media/", "/schema", "/healthz", "/metrics")
+API_PREFIXES = ("/v1/", "/ingest/", "/widget/", "/w/", "/s/", "/api/", "/media/", "/schema", "/healthz", "/metrics")
 
 
 def unknown_path(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
