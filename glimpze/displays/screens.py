@@ -335,6 +335,11 @@ class Screens:
         )
 
 
+def bit_depth_of(value: int) -> BitDepth:
+    """A requested bit depth (1, 2, or anything else: 8, the full-colour picture)."""
+    return 1 if value == 1 else 2 if value == 2 else 8
+
+
 def reader_screen(row: Row) -> ReaderScreen:
     spec = ScreenSpec(
         size=(row["width"], row["height"]),

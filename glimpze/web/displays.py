@@ -22,7 +22,7 @@ from litestar import Request, Response, Router, get, post
 from litestar.params import FromPath, FromQuery
 from litestar.response import ServerSentEvent, ServerSentEventMessage, Template
 
-from glimpze.displays.screens import ReaderScreen
+from glimpze.displays.screens import ReaderScreen, bit_depth_of
 from glimpze.displays.trmnl import DeviceHeaders, DisplayAnswer, LogAnswer, LogBody, SetupAnswer
 from glimpze.errors import GlimpzeError, NotFound, ValidationFailed
 from glimpze.services import Services
@@ -87,7 +87,7 @@ async def screen_image(
     if ext != "png":
         raise NotFound(f"No screen image {target!r}; try /s/{{screen_id}}.png.")
     screen = await _screen(request, glimpze, screen_id, token)
-    picture = await glimpze.screens.draw(screen, bit_depth=1 if bit_depth == 1 else 2 if bit_depth == 2 else 8)
+    picture = await glimpze.screens.draw(screen, bit_depth=bit_depth_of(bit_depth))
     headers = {**_POLLED, "ETag": picture.etag}
     if picture.etag in known_etags(request) or "*" in known_etags(request):
         return Response(b"", status_code=304, headers=headers)

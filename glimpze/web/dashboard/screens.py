@@ -20,6 +20,7 @@ from glimpze.displays.screens import (
     Screen,
     ScreenCreate,
     ScreenPatch,
+    bit_depth_of,
     reader_screen,
 )
 from glimpze.errors import GlimpzeError, ValidationFailed
@@ -177,8 +178,7 @@ async def screen_preview(request: AnyRequest, screen_id: FromPath[str], bit_dept
     """The screen's picture for the dashboard (the session, not the read token, opens it)."""
     glimpze, v = glimpze_of(request), viewer(request)
     screen = reader_screen(await glimpze.screens.row(v.project_id, screen_id))
-    depth = 1 if bit_depth == 1 else 2 if bit_depth == 2 else 8
-    picture = await glimpze.screens.draw(screen, bit_depth=depth)
+    picture = await glimpze.screens.draw(screen, bit_depth=bit_depth_of(bit_depth))
     headers = {"ETag": picture.etag, "Cache-Control": "private, no-cache"}
     if picture.etag in known_etags(request):
         return Response(b"", status_code=304, headers=headers)
