@@ -101,6 +101,11 @@ SQL_TRIM_IMAGES = """
     )
 """
 SQL_FIND_IMAGE = "SELECT format, data FROM display_images WHERE filename = ? LIMIT 1"
+SQL_LAST_IMAGE = """
+    SELECT i.filename, i.format FROM devices d
+    JOIN display_images i ON i.device_id = d.id AND i.filename = d.last_filename
+    WHERE d.id = ?
+"""
 
 
 class SetupAnswer(msgspec.Struct):
@@ -307,6 +312,11 @@ class Trmnl:
         if row is None or row["format"] != ext:
             raise NotFound(f"No display image {name!r}: devices fetch the one /api/display names.")
         return bytes(row["data"]), ext
+
+    async def last_image(self, device_id: str) -> str | None:
+        """The path of the image a device was last sent to show, while it is kept."""
+        row = await self.db.fetch_one(SQL_LAST_IMAGE, (device_id,))
+        return None if row is None else f"/s/img/{row['filename']}.{row['format']}"
 
     # Shared steps
 

@@ -107,7 +107,6 @@ async def devices_page(request: AnyRequest) -> Template:
 async def device_page(request: AnyRequest, device_id: FromPath[str]) -> Template:
     glimpze, v = glimpze_of(request), viewer(request)
     device = await glimpze.devices.get(v.project_id, device_id)
-    row = await glimpze.devices.row(v.project_id, device_id)
     screens = await _screens(glimpze, v.project_id)
     logs = await glimpze.devices.logs(v.project_id, device_id, before=None, limit=DEFAULT_LIMIT)
     rows = [(item.screen_id, item.seconds) for item in device.playlist]
@@ -123,7 +122,7 @@ async def device_page(request: AnyRequest, device_id: FromPath[str]) -> Template
         playlist_rows=rows,
         seconds_choices=SECONDS_CHOICES,
         logs=logs.data,
-        image=f"/s/img/{row['last_filename']}.{row['format']}" if row["last_filename"] else None,
+        image=await glimpze.trmnl.last_image(device_id),
     )
 
 
