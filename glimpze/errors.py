@@ -14,6 +14,7 @@ name and status never change (DESIGN §3, §7): clients branch on them.
     │   ├── InvalidWriteKey       401 invalid_write_key
     │   ├── InvalidReadToken      401 invalid_read_token
     │   ├── InvalidToken          401 invalid_token
+    │   ├── InvalidDeviceToken    401 invalid_device_token
     │   ├── InvalidMetricsToken   401 invalid_metrics_token
     │   ├── NotSetUp              401 not_set_up
     │   └── WrongPassword         401 wrong_password
