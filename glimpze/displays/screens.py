@@ -90,7 +90,7 @@ class Screen(msgspec.Struct, kw_only=True):
 
     id: str
     name: str
-    size: tuple[int, int]
+    size: list[int]  # [width, height]
     layout: str
     feeds: list[str]
     theme: str
@@ -322,7 +322,7 @@ class Screens:
         return Screen(
             id=row["id"],
             name=row["name"],
-            size=(row["width"], row["height"]),
+            size=[row["width"], row["height"]],
             layout=row["layout"],
             feeds=_stored_feeds(row),
             theme=row["theme"],

@@ -15,11 +15,11 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, Router, get, post
-from litestar.params import FromPath, FromQuery
+from litestar.params import FromPath, FromQuery, HeaderParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage, Template
 
 from glimpze.displays.screens import ReaderScreen, bit_depth_of
@@ -68,12 +68,13 @@ async def _screen(request: AnyRequest, glimpze: Services, screen_id: str, token:
 
 
 @get(
-    "/{target:str}",
+    "/{screen_file:str}",
     summary="A screen as a PNG ({screen_id}.png); {screen_id} alone is its full-screen kiosk page (HTML)",
     media_type="image/png",
+    security=[{"readToken": []}, {"readTokenQuery": []}],
 )
 async def screen_image(
-    target: FromPath[str],
+    screen_file: FromPath[str],
     request: AnyRequest,
     glimpze: App,
     token: FromQuery[str | None] = None,
@@ -81,11 +82,11 @@ async def screen_image(
 ) -> Response[Any]:
     if bit_depth not in (1, 2, 8):
         raise ValidationFailed.at("query.bit_depth", "must be 1, 2 or 8")
-    screen_id, dot, ext = target.rpartition(".")
+    screen_id, dot, ext = screen_file.rpartition(".")
     if not dot:
-        return await _kiosk(request, glimpze, target, token)
+        return await _kiosk(request, glimpze, screen_file, token)
     if ext != "png":
-        raise NotFound(f"No screen image {target!r}; try /s/{{screen_id}}.png.")
+        raise NotFound(f"No screen image {screen_file!r}; try /s/{{screen_id}}.png.")
     screen = await _screen(request, glimpze, screen_id, token)
     picture = await glimpze.screens.draw(screen, bit_depth=bit_depth_of(bit_depth))
     headers = {**_POLLED, "ETag": picture.etag}
@@ -181,11 +182,18 @@ def _device(request: AnyRequest) -> DeviceHeaders:
     return DeviceHeaders.read(request.headers.get)
 
 
+# Declared for the OpenAPI document; DeviceHeaders reads and checks them (a bad ID is a 422 naming it).
+MacHeader = Annotated[str | None, HeaderParameter(name="ID", description="The device's MAC address, AA:BB:CC:DD:EE:FF")]
+TokenHeader = Annotated[
+    str | None, HeaderParameter(name="Access-Token", description="The access token /api/setup gave the device")
+]
+
+
 @get(
     ["/setup", "/setup/"],
     summary="TRMNL firmware: exchange the device's MAC address (header ID) for its access token once accepted",
 )
-async def api_setup(request: AnyRequest, glimpze: App) -> SetupAnswer:
+async def api_setup(request: AnyRequest, glimpze: App, mac: MacHeader = None) -> SetupAnswer:
     return await glimpze.trmnl.setup(_device(request), client_address(request, glimpze))
 
 
@@ -193,7 +201,9 @@ async def api_setup(request: AnyRequest, glimpze: App) -> SetupAnswer:
     ["/display", "/display/"],
     summary="TRMNL firmware: the image to show now (headers ID and Access-Token, and the device's telemetry)",
 )
-async def api_display(request: AnyRequest, glimpze: App) -> DisplayAnswer:
+async def api_display(
+    request: AnyRequest, glimpze: App, mac: MacHeader = None, token: TokenHeader = None
+) -> DisplayAnswer:
     return await glimpze.trmnl.display(_device(request), client_address(request, glimpze))
 
 
@@ -204,7 +214,7 @@ async def api_display(request: AnyRequest, glimpze: App) -> DisplayAnswer:
     request_max_body_size=LOG_MAX_BODY_BYTES,
     summary="TRMNL firmware: store the device's log lines (the newest 500 per device are kept)",
 )
-async def api_log(request: AnyRequest, glimpze: App) -> LogAnswer:
+async def api_log(request: AnyRequest, glimpze: App, mac: MacHeader = None, token: TokenHeader = None) -> LogAnswer:
     said = _device(request)
     return await glimpze.trmnl.log(said, await request.body(), client_address(request, glimpze))
 
