@@ -246,3 +246,31 @@ def test_the_screen_preview_and_the_kiosk_page_follow_a_feed_live(
     assert problems == [], "\n".join(problems)
     assert errors == [], errors
     page.context.close()
+
+
+def test_the_screens_and_devices_pages_fit_a_phone_in_the_dark(
+    server: Server, browser: Any, api: httpx.Client, signed_in: dict[str, Any]
+) -> None:
+    feed = made(api.post("/v1/feeds", json={"name": "Queue", "schema_type": "counter"}))
+    screen = made(api.post("/v1/screens", json={"name": "Phone check", "feeds": [feed["id"]]}))
+    FakeDevice(httpx.Client(base_url=server.url), mac="A0:B7:65:00:00:99").setup()
+    device = made(api.get("/v1/devices"))["data"][-1]
+    context = browser.new_context(
+        base_url=server.url,
+        storage_state=signed_in,
+        viewport={"width": 390, "height": 844},
+        color_scheme="dark",
+        device_scale_factor=2,
+    )
+    context.set_default_timeout(WAIT_MS)
+    page = context.new_page()
+    problems = []
+    for path in ("/screens", "/screens?new=1", f"/screens/{screen['id']}", "/devices", f"/devices/{device['id']}"):
+        page.goto(path)
+        page.wait_for_load_state("load")
+        width = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+        if width[0] > width[1]:
+            problems.append(f"{path} is {width[0]} px wide in a {width[1]} px window")
+        problems += axe_violations(page, path)
+    context.close()
+    assert problems == [], "\n".join(problems)
