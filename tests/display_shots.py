@@ -8,14 +8,13 @@ drawing changes; every file stays under 150 KB.
 
 from __future__ import annotations
 
-import re
 import sys
 import tempfile
 from pathlib import Path
 
 import httpx
 
-from tests.browser import chromium
+from tests.browser import chromium, sign_in_first_time
 from tests.dashboard import PASSWORD
 from tests.server import UNLIMITED_PLAN, Server
 from tests.trmnl_device import FakeDevice
@@ -78,13 +77,7 @@ def _devices_page(server: Server, path: Path) -> Path:
         browser = chromium(playwright)
         context = browser.new_context(base_url=server.url, viewport={"width": 1280, "height": 490})
         page = context.new_page()
-        link = re.search(r"http://\S+/setup/\S+", server.output())
-        assert link, server.output()
-        page.goto(link.group(0))
-        page.get_by_label("New password").fill(PASSWORD)
-        page.get_by_label("Repeat it").fill(PASSWORD)
-        page.get_by_role("button", name="Save and sign in").click()
-        page.wait_for_url(f"{server.url}/")
+        sign_in_first_time(page, server.url, server.output(), PASSWORD)
         page.goto("/devices")
         page.screenshot(path=str(path))
         browser.close()

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from glimpze.displays.devices import MAX_LOG_LINES
-from tests.browser import chromium
+from tests.browser import chromium, sign_in_first_time
 from tests.dashboard import PASSWORD
 from tests.server import UNLIMITED_PLAN, Server
 from tests.trmnl_device import FakeDevice, check_bmp, decode, png_header
@@ -59,13 +59,7 @@ def signed_in(server: Server, browser: Any) -> dict[str, Any]:
     """A browser state signed in through the first-start setup link."""
     context = browser.new_context(base_url=server.url)
     page = context.new_page()
-    link = re.search(r"http://\S+/setup/\S+", server.output())
-    assert link, server.output()
-    page.goto(link.group(0))
-    page.get_by_label("New password").fill(PASSWORD)
-    page.get_by_label("Repeat it").fill(PASSWORD)
-    page.get_by_role("button", name="Save and sign in").click()
-    page.wait_for_url(f"{server.url}/")
+    sign_in_first_time(page, server.url, server.output(), PASSWORD)
     state: dict[str, Any] = context.storage_state()
     context.close()
     return state
