@@ -154,7 +154,7 @@ class Devices:
         params = {
             "id": device_id,
             "name": row["name"] if patch.name is msgspec.UNSET else check_name(patch.name),
-            "accepted": accepted,
+            "accepted": int(accepted),  # 0 | 1 in an INTEGER column: the same on PostgreSQL
             "token_hash": token_hash,
             "token": token,
             "bit_depth": row["bit_depth"] if patch.bit_depth is msgspec.UNSET else patch.bit_depth,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
@@ -129,6 +130,7 @@ class ScreenCache:
     def __init__(self, entries: int = CACHE_ENTRIES) -> None:
         self.entries = entries
         self._images: OrderedDict[str, tuple[bytes, str]] = OrderedDict()
+        self._lock = threading.Lock()  # called from worker threads, a few at once
 
     def get_or_render(
         self,
@@ -143,13 +145,15 @@ class ScreenCache:
         """The screen's bytes and filename (first 16 hex of their SHA-256), drawn only when new."""
         shown = [(p.feed_id, p.name, p.schema_type, msgspec.json.encode(p.widget)) for p in panels]
         key = hashlib.sha256(repr((spec, shown, bit_depth, fmt, str(tz))).encode()).hexdigest()
-        found = self._images.get(key)
-        if found is not None:
-            self._images.move_to_end(key)
-            return found
+        with self._lock:
+            found = self._images.get(key)
+            if found is not None:
+                self._images.move_to_end(key)
+                return found
         data = render_screen(spec, panels, now, tz, bit_depth=bit_depth, fmt=fmt)
         result = (data, hashlib.sha256(data).hexdigest()[:16])
-        self._images[key] = result
-        while len(self._images) > self.entries:
-            self._images.popitem(last=False)
+        with self._lock:
+            self._images[key] = result
+            while len(self._images) > self.entries:
+                self._images.popitem(last=False)
         return result

@@ -158,7 +158,7 @@ class Screens:
             "layout": _checked_layout(layout, len(feeds)),
             "feeds": msgspec.json.encode(feeds).decode(),
             "theme": spec.theme,
-            "show_updated": spec.show_updated,
+            "show_updated": int(spec.show_updated),  # 0 | 1 in an INTEGER column: the same on PostgreSQL
             "read_token": new_secret("gzr_"),
             "now": self.clock.now(),
         }
@@ -205,7 +205,7 @@ class Screens:
             "layout": _checked_layout(layout, len(feeds)),
             "feeds": msgspec.json.encode(feeds).decode(),
             "theme": row["theme"] if patch.theme is msgspec.UNSET else patch.theme,
-            "show_updated": bool(row["show_updated"]) if patch.show_updated is msgspec.UNSET else patch.show_updated,
+            "show_updated": row["show_updated"] if patch.show_updated is msgspec.UNSET else int(patch.show_updated),
             "now": self.clock.now(),
         }
 
