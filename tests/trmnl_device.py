@@ -53,12 +53,23 @@ def check_bmp(data: bytes) -> None:
 
 
 def decode(data: bytes) -> Any:
-    """The image's pixels, fully decoded by libvips (a PNG; a truncated or broken one raises)."""
+    """The image's pixels, fully decoded by libvips (a PNG; a truncated or broken one raises); it must
+    hold a picture, not one flat colour."""
     import pyvips
 
     image = pyvips.Image.new_from_buffer(data, "", fail_on="error")
-    image.avg()  # forces a full decode
+    assert image.min() < image.max(), "the image is blank"
     return image
+
+
+def bmp_ink(data: bytes) -> tuple[int, int]:
+    """A checked 1-bit BMP's pixels decoded row by row: (dark pixels, light pixels)."""
+    check_bmp(data)
+    dark_index = 0 if data[54:58] == bytes([0, 0, 0, 0]) else 1
+    rows = [data[62 + y * 100 : 62 + (y + 1) * 100] for y in range(480)]
+    light_bits = sum(bin(byte).count("1") for row in rows for byte in row)
+    dark = 800 * 480 - light_bits if dark_index == 0 else light_bits
+    return dark, 800 * 480 - dark
 
 
 @dataclass
