@@ -1,12 +1,14 @@
 """`glimpze screens …` and `glimpze devices …`: screens and e-ink devices from the command line.
 
 They go through the same services as the server and the dashboard, and may run while it serves.
-`add_commands(commands, common)` adds them to the `glimpze` parser (cli.py).
+`add_commands(commands, common)` adds them to the `glimpze` parser (cli.py's `build_parser`: the
+subcommands' parser and the parent parser of the common options).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 from typing import Any
 
 from glimpze.config import Config
@@ -120,6 +122,12 @@ def _playlist_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _cli() -> Any:
+    """Where the admin commands' helpers live (`_run`, `_project`, `_print_json`, `_table`): cli.py
+    here, cli_commands.py once the command line is a table of commands (its refactor of issue 17)."""
+    return importlib.import_module("glimpze.cli")
+
+
 def _help(parser: argparse.ArgumentParser) -> Any:
     def show(args: argparse.Namespace, config: Config) -> int:
         parser.print_help()
@@ -148,8 +156,6 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def cmd_screens_create(args: argparse.Namespace, config: Config) -> int:
-    from glimpze.cli import _print_json, _project, _run
-
     spec = ScreenCreate(
         name=args.name,
         feeds=args.feed,
@@ -160,11 +166,11 @@ def cmd_screens_create(args: argparse.Namespace, config: Config) -> int:
     )
 
     async def action(glimpze: Services) -> Any:
-        return await glimpze.screens.create(await _project(glimpze, args.project), spec)
+        return await glimpze.screens.create(await _cli()._project(glimpze, args.project), spec)
 
-    screen = _run(config, action)
+    screen = _cli()._run(config, action)
     if args.json:
-        _print_json(screen)
+        _cli()._print_json(screen)
     else:
         print(
             f"Created screen {screen.id} ({screen.name}, {screen.layout}, {screen.size[0]}x{screen.size[1]}).\n"
@@ -175,17 +181,15 @@ def cmd_screens_create(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_screens_list(args: argparse.Namespace, config: Config) -> int:
-    from glimpze.cli import _print_json, _project, _run, _table
-
     async def action(glimpze: Services) -> Any:
-        project = await _project(glimpze, args.project)
+        project = await _cli()._project(glimpze, args.project)
         return await all_pages(lambda after: glimpze.screens.page(project, after=after, limit=MAX_LIMIT))
 
-    screens = _run(config, action)
+    screens = _cli()._run(config, action)
     if args.json:
-        _print_json(screens)
+        _cli()._print_json(screens)
         return 0
-    _table(
+    _cli()._table(
         ["ID", "NAME", "LAYOUT", "SIZE", "FEEDS", "PICTURE URL"],
         [[s.id, s.name, s.layout, f"{s.size[0]}x{s.size[1]}", " ".join(s.feeds), s.image_url] for s in screens],
     )
@@ -193,42 +197,36 @@ def cmd_screens_list(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_screens_delete(args: argparse.Namespace, config: Config) -> int:
-    from glimpze.cli import _project, _run
-
     async def action(glimpze: Services) -> Any:
-        await glimpze.screens.delete(await _project(glimpze, args.project), args.screen_id)
+        await glimpze.screens.delete(await _cli()._project(glimpze, args.project), args.screen_id)
 
-    _run(config, action)
+    _cli()._run(config, action)
     print(f"Deleted screen {args.screen_id}.")
     return 0
 
 
 def cmd_screens_rotate(args: argparse.Namespace, config: Config) -> int:
-    from glimpze.cli import _print_json, _project, _run
-
     async def action(glimpze: Services) -> Any:
-        return await glimpze.screens.rotate_read_token(await _project(glimpze, args.project), args.screen_id)
+        return await glimpze.screens.rotate_read_token(await _cli()._project(glimpze, args.project), args.screen_id)
 
-    screen = _run(config, action)
+    screen = _cli()._run(config, action)
     if args.json:
-        _print_json(screen)
+        _cli()._print_json(screen)
     else:
         print(f"New read token for {screen.id} (the old one no longer works):\n\n    {screen.image_url}\n")
     return 0
 
 
 def cmd_devices_list(args: argparse.Namespace, config: Config) -> int:
-    from glimpze.cli import _print_json, _project, _run, _table
-
     async def action(glimpze: Services) -> Any:
-        project = await _project(glimpze, args.project)
+        project = await _cli()._project(glimpze, args.project)
         return await all_pages(lambda after: glimpze.devices.page(project, after=after, limit=MAX_LIMIT))
 
-    devices = _run(config, action)
+    devices = _cli()._run(config, action)
     if args.json:
-        _print_json(devices)
+        _cli()._print_json(devices)
         return 0
-    _table(
+    _cli()._table(
         ["ID", "NAME", "MAC", "CODE", "STATE", "BATTERY", "RSSI", "FIRMWARE", "LAST SEEN"],
         [
             [
@@ -249,14 +247,12 @@ def cmd_devices_list(args: argparse.Namespace, config: Config) -> int:
 
 
 def _change(args: argparse.Namespace, config: Config, patch: DevicePatch) -> int:
-    from glimpze.cli import _print_json, _project, _run
-
     async def action(glimpze: Services) -> Any:
-        return await glimpze.devices.update(await _project(glimpze, args.project), args.device_id, patch)
+        return await glimpze.devices.update(await _cli()._project(glimpze, args.project), args.device_id, patch)
 
-    device, token = _run(config, action)
+    device, token = _cli()._run(config, action)
     if args.json:
-        _print_json(device)
+        _cli()._print_json(device)
     else:
         state = ("paired" if device.paired else "accepted") if device.accepted else "paused"
         shown = ", ".join(f"{item.screen_id} ({item.seconds} s)" for item in device.playlist) or "nothing yet"
@@ -288,31 +284,27 @@ def cmd_devices_set(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_devices_delete(args: argparse.Namespace, config: Config) -> int:
-    from glimpze.cli import _project, _run
-
     async def action(glimpze: Services) -> Any:
-        await glimpze.devices.delete(await _project(glimpze, args.project), args.device_id)
+        await glimpze.devices.delete(await _cli()._project(glimpze, args.project), args.device_id)
 
-    _run(config, action)
+    _cli()._run(config, action)
     print(f"Deleted device {args.device_id}. If it calls again, it waits for approval as a new device.")
     return 0
 
 
 def cmd_devices_logs(args: argparse.Namespace, config: Config) -> int:
-    from glimpze.cli import _print_json, _project, _run, _table
-
     limit = max(1, min(args.limit, MAX_LIMIT))
 
     async def action(glimpze: Services) -> Any:
         return await glimpze.devices.logs(
-            await _project(glimpze, args.project), args.device_id, before=None, limit=limit
+            await _cli()._project(glimpze, args.project), args.device_id, before=None, limit=limit
         )
 
-    logs = _run(config, action)
+    logs = _cli()._run(config, action)
     if args.json:
-        _print_json(logs.data)
+        _cli()._print_json(logs.data)
         return 0
-    _table(
+    _cli()._table(
         ["RECEIVED", "LEVEL", "MESSAGE"],
         [[line.received_at, line.level or "", line.message] for line in logs.data],
     )
