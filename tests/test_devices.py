@@ -345,3 +345,9 @@ async def test_the_cli_lists_accepts_and_sets_devices(api: Api, tmp_path: Any) -
     assert refused.returncode == 1 and "scr_nope" in refused.stderr
     screens = run_cli("screens", "list", "--json", data=data)
     assert made["id"] in screens.stdout
+    created = run_cli("screens", "create", "--name", "Portrait", "--feed", feed["id"], "--size", "480x800", data=data)
+    assert created.returncode == 0 and "/s/scr_" in created.stdout, created.stderr
+    portrait = (await api.get("/v1/screens")).json()["data"][-1]
+    assert (portrait["name"], portrait["size"], portrait["layout"]) == ("Portrait", [480, 800], "full")
+    bad_size = run_cli("screens", "create", "--name", "X", "--feed", feed["id"], "--size", "big", data=data)
+    assert bad_size.returncode == 1 and "WIDTHxHEIGHT" in bad_size.stderr
