@@ -25,8 +25,10 @@ from glimpze.ops.logs import AccessLogMiddleware
 from glimpze.ops.scheduler import build_scheduler
 from glimpze.ops.tls import HstsMiddleware
 from glimpze.services import Services
-from glimpze.web import actions, chat, dashboard, widgets
+from glimpze.web import actions, chat, dashboard, displays, widgets
 from glimpze.web.api import agents, approvals, ctas, feeds, keys, leads, push, sessions, settings, webhooks
+from glimpze.web.api import devices as api_devices
+from glimpze.web.api import screens as api_screens
 from glimpze.web.api.chat_tokens import mint_chat_token
 from glimpze.web.chat_script import widget_js
 from glimpze.web.common import api_principal
@@ -100,6 +102,8 @@ def create_app(
             approvals.router,
             push.router,
             mint_chat_token,
+            api_screens.router,
+            api_devices.router,
         ],
         dependencies={"principal": Provide(api_principal)},
         security=[{"apiKey": []}],
@@ -110,6 +114,8 @@ def create_app(
             ntfy_endpoint,
             gotify_endpoint,
             widgets.router,
+            displays.screens_router,
+            displays.device_router,
             media_file,
             healthz,
             metrics,

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TypedDict, Unpack
+from collections.abc import Sequence
 
 from glimpze import __version__
 from glimpze.cli_commands import (
@@ -34,51 +32,12 @@ from glimpze.cli_commands import (
     cmd_webhooks_list,
     cmd_webhooks_replay,
 )
+from glimpze.cli_displays import COMMANDS as DISPLAY_COMMANDS
 from glimpze.cli_serve import cmd_serve
+from glimpze.cli_table import Command, Handler, Option, option
 from glimpze.config import Config, ConfigError, load
 from glimpze.errors import GlimpzeError
 from glimpze.ops.logs import setup as setup_logging
-
-Handler = Callable[[argparse.Namespace, Config], int]
-
-
-class Settings(TypedDict, total=False):
-    """What an option's `add_argument` call is given besides its names."""
-
-    help: str
-    metavar: str
-    required: bool
-    choices: list[str]
-    type: Callable[[str], int]
-    default: str | int | list[str]
-    action: str
-    nargs: str
-
-
-@dataclass(frozen=True, slots=True)
-class Option:
-    """An option (`--name`) or a positional argument (`name`) of a command."""
-
-    names: tuple[str, ...]
-    settings: Settings
-
-
-def option(*names: str, **settings: Unpack[Settings]) -> Option:
-    return Option(names, settings)
-
-
-@dataclass(frozen=True, slots=True)
-class Command:
-    """A command (`keys`) or an action of one (`keys create`): the words that call it, what it runs
-    (None: a command with actions, which shows its help), its line in `--help`, its description
-    in its own `--help`, and its options."""
-
-    words: str
-    run: Handler | None
-    help: str
-    description: str | None = None
-    options: tuple[Option, ...] = ()
-
 
 COMMON = (
     option("--config", metavar="FILE", help="settings file (default: $GLIMPZE_CONFIG or ./glimpze.toml)"),
@@ -215,6 +174,7 @@ COMMANDS = (
         "Run SQLite's integrity check, validate the configuration, and report the delivery queue and the size of "
         "the data directory. Exits 0 only when all is sound.",
     ),
+    *DISPLAY_COMMANDS,  # screens, devices
 )
 
 

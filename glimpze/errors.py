@@ -14,6 +14,7 @@ name and status never change (DESIGN §3, §7): clients branch on them.
     │   ├── InvalidWriteKey       401 invalid_write_key
     │   ├── InvalidReadToken      401 invalid_read_token
     │   ├── InvalidToken          401 invalid_token
+    │   ├── InvalidDeviceToken    401 invalid_device_token
     │   ├── InvalidMetricsToken   401 invalid_metrics_token
     │   ├── NotSetUp              401 not_set_up
     │   └── WrongPassword         401 wrong_password
@@ -150,6 +151,14 @@ class InvalidToken(Unauthorized):
 
     code = "invalid_token"
     title = "Invalid widget token"
+
+
+class InvalidDeviceToken(Unauthorized):
+    """An e-ink device's `Access-Token` that is missing or not the one Glimpze gave it (`POST /api/log`;
+    `/api/display` answers in the TRMNL protocol's own shape instead)."""
+
+    code = "invalid_device_token"
+    title = "Unknown device or wrong access token"
 
 
 class InvalidMetricsToken(Unauthorized):

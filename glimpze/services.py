@@ -32,6 +32,9 @@ from glimpze.delivery.inspector import Inspector
 from glimpze.delivery.outbox import Outbox
 from glimpze.delivery.ssrf import GuardedTransport, TargetPolicy, guarded_pool
 from glimpze.delivery.webhooks import Webhooks
+from glimpze.displays.devices import Devices
+from glimpze.displays.screens import Screens
+from glimpze.displays.trmnl import Trmnl
 from glimpze.feeds.dialects import Publishers
 from glimpze.feeds.events import Events
 from glimpze.feeds.feeds import Feeds
@@ -141,6 +144,19 @@ class Services:
         )
         self.retention = Retention(self.db, config, self.media)
         self.tiles = Tiles(self.db, self.clock)
+        # Screens and the e-ink devices that show them
+        self.screens = Screens(self.db, config, self.clock, self.events, self.quiet_hours, self.changes)
+        self.devices = Devices(self.db, self.clock, self.screens, self.changes)
+        self.trmnl = Trmnl(
+            self.db,
+            config,
+            self.clock,
+            devices=self.devices,
+            screens=self.screens,
+            default_project=self.keys.default_project_id,
+            auth_failures=self.auth_failures,
+            changes=self.changes,
+        )
         # The visitor chat
         own_origin = normalize_origin(urlsplit(config.base_url)._replace(path="", query="", fragment="").geturl())
         self.chat_tokens = ChatTokens(self.db, self.clock, self.settings, own_origin)

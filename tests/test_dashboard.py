@@ -27,7 +27,7 @@ from tests.receiver import Receiver
 
 pytestmark = pytest.mark.anyio
 
-API_PREFIXES = ("/v1", "/ingest", "/widget", "/w/", "/media", "/healthz", "/schema", "/a/")
+API_PREFIXES = ("/v1", "/ingest", "/widget", "/w/", "/media", "/healthz", "/schema", "/a/", "/api/")
 
 
 @pytest.fixture

@@ -499,7 +499,7 @@ def internal_error_page(request: AnyRequest, exc: Exception) -> Template:
     return error_page(request, 500, "Something went wrong", "The server hit an unexpected error; it has been logged.")
 
 
-API_PREFIXES = ("/v1/", "/ingest/", "/widget/", "/w/", "/media/", "/schema", "/healthz", "/metrics")
+API_PREFIXES = ("/v1/", "/ingest/", "/widget/", "/w/", "/s/", "/api/", "/media/", "/schema", "/healthz", "/metrics")
 
 
 def unknown_path(request: AnyRequest, exc: HTTPException) -> Response[bytes]:
