@@ -59,7 +59,7 @@ from glimpze.delivery.outbox import (
     merged,
     type_literal,
 )
-from glimpze.store.sql import Row, Tx
+from glimpze.store.sql import Row, Tx, one
 
 _ID = re.compile(r"dlv_([0-9a-f]{10})([0-9a-f]{10})")
 
@@ -231,7 +231,7 @@ def materialise(
         if room <= 0:
             break
         if span["through_seq"] is None:
-            head = tx.execute(SQL_HEAD).fetchone()[0] if head is None else head
+            head = one(tx.execute(SQL_HEAD))[0] if head is None else head
         hi = head if span["through_seq"] is None else span["through_seq"]
         after = span["after_seq"]
         if after < hi:
@@ -241,7 +241,7 @@ def materialise(
             for row in rows:
                 dlv = delivery_id(row["seq"], webhook["delivery_code"])
                 values = (dlv, webhook["id"], row["seq"], webhook["ordered"], row["occurred_at"], lease_until)
-                seq = tx.execute(SQL_MAKE_ROW, (*values, row["occurred_at"], now)).fetchone()[0]
+                seq = one(tx.execute(SQL_MAKE_ROW, (*values, row["occurred_at"], now)))[0]
                 made.append(Made(seq, dlv, row["seq"], row["type"], row["payload"]))
             # All matches up to the end were read unless `room` ran out first.
             after = rows[-1]["seq"] if len(rows) == room else hi

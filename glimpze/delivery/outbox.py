@@ -33,12 +33,12 @@ from typing import Any
 import msgspec
 
 from glimpze.clock import Clock, iso
-from glimpze.errors import Gone
+from glimpze.errors import CursorExpired
 from glimpze.ids import new_id
 from glimpze.store.changes import Changes
 from glimpze.store.database import Database
 from glimpze.store.pagination import decode_cursor, encode_cursor
-from glimpze.store.sql import Tx
+from glimpze.store.sql import Tx, one
 
 EVENT_TYPES = (
     "session.created",
@@ -276,11 +276,9 @@ class Outbox:
                 waiter.clear()  # before reading: a commit while the read runs wakes the next wait
                 lines = list(await self.db.fetch_all(sql, {"project": project_id, "after": after_seq, "limit": limit}))
                 if after is not None and after[0] < (lines[0]["purged"] or 0):
-                    raise Gone(
+                    raise CursorExpired(
                         "Events after this cursor are past their retention and were deleted; "
-                        "start again without a cursor.",
-                        code="cursor_expired",
-                        title="Cursor expired",
+                        "start again without a cursor."
                     )
                 rows = [line for line in lines if line["seq"] is not None]
                 if len(rows) < limit:  # every row up to the head was read: continue after it
@@ -307,7 +305,7 @@ class Outbox:
         def job(tx: Tx) -> tuple[int, int]:
             purge = {"cutoff": cutoff, "batch": batch, "end": 2**63 - 1}
             deliveries = tx.execute(SQL_PURGE_DELIVERIES, purge).rowcount
-            needed = tx.execute(SQL_OLDEST_NEEDED).fetchone()[0] or 2**63 - 1
+            needed = one(tx.execute(SQL_OLDEST_NEEDED))[0] or 2**63 - 1
             params = {"cutoff": cutoff, "needed": needed, "batch": batch}
             seqs = [row[0] for row in tx.execute(SQL_PURGE_BATCH, params)]
             tx.executemany(SQL_DELETE_EVENT, [(seq,) for seq in seqs])

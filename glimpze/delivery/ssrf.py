@@ -51,7 +51,7 @@ from urllib.parse import urlsplit
 import httpcore
 import httpx
 
-from glimpze.errors import ValidationFailed
+from glimpze.errors import TargetNotAllowed, ValidationFailed
 
 RESPONSE_BUFFER = 256 * 1024  # what a connection reads ahead of httpcore at most
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -325,7 +325,7 @@ async def check_saved(check: Awaitable[None], path: str) -> None:
         async with asyncio.timeout(RESOLVE_SECONDS):
             await check
     except TargetRefused as exc:
-        raise ValidationFailed.at(path, str(exc), code="target_not_allowed", title="Target not allowed") from None
+        raise TargetNotAllowed.at(path, str(exc)) from None
     except (OSError, TimeoutError):
         pass
 

@@ -35,7 +35,7 @@ from glimpze.names import check_name
 from glimpze.rotation import check_grace, previous_columns, still_good
 from glimpze.store.database import Database
 from glimpze.store.pagination import Page, page
-from glimpze.store.sql import Row, Tx
+from glimpze.store.sql import Row, Tx, one
 from glimpze.validation import member_path
 
 DEFAULT_SECRET_GRACE_SECONDS = 24 * 3600
@@ -315,8 +315,7 @@ class Webhooks:
             tx.execute(SQL_INSERT_WEBHOOK, params)
             if spec.active:
                 backlog.open_span(tx, webhook_id, events)  # it takes the events from now on
-            row: Row = tx.execute(SQL_GET_WEBHOOK, (project_id, webhook_id)).fetchone()
-            return row
+            return one(tx.execute(SQL_GET_WEBHOOK, (project_id, webhook_id)))
 
         row = await self.db.write(job)
         return NewWebhook(**msgspec.structs.asdict(webhook_out(row)), secret=secret)
@@ -410,7 +409,7 @@ class Webhooks:
             event_id = self.outbox.emit(
                 tx, project_id, "webhook.test", fields, occurred_at=now, target_webhook_id=webhook_id
             )
-            return event_id, tx.execute(SQL_TEST_EVENT_SEQ, (event_id,)).fetchone()[0]
+            return event_id, one(tx.execute(SQL_TEST_EVENT_SEQ, (event_id,)))[0]
 
         event_id, seq = await self.db.write(job)
         when = iso(now)
