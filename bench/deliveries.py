@@ -2,8 +2,8 @@
 
     python -m bench.deliveries [--deliveries 10000] [--seconds 5]
 
-1. Drain: 10,000 deliveries are queued while the server is stopped (a webhook exists; events and
-   their deliveries are written straight into its database with the outbox's statements); the server
+1. Drain: 10,000 deliveries are queued while the server is stopped (a webhook exists; events are
+   written straight into its database with the outbox's statement: the webhook takes them); the server
    starts and its dispatcher sends them to a local receiver (a separate uvicorn process).
    Baseline in the same run: a plain loop of signed httpx POSTs to the same receiver with the
    same concurrency (4 in flight); also the same loop on httpcore, which the dispatcher sends with.
@@ -33,7 +33,8 @@ import httpx
 from bench import loadgen
 from bench.ingest import BODY, median, settle_text, start_uvicorn
 from bench.machine import MIB, WalWatch, cores_line, pin_load, pin_server, wal_settles
-from glimpze.delivery.outbox import SQL_INSERT_EVENT, SQL_QUEUE_DELIVERIES
+from glimpze.delivery.dispatcher import SQL_QUEUE_STATS
+from glimpze.delivery.outbox import SQL_INSERT_EVENT
 from tests.server import UNLIMITED_PLAN, Server
 
 CONCURRENCY = 4
@@ -81,11 +82,9 @@ def queue_deliveries(db: Path, project_id: str, count: int) -> None:
     conn.execute("BEGIN IMMEDIATE")
     now = time.time()
     payload = b'{"id":"evt_x","event":"feed.event","occurred_at":"2026-11-23T00:00:00.000Z","content":{"count":1}}'
-    for i in range(count):  # the outbox's own statements: the event, then its deliveries
+    for i in range(count):  # the outbox's own statement: the webhook's span takes the events
         params = (f"evt_bench{i:08d}", project_id, "feed.event", now, payload, None)
-        seq = conn.execute(SQL_INSERT_EVENT, params).fetchone()[0]
-        queue = {"seq": seq, "project": project_id, "type": "feed.event", "target": None, "at": now}
-        conn.execute(SQL_QUEUE_DELIVERIES, queue)
+        conn.execute(SQL_INSERT_EVENT, params).fetchone()
     conn.execute("COMMIT")
     conn.close()
 
@@ -176,9 +175,7 @@ def main() -> None:
             total = sum(r.requests - r.non_2xx for r in with_hook)
             queue = sqlite3.connect(db)
             with WalWatch(db) as wal:
-                while queue.execute("SELECT count(*) FROM deliveries WHERE status IN ('pending', 'failed')").fetchone()[
-                    0
-                ]:
+                while queue.execute(SQL_QUEUE_STATS, {"now": time.time()}).fetchone()[0]:
                     if time.perf_counter() - began > 300:
                         break
                     time.sleep(0.1)

@@ -7,7 +7,13 @@
    pixels. Target (issue 4): under 5 ms for a 2 MB PNG.
 2. Rendering a widget PNG (`render.render`) for every schema and size, vs decoding that PNG.
    Target: under 50 ms per widget PNG.
-Figures are medians over --runs, in one process, after a warm-up run of each.
+3. Screens (`displays.render`): a 2×2 screen at 800×480 in 1 bit, every panel new (nothing cached)
+   and one panel new (a live wall: one feed changed), vs decoding the PNG drawn; the cached path
+   (`ScreenCache.get_or_render` of an unchanged screen); RSS after --screens screens, each with one
+   feed changed, against RSS once the first screens are drawn (pyvips and fonts loaded).
+   Targets: ≤ 50 ms, ≤ 1 ms cached, ≤ 20 MB above.
+Figures are medians over --runs, in one process, after a warm-up run of each; render times are
+wall time and, beside it, CPU time (all threads), which a busy machine disturbs less.
 """
 
 from __future__ import annotations
@@ -18,38 +24,17 @@ import statistics
 import time
 from collections.abc import Callable
 
+from glimpze.displays.render import Panel, ScreenCache, ScreenSpec, render_screen
 from glimpze.feeds.images import WIDGET_PIXELS, check_image, vips
 from glimpze.feeds.render import Card, render
+from tests import golden
 from tests import imagefiles as img
+from tests.server import rss_mb
+
+SCHEMAS = ("summary", "status", "counter", "approval")
 
 CARDS = {
-    "summary": Card(
-        "Revenue", "summary", {"title": "Daily Revenue", "primary_value": "$12,345", "secondary_value": "+15%"}
-    ),
-    "status": Card(
-        "API",
-        "status",
-        {
-            "title": "Production API",
-            "status": "error",
-            "message": "Database connection failed",
-            "details": "Last error: Connection timeout after 30s",
-        },
-    ),
-    "counter": Card(
-        "Users",
-        "counter",
-        {
-            "title": "Active Users",
-            "count": 2314,
-            "unit": "users",
-            "trend": "up",
-            "trendValue": "+12%",
-            "trendSemantic": "positive",
-            "subtitle": "This week",
-        },
-    ),
-    "approval": Card("Deploys", "approval", {"description": "Deploy v2.3.0 to production?"}),
+    **{schema: Card(golden.NAMES[schema], schema, golden.CONTENT[schema]) for schema in SCHEMAS},
     # The worst case: every text field at its 1000-character limit, cut to fit.
     "status, 1000-char texts": Card(
         "Long", "status", {"title": "T" * 1000, "status": "warning", "message": "word " * 200, "details": "d " * 500}
@@ -67,6 +52,18 @@ def median_ms(run: Callable[[], object], runs: int) -> float:
     return statistics.median(times) * 1000
 
 
+def median_cpu_ms(run: Callable[[], object], runs: int) -> tuple[float, float]:
+    """(wall, CPU) medians in ms; `run` is called once before as a warm-up."""
+    run()
+    walls, cpus = [], []
+    for _ in range(runs):
+        wall, cpu = time.perf_counter(), time.process_time()
+        run()
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    return statistics.median(walls) * 1000, statistics.median(cpus) * 1000
+
+
 def decode(data: bytes) -> Callable[[], object]:
     """Every pixel decoded into memory: what the header check avoids."""
     pyvips = vips()
@@ -76,6 +73,7 @@ def decode(data: bytes) -> Callable[[], object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--screens", type=int, default=1000, help="screens drawn for the RSS figure")
     args = parser.parse_args()
     pyvips = vips()
     print(
@@ -116,6 +114,58 @@ def main() -> None:
     print(
         f"\n~2 MB PNG header check: {worst_png:.2f} ms (target < 5)   "
         f"slowest render of an ordinary widget: {worst_render:.1f} ms (target < 50)"
+    )
+    screens(args.runs, args.screens)
+
+
+def screens(runs: int, count: int) -> None:
+    """Part 3: a 2×2 screen at 800×480 in 1 bit, drawn anew, after one feed changed, and cached."""
+    spec = ScreenSpec((800, 480), "grid", "eink")
+    schemas = golden.LAYOUTS["grid"]
+    serial = iter(range(10**9))
+
+    def panels(changed: range | list[int]) -> list[Panel]:
+        """The grid's panels; those in `changed` with a new event (a new count or message)."""
+        out = []
+        for i, schema in enumerate(schemas):
+            if i not in changed:
+                out.append(golden.panel(schema))
+                continue
+            n = next(serial)
+            content = {**golden.CONTENT[schema]}
+            key = {"summary": "primary_value", "status": "message", "counter": "count", "approval": "description"}
+            content[key[schema]] = n if schema == "counter" else f"{content[key[schema]]} #{n}"
+            out.append(golden.panel(schema, content=content, event_id=f"ev_{n}"))
+        return out
+
+    def draw(changed: range | list[int]) -> Callable[[], object]:
+        return lambda: render_screen(spec, panels(changed), golden.NOW, golden.TZ, bit_depth=1)
+
+    png = render_screen(spec, panels([]), golden.NOW, golden.TZ, bit_depth=1)
+    full = median_ms(decode(png), runs)
+    print("\n2×2 screen, 800×480, 1 bit, vs full decode of the PNG drawn")
+    for label, changed in (("every panel new", range(4)), ("one panel new", [2])):
+        wall, cpu = median_cpu_ms(draw(changed), runs)
+        print(
+            f"  {label:16} render {wall:6.1f} ms (CPU {cpu:5.1f} ms)   decode {full:5.2f} ms   ratio {wall / full:5.1f}"
+        )
+    cache, same = ScreenCache(), panels([])
+    wall, cpu = median_cpu_ms(
+        lambda: cache.get_or_render(spec, same, golden.NOW, golden.TZ, bit_depth=1, fmt="png"), runs
+    )
+    print(f"  unchanged screen through ScreenCache: {wall:.3f} ms (CPU {cpu:.3f} ms)   target ≤ 1")
+
+    for i in range(10):  # the first screens: pyvips, fonts and the caches in use
+        cache.get_or_render(spec, panels([i % 4]), golden.NOW, golden.TZ, bit_depth=1, fmt="png")
+    baseline = rss_mb(os.getpid())
+    started = time.perf_counter()
+    for i in range(count):
+        cache.get_or_render(spec, panels([i % 4]), golden.NOW, golden.TZ, bit_depth=1, fmt="png")
+    after = rss_mb(os.getpid())
+    took = time.perf_counter() - started
+    print(
+        f"  RSS after {count:,} screens (one feed changed each, {took / count * 1000:.1f} ms a screen): "
+        f"{after:.1f} MB, {after - baseline:+.1f} MB against {baseline:.1f} MB after the first 10 (target ≤ +20)"
     )
 
 

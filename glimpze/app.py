@@ -6,16 +6,17 @@ import asyncio
 import gc
 import logging
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
 
 import httpcore
 from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.enums import ScopeType
 from litestar.exceptions import NotFoundException
 from litestar.routes import HTTPRoute
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from glimpze.accounts.keys import NewApiKey
 from glimpze.clock import Clock
@@ -24,11 +25,14 @@ from glimpze.ops.logs import AccessLogMiddleware
 from glimpze.ops.scheduler import build_scheduler
 from glimpze.ops.tls import HstsMiddleware
 from glimpze.services import Services
-from glimpze.web import actions, chat, dashboard, widgets
+from glimpze.web import actions, chat, dashboard, displays, widgets
 from glimpze.web.api import agents, approvals, ctas, feeds, keys, leads, push, sessions, settings, webhooks
+from glimpze.web.api import devices as api_devices
+from glimpze.web.api import screens as api_screens
 from glimpze.web.api.chat_tokens import mint_chat_token
 from glimpze.web.chat_script import widget_js
 from glimpze.web.common import api_principal
+from glimpze.web.dialects import gotify_endpoint, ntfy_endpoint
 from glimpze.web.ingest import ingest_endpoint
 from glimpze.web.media import media_file
 from glimpze.web.openapi import openapi_config
@@ -45,7 +49,7 @@ def create_app(
     *,
     clock: Clock | None = None,
     network: httpcore.AsyncNetworkBackend | None = None,
-    announce: Any = None,
+    announce: Callable[[str], None] | None = None,
 ) -> Litestar:
     """The app for `config`. Tests pass a fake `clock`, and may pass the `network` backend of outgoing
     connections (webhooks, callbacks, Web Push) instead of the SSRF-guarded one;
@@ -98,6 +102,8 @@ def create_app(
             approvals.router,
             push.router,
             mint_chat_token,
+            api_screens.router,
+            api_devices.router,
         ],
         dependencies={"principal": Provide(api_principal)},
         security=[{"apiKey": []}],
@@ -105,7 +111,11 @@ def create_app(
     app = Litestar(
         route_handlers=[
             ingest_endpoint,
+            ntfy_endpoint,
+            gotify_endpoint,
             widgets.router,
+            displays.screens_router,
+            displays.device_router,
             media_file,
             healthz,
             metrics,
@@ -141,18 +151,18 @@ class OptionsAllowMiddleware:
     without GET. Other requests pass straight through.
     """
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["method"] != "OPTIONS":
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP or scope["method"] != "OPTIONS":
             await self.app(scope, receive, send)
             return
         handler = scope.get("route_handler")
         routes = scope["litestar_app"].routes
         methods = next((r.methods for r in routes if isinstance(r, HTTPRoute) and handler in r.route_handlers), None)
 
-        async def send_allow(message: dict[str, Any]) -> None:
+        async def send_allow(message: Message) -> None:
             if message["type"] == "http.response.start" and methods:
                 headers = list(message.get("headers", []))
                 if any(name.lower() == b"allow" for name, _ in headers):

@@ -65,6 +65,11 @@ class MetricsConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     listen: str | None = None
 
 
+class NtfyConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    listen: str | None = None  # a second listener that speaks ntfy at its root (POST /, POST|PUT /{topic})
+    auto_create: bool = False  # an API key's publish to an unknown topic creates a status feed for it
+
+
 class HttpConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     max_header_bytes: int = 64 * 1024  # request line and headers; more is refused with 431
     header_timeout_seconds: float = 10.0  # headers complete within this; a body never pauses longer
@@ -92,6 +97,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     webhooks: WebhooksConfig = msgspec.field(default_factory=WebhooksConfig)
     push: PushConfig = msgspec.field(default_factory=PushConfig)
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
+    ntfy: NtfyConfig = msgspec.field(default_factory=NtfyConfig)
     http: HttpConfig = msgspec.field(default_factory=HttpConfig)
     tls: TlsConfig = msgspec.field(default_factory=TlsConfig)
 
@@ -127,6 +133,7 @@ _TABLES: dict[str, type[msgspec.Struct]] = {
     "webhooks": WebhooksConfig,
     "push": PushConfig,
     "metrics": MetricsConfig,
+    "ntfy": NtfyConfig,
     "http": HttpConfig,
     "tls": TlsConfig,
 }
@@ -136,7 +143,7 @@ def load(
     path: str | os.PathLike[str] | None = None,
     *,
     env: Mapping[str, str] | None = None,
-    overrides: Mapping[str, Any] | None = None,
+    overrides: Mapping[str, object] | None = None,
 ) -> Config:
     """Build the configuration: file, then environment, then `overrides` (CLI flags; a table key
     is given as "table.key", e.g. "tls.cert").
@@ -178,7 +185,7 @@ def load(
     return config
 
 
-def _load_plans(given: Any, source: str) -> dict[str, Plan]:
+def _load_plans(given: object, source: str) -> dict[str, Plan]:
     """A partial default plan keeps its other values; a new plan must give every key."""
     if not isinstance(given, dict):
         raise ConfigError(f"{source}: plans: expected a table of [plans.NAME] tables")
@@ -217,7 +224,7 @@ def _merge_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
                 section[field] = _parse_env(name, env[name], table_hints[field])
 
 
-def _parse_env(name: str, value: str, hint: Any) -> Any:
+def _parse_env(name: str, value: str, hint: object) -> object:
     """Environment values are strings: read them as the setting's type."""
     origin = typing.get_origin(hint)
     args = [a for a in typing.get_args(hint) if a is not type(None)]
@@ -311,6 +318,11 @@ def _check(config: Config, source: str) -> None:
             parse_listen(config.metrics.listen)
         except ValueError as exc:
             fail("metrics.listen", str(exc))
+    if config.ntfy.listen is not None:
+        try:
+            parse_listen(config.ntfy.listen)
+        except ValueError as exc:
+            fail("ntfy.listen", str(exc))
     http = config.http
     if not 8 * 1024 <= http.max_header_bytes <= 1024 * 1024:
         fail("http.max_header_bytes", "must be between 8192 and 1048576")

@@ -11,7 +11,8 @@ characters (Cf), combining marks, or the blank "filler" letters would show as no
 from __future__ import annotations
 
 import unicodedata
-from typing import Any
+
+import msgspec
 
 from glimpze.errors import ValidationFailed
 
@@ -46,7 +47,7 @@ def check_name(text: str, path: str = "$.name", *, max_chars: int = DEFAULT_MAX_
     return trimmed
 
 
-def check_fields(struct: Any, *fields: str) -> None:
+def check_fields(struct: msgspec.Struct, *fields: str) -> None:
     """Trim and check the name fields of a Struct, from its `__post_init__` (None and UNSET pass):
     the ValueError names the field, and decoding turns it into a 422 at the field's full path
     (`$.visitor.name`), for an API body and a dashboard form alike."""

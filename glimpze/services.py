@@ -30,8 +30,12 @@ from glimpze.config import Config
 from glimpze.delivery.dispatcher import SQL_QUEUE_STATS, Dispatcher
 from glimpze.delivery.inspector import Inspector
 from glimpze.delivery.outbox import Outbox
-from glimpze.delivery.ssrf import GuardedTransport, TargetPolicy, guarded_pool
+from glimpze.delivery.ssrf import GuardedBackend, GuardedTransport, TargetPolicy
 from glimpze.delivery.webhooks import Webhooks
+from glimpze.displays.devices import Devices
+from glimpze.displays.screens import Screens
+from glimpze.displays.trmnl import Trmnl
+from glimpze.feeds.dialects import Publishers
 from glimpze.feeds.events import Events
 from glimpze.feeds.feeds import Feeds
 from glimpze.feeds.idempotency import Idempotency
@@ -44,6 +48,7 @@ from glimpze.feeds.widgets import Widgets
 from glimpze.ops.metrics import Registry
 from glimpze.push.action_links import ActionLinks
 from glimpze.push.approvals import Approvals
+from glimpze.push.buttons import Buttons
 from glimpze.push.pushes import Push
 from glimpze.push.quiet_hours import QuietHours
 from glimpze.push.targets import PushTargets
@@ -80,7 +85,7 @@ class Services:
             self.clock,
             self.outbox,
             self.changes,
-            lambda: guarded_pool(self.policy, network=network),
+            network or GuardedBackend(self.policy),
             busy=lambda: self.ingest.in_flight > 0,
             metrics=self.metrics,
         )
@@ -107,6 +112,13 @@ class Services:
             metrics=self.metrics,
         )
         self.approvals = Approvals(self.db, config, self.clock, self.outbox, self.push, self.action_links)
+        self.buttons = Buttons(
+            self.db,
+            self.clock,
+            self.action_links,
+            lambda: GuardedTransport(self.policy, max_connections=4, network=network),
+            config.push.timeout_seconds,
+        )
         # Feeds: events in, widgets out
         self.feeds = Feeds(self.db, config, self.clock)
         self.idempotency = Idempotency(self.db, self.clock)
@@ -125,10 +137,26 @@ class Services:
             push=self.push,
             changes=self.changes,
         )
+        self.publishers = Publishers(config, self.feeds, self.keys, self.auth_failures)  # ntfy, Gotify
         self.events = Events(self.db, self.feeds, self.approvals)
-        self.widgets = Widgets(self.db, self.feeds, self.media, self.clock, self.auth_failures, self.events)
+        self.widgets = Widgets(
+            self.db, self.feeds, self.media, self.clock, self.auth_failures, self.events, quiet_hours=self.quiet_hours
+        )
         self.retention = Retention(self.db, config, self.media)
         self.tiles = Tiles(self.db, self.clock)
+        # Screens and the e-ink devices that show them
+        self.screens = Screens(self.db, config, self.clock, self.events, self.quiet_hours, self.changes)
+        self.devices = Devices(self.db, self.clock, self.screens, self.changes)
+        self.trmnl = Trmnl(
+            self.db,
+            config,
+            self.clock,
+            devices=self.devices,
+            screens=self.screens,
+            default_project=self.keys.default_project_id,
+            auth_failures=self.auth_failures,
+            changes=self.changes,
+        )
         # The visitor chat
         own_origin = normalize_origin(urlsplit(config.base_url)._replace(path="", query="", fragment="").geturl())
         self.chat_tokens = ChatTokens(self.db, self.clock, self.settings, own_origin)

@@ -1,7 +1,9 @@
 """Strict decoding of request bodies into Structs, with errors that name the bad field.
 
 msgspec stops at the first error and reports unknown or missing fields at the parent object;
-`field_error()` moves the path onto the field itself and suggests the nearest known name.
+`field_error()` moves the path onto the field itself and suggests the nearest known name. Once a
+body has failed, `every_field_error()` checks it again field by field, so a 422 names every bad
+field (the first one msgspec found stays first); a valid body never pays for that second pass.
 
 Every JSON document that comes from outside (a body, an upload's JSON field, a token's or a
 cursor's payload) is decoded by a `Decoder`, which first refuses arrays and objects nested more
@@ -17,11 +19,11 @@ import itertools
 import re
 import types
 import typing
-from typing import Any, Literal, TypeVar, Union
+from typing import Any, Literal, TypeVar, Union, overload
 
 import msgspec
 
-from glimpze.errors import BadRequest, FieldError, ValidationFailed
+from glimpze.errors import BadRequest, FieldError, InvalidJson, ValidationFailed
 
 T = TypeVar("T")
 
@@ -42,30 +44,35 @@ _OWN = re.compile(r"^\[(?P<field>[^\]]+)\] (?P<message>.*)$", re.S)
 class Decoder(typing.Generic[T]):
     """A strict JSON decoder for one request type, built once at import time."""
 
-    def __init__(self, type_: Any, *, prefix: str = "$") -> None:
+    @overload
+    def __init__(self: Decoder[T], type_: type[T], *, prefix: str = "$") -> None: ...
+
+    @overload  # a hint that is not a class (`Any`, a union): decodes to what the hint says, unchecked
+    def __init__(self: Decoder[Any], type_: object, *, prefix: str = "$") -> None: ...
+
+    def __init__(self, type_: object, *, prefix: str = "$") -> None:
         self.type = type_
         self.prefix = prefix  # where the decoded document sits in the request, for error paths
-        self._decoder = msgspec.json.Decoder(type_)
+        self._decoder: msgspec.json.Decoder[T] = msgspec.json.Decoder(type_)
 
     def decode(self, body: bytes) -> T:
         if not body.strip():
-            raise BadRequest("The request body is empty; send a JSON object.", code="invalid_json", title="Empty body")
+            raise InvalidJson("The request body is empty; send a JSON object.")
         if too_deep(body):
             raise nested_too_deep(body, self.prefix)
         try:
             return self._decoder.decode(body)
         except msgspec.ValidationError as exc:
-            raise validation_failed(exc, self.type, self.prefix) from None
+            first = field_error(str(exc), self.type, self.prefix)
+            raise failed([first, *every_field_error(body, self.type, self.prefix)]) from None
         except msgspec.DecodeError as exc:
             raise invalid_json(exc) from None
 
 
 def invalid_json(exc: Exception) -> BadRequest:
-    return BadRequest(
+    return InvalidJson(
         f"The body is not valid JSON ({exc}). Check quotes and commas; n8n, Zapier and Make "
-        "need the body type set to JSON.",
-        code="invalid_json",
-        title="Malformed JSON",
+        "need the body type set to JSON."
     )
 
 
@@ -97,11 +104,9 @@ def nested_too_deep(body: bytes, prefix: str = "$") -> BadRequest:
     """The 400 for a document nested too deeply, naming the first array or object too deep."""
     path = _too_deep_path(body, prefix)
     message = f"nests arrays and objects more than {MAX_JSON_DEPTH} levels deep"
-    return BadRequest(
+    return InvalidJson(
         f"{path}: {message}. JSON documents may nest at most {MAX_JSON_DEPTH} levels (the document itself "
         "counts as one); flatten the value.",
-        code="invalid_json",
-        title="JSON nested too deeply",
         errors=[FieldError(path, message)],
     )
 
@@ -140,12 +145,74 @@ def _key(token: bytes) -> str:
         return token[1:-1].decode("utf-8", "replace")
 
 
-def validation_failed(exc: msgspec.ValidationError, root: Any, prefix: str = "$") -> ValidationFailed:
+def validation_failed(exc: msgspec.ValidationError, root: object, prefix: str = "$") -> ValidationFailed:
     error = field_error(str(exc), root, prefix)
     return ValidationFailed(f"{error.path}: {error.message}", errors=[error])
 
 
-def field_error(text: str, root: Any, prefix: str = "$") -> FieldError:
+def failed(errors: list[FieldError]) -> ValidationFailed:
+    """One 422 for `errors` in order, each path once (the first error for a path is kept)."""
+    unique: dict[str, FieldError] = {}
+    for error in errors:
+        unique.setdefault(error.path, error)
+    return ValidationFailed("; ".join(f"{e.path}: {e.message}" for e in unique.values()), errors=[*unique.values()])
+
+
+def every_field_error(body: bytes, root: object, prefix: str = "$") -> list[FieldError]:
+    """Every bad field of a JSON document that failed to decode into `root`, found by checking
+    each member of each object against its field's type (only called after a failure)."""
+    try:
+        document = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return []
+    return _check(document, root, prefix)
+
+
+def _check(value: object, hint: object, path: str) -> list[FieldError]:
+    """The errors of `value` as `hint` at `path`: an object's members one by one, then the object."""
+    options = _unwrap(hint)
+    if value is None and type(None) in options:
+        return []
+    structs = [t for t in options if isinstance(t, type) and issubclass(t, msgspec.Struct)]
+    if len(structs) == 1 and isinstance(value, dict) and len(options) - (type(None) in options) == 1:
+        errors = _check_members(value, structs[0], path)
+        return errors or _convert(value, structs[0], path)
+    origin = typing.get_origin(hint)
+    if origin is list and isinstance(value, list):
+        (item,) = typing.get_args(hint) or (Any,)
+        return [e for i, v in enumerate(value) for e in _check(v, item, f"{path}[{i}]")]
+    if origin is dict and isinstance(value, dict):
+        _, item = typing.get_args(hint) or (str, Any)
+        errors = [e for k, v in value.items() for e in _check(v, item, member_path(path, str(k)))]
+        return errors or _convert(value, hint, path)
+    return _convert(value, hint, path)
+
+
+def _check_members(value: dict[str, Any], struct: type[msgspec.Struct], path: str) -> list[FieldError]:
+    config = struct.__struct_config__
+    hints = typing.get_type_hints(struct, include_extras=True)
+    fields = {f.encode_name: f for f in msgspec.structs.fields(struct)}
+    errors: list[FieldError] = []
+    for name, member in value.items():  # in the document's order, as msgspec reads it
+        if name in fields:
+            errors += _check(member, hints[fields[name].name], member_path(path, name))
+        elif name != config.tag_field and config.forbid_unknown_fields:
+            errors.append(field_error(f"Object contains unknown field `{name}` - at `$`", struct, path))
+    for name, field in fields.items():
+        if field.required and name not in value:
+            errors.append(field_error(f"Object missing required field `{name}` - at `$`", struct, path))
+    return errors
+
+
+def _convert(value: object, hint: object, path: str) -> list[FieldError]:
+    try:
+        msgspec.convert(value, hint, strict=True)
+    except msgspec.ValidationError as exc:
+        return [field_error(str(exc), hint, path)]
+    return []
+
+
+def field_error(text: str, root: object, prefix: str = "$") -> FieldError:
     """Translate one msgspec error message into a FieldError with the field's own path."""
     match = _AT.match(text)
     message, path = (match["message"], match["path"]) if match else (text, "$")
@@ -210,7 +277,7 @@ def path_parts(path: str) -> list[str | int]:
     return parts
 
 
-def _unwrap(tp: Any) -> list[Any]:
+def _unwrap(tp: object) -> list[object]:
     """The concrete types a hint may stand for (Optional, unions, Annotated removed)."""
     if typing.get_origin(tp) is typing.Annotated:
         return _unwrap(typing.get_args(tp)[0])
@@ -219,10 +286,10 @@ def _unwrap(tp: Any) -> list[Any]:
     return [tp]
 
 
-def _types_at(root: Any, parts: list[str | int]) -> list[Any]:
+def _types_at(root: object, parts: list[str | int]) -> list[object]:
     current = _unwrap(root)
     for part in parts:
-        following: list[Any] = []
+        following: list[object] = []
         for tp in current:
             if isinstance(tp, type) and issubclass(tp, msgspec.Struct) and isinstance(part, str):
                 hints = typing.get_type_hints(tp, include_extras=True)
@@ -237,7 +304,7 @@ def _types_at(root: Any, parts: list[str | int]) -> list[Any]:
     return current
 
 
-def _fields_at(root: Any, parts: list[str | int]) -> list[str]:
+def _fields_at(root: object, parts: list[str | int]) -> list[str]:
     names: list[str] = []
     for tp in _types_at(root, parts):
         if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
@@ -245,5 +312,5 @@ def _fields_at(root: Any, parts: list[str | int]) -> list[str]:
     return names
 
 
-def _literals_at(root: Any, parts: list[str | int]) -> list[Any]:
+def _literals_at(root: object, parts: list[str | int]) -> list[object]:
     return [value for tp in _types_at(root, parts) if typing.get_origin(tp) is Literal for value in typing.get_args(tp)]

@@ -94,3 +94,14 @@ class ExampleSite:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+
+
+def sign_in_first_time(page: Any, server_url: str, server_output: str, password: str) -> None:
+    """Choose the dashboard password through the setup link a first start printed, signing `page` in."""
+    link = re.search(r"http://\S+/setup/\S+", server_output)
+    assert link, server_output
+    page.goto(link.group(0))
+    page.get_by_label("New password").fill(password)
+    page.get_by_label("Repeat it").fill(password)
+    page.get_by_role("button", name="Save and sign in").click()
+    page.wait_for_url(f"{server_url}/")

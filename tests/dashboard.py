@@ -76,8 +76,8 @@ class Dash:
 
 
 class PageAudit(HTMLParser):
-    """What a page's HTML breaks of the dashboard's rules: inline scripts, handlers and styles, and
-    form controls without a label."""
+    """What a page's HTML breaks of the dashboard's rules: inline scripts, handlers and styles, form
+    controls without a label, and POST forms whose first field is not the CSRF token."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -85,6 +85,7 @@ class PageAudit(HTMLParser):
         self.labels: set[str] = set()
         self.controls: list[tuple[str, dict[str, str | None]]] = []
         self._in_script_without_src = False
+        self._post_form: str | None = None  # the action of a POST form whose first field is still to come
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = dict(attrs)
@@ -99,6 +100,12 @@ class PageAudit(HTMLParser):
             self.labels.add(a["for"] or "")
         if tag in ("input", "select", "textarea") and a.get("type") not in ("hidden", "submit", "button"):
             self.controls.append((tag, a))
+        if tag in ("input", "select", "textarea", "button") and self._post_form is not None:
+            if not (tag == "input" and a.get("type") == "hidden" and a.get("name") == "csrf" and a.get("value")):
+                self.problems.append(f"POST form to {self._post_form} without its CSRF token first")
+            self._post_form = None
+        if tag == "form" and (a.get("method") or "").lower() == "post":
+            self._post_form = a.get("action") or ""
 
     def unlabelled(self, wrapped: set[str]) -> list[str]:
         return [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import shutil
 import sqlite3
@@ -14,11 +15,12 @@ import httpx
 import pytest
 
 from glimpze.clock import FakeClock
-from glimpze.config import Config
+from glimpze.config import load
 from glimpze.ops.backup import check
-from tests.conftest import Api, running
+from tests.conftest import running
 from tests.imagefiles import widget
 from tests.load import ALLOW_LOCAL_TARGETS, IngestLoad, create_feed, subscribe
+from tests.receiver import Receiver
 from tests.server import UNLIMITED_PLAN, Server, run_cli
 
 LOAD_SECONDS = 30
@@ -171,25 +173,27 @@ def test_check_fails_on_configuration_errors(tmp_path: Path) -> None:
 
 
 @pytest.mark.anyio
-async def test_check_counts_pending_and_leased_deliveries(config: Config, clock: FakeClock) -> None:
-    async with running(config, clock) as api:
-        await api.glimpze.dispatcher.stop_runner()
-        await subscribe_unreachable(api)
-        feed = await api.feed("counter")
-        for i in range(3):
-            await api.ingest(feed, {"schema_type": "counter", "content": {"title": "n", "count": i}})
-        conn = sqlite3.connect(config.db_path)
-        conn.execute("UPDATE deliveries SET lease_until = ? WHERE seq = (SELECT min(seq) FROM deliveries)", (2e9,))
-        conn.commit()
-        conn.close()
-        report = check(config, now=clock.now())
+async def test_check_counts_pending_and_leased_deliveries(tmp_path: Path, clock: FakeClock) -> None:
+    (tmp_path / "glimpze.toml").write_text('[webhooks]\nallow_targets = ["127.0.0.1"]\n')
+    config = load(tmp_path / "glimpze.toml", env={}, overrides={"data_dir": str(tmp_path / "data")})
+    with Receiver() as receiver:
+        receiver.hold.clear()  # the first delivery stays in flight, leased
+        async with running(config, clock) as api:
+            await api.glimpze.dispatcher.stop_runner()
+            hook = {"url": receiver.url, "events": ["feed.event"], "ordered": True}  # one at a time
+            assert (await api.post("/v1/webhooks", json=hook)).status_code == 201
+            feed = await api.feed("counter")
+            for i in range(3):
+                await api.ingest(feed, {"schema_type": "counter", "content": {"title": "n", "count": i}})
+            sending = asyncio.create_task(api.glimpze.dispatcher.deliver_due(clock.now()))
+            with anyio.fail_after(10):
+                while receiver.in_flight == 0:
+                    await asyncio.sleep(0.01)
+            report = check(config, now=clock.now())
+            receiver.hold.set()
+            await sending
     assert report.lines()[:2] == ["integrity: ok", "queue: 2 pending, 1 leased"]
     assert report.sound
-
-
-async def subscribe_unreachable(api: Api) -> None:
-    response = await api.post("/v1/webhooks", json={"url": "https://hooks.example.com/x", "events": ["feed.event"]})
-    assert response.status_code == 201, response.text
 
 
 @pytest.mark.anyio

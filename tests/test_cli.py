@@ -24,6 +24,21 @@ def test_help_explains_every_command(tmp_path: Path) -> None:
     assert "--name" in create.stdout and "--json" in create.stdout
 
 
+def test_a_command_without_its_action_lists_its_actions(tmp_path: Path) -> None:
+    groups = {
+        "keys": ("create", "list"),
+        "projects": ("create", "list"),
+        "feeds": ("create", "list", "rotate-key"),
+        "webhooks": ("add", "list", "deliveries", "replay"),
+        "admin": ("reset-password",),
+    }
+    for command, actions in groups.items():
+        shown = glimpze(command, data=tmp_path / "data")
+        assert shown.returncode == 2, (command, shown.stderr)
+        assert f"usage: glimpze {command}" in shown.stdout
+        assert all(action in shown.stdout for action in actions), (command, shown.stdout)
+
+
 def test_keys_and_feeds_from_the_cli(tmp_path: Path) -> None:
     data = tmp_path / "data"
     made = glimpze("keys", "create", "--name", "ci", "--json", data=data)

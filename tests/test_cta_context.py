@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from glimpze.chat import ctx
-from glimpze.chat.cta_context import captured_fields, strip_sensitive
+from glimpze.chat.cta_context import SECRET_SETTING, captured_fields, strip_sensitive
 from glimpze.clock import FakeClock
 from glimpze.ops.logs import redact
 from tests.conftest import Api
@@ -171,7 +171,7 @@ async def test_a_second_rotation_retires_the_first_secret_at_once(api: Api) -> N
 
 async def test_the_secret_is_made_on_first_use_and_kept(api: Api) -> None:
     project_id = (await api.glimpze.keys.authenticate(api.key)).project_id
-    assert await api.glimpze.settings.get(project_id, "cta_context_secret") is None
+    assert await api.glimpze.settings.get(project_id, SECRET_SETTING) is None
     first = (await api.get("/v1/ctas/secret")).json()
     assert first["previous_secret"] is None
     assert (await api.get("/v1/ctas/secret")).json() == first

@@ -20,13 +20,14 @@ from litestar.routes import HTTPRoute
 from glimpze.clock import FakeClock
 from glimpze.config import Config, load
 from glimpze.web.dashboard.snippets import example_event, snippets
+from glimpze.web.dashboard.web import PUBLIC
 from tests.conftest import Api, SseReader, running
 from tests.dashboard import PASSWORD, Dash, audit, csrf_of, setup_token
 from tests.receiver import Receiver
 
 pytestmark = pytest.mark.anyio
 
-API_PREFIXES = ("/v1", "/ingest", "/widget", "/w/", "/media", "/healthz", "/schema", "/a/")
+API_PREFIXES = ("/v1", "/ingest", "/widget", "/w/", "/media", "/healthz", "/schema", "/a/", "/api/")
 
 
 @pytest.fixture
@@ -105,6 +106,21 @@ async def test_sign_in_returns_to_the_page_asked_for(api: Api) -> None:
 
 async def test_the_live_stream_without_a_session_is_401(api: Api) -> None:
     assert (await api.client.get("/live")).status_code == 401
+
+
+async def test_only_pages_behind_the_session_are_given_the_viewer(api: Api) -> None:
+    """`viewer` is injected after `before_request` has turned away every request without a session;
+    a public route (sign-in, setup, the PWA files) never asks for it, so it never runs without one."""
+    handlers = [
+        handler
+        for route in api.app.routes
+        if isinstance(route, HTTPRoute) and not route.path.startswith(API_PREFIXES)
+        for handler in route.route_handlers
+    ]
+    asking = {h.handler_name for h in handlers if "viewer" in h.parsed_fn_signature.parameters}
+    public = {h.handler_name for h in handlers if h.opt.get(PUBLIC)}
+    assert "feed_page" in asking and "login" in public
+    assert not asking & public
 
 
 async def test_setup_sets_the_password_once_and_signs_in(api: Api, config: Config) -> None:

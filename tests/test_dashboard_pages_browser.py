@@ -271,7 +271,7 @@ def test_a_posted_event_highlights_its_tile_and_resets_updated_within_a_second(
     context = open_context(browser, server, world, size, "light")
     page = context.new_page()
     page.goto("/")
-    page.wait_for_function("document.body.dataset.liveState === 'open'")
+    page.wait_for_function("() => document.body.dataset.liveState === 'open'")
     page.evaluate("window.notReloaded = true")
     value = f"${int(time.time()) % 100000:,}"
     started = time.monotonic()
@@ -303,14 +303,14 @@ def test_a_visitor_message_appears_in_the_open_conversations_list(
     context = open_context(browser, server, world, size, "light")
     page = context.new_page()
     page.goto("/conversations")
-    page.wait_for_function("document.body.dataset.liveState === 'open'")
+    page.wait_for_function("() => document.body.dataset.liveState === 'open'")
     page.evaluate("window.notReloaded = true")
     text = f"Do you ship to Norway? ({size})"
     api.post(f"/v1/sessions/{session['id']}/messages", {"role": "visitor", "text": text})
     item = page.locator(f'[data-session="{session["id"]}"]')
     item.filter(has_text=text).wait_for()
     assert "is-unread" in (item.get_attribute("class") or "")
-    page.wait_for_function("document.querySelector('[data-count=conversations]').textContent === '1'")
+    page.wait_for_function("() => document.querySelector('[data-count=conversations]').textContent === '1'")
     # A new conversation shows too.
     other = api.post("/v1/sessions", {"visitor": {"id": f"v-{size}", "name": f"Grace {size}"}})
     page.locator(f'[data-session="{other["id"]}"]').wait_for()
@@ -334,7 +334,7 @@ def test_two_pending_approvals_show_two_waiting_until_both_are_decided(
     page = context.new_page()
     page.goto("/")
     tile = page.locator(f'[data-tile][data-feed="{feed["id"]}"]')
-    page.wait_for_function("document.body.dataset.liveState === 'open'")
+    page.wait_for_function("() => document.body.dataset.liveState === 'open'")
     first = api.ingest(feed, approval_event("A: ship the release?"))
     second = api.ingest(feed, approval_event("B: run the migration?"))
     tile.filter(has_text="2 waiting").wait_for()
@@ -363,7 +363,7 @@ def test_a_failing_webhook_says_so_and_its_inspector_shows_the_body_sent(
     assert "failing, retrying" in card.inner_text() and "attempt" not in card.inner_text()
     # A test send updates the open page's delivery log, live.
     page.goto(f"/webhooks/{hook['id']}")
-    page.wait_for_function("document.body.dataset.liveState === 'open'")
+    page.wait_for_function("() => document.body.dataset.liveState === 'open'")
     rows = page.locator("#deliveries tr[data-delivery]")
     before = rows.count()
     sent_before = len(receiver.requests)

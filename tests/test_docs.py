@@ -405,6 +405,8 @@ def test_the_marked_walkthroughs_run(page: Path, server: Server, receiver: Recei
         assert png_size(tmp_path / "revenue.png") == (1014, 474)  # step 4: the medium widget
     if page.name == "widgets.md":
         assert png_size(tmp_path / "revenue-medium.png") == (1014, 474)
+    if page.name == "displays.md":
+        assert png_size(tmp_path / "hallway.png") == (800, 480)  # the screen's picture URL
     if page.name == "webhooks.md":
         check_the_test_delivery_verifies(run, receiver)
 

@@ -117,6 +117,13 @@ BAD_INPUTS: list[tuple[str, dict[str, Any], int, str, str | None]] = [
     ("missing schema_type", {"json": {"content": GOOD["content"]}}, 422, "validation_failed", "$.schema_type"),
     ("unknown schema_type", {"json": _bad({"schema_type": "gauge"})}, 422, "validation_failed", "$.schema_type"),
     (
+        "schema_type not a string",
+        {"json": _bad({"schema_type": ["status"]})},
+        422,
+        "validation_failed",
+        "$.schema_type",
+    ),
+    (
         "schema of another feed",
         {"json": {"schema_type": "summary", "content": {"title": "t", "primary_value": "1"}}},
         422,
@@ -277,3 +284,37 @@ async def test_ingest_and_event_log_do_not_leak_across_projects(api: Api) -> Non
     _, other = await api.glimpze.keys.create_project("Other")
     response = await api.client.get(f"/v1/feeds/{feed['id']}/events", headers={"Authorization": f"Bearer {other.key}"})
     assert response.status_code == 404
+
+
+async def test_a_422_names_every_failing_field_the_first_one_found_first(api: Api) -> None:
+    feed = await api.feed("status")
+    before = row_counts(api.glimpze.config.db_path)
+    body = {
+        "schema_type": "status",
+        "content": {"title": "API", "status": "fine", "mesage": "up"},
+        "intent": {"send_push": "yes"},
+        "callback": {"url": "https://example.com/"},
+    }
+    response = await api.ingest(feed, body)
+
+    assert response.status_code == 422
+    problem = response.json()
+    assert problem["code"] == "validation_failed"
+    assert [e["path"] for e in problem["errors"]] == [
+        "$.content.status",  # msgspec's first error stays first
+        "$.content.mesage",
+        "$.content.message",
+        "$.intent.send_push",
+        "$.callback",
+    ]
+    assert problem["errors"][1]["message"] == "unknown field 'mesage'; did you mean 'message'?"
+    assert problem["errors"][4]["message"] == "callback is allowed on approval events only"
+    assert all(f"{e['path']}: {e['message']}" in problem["detail"] for e in problem["errors"])
+    assert row_counts(api.glimpze.config.db_path) == before
+
+
+async def test_a_v1_422_names_every_failing_field(api: Api) -> None:
+    response = await api.post("/v1/feeds", json={"name": 7, "schema_type": "gauge", "plann": "pro"})
+
+    assert response.status_code == 422
+    assert [e["path"] for e in response.json()["errors"]] == ["$.name", "$.schema_type", "$.plann"]

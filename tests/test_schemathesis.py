@@ -138,6 +138,10 @@ async def seed(target: Target) -> Seeded:
         assert approval.status_code == 202, approval.text
         cta = await made(f"/v1/agents/{agent['id']}/ctas", {"label": "Book a demo", "url": "https://example.com/demo"})
         push_target = await made("/v1/push/targets", {"url": "json://hooks.example.com/fuzz"})
+        screen = await made("/v1/screens", {"name": "fuzz", "feeds": [feed["id"]]})
+        waiting = await client.get("/api/setup", headers={"ID": "AA:BB:CC:DD:EE:FF"})
+        assert waiting.status_code == 200, waiting.text
+        device = (await client.get("/v1/devices")).json()["data"][0]
         operations = sum(
             method in ("get", "put", "post", "delete", "options", "head", "patch", "trace")
             for item in (await client.get("/schema/openapi.json")).json()["paths"].values()
@@ -165,6 +169,9 @@ async def seed(target: Target) -> Seeded:
             "event_id": approval.json()["id"],
             "cta_id": cta["id"],
             "target_id": push_target["id"],
+            "screen_id": screen["id"],
+            "screen_file": f"{screen['id']}.png",
+            "device_id": device["id"],
         },
         spare={"feed_id": spare_feed["id"], "key_id": spare_key["id"]},
         operations=operations,

@@ -15,14 +15,17 @@ from __future__ import annotations
 import asyncio
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from glimpze.clock import Clock
-from glimpze.errors import NotFound, Unauthorized, ValidationFailed
+from glimpze.errors import InvalidSetupLink, NotSetUp, ValidationFailed, WrongPassword
 from glimpze.feeds.limits import AuthFailureLimiter
 from glimpze.ids import hash_secret, same
 from glimpze.store.database import Database
-from glimpze.store.sql import Tx
+from glimpze.store.sql import Tx, one
+
+if TYPE_CHECKING:
+    from argon2 import PasswordHasher
 
 SESSION_SECONDS = 30 * 86400
 TOUCH_SECONDS = 3600
@@ -71,7 +74,7 @@ class _CachedSession:
     checked_at: float
 
 
-def _hasher() -> Any:
+def _hasher() -> PasswordHasher:
     from argon2 import PasswordHasher  # imported on first use: a server nobody signs in to never loads it
 
     # OWASP's argon2id baseline (19 MiB, 2 passes, 1 lane): well under a second on a Raspberry Pi.
@@ -104,7 +107,7 @@ class Admin:
 
         def job(tx: Tx) -> None:
             tx.execute(SQL_ENSURE_ADMIN)
-            has_password = tx.execute(SQL_ADMIN).fetchone()["password_hash"] is not None
+            has_password = one(tx.execute(SQL_ADMIN))["password_hash"] is not None
             expires = now + RESET_TOKEN_SECONDS if has_password else None
             tx.execute(SQL_SET_SETUP_TOKEN, (hash_secret(token), expires))
 
@@ -124,11 +127,7 @@ class Admin:
             or not same(hash_secret(token), row["setup_token_hash"])
             or (expires is not None and expires <= self.clock.now())
         ):
-            raise NotFound(
-                "This setup link is not valid: it was used, replaced by a newer one, or it expired.",
-                code="invalid_setup_link",
-                title="Setup link not valid",
-            )
+            raise InvalidSetupLink("This setup link is not valid: it was used, replaced by a newer one, or it expired.")
 
     async def set_password(
         self, token: str, password: str, confirm: str, client: str, user_agent: str | None = None
@@ -156,7 +155,7 @@ class Admin:
             row = tx.execute(SQL_ADMIN).fetchone()
             # The token may have been used (or replaced) by a concurrent request since it was checked.
             if token_hash is not None and (row is None or not same(token_hash, row["setup_token_hash"] or "")):
-                raise NotFound("This setup link was used or replaced meanwhile.", code="invalid_setup_link")
+                raise InvalidSetupLink("This setup link was used or replaced meanwhile.")
             tx.execute(SQL_SET_PASSWORD, (digest, now))
             tx.execute(SQL_DELETE_ALL_SESSIONS)
             tx.execute(SQL_INSERT_SESSION, params)
@@ -173,13 +172,13 @@ class Admin:
         row = await self.db.fetch_one(SQL_ADMIN)
         stored = None if row is None else row["password_hash"]
         if stored is None:
-            raise Unauthorized("No password is set yet; use the setup link printed at start.", code="not_set_up")
+            raise NotSetUp("No password is set yet; use the setup link printed at start.")
         hasher = _hasher()
         try:
             await asyncio.to_thread(hasher.verify, stored, password)
         except (VerificationError, InvalidHashError):
             named = f"{which} password" if which else "password"
-            raise Unauthorized(f"The {named} is not right.", code="wrong_password") from None
+            raise WrongPassword(f"The {named} is not right.") from None
         if hasher.check_needs_rehash(stored):
             digest = await asyncio.to_thread(hasher.hash, password)
             await self.db.execute("UPDATE admin SET password_hash = ? WHERE id = 1", (digest,))
@@ -197,7 +196,7 @@ class Admin:
 
     def _new_session(
         self, now: float, project_id: str | None, user_agent: str | None
-    ) -> tuple[DashboardSession, tuple[Any, ...]]:
+    ) -> tuple[DashboardSession, tuple[str | float | None, ...]]:
         token = secrets.token_urlsafe(32)
         session = DashboardSession(
             key=hash_secret(token),

@@ -12,13 +12,13 @@ from dataclasses import dataclass
 import msgspec
 
 from glimpze.clock import Clock, iso
-from glimpze.errors import Conflict, Unauthorized, not_found
+from glimpze.errors import Conflict, InvalidApiKey, Unauthorized, not_found
 from glimpze.ids import display_prefix, hash_secret, new_id, new_secret
 from glimpze.names import check_name
 from glimpze.rotation import check_grace, previous_columns
 from glimpze.store.database import Database
 from glimpze.store.pagination import Page, page
-from glimpze.store.sql import Row, Tx
+from glimpze.store.sql import Row, Tx, one
 
 DEFAULT_PROJECT_NAME = "Default"
 DEFAULT_ROTATION_GRACE_SECONDS = 24 * 3600
@@ -142,8 +142,8 @@ class Keys:
             row = tx.execute(SQL_FIRST_PROJECT).fetchone()
             if row is None:
                 tx.execute(SQL_INSERT_PROJECT, (project_id, DEFAULT_PROJECT_NAME, now))
-                row = tx.execute(SQL_GET_PROJECT, (project_id,)).fetchone()
-            if not mint_admin_key or tx.execute(SQL_COUNT_KEYS, (row["id"],)).fetchone()[0]:
+                row = one(tx.execute(SQL_GET_PROJECT, (project_id,)))
+            if not mint_admin_key or one(tx.execute(SQL_COUNT_KEYS, (row["id"],)))[0]:
                 return row, False
             tx.execute(SQL_INSERT_KEY, (key_id, row["id"], "admin", display_prefix(secret), hash_secret(secret), now))
             return row, True
@@ -171,7 +171,8 @@ class Keys:
         row = await self.db.fetch_one(SQL_FIRST_PROJECT)
         if row is None:
             raise not_found("project", "default")
-        return row["id"]
+        project_id: str = row["id"]
+        return project_id
 
     # Keys
 
@@ -183,10 +184,11 @@ class Keys:
         )
         return NewApiKey(id=key_id, name=name, prefix=display_prefix(secret), created_at=iso(now), key=secret)
 
-    async def list(self, project_id: str, *, after: tuple[int] | None, limit: int) -> Page[ApiKey]:
+    async def page(self, project_id: str, *, after: tuple[int] | None, limit: int) -> Page[ApiKey]:
+        """A project's API keys, oldest first, from the one after `after`."""
         rows = await self.db.fetch_all(SQL_LIST_KEYS, (project_id, after[0] if after else 0, limit + 1))
         now = self.clock.now()
-        return page(list(rows), limit, lambda r: self._with_recent_use(_key_out(r, now)), lambda r: (r["rowid"],))
+        return page(rows, limit, lambda r: self._with_recent_use(_key_out(r, now)), lambda r: (r["rowid"],))
 
     async def get(self, project_id: str, key_id: str) -> ApiKey:
         row = await self.db.fetch_one(SQL_GET_KEY, (project_id, key_id))
@@ -227,7 +229,7 @@ class Keys:
         def job(tx: Tx) -> None:
             if tx.execute(SQL_GET_KEY, (project_id, key_id)).fetchone() is None:
                 raise not_found("API key", key_id)
-            if tx.execute(SQL_COUNT_KEYS, (project_id,)).fetchone()[0] <= 1:
+            if one(tx.execute(SQL_COUNT_KEYS, (project_id,)))[0] <= 1:
                 raise Conflict(
                     "This is the project's last API key; create another one first so the project stays reachable."
                 )
@@ -282,4 +284,4 @@ class Keys:
 
 
 def _unauthorized(detail: str) -> Unauthorized:
-    return Unauthorized(detail, code="invalid_api_key", headers={"WWW-Authenticate": 'Bearer realm="glimpze"'})
+    return InvalidApiKey(detail, headers={"WWW-Authenticate": 'Bearer realm="glimpze"'})

@@ -1,5 +1,6 @@
 """Per-project settings stored as JSON values by name, and the widget origins built on them
-(quiet hours are another: quiet_hours.py).
+(quiet hours are another: quiet_hours.py). Each setting is declared as a `Setting` with the type
+its value has, so reading one gives that type back.
 
 Widget origins (`PUT/GET /v1/settings/widget-origins`) are the browser origins allowed to call the
 visitor API of a project. They are kept in memory after the first read (they only change through
@@ -8,7 +9,7 @@ the API of this process), because CORS preflights ask for them on every widget r
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Generic, TypeVar
 from urllib.parse import urlsplit
 
 import msgspec
@@ -16,9 +17,24 @@ import msgspec
 from glimpze.clock import Clock
 from glimpze.errors import ValidationFailed
 from glimpze.store.database import Database
-from glimpze.store.sql import Tx
+from glimpze.store.sql import Tx, one
 
-WIDGET_ORIGINS = "widget_origins"
+T = TypeVar("T")
+
+
+class Setting(Generic[T]):
+    """A project setting: its name, and the type of the JSON value stored under it."""
+
+    def __init__(self, name: str, type_: type[T]) -> None:
+        self.name = name
+        self._decoder = msgspec.json.Decoder(type_)
+
+    def decode(self, value: bytes | str) -> T:
+        """The stored JSON as the setting's type."""
+        return self._decoder.decode(value)
+
+
+WIDGET_ORIGINS = Setting("widget_origins", list[str])
 MAX_WIDGET_ORIGINS = 50
 
 SQL_GET = "SELECT value FROM project_settings WHERE project_id = ? AND name = ?"
@@ -76,32 +92,33 @@ class ProjectSettings:
         self._known: frozenset[str] = frozenset()  # every project's, for CORS preflights
         self._generation = 0  # a load that raced with a change must not cache what it read
 
-    async def get(self, project_id: str, name: str) -> Any:
-        value = await self.db.fetch_value(SQL_GET, (project_id, name))
-        return None if value is None else msgspec.json.decode(value)
+    async def get(self, project_id: str, setting: Setting[T]) -> T | None:
+        """A project's value, or None."""
+        value = await self.db.fetch_value(SQL_GET, (project_id, setting.name))
+        return None if value is None else setting.decode(value)
 
-    async def all(self, name: str) -> list[tuple[str, Any]]:
-        """Every project's value of setting `name`."""
-        rows = await self.db.fetch_all(SQL_ALL, (name,))
-        return [(row["project_id"], msgspec.json.decode(row["value"])) for row in rows]
+    async def all(self, setting: Setting[T]) -> list[tuple[str, T]]:
+        """Every project's value of `setting`."""
+        rows = await self.db.fetch_all(SQL_ALL, (setting.name,))
+        return [(row["project_id"], setting.decode(row["value"])) for row in rows]
 
-    def delete(self, tx: Tx, project_id: str, name: str) -> None:
+    def delete(self, tx: Tx, project_id: str, setting: Setting[T]) -> None:
         """Remove a value (inside a write job)."""
-        tx.execute(SQL_DELETE, (project_id, name))
+        tx.execute(SQL_DELETE, (project_id, setting.name))
 
-    def read(self, tx: Tx, project_id: str, name: str) -> Any:
+    def read(self, tx: Tx, project_id: str, setting: Setting[T]) -> T | None:
         """A value, or None (inside a write job)."""
-        row = tx.execute(SQL_GET, (project_id, name)).fetchone()
-        return None if row is None else msgspec.json.decode(row[0])
+        row = tx.execute(SQL_GET, (project_id, setting.name)).fetchone()
+        return None if row is None else setting.decode(row[0])
 
-    def put(self, tx: Tx, project_id: str, name: str, value: Any, now: float) -> None:
+    def put(self, tx: Tx, project_id: str, setting: Setting[T], value: T, now: float) -> None:
         """Set a value (inside a write job)."""
-        tx.execute(SQL_PUT, (project_id, name, msgspec.json.encode(value), now))
+        tx.execute(SQL_PUT, (project_id, setting.name, msgspec.json.encode(value), now))
 
-    def get_or_create(self, tx: Tx, project_id: str, name: str, value: Any, now: float) -> Any:
+    def get_or_create(self, tx: Tx, project_id: str, setting: Setting[T], value: T, now: float) -> T:
         """The stored value, storing `value` first when there is none (inside a write job)."""
-        tx.execute(SQL_PUT_NEW, (project_id, name, msgspec.json.encode(value), now))
-        return msgspec.json.decode(tx.execute(SQL_GET, (project_id, name)).fetchone()[0])
+        tx.execute(SQL_PUT_NEW, (project_id, setting.name, msgspec.json.encode(value), now))
+        return setting.decode(one(tx.execute(SQL_GET, (project_id, setting.name)))[0])
 
     # Widget origins
 
@@ -134,8 +151,7 @@ class ProjectSettings:
         if self._origins is not None:
             return self._origins, self._known
         generation = self._generation
-        rows = await self.db.fetch_all(SQL_ALL, (WIDGET_ORIGINS,))
-        loaded = {row["project_id"]: frozenset(msgspec.json.decode(row["value"])) for row in rows}
+        loaded = {project_id: frozenset(origins) for project_id, origins in await self.all(WIDGET_ORIGINS)}
         known = frozenset().union(*loaded.values())
         if generation == self._generation:
             self._origins, self._known = loaded, known

@@ -19,7 +19,7 @@ from glimpze.ids import new_id
 from glimpze.names import check_fields
 from glimpze.store.database import Database, from_row
 from glimpze.store.pagination import Page, page
-from glimpze.store.sql import Tx
+from glimpze.store.sql import Tx, one
 
 DEFAULT_LANGUAGE = "en"
 # As Chatwoot words them; the widget says "Typically replies in a few minutes", and so on.
@@ -124,7 +124,7 @@ class Agents:
                 raise not_found("agent", agent_id)
             if given:
                 tx.execute(SQL_UPDATE_AGENT, {**dict(row), **given, "project_id": project_id, "now": now})
-                row = tx.execute(SQL_GET_AGENT, (project_id, agent_id)).fetchone()
+                row = one(tx.execute(SQL_GET_AGENT, (project_id, agent_id)))
             return from_row(Agent, row)
 
         return await self.db.write(job)
@@ -136,7 +136,7 @@ class Agents:
         row = await self.db.fetch_one(SQL_GET_AGENT, (project_id, agent_id))
         return None if row is None else from_row(AgentProfile, row)
 
-    async def list(self, project_id: str, *, after: tuple[int] | None, limit: int) -> Page[Agent]:
+    async def page(self, project_id: str, *, after: tuple[int] | None, limit: int) -> Page[Agent]:
         """Oldest first."""
         rows = await self.db.fetch_all(SQL_LIST_AGENTS, (project_id, after[0] if after else 0, limit + 1))
-        return page(list(rows), limit, lambda r: from_row(Agent, r), lambda r: (r["rowid"],))
+        return page(rows, limit, lambda r: from_row(Agent, r), lambda r: (r["rowid"],))

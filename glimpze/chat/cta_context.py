@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 
-from glimpze.accounts.settings import ProjectSettings
+from glimpze.accounts.settings import ProjectSettings, Setting
 from glimpze.chat import ctx
 from glimpze.chat.leads import STANDARD_FIELDS
 from glimpze.chat.messages import CtaCard
@@ -36,7 +36,6 @@ from glimpze.store.sql import Tx
 if TYPE_CHECKING:
     from glimpze.chat.ctas import Cta
 
-SECRET_SETTING = "cta_context_secret"  # {"secret", "previous", "previous_until"}
 SECRET_PREFIX = "gzc_"
 ROTATION_GRACE_SECONDS = 24 * 3600
 SENSITIVE_WORDS = ("password", "token", "secret", "apikey")
@@ -54,6 +53,17 @@ class CtaSecret(msgspec.Struct):
     secret: str
     previous_secret: str | None  # still verifies until previous_secret_expires_at
     previous_secret_expires_at: str | None
+
+
+class SecretRecord(msgspec.Struct):
+    """A project's context secret as stored, with the one it replaced while that still verifies."""
+
+    secret: str
+    previous: str | None = None
+    previous_until: float | None = None  # unix seconds
+
+
+SECRET_SETTING = Setting("cta_context_secret", SecretRecord)
 
 
 class CtaVerify(msgspec.Struct, forbid_unknown_fields=True):
@@ -116,11 +126,9 @@ class CtaContext:
 
     # Inside write jobs
 
-    def current_secret(self, tx: Tx, project_id: str, fresh: str, now: float) -> dict[str, Any]:
+    def current_secret(self, tx: Tx, project_id: str, fresh: str, now: float) -> SecretRecord:
         """The stored secret record, storing one with `fresh` as the secret when there is none."""
-        return self.settings.get_or_create(
-            tx, project_id, SECRET_SETTING, {"secret": fresh, "previous": None, "previous_until": None}, now
-        )
+        return self.settings.get_or_create(tx, project_id, SECRET_SETTING, SecretRecord(fresh), now)
 
     def cards(
         self, tx: Tx, project_id: str, session: Session, rules: list[Cta], now: float, fresh: str
@@ -130,12 +138,12 @@ class CtaContext:
         cards = [CtaCard(id=rule.id, label=rule.label, description=rule.description, url=rule.url) for rule in rules]
         if not any(rule.forward_context for rule in rules):
             return cards
-        secret = self.current_secret(tx, project_id, fresh, now)["secret"]
+        secret = self.current_secret(tx, project_id, fresh, now).secret
         context = self._context(tx, project_id, session)
         for card, rule in zip(cards, rules):
             if rule.forward_context:
                 # In the fixed order of the whitelist, so equal choices sign equal payloads.
-                payload = {name: value for name, value in context.items() if name in rule.forward_context}
+                payload: dict[str, Any] = {k: v for k, v in context.items() if k in rule.forward_context}
                 card.url = ctx.signed_url(rule.url, payload, secret, int(now))
         return cards
 
@@ -164,11 +172,11 @@ class CtaContext:
         """A new secret; the one it replaces verifies for another 24 h (one before it stops at once)."""
         fresh, now = new_context_secret(), self.clock.now()
 
-        def job(tx: Tx) -> dict[str, Any]:
+        def job(tx: Tx) -> SecretRecord:
             old = self.settings.read(tx, project_id, SECRET_SETTING)
-            record: dict[str, Any] = {"secret": fresh, "previous": None, "previous_until": None}
+            record = SecretRecord(fresh)
             if old is not None:
-                record.update(previous=old["secret"], previous_until=now + ROTATION_GRACE_SECONDS)
+                record = SecretRecord(fresh, old.secret, now + ROTATION_GRACE_SECONDS)
             self.settings.put(tx, project_id, SECRET_SETTING, record, now)
             return record
 
@@ -184,15 +192,15 @@ class CtaContext:
         return Verification(valid=True, payload=payload)
 
     @staticmethod
-    def _verifying(record: dict[str, Any] | None, now: float) -> Iterable[str]:
+    def _verifying(record: SecretRecord | None, now: float) -> Iterable[str]:
         if record is None:
             return []
-        previous = record["previous"] if still_good(record["previous"], record["previous_until"], now) else None
-        return [record["secret"]] if previous is None else [record["secret"], previous]
+        previous = record.previous if still_good(record.previous, record.previous_until, now) else None
+        return [record.secret] if previous is None else [record.secret, previous]
 
     @staticmethod
-    def _out(record: dict[str, Any], now: float) -> CtaSecret:
-        until = record["previous_until"]
-        if not still_good(record["previous"], until, now):
-            return CtaSecret(record["secret"], None, None)
-        return CtaSecret(record["secret"], record["previous"], iso(until))
+    def _out(record: SecretRecord, now: float) -> CtaSecret:
+        until = record.previous_until
+        if record.previous is None or until is None or not still_good(record.previous, until, now):
+            return CtaSecret(record.secret, None, None)
+        return CtaSecret(record.secret, record.previous, iso(until))

@@ -35,13 +35,13 @@ from glimpze.chat.patterns import PATTERN_MAX_CHARS, PatternSearcher, check_patt
 from glimpze.chat.sessions import Language, Session
 from glimpze.chat.streams import SessionStreams
 from glimpze.clock import Clock
-from glimpze.errors import Conflict, NotFound, not_found
+from glimpze.errors import NotFound, TooManyCtas, not_found
 from glimpze.feeds.schemas import url_problem
 from glimpze.ids import new_id
 from glimpze.names import check_fields
 from glimpze.store.database import Database, from_row
 from glimpze.store.pagination import Page, page
-from glimpze.store.sql import Row, Tx
+from glimpze.store.sql import Row, Tx, one
 
 log = logging.getLogger("glimpze.ctas")
 
@@ -277,25 +277,23 @@ class CtaRules:
         def job(tx: Tx) -> Cta:
             if tx.execute(SQL_AGENT_EXISTS, (project_id, agent_id)).fetchone() is None:
                 raise not_found("agent", agent_id)
-            if tx.execute(SQL_COUNT_AGENT_CTAS, (agent_id,)).fetchone()[0] >= MAX_RULES_PER_AGENT:
-                raise Conflict(
-                    f"Agent {agent_id!r} already has {MAX_RULES_PER_AGENT} CTA rules; delete or reuse one.",
-                    code="too_many_ctas",
-                    title="Too many CTA rules",
+            if one(tx.execute(SQL_COUNT_AGENT_CTAS, (agent_id,)))[0] >= MAX_RULES_PER_AGENT:
+                raise TooManyCtas(
+                    f"Agent {agent_id!r} already has {MAX_RULES_PER_AGENT} CTA rules; delete or reuse one."
                 )
             tx.execute(SQL_INSERT_CTA, params)
-            return cta_out(tx.execute(SQL_GET_CTA, (project_id, cta_id)).fetchone())
+            return cta_out(one(tx.execute(SQL_GET_CTA, (project_id, cta_id))))
 
         return await self.db.write(job)
 
-    async def list(self, project_id: str, agent_id: str, *, after: tuple[int, int] | None, limit: int) -> Page[Cta]:
+    async def page(self, project_id: str, agent_id: str, *, after: tuple[int, int] | None, limit: int) -> Page[Cta]:
         """In matching order: highest priority first, then oldest first."""
         if await self.db.fetch_one(SQL_AGENT_EXISTS, (project_id, agent_id)) is None:
             raise not_found("agent", agent_id)
         priority, seq = after if after else (MAX_PRIORITY + 1, 0)
         params = {"agent": agent_id, "priority": priority, "seq": seq, "limit": limit + 1}
         rows = await self.db.fetch_all(SQL_LIST_CTAS, params)
-        return page(list(rows), limit, cta_out, lambda r: (r["priority"], r["seq"]))
+        return page(rows, limit, cta_out, lambda r: (r["priority"], r["seq"]))
 
     async def get(self, project_id: str, cta_id: str) -> Cta:
         row = await self.db.fetch_one(SQL_GET_CTA, (project_id, cta_id))
@@ -317,7 +315,7 @@ class CtaRules:
                 if column in given:
                     values[column] = _json(given[column])
             tx.execute(SQL_UPDATE_CTA, values)
-            return cta_out(tx.execute(SQL_GET_CTA, (project_id, cta_id)).fetchone())
+            return cta_out(one(tx.execute(SQL_GET_CTA, (project_id, cta_id))))
 
         return await self.db.write(job)
 

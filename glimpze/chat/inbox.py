@@ -15,14 +15,14 @@ from dataclasses import dataclass
 
 import msgspec
 
-from glimpze.accounts.settings import ProjectSettings
+from glimpze.accounts.settings import ProjectSettings, Setting
 from glimpze.chat.messages import Message
 from glimpze.clock import Clock, iso
 from glimpze.push.pushes import BODY_MAX, TITLE_MAX, Push
 from glimpze.store.database import Database
 from glimpze.store.sql import Row, Tx
 
-PUSH_VISITOR_MESSAGES = "push_visitor_messages"
+PUSH_VISITOR_MESSAGES = Setting("push_visitor_messages", bool)
 PREVIEW_CHARS = 140
 
 SQL_SUMMARIES = """
@@ -92,7 +92,8 @@ class Inbox:
     # Pushing visitor messages
 
     async def pushes_messages(self, project_id: str) -> bool:
-        return bool(await self.settings.get(project_id, PUSH_VISITOR_MESSAGES))
+        on = await self.settings.get(project_id, PUSH_VISITOR_MESSAGES)
+        return bool(on)
 
     async def set_push_messages(self, project_id: str, on: bool) -> None:
         now = self.clock.now()

@@ -21,7 +21,7 @@ from glimpze.errors import ValidationFailed, not_found
 from glimpze.ids import new_id
 from glimpze.store.database import Database, from_row
 from glimpze.store.pagination import Page, page
-from glimpze.store.sql import Row, Tx
+from glimpze.store.sql import Row, Tx, one
 
 STANDARD_FIELDS = ("name", "email", "phone")
 FIELDS_MAX_BYTES = 8 * 1024
@@ -208,7 +208,7 @@ class Leads:
                 },
                 occurred_at=now,
             )
-            return row is None, _lead_out(tx.execute(SQL_GET_LEAD, (project_id, params["id"])).fetchone())
+            return row is None, _lead_out(one(tx.execute(SQL_GET_LEAD, (project_id, params["id"]))))
 
         return await self.db.write(job)
 
@@ -233,11 +233,11 @@ class Leads:
         def job(tx: Tx) -> Row:
             if tx.execute(SQL_SET_CRM, (system, record_id, now, project_id, lead_id)).rowcount == 0:
                 raise not_found("lead", lead_id)
-            return tx.execute(SQL_GET_LEAD, (project_id, lead_id)).fetchone()
+            return one(tx.execute(SQL_GET_LEAD, (project_id, lead_id)))
 
         return _lead_out(await self.db.write(job))
 
-    async def list(
+    async def page(
         self,
         project_id: str,
         *,
@@ -250,7 +250,7 @@ class Leads:
         at, seq = after if after else (updated_since if updated_since is not None else -1.0, -1)
         params = {"project": project_id, "at": at, "seq": seq, "system": crm_system, "limit": limit + 1}
         rows = await self.db.fetch_all(SQL_LIST_LEADS, params)
-        return page(list(rows), limit, _lead_out, lambda r: (r["updated_at"], r["seq"]))
+        return page(rows, limit, _lead_out, lambda r: (r["updated_at"], r["seq"]))
 
 
 def _json(value: Any) -> str:

@@ -227,11 +227,11 @@ class Messages:
         state = self.streams.set_typing(session_id, data.role, data.author, data.typing)
         return state.signal(self.clock.now())
 
-    async def list(self, project_id: str, session_id: str, *, after: int, limit: int) -> Page[Message]:
+    async def page(self, project_id: str, session_id: str, *, after: int, limit: int) -> Page[Message]:
         """Oldest first, from the message after stream number `after`."""
         await self.sessions.get(project_id, session_id)
         rows = await self.db.fetch_all(SQL_LIST_MESSAGES, (session_id, after, limit + 1))
-        return page(list(rows), limit, lambda r: from_row(Message, r), lambda r: (r["seq"],))
+        return page(rows, limit, lambda r: from_row(Message, r), lambda r: (r["seq"],))
 
     async def poll(self, project_id: str, visitor_id: str, session_id: str, *, after: int, limit: int) -> MessagePoll:
         session = await self.sessions.for_visitor(project_id, visitor_id, session_id)

@@ -94,7 +94,7 @@ class SessionRecords:
         """Oldest first."""
         await self.sessions.get(project_id, session_id)
         rows = await self.db.fetch_all(SQL_LIST_NOTES, (session_id, after[0] if after else 0, limit + 1))
-        return page(list(rows), limit, lambda r: from_row(Note, r), lambda r: (r["seq"],))
+        return page(rows, limit, lambda r: from_row(Note, r), lambda r: (r["seq"],))
 
     async def hand_off(self, project_id: str, session_id: str, data: HandoffCreate) -> Handoff:
         handoff_id, now = new_id("hnd_"), self.clock.now()
@@ -128,4 +128,4 @@ class SessionRecords:
         """Oldest first."""
         await self.sessions.get(project_id, session_id)
         rows = await self.db.fetch_all(SQL_LIST_HANDOFFS, (session_id, after[0] if after else 0, limit + 1))
-        return page(list(rows), limit, lambda r: from_row(Handoff, r), lambda r: (r["seq"],))
+        return page(rows, limit, lambda r: from_row(Handoff, r), lambda r: (r["seq"],))

@@ -185,7 +185,8 @@ def _iso_or_none(ts: float | None) -> str | None:
     return None if ts is None else iso(ts)
 
 
-def session_out(row: Mapping[str, Any]) -> Session:
+def session_out(row: Row | Mapping[str, Any]) -> Session:
+    """A session as the API shows it, from its row (or a row with changes merged in)."""
     return from_row(
         Session,
         row,
@@ -310,7 +311,7 @@ class Sessions:
             raise not_found("session", session_id)
         return session
 
-    async def list(
+    async def page(
         self,
         project_id: str,
         *,
@@ -334,7 +335,7 @@ class Sessions:
             "limit": limit + 1,
         }
         rows = await self.db.fetch_all(SQL_LIST_SESSIONS, params)
-        return page(list(rows), limit, session_out, lambda r: (r["seq"],))
+        return page(rows, limit, session_out, lambda r: (r["seq"],))
 
     async def update(self, project_id: str, session_id: str, patch: SessionPatch) -> Session:
         """PATCH: status (per TRANSITIONS), snooze, priority, routing and labels; a PATCH that

@@ -27,7 +27,7 @@ import msgspec
 
 from glimpze.clock import Clock
 from glimpze.store.database import Database
-from glimpze.store.sql import Tx
+from glimpze.store.sql import Tx, one
 
 HEARTBEAT_SECONDS = 15.0  # an SSE comment this often keeps proxies from closing an idle stream
 READ_BATCH = 100
@@ -95,7 +95,7 @@ class SessionStreams:
     def next_seq(self, tx: Tx, session_id: str) -> int:
         """Reserve the session's next stream number (inside a write job)."""
         self._touched.add(session_id)
-        return tx.execute(SQL_NEXT_SEQ, (session_id,)).fetchone()[0]
+        return int(one(tx.execute(SQL_NEXT_SEQ, (session_id,)))[0])
 
     def record(self, tx: Tx, session_id: str, seq: int, event: str, data: bytes, now: float) -> None:
         """Store an event under a number from `next_seq`."""

@@ -23,17 +23,17 @@ from typing import Annotated, Any
 
 import msgspec
 
-from glimpze.accounts.settings import ProjectSettings, check_origin, normalize_origin
+from glimpze.accounts.settings import ProjectSettings, Setting, check_origin, normalize_origin
 from glimpze.chat.sessions import CONTEXT_MAX_BYTES, Visitor
 from glimpze.clock import Clock, iso
-from glimpze.errors import Forbidden, GlimpzeError, Unauthorized, ValidationFailed
+from glimpze.errors import Forbidden, GlimpzeError, InvalidToken, OriginNotAllowed, Unauthorized, ValidationFailed
 from glimpze.ids import new_secret
 from glimpze.store.database import Database
 from glimpze.validation import Decoder
 
 PREFIX = "gzt_"
 SIGNING_DOMAIN = b"gzt1."  # versions the signed string; a new format gets a new one
-SECRET_SETTING = "widget_token_secret"
+SECRET_SETTING = Setting("widget_token_secret", str)
 DEFAULT_TTL_SECONDS = 600
 MIN_TTL_SECONDS = 30
 MAX_TTL_SECONDS = 3600
@@ -106,10 +106,8 @@ def _sign(secret: str, payload: str) -> str:
 
 
 def invalid_token(detail: str) -> Unauthorized:
-    return Unauthorized(
+    return InvalidToken(
         detail + " Ask the site's backend for a new widget token.",
-        code="invalid_token",
-        title="Invalid widget token",
         headers={"WWW-Authenticate": 'Bearer realm="glimpze-widget"'},
     )
 
@@ -117,10 +115,8 @@ def invalid_token(detail: str) -> Unauthorized:
 def origin_not_allowed(origin: str) -> Forbidden:
     """The refusal of a page whose origin is not one of the project's widget origins (the widget
     shows its detail and stops)."""
-    return Forbidden(
-        f"Origin {origin!r} is not one of this project's widget origins; add it with PUT /v1/settings/widget-origins.",
-        code="origin_not_allowed",
-        title="Origin not allowed",
+    return OriginNotAllowed(
+        f"Origin {origin!r} is not one of this project's widget origins; add it with PUT /v1/settings/widget-origins."
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from glimpze.errors import Conflict
+from glimpze.errors import Conflict, InvalidTransition, SessionClosed
 
 Status = Literal["open", "pending", "snoozed", "closed"]
 STATUSES: tuple[Status, ...] = ("open", "pending", "snoozed", "closed")
@@ -33,11 +33,9 @@ TRANSITIONS: dict[tuple[Status, Status], Via] = {
 
 
 def session_closed(session_id: str) -> Conflict:
-    return Conflict(
+    return SessionClosed(
         f'Session {session_id!r} is closed. Reopen it first with PATCH {{"status": "open"}} and nothing else; '
-        "notes and leads are still accepted.",
-        code="session_closed",
-        title="Session is closed",
+        "notes and leads are still accepted."
     )
 
 
@@ -49,8 +47,4 @@ def check_transition(old: Status, new: Status, via: Via, session_id: str = "") -
     if old == "closed":
         raise session_closed(session_id)
     hint = "close it with POST /v1/sessions/{id}/close" if new == "closed" else "see the allowed transitions"
-    raise Conflict(
-        f"A session cannot go from {old!r} to {new!r} this way; {hint}.",
-        code="invalid_transition",
-        title="Status change not allowed",
-    )
+    raise InvalidTransition(f"A session cannot go from {old!r} to {new!r} this way; {hint}.")

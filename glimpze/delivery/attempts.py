@@ -4,10 +4,11 @@ The request is a webhook's POST of the outgoing event's payload, or an approval 
 request (callbacks.py): POST or PUT with seed 002's body, or GET with the fields in its URL, when
 the signatures cover the full URL instead of a body. Either way it carries DESIGN §4's headers
 (`X-Glimpze-Signature`, Standard Webhooks' `webhook-*`, `X-Glimpze-Event`, `-Delivery`,
-`-Attempt`). The dispatcher (delivery.py) decides what to claim and what an outcome means.
+`-Attempt`). The dispatcher (dispatcher.py) decides what to claim and what an outcome means.
 
-Requests go straight to an httpcore connection pool (ssrf.guarded_pool): httpx's client layer
-on top of it cost a third of the dispatcher's time per delivery (bench.deliveries).
+Requests go through the lane's pool of http1.py, a small HTTP/1.1 client over the SSRF-guarded
+network backend: httpx's client layer cost a third of the dispatcher's time per delivery
+(bench.deliveries), and httpcore's pool and h11 under it most of the rest (issue 18).
 """
 
 from __future__ import annotations
@@ -17,13 +18,16 @@ import email.utils
 import functools
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import httpcore
 import httpx
 import msgspec
 
 from glimpze import __version__
+from glimpze.delivery.http1 import Answer, HttpError, Origin, Pool, Turn, no_turn
 from glimpze.delivery.signing import signature_headers
 from glimpze.rotation import still_good
 from glimpze.store.sql import Row
@@ -72,22 +76,29 @@ class AttemptResult:
     delivered: bool = False
 
 
-async def attempt(pool: httpcore.AsyncConnectionPool, claim: DeliveryClaim, now: float) -> AttemptResult:
+async def attempt(pool: Pool, claim: DeliveryClaim, now: float, turn: Turn = no_turn) -> AttemptResult:
     """Send `claim` once, signed at `now`. Any 2xx is delivered, and a callback's 409 too (the
     receiver already has this answer: an n8n resume URL that resumed)."""
-    # A GET callback has no body: its signature covers the full URL, which holds the fields.
-    signed = claim.url.encode() if claim.method == "GET" else claim.payload
-    signatures = signature_headers(claim.secrets, claim.id, int(now), signed)
-    headers = request_headers(claim.method, claim.headers, signatures, claim.event_type, claim.id, claim.attempt)
     body = None if claim.method == "GET" else claim.payload
-    timeouts = {"timeout": dict.fromkeys(("connect", "read", "write", "pool"), claim.timeout)}
     start = time.perf_counter()
     try:
+        # A GET callback has no body: its signature covers the full URL, which holds the fields.
+        signed = claim.url.encode() if claim.method == "GET" else claim.payload
+        signatures = signature_headers(claim.secrets, claim.id, int(now), signed)
+        headers = request_headers(claim.method, claim.headers, signatures, claim.event_type, claim.id, claim.attempt)
+        origin, target = _target(claim.url)
         async with asyncio.timeout(claim.timeout):
-            async with pool.stream(
-                claim.method, _target(claim.url), headers=list(headers.items()), content=body, extensions=timeouts
-            ) as response:
-                head = await _read_head(response)
+            response = await pool.request(
+                claim.method,
+                origin,
+                target,
+                list(headers.items()),
+                body,
+                connect_timeout=claim.timeout,
+                head_bytes=RESPONSE_HEAD_BYTES,
+                read_limit=RESPONSE_READ_LIMIT,
+                turn=turn,
+            )
     except (*HTTP_ERRORS, TimeoutError, OSError) as exc:
         return AttemptResult(None, _ms_since(start), error=_describe(exc, claim.timeout))
     except Exception as exc:  # a bug of ours or a library's: a failed attempt, retried, never a lost claim
@@ -99,7 +110,7 @@ async def attempt(pool: httpcore.AsyncConnectionPool, claim: DeliveryClaim, now:
         status,
         _ms_since(start),
         error=None if delivered else f"HTTP {status}",
-        response_head=head,
+        response_head=response.head.decode("utf-8", "replace"),
         retry_after=_retry_after(_header(response, b"retry-after"), now) if status in (429, 503) else None,
         disable=status == 410 or _header(response, b"webhook-delivery").strip().lower() == "disable",
         delivered=delivered,
@@ -122,25 +133,31 @@ def request_headers(
     }
 
 
-# httpcore's errors have no common base; these are all a request can raise.
+# What a request can raise: the network backend's errors (httpcore's have no common base), the
+# client's, and a URL that does not parse.
 HTTP_ERRORS = (
     httpcore.TimeoutException,
     httpcore.NetworkError,
     httpcore.ProtocolError,
     httpcore.UnsupportedProtocol,
-    httpcore.ProxyError,
+    HttpError,
     httpx.InvalidURL,
 )
 
 
 @functools.lru_cache(maxsize=1024)
-def _target(url: str) -> httpcore.URL:
-    """httpcore's URL of `url` (IDNA host, percent-encoded path), as httpx would send it."""
+def _target(url: str) -> tuple[Origin, bytes]:
+    """Where `url` goes (IDNA host) and its request target (percent-encoded path and query), as
+    httpx would send it."""
     parsed = httpx.URL(url)
-    return httpcore.URL(scheme=parsed.raw_scheme, host=parsed.raw_host, port=parsed.port, target=parsed.raw_path)
+    scheme = parsed.scheme
+    if scheme not in ("http", "https"):
+        raise httpx.InvalidURL(f"{scheme}:// is not an HTTP URL")
+    port = parsed.port or (443 if scheme == "https" else 80)
+    return Origin(scheme, parsed.raw_host.decode("ascii"), port), parsed.raw_path
 
 
-def claim_of(row: Row, now: float) -> DeliveryClaim:
+def claim_of(row: Row | Mapping[str, Any], now: float) -> DeliveryClaim:
     """A claim from a row of the dispatcher's claim queries (webhook and callback rows alike)."""
     secrets = [row["secret"]]
     if still_good(row["previous_secret"], row["previous_secret_expires_at"], now):
@@ -164,23 +181,10 @@ def claim_of(row: Row, now: float) -> DeliveryClaim:
     )
 
 
-async def _read_head(response: httpcore.Response) -> str:
-    """The first bytes of the answer, for the attempt log. A large body is not read to its end."""
-    head = b""
-    read = 0
-    async for chunk in response.aiter_stream():
-        if len(head) < RESPONSE_HEAD_BYTES:
-            head += chunk[: RESPONSE_HEAD_BYTES - len(head)]
-        read += len(chunk)
-        if read > RESPONSE_READ_LIMIT:
-            break
-    return head.decode("utf-8", "replace")
-
-
-def _header(response: httpcore.Response, name: bytes) -> str:
+def _header(response: Answer, name: bytes) -> str:
     """The first value of header `name` (lower case), or ""."""
     for key, value in response.headers:
-        if key.lower() == name:
+        if key == name:
             return value.decode("latin-1")
     return ""
 

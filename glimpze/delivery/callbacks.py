@@ -27,7 +27,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import msgspec
 
 from glimpze.delivery.ssrf import TargetPolicy, check_url
-from glimpze.store.sql import Tx
+from glimpze.store.sql import Tx, one
 
 # Ids like the outbox trigger's: they grow with the event's seq (see migrations.WEBHOOKS).
 SQL_QUEUE = """
@@ -88,6 +88,7 @@ def queue(
     It belongs to the action's `approval.responded` outgoing event, which stays while it is open."""
     method = callback.get("method", "POST")
     url, payload = callback_request(callback["url"], method, fields)
-    event_seq = tx.execute(SQL_OUT_EVENT_SEQ, (out_event_id,)).fetchone()[0]
+    event_seq = one(tx.execute(SQL_OUT_EVENT_SEQ, (out_event_id,)))[0]
     params = {"event_seq": event_seq, "now": now, "feed_id": feed_id, "method": method, "url": url, "payload": payload}
-    return tx.execute(SQL_QUEUE, params).fetchone()[0]
+    delivery_id: str = one(tx.execute(SQL_QUEUE, params))[0]
+    return delivery_id

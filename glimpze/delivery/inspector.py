@@ -1,5 +1,6 @@
 """What the dashboard shows of webhooks beyond the API: how many deliveries each webhook has in
-each state, and one delivery's request as it was sent (method, URL, headers, body).
+each state (those without a row yet are pending: backlog.py), and one delivery's request as it was
+sent, or will be (method, URL, headers, body).
 
 The body is the stored payload, byte for byte. The headers are built by the same function the
 dispatcher sends with (attempts.request_headers); only the signatures' values are not shown,
@@ -13,8 +14,9 @@ from dataclasses import dataclass
 
 import msgspec
 
+from glimpze.delivery import backlog
 from glimpze.delivery.attempts import request_headers
-from glimpze.errors import not_found
+from glimpze.delivery.webhooks import delivery_out, delivery_row
 from glimpze.store.database import Database
 
 SIGNED = "(signed when sent)"
@@ -22,12 +24,6 @@ SIGNED = "(signed when sent)"
 SQL_COUNTS = """
     SELECT webhook_id, status, count(*) AS n FROM deliveries
     WHERE webhook_id IN (SELECT value FROM json_each(?)) GROUP BY webhook_id, status
-"""
-SQL_SENT = """
-    SELECT d.id, d.attempts, d.method, d.url AS callback_url, d.payload AS callback_payload, e.type, e.payload,
-           w.url AS webhook_url, w.headers
-    FROM deliveries d JOIN out_events e ON e.seq = d.event_seq LEFT JOIN webhooks w ON w.id = d.webhook_id
-    WHERE d.id = ? AND e.project_id = ?
 """
 
 
@@ -61,28 +57,30 @@ class Inspector:
 
     async def counts(self, webhook_ids: Sequence[str]) -> dict[str, DeliveryCounts]:
         found: dict[str, dict[str, int]] = {webhook_id: {} for webhook_id in webhook_ids}
-        rows = await self.db.fetch_all(SQL_COUNTS, (msgspec.json.encode(list(webhook_ids)).decode(),))
-        for row in rows:
+        ids = msgspec.json.encode(list(webhook_ids)).decode()
+        for row in await self.db.fetch_all(SQL_COUNTS, (ids,)):
             if row["status"] in ("delivered", "failed", "pending", "dead"):
                 found[row["webhook_id"]][row["status"]] = row["n"]
+        for row in await self.db.fetch_all(backlog.SQL_WAITING_COUNTS, {"ids": ids}):  # no row yet: pending
+            counts = found[row["webhook_id"]]
+            counts["pending"] = counts.get("pending", 0) + row["n"]
         return {webhook_id: DeliveryCounts(**counts) for webhook_id, counts in found.items()}
 
     async def sent(self, project_id: str, delivery_id: str) -> SentRequest:
         """The request of a delivery's latest attempt (or of its first, when none was made yet)."""
-        row = await self.db.fetch_one(SQL_SENT, (delivery_id, project_id))
-        if row is None:
-            raise not_found("delivery", delivery_id)
+        row = await delivery_row(self.db, project_id, delivery_id)
         callback = row["webhook_url"] is None
         method = row["method"] or "POST"
-        url = row["callback_url"] if callback else row["webhook_url"]
+        url = row["url"] if callback else row["webhook_url"]
         body = (row["callback_payload"] or b"") if callback else row["payload"]
         custom = {} if callback else msgspec.json.decode(row["headers"])
+        dlv = delivery_out(row)
         signatures = {
             "X-Glimpze-Signature": f"t=…,v1=… {SIGNED}",
-            "webhook-id": row["id"],
+            "webhook-id": dlv.id,
             "webhook-timestamp": SIGNED,
             "webhook-signature": f"v1,… {SIGNED}",
         }
-        headers = request_headers(method, custom, signatures, row["type"], row["id"], max(row["attempts"], 1))
+        headers = request_headers(method, custom, signatures, dlv.event, dlv.id, max(dlv.attempts, 1))
         text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
         return SentRequest(method, url, list(headers.items()), text)

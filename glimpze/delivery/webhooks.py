@@ -3,13 +3,20 @@
 A delivery may also be an approval's callback (callbacks.py): it has no webhook, and shows its
 `callback` (feed, method, URL) instead; reading and replaying one works the same.
 
+A webhook's deliveries are rows once attempted, and before that the events its spans of the log
+hold (backlog.py): creating, deactivating, re-enabling or re-filtering a webhook opens or closes
+its spans in the same write job. Listing and reading show both, in one statement each, so a
+delivery the dispatcher turns into a row meanwhile is never shown twice or missed; one without
+a row is `pending` with no attempts, and replaying it leaves it as it is (it is due already).
+
 Secrets (`whsec_…`) are stored so deliveries can be signed; an API key can read them back. A
 rotation keeps the old secret signing too (both signatures in the headers) until its grace ends.
-Sending is the dispatcher's job (delivery.py); this module creates, changes and replays.
+Sending is the dispatcher's job (dispatcher.py); this module creates, changes and replays.
 """
 
 from __future__ import annotations
 
+import builtins
 import re
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,6 +25,7 @@ import msgspec
 
 from glimpze.clock import Clock, iso
 from glimpze.config import Config
+from glimpze.delivery import backlog
 from glimpze.delivery.outbox import EVENT_TYPES, Outbox
 from glimpze.delivery.signing import new_signing_secret
 from glimpze.delivery.ssrf import TargetPolicy, check_url
@@ -27,7 +35,7 @@ from glimpze.names import check_name
 from glimpze.rotation import check_grace, previous_columns, still_good
 from glimpze.store.database import Database
 from glimpze.store.pagination import Page, page
-from glimpze.store.sql import Row, Tx
+from glimpze.store.sql import Row, Tx, one
 from glimpze.validation import member_path
 
 DEFAULT_SECRET_GRACE_SECONDS = 24 * 3600
@@ -59,15 +67,16 @@ _HEADER_VALUE = re.compile(r"(?:[\x21-\x7e](?:[\x21-\x7e \t]*[\x21-\x7e])?)?")
 SQL_WEBHOOK_COLUMNS = """
     rowid, id, project_id, url, events, description, headers, active, ordered, timeout_seconds, secret,
     previous_secret, previous_secret_expires_at, failures, failing_since, warned_at, disabled_reason,
-    created_at, updated_at
+    created_at, updated_at, delivery_code
 """
 SQL_INSERT_WEBHOOK = """
     INSERT INTO webhooks (id, project_id, url, events, description, headers, active, ordered, timeout_seconds,
-                          secret, created_at, updated_at)
+                          secret, created_at, updated_at, delivery_code)
     VALUES (:id, :project_id, :url, :events, :description, :headers, :active, :ordered, :timeout_seconds,
-            :secret, :now, :now)
+            :secret, :now, :now, :delivery_code)
 """
 SQL_GET_WEBHOOK = f"SELECT {SQL_WEBHOOK_COLUMNS} FROM webhooks WHERE project_id = ? AND id = ?"
+SQL_WEBHOOK_STATE = "SELECT active, events FROM webhooks WHERE project_id = ? AND id = ?"
 SQL_LIST_WEBHOOKS = f"""
     SELECT {SQL_WEBHOOK_COLUMNS} FROM webhooks WHERE project_id = ? AND rowid > ? ORDER BY rowid LIMIT ?
 """
@@ -94,20 +103,23 @@ SQL_DELIVERY_COLUMNS = """
     d.seq, d.id, d.webhook_id, e.id AS event_id, e.type AS event, d.status, d.attempts, d.next_attempt_at,
     d.last_status_code, d.last_error, d.created_at, d.feed_id, d.method, d.url
 """
+# A webhook's delivery rows, newest (event) first, with backlog.WAITING_COLUMNS' columns.
 SQL_LIST_DELIVERIES = f"""
-    SELECT {SQL_DELIVERY_COLUMNS} FROM deliveries d JOIN out_events e ON e.seq = d.event_seq
-    WHERE d.webhook_id = :webhook AND d.seq < :before AND (:status IS NULL OR d.status = :status)
-    ORDER BY d.seq DESC LIMIT :limit
+    SELECT d.event_seq, {SQL_DELIVERY_COLUMNS} FROM deliveries d JOIN out_events e ON e.seq = d.event_seq
+    WHERE d.webhook_id = :webhook AND d.event_seq < :before AND (:status IS NULL OR d.status = :status)
+    ORDER BY d.event_seq DESC LIMIT :limit
 """
-# Webhook deliveries and callbacks alike belong to an outgoing event of the project.
+# One delivery (a row, or one a span holds), with the request it makes. Webhook deliveries and
+# callbacks alike belong to an outgoing event of the project.
 SQL_GET_DELIVERY = f"""
-    SELECT {SQL_DELIVERY_COLUMNS} FROM deliveries d JOIN out_events e ON e.seq = d.event_seq
-    WHERE d.id = ? AND e.project_id = ?
+    SELECT {SQL_DELIVERY_COLUMNS}, d.event_seq, w.delivery_code, e.payload, w.url AS webhook_url, w.headers,
+           d.payload AS callback_payload
+    FROM deliveries d JOIN out_events e ON e.seq = d.event_seq LEFT JOIN webhooks w ON w.id = d.webhook_id
+    WHERE d.id = :id AND e.project_id = :project
+    UNION ALL
+    {backlog.SQL_WAITING_BY_ID}
 """
-SQL_TEST_DELIVERY = f"""
-    SELECT {SQL_DELIVERY_COLUMNS} FROM deliveries d JOIN out_events e ON e.seq = d.event_seq
-    WHERE d.webhook_id = ? AND e.id = ? ORDER BY d.seq DESC LIMIT 1
-"""
+SQL_TEST_EVENT_SEQ = "SELECT seq FROM out_events WHERE id = ?"
 SQL_ATTEMPTS = """
     SELECT attempt, at, status_code, latency_ms, error, response_head FROM delivery_attempts
     WHERE delivery_seq = ? ORDER BY attempt
@@ -234,9 +246,11 @@ def webhook_out(row: Row) -> Webhook:
     )
 
 
-def delivery_out(row: Row) -> Delivery:
+def delivery_out(row: Row, code: str | None = None) -> Delivery:
+    """A delivery from a row of the delivery queries; one without a row gets its id from its
+    event's seq and its webhook's `code` (the row's `delivery_code` when not given)."""
     return Delivery(
-        id=row["id"],
+        id=row["id"] or backlog.delivery_id(row["event_seq"], code or row["delivery_code"]),
         webhook_id=row["webhook_id"],
         event_id=row["event_id"],
         event=row["event"],
@@ -248,6 +262,16 @@ def delivery_out(row: Row) -> Delivery:
         created_at=iso(row["created_at"]),
         callback=None if row["feed_id"] is None else CallbackTarget(row["feed_id"], row["method"], row["url"]),
     )
+
+
+async def delivery_row(db: Database, project_id: str, delivery_id: str) -> Row:
+    """A delivery with the request it makes (SQL_GET_DELIVERY), with or without a row yet."""
+    seq, code = backlog.parse_delivery_id(delivery_id) or (-1, "")
+    params = {"id": delivery_id, "project": project_id, "event_seq": seq, "code": code}
+    row = await db.fetch_one(SQL_GET_DELIVERY, params)
+    if row is None:
+        raise not_found("delivery", delivery_id)
+    return row
 
 
 def _attempt_out(row: Row) -> Attempt:
@@ -284,11 +308,14 @@ class Webhooks:
             "timeout_seconds": timeout,
             "secret": secret,
             "now": now,
+            "delivery_code": backlog.new_delivery_code(),
         }
 
         def job(tx: Tx) -> Row:
             tx.execute(SQL_INSERT_WEBHOOK, params)
-            return tx.execute(SQL_GET_WEBHOOK, (project_id, webhook_id)).fetchone()
+            if spec.active:
+                backlog.open_span(tx, webhook_id, events)  # it takes the events from now on
+            return one(tx.execute(SQL_GET_WEBHOOK, (project_id, webhook_id)))
 
         row = await self.db.write(job)
         return NewWebhook(**msgspec.structs.asdict(webhook_out(row)), secret=secret)
@@ -322,7 +349,6 @@ class Webhooks:
             else current.description,
             "headers": msgspec.json.encode(headers),
             "active": active,
-            "reenabled": active and not current.active,
             "ordered": patch.ordered if patch.ordered is not msgspec.UNSET else current.ordered,
             "timeout_seconds": _check_timeout(patch.timeout_seconds, None)
             if patch.timeout_seconds is not msgspec.UNSET
@@ -331,9 +357,15 @@ class Webhooks:
         }
 
         def job(tx: Tx) -> Row | None:
-            tx.execute(SQL_UPDATE_WEBHOOK, params)
+            before = tx.execute(SQL_WEBHOOK_STATE, (project_id, webhook_id)).fetchone()
+            if before is None:
+                return None
+            tx.execute(SQL_UPDATE_WEBHOOK, {**params, "reenabled": active and not before["active"]})
             tx.execute(SQL_SET_ORDERED, (params["ordered"], webhook_id, params["ordered"]))
-            return tx.execute(SQL_GET_WEBHOOK, (project_id, webhook_id)).fetchone()
+            was = msgspec.json.decode(before["events"], type=list[str])
+            backlog.follow(tx, webhook_id, was=(bool(before["active"]), was), now=(active, events))
+            row: Row | None = tx.execute(SQL_GET_WEBHOOK, (project_id, webhook_id)).fetchone()
+            return row
 
         row = await self.db.write(job)
         if row is None:
@@ -373,60 +405,93 @@ class Webhooks:
         now = self.clock.now()
         fields = {"webhook_id": webhook_id, "message": "This is a test event from Glimpze."}
 
-        def job(tx: Tx) -> Row:
+        def job(tx: Tx) -> tuple[str, int]:
             event_id = self.outbox.emit(
                 tx, project_id, "webhook.test", fields, occurred_at=now, target_webhook_id=webhook_id
             )
-            return tx.execute(SQL_TEST_DELIVERY, (webhook_id, event_id)).fetchone()
+            return event_id, one(tx.execute(SQL_TEST_EVENT_SEQ, (event_id,)))[0]
 
-        return delivery_out(await self.db.write(job))
+        event_id, seq = await self.db.write(job)
+        when = iso(now)
+        dlv = backlog.delivery_id(seq, row["delivery_code"])
+        return Delivery(
+            id=dlv,
+            webhook_id=webhook_id,
+            event_id=event_id,
+            event="webhook.test",
+            status="pending",
+            attempts=0,
+            next_attempt_at=when,
+            last_status_code=None,
+            last_error=None,
+            created_at=when,
+        )
 
     async def deliveries(
         self, project_id: str, webhook_id: str, *, status: str | None, before: tuple[int] | None, limit: int
     ) -> Page[Delivery]:
-        rows = await self._delivery_rows(project_id, webhook_id, status, before, limit)
-        return page(rows, limit, delivery_out, lambda r: (r["seq"],))
+        rows, code = await self._delivery_rows(project_id, webhook_id, status, before, limit)
+        return page(rows, limit, lambda r: delivery_out(r, code), lambda r: (r["event_seq"],))
 
     async def delivery_log(
         self, project_id: str, webhook_id: str, *, status: str | None, before: tuple[int] | None, limit: int
     ) -> Page[DeliveryDetail]:
         """`deliveries()` with each one's attempt log (status codes, latencies), in two reads."""
-        rows = await self._delivery_rows(project_id, webhook_id, status, before, limit)
-        seqs = msgspec.json.encode([row["seq"] for row in rows[:limit]]).decode()
-        attempts: dict[int, list[Attempt]] = {}
+        rows, code = await self._delivery_rows(project_id, webhook_id, status, before, limit)
+        seqs = msgspec.json.encode([row["seq"] for row in rows[:limit] if row["seq"] is not None]).decode()
+        attempts: dict[int, builtins.list[Attempt]] = {}
         for a in await self.db.fetch_all(SQL_ATTEMPTS_OF, (seqs,)):
             attempts.setdefault(a["delivery_seq"], []).append(_attempt_out(a))
 
         def out(row: Row) -> DeliveryDetail:
-            return DeliveryDetail(**msgspec.structs.asdict(delivery_out(row)), attempt_log=attempts.get(row["seq"], []))
+            listed = delivery_out(row, code)
+            return DeliveryDetail(**msgspec.structs.asdict(listed), attempt_log=attempts.get(row["seq"], []))
 
-        return page(rows, limit, out, lambda r: (r["seq"],))
+        return page(rows, limit, out, lambda r: (r["event_seq"],))
 
     async def _delivery_rows(
         self, project_id: str, webhook_id: str, status: str | None, before: tuple[int] | None, limit: int
-    ) -> list[Row]:
-        await self.row(project_id, webhook_id)
+    ) -> tuple[builtins.list[Row], str]:
+        """Rows (and spans' events) of a webhook's deliveries newest first, and its delivery code.
+
+        The spans' starts and filters are read first (they never change); the listing reads their
+        cursors itself. A span opened in between (a re-enable) is read again."""
+        hook = await self.row(project_id, webhook_id)
         params = {
             "webhook": webhook_id,
+            "project": project_id,
             "before": before[0] if before else 2**63 - 1,
             "status": status,
             "limit": limit + 1,
         }
-        return list(await self.db.fetch_all(SQL_LIST_DELIVERIES, params))
+        waiting = status in (None, "pending")
+        spans = list(await self.db.fetch_all(backlog.SQL_SPAN_STARTS, (webhook_id,))) if waiting else []
+        code: str = hook["delivery_code"]
+        while True:
+            sql = backlog.listing_sql(spans, materialised=SQL_LIST_DELIVERIES)
+            rows: builtins.list[Row] = list(await self.db.fetch_all(sql, params))
+            if not waiting:
+                return rows, code
+            now = list(await self.db.fetch_all(backlog.SQL_SPAN_STARTS, (webhook_id,)))
+            if {s["start_seq"] for s in now} <= {s["start_seq"] for s in spans}:
+                return rows, code
+            spans = now
 
     async def delivery(self, project_id: str, delivery_id: str) -> DeliveryDetail:
-        row = await self.db.fetch_one(SQL_GET_DELIVERY, (delivery_id, project_id))
-        if row is None:
-            raise not_found("delivery", delivery_id)
-        log = [_attempt_out(a) for a in await self.db.fetch_all(SQL_ATTEMPTS, (row["seq"],))]
+        row = await delivery_row(self.db, project_id, delivery_id)
+        log = (
+            []
+            if row["seq"] is None
+            else [_attempt_out(a) for a in await self.db.fetch_all(SQL_ATTEMPTS, (row["seq"],))]
+        )
         return DeliveryDetail(**msgspec.structs.asdict(delivery_out(row)), attempt_log=log)
 
     async def replay(self, project_id: str, delivery_id: str) -> DeliveryDetail:
-        """Send one delivery again, re-signed with a fresh timestamp, on a fresh retry schedule."""
+        """Send one delivery again, re-signed with a fresh timestamp, on a fresh retry schedule.
+        One without a row yet is pending and due already: it is left as it is."""
         now = self.clock.now()
         sql = SQL_REPLAY.format(where="d.id = :delivery")
-        if await self.db.execute(sql, {"now": now, "project_id": project_id, "delivery": delivery_id}) == 0:
-            raise not_found("delivery", delivery_id)
+        await self.db.execute(sql, {"now": now, "project_id": project_id, "delivery": delivery_id})
         return await self.delivery(project_id, delivery_id)
 
     async def replay_many(self, project_id: str, webhook_id: str, *, since: float | None, status: str) -> Replayed:

@@ -17,9 +17,10 @@ from glimpze.clock import iso
 from glimpze.feeds.feeds import Feeds, FeedState
 from glimpze.feeds.media import MediaFile
 from glimpze.feeds.schemas import IngestEvent
+from glimpze.push.buttons import Button
 from glimpze.store.database import Database
 from glimpze.store.pagination import decode_cursor, encode_cursor
-from glimpze.store.sql import Row, Tx
+from glimpze.store.sql import Row, Tx, one
 
 if TYPE_CHECKING:
     from glimpze.push.approvals import Approvals
@@ -66,9 +67,21 @@ class NewEvent:
     widget_updated: bool
     push: str  # the ingest answer's `push`: none | queued | suppressed
     media: list[MediaFile] = field(default_factory=list)  # images an upload brings
+    buttons: list[Button] = field(default_factory=list)  # the action buttons of its push
     minute_tokens: float | None = None
     day_tokens: float | None = None
     seq: int = 0  # set once the row is written
+
+
+class Accepted(msgspec.Struct, omit_defaults=True):
+    """The 202 answer to an ingest request; an upload's also holds the content (its image URLs)."""
+
+    id: str
+    feed_id: str
+    status: str
+    widget_updated: bool
+    push: str
+    content: msgspec.Raw | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,9 +141,9 @@ class Widget(msgspec.Struct, omit_defaults=True):
 def insert_event(tx: Tx, s: NewEvent) -> int:
     """Write the event's row; returns its seq (arrival order)."""
     params = (s.id, s.feed.id, s.status, s.received_at, s.feed.schema_type, s.content, s.metadata, s.intent)
-    row = tx.execute(
-        SQL_INSERT_EVENT, (*params, s.callback, s.widget_updated, s.push, s.minute_tokens, s.day_tokens)
-    ).fetchone()
+    row = one(
+        tx.execute(SQL_INSERT_EVENT, (*params, s.callback, s.widget_updated, s.push, s.minute_tokens, s.day_tokens))
+    )
     return int(row[0])
 
 
@@ -162,6 +175,7 @@ class Events:
     async def page(
         self, project_id: str, feed_id: str, *, cursor: str | None, limit: int, status: str | None
     ) -> EventPage:
+        """A feed's event log, newest first (only `status` events when given)."""
         row = await self.feeds.row(project_id, feed_id)
         after = decode_cursor(cursor, int)
         before = after[0] if after else 2**63 - 1

@@ -17,6 +17,7 @@ two flushes at once lose nothing.
 
 from __future__ import annotations
 
+import re
 import typing
 from dataclasses import dataclass
 from typing import Literal
@@ -26,27 +27,39 @@ import msgspec
 from glimpze.clock import Clock, iso
 from glimpze.config import Config, Plan
 from glimpze.delivery.signing import new_signing_secret
-from glimpze.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed, not_found
+from glimpze.errors import (
+    Conflict,
+    InvalidReadToken,
+    InvalidWriteKey,
+    NotFound,
+    PlanForbids,
+    Unauthorized,
+    ValidationFailed,
+    not_found,
+)
 from glimpze.feeds.limits import FeedBuckets, FeedUsage
 from glimpze.ids import display_prefix, hash_secret, looks_like, new_id, new_secret, same
 from glimpze.names import check_name
 from glimpze.rotation import check_grace, previous_columns, still_good
 from glimpze.store.database import Database
 from glimpze.store.pagination import Page, page
-from glimpze.store.sql import Row, Tx
+from glimpze.store.sql import Row, Tx, one
 
 CACHE_SECONDS = 10.0
 MAX_KEY_GRACE_SECONDS = 7 * 24 * 3600
 
 SchemaType = Literal["summary", "status", "counter", "approval", "custom"]
 SCHEMA_TYPES: tuple[str, ...] = typing.get_args(SchemaType)
+# A topic as ntfy spells one; `fd_` is left to feed ids, which name a feed as a topic does.
+_TOPIC = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 # A feed with its quota snapshot: the bucket levels stored with its newest accepted event.
 SQL_SELECT_FEEDS = """
     SELECT feeds.rowid, feeds.id, feeds.project_id, feeds.name, feeds.schema_type, feeds.plan,
            feeds.write_key_prefix, feeds.write_key_hash, feeds.previous_key_hash, feeds.previous_key_expires_at,
            feeds.read_token, feeds.throttled_dropped, feeds.created_at, feeds.updated_at, feeds.callback_secret,
-           feeds.previous_callback_secret, feeds.previous_callback_secret_expires_at,
+           feeds.previous_callback_secret, feeds.previous_callback_secret_expires_at, feeds.topic,
+           feeds.show_updated,
            e.received_at AS buckets_at, e.minute_tokens, e.day_tokens
     FROM feeds LEFT JOIN events e ON e.seq = (
         SELECT seq FROM events WHERE feed_id = feeds.id AND status = 'accepted' ORDER BY seq DESC LIMIT 1
@@ -54,13 +67,18 @@ SQL_SELECT_FEEDS = """
 """
 SQL_INSERT_FEED = """
     INSERT INTO feeds (id, project_id, name, schema_type, plan, write_key_hash, write_key_prefix, read_token,
-                       callback_secret, created_at, updated_at)
-    VALUES (:id, :project_id, :name, :schema_type, :plan, :hash, :prefix, :read_token, :callback_secret, :now, :now)
+                       callback_secret, topic, show_updated, created_at, updated_at)
+    VALUES (:id, :project_id, :name, :schema_type, :plan, :hash, :prefix, :read_token, :callback_secret, :topic,
+            :show_updated, :now, :now)
 """
 SQL_COUNT_CUSTOM = "SELECT count(*) FROM feeds WHERE project_id = ? AND schema_type = 'custom' AND id != ?"
 SQL_GET_FEED = SQL_SELECT_FEEDS + " WHERE feeds.id = ?"
 SQL_LIST_FEEDS = SQL_SELECT_FEEDS + " WHERE feeds.project_id = ? AND feeds.rowid > ? ORDER BY feeds.rowid LIMIT ?"
-SQL_UPDATE_FEED = "UPDATE feeds SET name = ?, plan = ?, updated_at = ? WHERE id = ?"
+SQL_UPDATE_FEED = "UPDATE feeds SET name = ?, plan = ?, topic = ?, show_updated = ?, updated_at = ? WHERE id = ?"
+# Topics (ntfy): a feed's id or its topic names it within its project; a write key names its feed.
+SQL_TOPIC_HOLDER = "SELECT id FROM feeds WHERE project_id = ? AND topic = ? AND id != ?"
+SQL_FEED_OF_TOPIC = "SELECT id FROM feeds WHERE project_id = ? AND (id = ? OR topic = ?)"
+SQL_FEED_OF_KEY = "SELECT id FROM feeds WHERE write_key_hash = ? OR previous_key_hash = ?"
 SQL_DELETE_FEED = "DELETE FROM feeds WHERE project_id = ? AND id = ?"
 SQL_ROTATE_FEED_KEY = f"""
     UPDATE feeds SET {previous_columns("write_key_hash", "previous_key_hash", "previous_key_expires_at")},
@@ -71,7 +89,7 @@ SQL_ROTATE_FEED_KEY = f"""
 SQL_SHOW_ON_WIDGET = "UPDATE feeds SET widget_event_seq = ? WHERE id = ?"
 SQL_SET_DROPPED = "UPDATE feeds SET throttled_dropped = ? WHERE id = ?"
 SQL_ROTATE_READ_TOKEN = "UPDATE feeds SET read_token = ?, updated_at = ? WHERE project_id = ? AND id = ?"
-SQL_READER_FEED = "SELECT id, name, schema_type, read_token FROM feeds WHERE id = ?"
+SQL_READER_FEED = "SELECT id, project_id, name, schema_type, read_token, show_updated FROM feeds WHERE id = ?"
 _KEEP_CALLBACK_SECRET = previous_columns(
     "callback_secret", "previous_callback_secret", "previous_callback_secret_expires_at"
 )
@@ -97,7 +115,9 @@ class Feed(msgspec.Struct, kw_only=True, omit_defaults=True):
     updated_at: str
     usage: FeedUsage
     throttled_dropped: int
+    show_updated: bool  # its widget PNGs say when the feed was last updated
     callback_secret: str | None = None  # approval feeds: signs the callbacks of their approvals
+    topic: str | None = None  # the name ntfy clients publish to (docs/ntfy-and-gotify.md)
 
 
 class NewFeed(Feed, kw_only=True):
@@ -119,6 +139,8 @@ class ReaderFeed:
     id: str
     name: str
     schema_type: str
+    project_id: str = ""  # whose time zone the freshness stamp is in
+    show_updated: bool = False
 
 
 @dataclass(slots=True)
@@ -136,6 +158,9 @@ class FeedState:
     buckets: FeedBuckets
     dropped_before: int  # the row's throttled_dropped when this process loaded the feed
     dropped_written: int  # the total the row holds (found at load, or committed by a flush)
+    topic: str | None = None  # the name ntfy clients publish to
+    name: str = ""
+    number: int = 0  # the row's number (Gotify's numeric application id)
 
     @property
     def dropped(self) -> int:
@@ -163,12 +188,22 @@ class Feeds:
             raise ValidationFailed.at(path, f"no plan named {name!r}; plans: {', '.join(sorted(self.config.plans))}")
         return plan
 
-    async def create(self, project_id: str, name: str, schema_type: str, plan_name: str | None) -> NewFeed:
+    async def create(
+        self,
+        project_id: str,
+        name: str,
+        schema_type: str,
+        plan_name: str | None,
+        topic: str | None = None,
+        *,
+        show_updated: bool = False,
+    ) -> NewFeed:
         if schema_type not in SCHEMA_TYPES:
             raise ValidationFailed.at("$.schema_type", f"must be one of {', '.join(SCHEMA_TYPES)}")
         plan_name = plan_name or self.config.default_plan
         plan = self.plan(plan_name)
         name = check_name(name)
+        topic = check_topic(topic)
         feed_id, secret, now = new_id("fd_"), new_secret("gzw_"), self.clock.now()
         params = {
             "id": feed_id,
@@ -180,22 +215,26 @@ class Feeds:
             "prefix": display_prefix(secret),
             "read_token": new_secret("gzr_"),
             "callback_secret": new_signing_secret() if schema_type == "approval" else None,
+            "topic": topic,
+            "show_updated": show_updated,
             "now": now,
         }
 
         def job(tx: Tx) -> Row:
             if schema_type == "custom":
                 _check_custom_allowed(tx, project_id, feed_id, plan_name, plan)
+            _check_topic_free(tx, project_id, feed_id, topic)
             tx.execute(SQL_INSERT_FEED, params)
-            return tx.execute(SQL_GET_FEED, (feed_id,)).fetchone()
+            return one(tx.execute(SQL_GET_FEED, (feed_id,)))
 
         row = await self.db.write(job)
         feed = self._feed_out(row)
         return NewFeed(**msgspec.structs.asdict(feed), write_key=secret)
 
-    async def list(self, project_id: str, *, after: tuple[int] | None, limit: int) -> Page[Feed]:
+    async def page(self, project_id: str, *, after: tuple[int] | None, limit: int) -> Page[Feed]:
+        """A project's feeds in creation order, from the one after `after`."""
         rows = await self.db.fetch_all(SQL_LIST_FEEDS, (project_id, after[0] if after else 0, limit + 1))
-        return page(list(rows), limit, self._feed_out, lambda r: (r["rowid"],))
+        return page(rows, limit, self._feed_out, lambda r: (r["rowid"],))
 
     async def row(self, project_id: str, feed_id: str) -> Row:
         row = await self.db.fetch_one(SQL_GET_FEED, (feed_id,))
@@ -206,23 +245,46 @@ class Feeds:
     async def get(self, project_id: str, feed_id: str) -> Feed:
         return self._feed_out(await self.row(project_id, feed_id))
 
-    async def update(self, project_id: str, feed_id: str, *, name: str | None, plan_name: str | None) -> Feed:
+    async def update(
+        self,
+        project_id: str,
+        feed_id: str,
+        *,
+        name: str | None,
+        plan_name: str | None,
+        topic: str | None | msgspec.UnsetType = msgspec.UNSET,
+        show_updated: bool | None = None,
+    ) -> Feed:
+        """Rename, change the plan, set or clear (None) the topic, show or hide the freshness stamp;
+        None and UNSET leave a value as it is."""
         plan = self.plan(plan_name) if plan_name is not None else None
         name = check_name(name) if name is not None else None
+        topic = check_topic(topic) if topic is not msgspec.UNSET else topic
         now = self.clock.now()
 
         def job(tx: Tx) -> Row:
             row = tx.execute(SQL_GET_FEED, (feed_id,)).fetchone()
             if row is None or row["project_id"] != project_id:
                 raise not_found("feed", feed_id)
-            if plan is not None and row["schema_type"] == "custom" and plan_name != row["plan"]:
+            if (
+                plan_name is not None
+                and plan is not None
+                and row["schema_type"] == "custom"
+                and plan_name != row["plan"]
+            ):
                 _check_custom_allowed(tx, project_id, feed_id, plan_name, plan)
-            tx.execute(SQL_UPDATE_FEED, (name or row["name"], plan_name or row["plan"], now, feed_id))
-            return tx.execute(SQL_GET_FEED, (feed_id,)).fetchone()
+            new_topic = row["topic"] if topic is msgspec.UNSET else topic
+            _check_topic_free(tx, project_id, feed_id, new_topic)
+            shown = row["show_updated"] if show_updated is None else show_updated
+            params = (name or row["name"], plan_name or row["plan"], new_topic, shown, now, feed_id)
+            tx.execute(SQL_UPDATE_FEED, params)
+            return one(tx.execute(SQL_GET_FEED, (feed_id,)))
 
         row = await self.db.write(job)
         state = self._states.get(feed_id)
-        if state is not None and plan is not None:
+        if state is not None:
+            state.topic, state.name = row["topic"], row["name"]
+        if state is not None and plan_name is not None and plan is not None:
             state.plan_name = plan_name
             state.buckets.set_plan(plan, self.clock.monotonic())
         return self._feed_out(row)
@@ -317,7 +379,19 @@ class Feeds:
             raise _unauthorized("This is not a Glimpze read token (they start with 'gzr_').", "read")
         if not same(token, row["read_token"]):
             raise _unauthorized("The read token does not match this feed (it may have been rotated).", "read")
-        return ReaderFeed(row["id"], row["name"], row["schema_type"])
+        return ReaderFeed(row["id"], row["name"], row["schema_type"], row["project_id"], bool(row["show_updated"]))
+
+    async def of_topic(self, project_id: str, topic: str) -> str | None:
+        """The id of the project's feed that `topic` names (its id, or its topic), or None."""
+        found: str | None = await self.db.fetch_value(SQL_FEED_OF_TOPIC, (project_id, topic, topic))
+        return found
+
+    async def of_key(self, secret: str) -> str | None:
+        """The id of the feed whose write key (or previous key, in its grace) `secret` is, or None
+        (`authenticate` then checks it as usual)."""
+        digest = hash_secret(secret)
+        found: str | None = await self.db.fetch_value(SQL_FEED_OF_KEY, (digest, digest))
+        return found
 
     async def authenticate(self, feed_id: str, secret: str | None) -> FeedState:
         """The feed a write key opens; raises Unauthorized or NotFound (DESIGN §7 check order)."""
@@ -391,6 +465,9 @@ class Feeds:
             buckets=buckets,
             dropped_before=dropped_before,
             dropped_written=dropped_written,
+            topic=row["topic"],
+            name=row["name"],
+            number=row["rowid"],
         )
         self._states[row["id"]] = state
         return state
@@ -408,28 +485,46 @@ class Feeds:
             updated_at=iso(row["updated_at"]),
             usage=self.usage(row),
             throttled_dropped=self.dropped(row),
+            show_updated=bool(row["show_updated"]),
             callback_secret=row["callback_secret"],
+            topic=row["topic"],
         )
 
 
 def _check_custom_allowed(tx: Tx, project_id: str, feed_id: str, plan_name: str, plan: Plan) -> None:
     """DESIGN §7: a custom feed needs a plan with custom_feeds ≥ 1 and room left in the project."""
     if plan.custom_feeds < 1:
-        raise Forbidden(
-            f"The {plan_name!r} plan does not include custom (image) feeds; choose a plan that does, such as 'pro'.",
-            code="plan_forbids",
-            title="Plan does not allow this",
+        raise PlanForbids(
+            f"The {plan_name!r} plan does not include custom (image) feeds; choose a plan that does, such as 'pro'."
         )
-    held = tx.execute(SQL_COUNT_CUSTOM, (project_id, feed_id)).fetchone()[0]
+    held = one(tx.execute(SQL_COUNT_CUSTOM, (project_id, feed_id)))[0]
     if held >= plan.custom_feeds:
-        raise Forbidden(
+        raise PlanForbids(
             f"The {plan_name!r} plan allows {plan.custom_feeds} custom feed(s) per project and this project "
-            f"already has {held}.",
-            code="plan_forbids",
-            title="Plan does not allow this",
+            f"already has {held}."
         )
+
+
+def check_topic(topic: str | None, path: str = "$.topic") -> str | None:
+    """A topic as given (None: no topic); raises ValidationFailed naming `path`."""
+    if topic is None:
+        return None
+    if not _TOPIC.fullmatch(topic):
+        raise ValidationFailed.at(path, "must be 1 to 64 letters, digits, '-' or '_' (as ntfy topics are)")
+    if topic.startswith("fd_"):
+        raise ValidationFailed.at(path, "must not start with 'fd_': a feed's id already names it as a topic")
+    return topic
+
+
+def _check_topic_free(tx: Tx, project_id: str, feed_id: str, topic: str | None) -> None:
+    """A topic names one feed of a project (inside the write job that sets it)."""
+    if topic is None:
+        return
+    holder = tx.execute(SQL_TOPIC_HOLDER, (project_id, topic, feed_id)).fetchone()
+    if holder is not None:
+        raise Conflict(f"The topic {topic!r} already names feed {holder[0]!r}; choose another, or clear that one's.")
 
 
 def _unauthorized(detail: str, kind: str = "write") -> Unauthorized:
-    code = "invalid_write_key" if kind == "write" else "invalid_read_token"
-    return Unauthorized(detail, code=code, headers={"WWW-Authenticate": 'Bearer realm="glimpze"'})
+    refusal = InvalidWriteKey if kind == "write" else InvalidReadToken
+    return refusal(detail, headers={"WWW-Authenticate": 'Bearer realm="glimpze"'})

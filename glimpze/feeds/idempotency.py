@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from glimpze.clock import Clock
-from glimpze.errors import Conflict, ValidationFailed
+from glimpze.errors import IdempotencyKeyInUse, IdempotencyKeyReused, ValidationFailed
 from glimpze.store.database import Database
 from glimpze.store.sql import Tx
 
@@ -72,10 +72,8 @@ class Idempotency:
         before `stored()`, so no second request can slip in between the lookup and the save."""
         marker = (claim.scope, claim.key)
         if marker in self._running:
-            raise Conflict(
-                "A request with this Idempotency-Key is still being processed; retry in a moment.",
-                code="idempotency_key_in_use",
-                title="Idempotency key in use",
+            raise IdempotencyKeyInUse(
+                "A request with this Idempotency-Key is still being processed; retry in a moment."
             )
         self._running.add(marker)
         try:
@@ -89,11 +87,9 @@ class Idempotency:
         if row is None:
             return None
         if row["body_hash"] != claim.body_hash:
-            raise ValidationFailed.at(
+            raise IdempotencyKeyReused.at(
                 "header.Idempotency-Key",
                 "was already used with a different request body; use a new key for a new request",
-                code="idempotency_key_reused",
-                title="Idempotency key reused",
             )
         return StoredAnswer(row["status"], row["response"])
 

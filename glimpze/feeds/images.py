@@ -20,7 +20,7 @@ import struct
 import threading
 import zlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 # Widget sizes in pixels (seed 002: @3x of the iOS widget sizes).
 WIDGET_PIXELS: dict[str, tuple[int, int]] = {"small": (474, 474), "medium": (1014, 474), "large": (1014, 1062)}
@@ -66,7 +66,27 @@ class CheckedImage:
         return CONTENT_TYPES[self.ext]
 
 
-_vips: Any = None
+class VipsImage(Protocol):
+    """What Glimpze uses of a `pyvips.Image` between functions (pyvips has no type information)."""
+
+    @property
+    def width(self) -> int: ...
+
+    @property
+    def height(self) -> int: ...
+
+    @property
+    def xoffset(self) -> int: ...
+
+    @property
+    def yoffset(self) -> int: ...
+
+    def draw_mask(self, ink: list[int], mask: VipsImage, x: int, y: int) -> VipsImage: ...
+
+    def pngsave_buffer(self, *, compression: int) -> bytes: ...
+
+
+_vips: Any = None  # the pyvips module, untyped
 _vips_lock = threading.Lock()
 
 
@@ -132,6 +152,19 @@ def check_image(data: bytes, field: str, size: str) -> CheckedImage:
     if (width, height) != (want_w, want_h):
         raise ImageRejected(f"{field} is {width}×{height} px; {size} widgets need exactly {want_w}×{want_h} px")
     return CheckedImage(ext, width, height)
+
+
+def widget_size(data: bytes) -> str | None:
+    """The widget size whose pixels an image's header declares, or None (not a PNG, JPEG or WebP
+    image, or of no widget's size); `check_image` then checks it for that size."""
+    ext = sniff(data[:16])
+    if ext is None:
+        return None
+    try:
+        width, height = _header(data, ext, "the image")
+    except ImageRejected:
+        return None
+    return next((size for size, pixels in WIDGET_PIXELS.items() if pixels == (width, height)), None)
 
 
 def _header(data: bytes, ext: str, field: str) -> tuple[int, int]:

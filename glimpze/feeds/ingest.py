@@ -4,7 +4,8 @@ Check order (DESIGN §7): 413 body too large (the handler) → 429 too many fail
 write key → 415 content type → Idempotency-Key replay → 400 JSON → 422 schema (and an approval's
 callback URL must be a target Glimpze may call) → 429 quota → store. A JSON body and an upload
 form are two kinds of `Submission` that go through the same `submit()`; an upload only adds
-reading its form (400/413 while streaming) before the replay check.
+reading its form (400/413 while streaming) before the replay check. A message in another
+server's dialect (ntfy, Gotify: dialects.py) is one more kind, answered in its dialect's shape.
 
 Everything an accepted event causes is written in the one transaction that stores it, in this
 order (`Ingest._accept`): the event row with its quota snapshot (and a notice for the dashboard),
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol, TypeVar
 
 import msgspec
 
@@ -27,7 +28,7 @@ from glimpze.delivery.callbacks import check_target
 from glimpze.delivery.outbox import Outbox
 from glimpze.delivery.ssrf import TargetPolicy
 from glimpze.errors import RateLimited, UnsupportedMediaType, not_found
-from glimpze.feeds.events import NewEvent, PushDecision, insert_event
+from glimpze.feeds.events import Accepted, NewEvent, PushDecision, insert_event
 from glimpze.feeds.feeds import Feeds, FeedState
 from glimpze.feeds.idempotency import Idempotency, IdempotencyClaim, body_digest
 from glimpze.feeds.limits import AuthFailureLimiter, Decision
@@ -37,23 +38,14 @@ from glimpze.feeds.uploads import Upload, check_upload_feed, multipart_boundary,
 from glimpze.ids import new_id
 from glimpze.ops.metrics import Registry
 from glimpze.push.approvals import Approvals
+from glimpze.push.buttons import Button
 from glimpze.push.pushes import Push
 from glimpze.store.changes import Changes
 from glimpze.store.database import Database
 from glimpze.store.sql import IntegrityError, Tx
 
+T = TypeVar("T")
 _JSON_TYPES = ("application/json", "text/plain")
-
-
-class Accepted(msgspec.Struct, omit_defaults=True):
-    """The 202 answer to an ingest request; an upload's also holds the content (its image URLs)."""
-
-    id: str
-    feed_id: str
-    status: str
-    widget_updated: bool
-    push: str
-    content: msgspec.Raw | None = None
 
 
 @dataclass(slots=True)
@@ -69,8 +61,8 @@ class IngestAnswer:
 class Submission(Protocol):
     """One authenticated ingest request, whatever its body: what `Ingest.submit` needs of it."""
 
-    echo_content: bool  # the 202 answer repeats the stored content
     media: list[MediaFile]  # filled by decode(): new images the event brings
+    buttons: list[Button]  # the action buttons of the push it may get
 
     def digest(self) -> str:
         """What an Idempotency-Key is bound to."""
@@ -80,6 +72,10 @@ class Submission(Protocol):
         """The event; raises BadRequest or ValidationFailed."""
         ...
 
+    def answer(self, new: NewEvent, accepted: Accepted) -> tuple[int, bytes]:
+        """The success answer's status and body (called in the write job, so `new.seq` is known)."""
+        ...
+
 
 @dataclass(slots=True)
 class JsonSubmission:
@@ -87,14 +83,17 @@ class JsonSubmission:
 
     body: bytes
     schema_type: str
-    echo_content = False
     media: list[MediaFile] = field(default_factory=list)
+    buttons: list[Button] = field(default_factory=list)
 
     def digest(self) -> str:
         return body_digest(self.body)
 
     async def decode(self) -> IngestEvent:
         return decode_event(self.body, self.schema_type)
+
+    def answer(self, new: NewEvent, accepted: Accepted) -> tuple[int, bytes]:
+        return 202, msgspec.json.encode(accepted)
 
 
 class Ingest:
@@ -209,28 +208,36 @@ class Ingest:
         push = self.push.decide(feed, event, now)
         new = self._new_event(feed, event, submission, now, "accepted", event.intent.update_widget, push.answer)
         new.minute_tokens, new.day_tokens = feed.buckets.minute.tokens, feed.buckets.day.tokens
-        content = msgspec.Raw(new.content) if submission.echo_content else None
-        answer = Accepted(new.id, feed.id, "accepted", new.widget_updated, push.answer, content)
-        body = msgspec.json.encode(answer)
-        await self._write(lambda tx: self._accept(tx, new, push, claim, body), feed)
+        accepted = Accepted(new.id, feed.id, "accepted", new.widget_updated, push.answer)
+        status, body = await self._write(lambda tx: self._accept(tx, new, push, claim, submission, accepted), feed)
         self.counted.inc(feed.id, "accepted")
-        return IngestAnswer(202, body, decision.headers())
+        return IngestAnswer(status, body, decision.headers())
 
-    def _accept(self, tx: Tx, new: NewEvent, push: PushDecision, claim: IdempotencyClaim | None, answer: bytes) -> None:
+    def _accept(
+        self,
+        tx: Tx,
+        new: NewEvent,
+        push: PushDecision,
+        claim: IdempotencyClaim | None,
+        submission: Submission,
+        accepted: Accepted,
+    ) -> tuple[int, bytes]:
         """Everything an accepted event causes, in order, inside the transaction that stores it."""
         new.seq = insert_event(tx, new)  # the event, with the quota snapshot after it
         self.changes.event_stored(new)  # a notice for the dashboard's live pages (told after the commit)
         if new.widget_updated:
             self.feeds.show_on_widget(tx, new.feed.id, new.seq)
         self.media.link(tx, new)  # images it brings or points at
+        status, answer = submission.answer(new, accepted)  # in the submission's own shape
         if claim is not None:
-            claim.save(tx, 202, answer, new.received_at)  # what a retry with its key gets back
+            claim.save(tx, status, answer, new.received_at)  # what a retry with its key gets back
         self.outbox.emit(
             tx, new.feed.project_id, "feed.event", feed_event(new), occurred_at=new.received_at, event_id=new.id
         )  # webhooks subscribed to feed.event get a delivery each
         if new.feed.schema_type == "approval":
             self.approvals.open(tx, new)  # pending, and approval.requested
         self.push.queue_decided(tx, new, push)  # queued, held for quiet hours, or logged as dropped
+        return status, answer
 
     async def _throttle(
         self, feed: FeedState, event: IngestEvent, submission: Submission, decision: Decision, now: float
@@ -280,17 +287,18 @@ class Ingest:
             widget_updated=widget,
             push=push,
             media=submission.media,
+            buttons=submission.buttons,
         )
 
-    async def _write(self, job: Callable[[Tx], Any], feed: FeedState) -> None:
+    async def _write(self, job: Callable[[Tx], T], feed: FeedState) -> T:
         try:
-            await self.db.write(job)
+            return await self.db.write(job)
         except IntegrityError:
             # The feed was deleted while this request ran.
             raise not_found("feed", feed.id) from None
 
 
-def feed_event(new: NewEvent) -> dict[str, Any]:
+def feed_event(new: NewEvent) -> dict[str, str | msgspec.Raw]:
     """`feed.event`'s fields (DESIGN §4); its id is the ingested event's."""
     return {
         "feed_id": new.feed.id,

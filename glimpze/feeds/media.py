@@ -199,7 +199,7 @@ class Media:
         """Delete images no event references any more, and orphan files; returns files deleted."""
         async with self._collecting:
             gone = await self.db.write(lambda tx: tx.execute(SQL_DELETE_UNREFERENCED).fetchall())
-            candidates = {f"{sha}.{ext}" for sha, ext in gone}
+            candidates = {f"{row['sha256']}.{row['ext']}" for row in gone}
             known = {row[0] for row in await self.db.fetch_all(SQL_ALL_NAMES)}
             old = await asyncio.to_thread(self._old_files, now - ORPHAN_GRACE_SECONDS)
             candidates |= old - known

@@ -12,8 +12,8 @@ from typing import Any, Literal, Union
 
 import msgspec
 
-from glimpze.errors import ValidationFailed
-from glimpze.validation import Decoder
+from glimpze.errors import FieldError, SchemaTypeMismatch, ValidationFailed
+from glimpze.validation import Decoder, failed
 
 SCHEMA_TYPES = ("summary", "status", "counter", "approval", "custom")
 METADATA_MAX_BYTES = 8 * 1024
@@ -179,18 +179,18 @@ class CustomEvent(_Event, tag="custom"):
 
 IngestEvent = Union[SummaryEvent, StatusEvent, CounterEvent, ApprovalEvent, CustomEvent]
 
-EVENT_TYPES: dict[str, type[_Event]] = {
+EVENT_TYPES: dict[str, type[IngestEvent]] = {
     "summary": SummaryEvent,
     "status": StatusEvent,
     "counter": CounterEvent,
     "approval": ApprovalEvent,
     "custom": CustomEvent,
 }
-_DECODERS = {name: Decoder(tp) for name, tp in EVENT_TYPES.items()}
+_DECODERS: dict[str, Decoder[IngestEvent]] = {name: Decoder(tp) for name, tp in EVENT_TYPES.items()}
 
 
 class _Peek(msgspec.Struct):
-    schema_type: Any = None
+    schema_type: object = None  # any JSON value: checked below, with a clearer message than msgspec's
 
 
 _PEEK = Decoder(_Peek)
@@ -205,19 +205,15 @@ def decode_event(body: bytes, feed_schema: str) -> IngestEvent:
     schema_type = _PEEK.decode(body).schema_type
     if schema_type is None:
         raise ValidationFailed.at("$.schema_type", f'required field is missing; this feed takes "{feed_schema}" events')
-    if schema_type not in EVENT_TYPES:
+    if not isinstance(schema_type, str) or schema_type not in EVENT_TYPES:  # an array or object is no name either
         message = f"invalid value {schema_type!r}; expected one of {', '.join(map(repr, SCHEMA_TYPES))}"
         raise ValidationFailed.at("$.schema_type", message)
     if schema_type != feed_schema:
-        raise ValidationFailed.at(
-            "$.schema_type",
-            f'this feed takes "{feed_schema}" events, not "{schema_type}"',
-            code="schema_type_mismatch",
-            title="Event schema does not match the feed",
-        )
+        raise SchemaTypeMismatch.at("$.schema_type", f'this feed takes "{feed_schema}" events, not "{schema_type}"')
     try:
-        return _DECODERS[feed_schema].decode(body)  # type: ignore[return-value]  # one of IngestEvent's
+        return _DECODERS[feed_schema].decode(body)
     except ValidationFailed as exc:
-        if exc.errors and exc.errors[0].path == "$.callback":
-            raise ValidationFailed.at("$.callback", "callback is allowed on approval events only") from None
+        if any(error.path == "$.callback" for error in exc.errors):
+            only = FieldError("$.callback", "callback is allowed on approval events only")
+            raise failed([only if error.path == "$.callback" else error for error in exc.errors]) from None
         raise

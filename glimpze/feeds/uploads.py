@@ -18,14 +18,22 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import msgspec
 from multipart import MultipartError, MultipartSegment, ParserLimitReached, PushMultipartParser
 
-from glimpze.errors import BadRequest, FieldError, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from glimpze.errors import (
+    BadRequest,
+    FieldError,
+    PayloadTooLarge,
+    SchemaTypeMismatch,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+from glimpze.feeds.events import Accepted, NewEvent
 from glimpze.feeds.feeds import FeedState
-from glimpze.feeds.images import CONTENT_TYPES, ImageRejected, check_image
+from glimpze.feeds.images import CONTENT_TYPES, WIDGET_PIXELS, CheckedImage, ImageRejected, check_image, widget_size
 from glimpze.feeds.media import Media, MediaFile
 from glimpze.feeds.schemas import (
     METADATA_MAX_BYTES,
@@ -37,8 +45,11 @@ from glimpze.feeds.schemas import (
     url_problem,
 )
 from glimpze.ops.datadir import reason
+from glimpze.push.buttons import Button
 from glimpze.store.database import StorageError
 from glimpze.validation import Decoder
+
+T = TypeVar("T")
 
 MiB = 1024 * 1024
 UPLOAD_MAX_BYTES = 13 * MiB
@@ -81,6 +92,30 @@ class UploadForm:
         return hashlib.sha256(lines.encode()).hexdigest()
 
 
+@asynccontextmanager
+async def image_form(data: bytes, media: Media, path: str = "attachment") -> AsyncIterator[UploadForm]:
+    """A form of one image sent whole (an ntfy attachment), as the field of the widget size its
+    header declares; a 422 naming `path` when no size fits. The spool file goes on exit."""
+    size = await asyncio.to_thread(widget_size, data)
+    if size is None:
+        sizes = ", ".join(f"{w}×{h}" for w, h in WIDGET_PIXELS.values())
+        raise ValidationFailed.at(path, f"is not a PNG, JPEG or WebP image of a widget size ({sizes} px)")
+    if len(data) > IMAGE_MAX_BYTES:
+        raise PayloadTooLarge.over(IMAGE_MAX_BYTES)
+    part = Part(f"{size}_image", "attachment", hashlib.sha256(data).hexdigest(), len(data), media.new_incoming())
+    form = UploadForm({part.name: part})
+    try:
+        assert part.path is not None
+        try:
+            part.path.write_bytes(data)
+        except OSError as exc:
+            raise StorageError(f"cannot write {exc.filename or media.incoming}: {reason(exc)}") from None
+        yield form
+    finally:
+        if part.path is not None:
+            part.path.unlink(missing_ok=True)
+
+
 def multipart_boundary(content_type: str | None) -> str:
     """The boundary of a `multipart/form-data` body; 415 for anything else."""
     media, _, params = (content_type or "").partition(";")
@@ -99,12 +134,10 @@ def multipart_boundary(content_type: str | None) -> str:
 def check_upload_feed(feed: FeedState) -> None:
     """Images go to custom feeds only."""
     if feed.schema_type != "custom":
-        raise ValidationFailed.at(
+        raise SchemaTypeMismatch.at(
             "$",
             f'this feed takes "{feed.schema_type}" events, not image uploads; uploads are for custom feeds. '
             f"Send JSON to /ingest/{feed.id} instead",
-            code="schema_type_mismatch",
-            title="Event schema does not match the feed",
         )
 
 
@@ -125,7 +158,7 @@ async def _parse(boundary: str, chunks: AsyncIterator[bytes], media: Media, form
     parser = PushMultipartParser(boundary, max_segment_count=len(FIELDS), strict=False)
     part: Part | None = None
     sink: IO[bytes] | None = None
-    digest: Any = None
+    digest = hashlib.sha256()  # the current part's, started afresh at each part
     text: list[bytes] = []
     try:
         async for chunk in chunks:
@@ -198,21 +231,27 @@ def _check_part_size(part: Part) -> None:
 class Upload:
     """An upload form as an ingest submission (see `Ingest.submit`): checked into a custom event."""
 
-    echo_content = True
-
     def __init__(self, form: UploadForm, media: Media) -> None:
         self.form = form
         self.media_store = media
         self.media: list[MediaFile] = []
+        self.buttons: list[Button] = []
 
     def digest(self) -> str:
         return self.form.digest()
+
+    def answer(self, new: NewEvent, accepted: Accepted) -> tuple[int, bytes]:
+        """The 202 answer, repeating the content: the stored images' URLs."""
+        accepted.content = msgspec.Raw(new.content)
+        return 202, msgspec.json.encode(accepted)
 
     async def decode(self) -> CustomEvent:
         """Check every field (all errors at once), then adopt the images and build the event."""
         parts = self.form.parts
         errors: list[FieldError] = []
-        intent, metadata, widget_url = Intent(), {}, None
+        intent = Intent()
+        metadata: dict[str, Any] = {}
+        widget_url: str | None = None
         try:
             if "intent" in parts:
                 intent = _json_field(INTENT, parts["intent"])
@@ -250,7 +289,7 @@ class Upload:
         return CustomEvent(content=CustomContent(**sizes, widget_url=widget_url), metadata=metadata, intent=intent)
 
 
-def _json_field(decoder: Decoder[Any], part: Part) -> Any:
+def _json_field(decoder: Decoder[T], part: Part) -> T:
     """A JSON text field: malformed JSON is a 422 naming the field (the body itself was fine)."""
     try:
         return decoder.decode(part.text)
@@ -287,9 +326,10 @@ def _missing_light(images: dict[str, Part]) -> list[FieldError]:
     return errors
 
 
-def _check_images(images: dict[str, Part]) -> tuple[list[tuple[Part, Any]], list[FieldError]]:
+def _check_images(images: dict[str, Part]) -> tuple[list[tuple[Part, CheckedImage]], list[FieldError]]:
     """Runs in a worker thread: each file is read (at most 2 MiB) and checked."""
-    checked, errors = [], []
+    checked: list[tuple[Part, CheckedImage]] = []
+    errors: list[FieldError] = []
     for name, part in images.items():
         assert part.path is not None
         try:

@@ -6,6 +6,11 @@ the current widget state (render.py); a custom feed's PNG is the uploaded image 
 or WebP re-encoded), or a redirect to a hosted image, which the server never fetches (no SSRF).
 Every answer carries an ETag, so a device polling an unchanged widget gets a 304 and nothing is
 drawn; the last few drawn images are also kept for readers that do not revalidate.
+
+A feed with `show_updated` has its PNGs say when it was last updated ("updated 14:05", in the
+project's time zone: freshness.py); the stamp is part of the ETag, so it changes only when the
+feed does or the day it names is no longer today. A stored custom image gets the stamp drawn on
+it; a hosted one (a redirect) cannot.
 """
 
 from __future__ import annotations
@@ -16,18 +21,23 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from glimpze.clock import Clock
 from glimpze.feeds.events import ApprovalView, Event, Events, event_out
 from glimpze.feeds.feeds import Feeds, ReaderFeed
+from glimpze.feeds.freshness import updated_stamp
 from glimpze.feeds.images import WIDGET_PIXELS
 from glimpze.feeds.limits import AuthFailureLimiter
 from glimpze.feeds.media import Media
-from glimpze.feeds.render import RENDER_VERSION, Card, placeholder, render, to_png
+from glimpze.feeds.render import RENDER_VERSION, Card, placeholder, render, stamp_image, to_png
 from glimpze.store.database import Database
+from glimpze.store.sql import Row
+
+if TYPE_CHECKING:
+    from glimpze.push.quiet_hours import QuietHours
 
 log = logging.getLogger("glimpze.widgets")
 
@@ -78,6 +88,8 @@ class Widgets:
         clock: Clock,
         auth_failures: AuthFailureLimiter,
         events: Events,
+        *,
+        quiet_hours: QuietHours,
     ) -> None:
         self.db = db
         self.feeds = feeds
@@ -85,6 +97,7 @@ class Widgets:
         self.clock = clock
         self.auth_failures = auth_failures
         self.events = events  # what a widget shows: the event log's widget state
+        self.quiet_hours = quiet_hours  # the project's time zone, for the freshness stamp
         self._drawing = asyncio.Semaphore(RENDER_CONCURRENCY)
         self._cache: OrderedDict[str, bytes] = OrderedDict()
 
@@ -101,10 +114,16 @@ class Widgets:
         shown = WidgetEvent(event.id, event.schema_type, event.content, event.received_at)
         return WidgetDocument(feed.id, feed.name, feed.schema_type, shown, approval)
 
-    def card(self, feed: ReaderFeed, event: Event, approval: ApprovalView | None) -> Card:
+    def card(self, feed: ReaderFeed, event: Event, approval: ApprovalView | None, updated: str | None = None) -> Card:
         """What the PNG of `event` draws (an approval's state and how many wait included)."""
         view = approval or ApprovalView("pending", 0)
-        return Card(feed.name, event.schema_type, event.content, view.state, view.waiting)
+        return Card(feed.name, event.schema_type, event.content, view.state, view.waiting, updated)
+
+    def stamp(self, feed: ReaderFeed, row: Row) -> str | None:
+        """The freshness stamp of a feed's widget showing event `row`, when the feed shows one."""
+        if not feed.show_updated:
+            return None
+        return updated_stamp(row["received_at"], self.clock.now(), self.quiet_hours.time_zone(feed.project_id))
 
     async def picture(self, feed: ReaderFeed, size: str, theme: str, known: frozenset[str] = frozenset()) -> Picture:
         """The widget at `size` in `theme`; `png` is None when its ETag is one of the `known`
@@ -114,14 +133,22 @@ class Widgets:
         if row is None:
             return await self._placeholder(feed, NO_EVENT_YET, size, theme, known)
         event = event_out(row)
+        stamp = self.stamp(feed, row)
         if event.schema_type == "custom":
-            return await self._custom(feed, row["seq"], event, size, theme, known)
-        card = self.card(feed, event, approval)
+            return await self._custom(feed, row["seq"], event, size, theme, known, stamp)
+        card = self.card(feed, event, approval, stamp)
         etag = _etag(RENDER_VERSION, "card", event.id, repr(card), size, theme)
         return await self._draw(etag, lambda: render(card, size, theme), known)
 
     async def _custom(
-        self, feed: ReaderFeed, seq: int, event: Event, size: str, theme: str, known: frozenset[str]
+        self,
+        feed: ReaderFeed,
+        seq: int,
+        event: Event,
+        size: str,
+        theme: str,
+        known: frozenset[str],
+        stamp: str | None,
     ) -> Picture:
         image = event.content.get(size)
         if not image:
@@ -132,12 +159,18 @@ class Widgets:
         stored = (await self.media.event_images(seq)).get(slot)
         if stored is None:
             return Picture(etag=_etag("redirect", url), redirect=url)
-        etag = _etag("media", stored.sha256)
+        etag = (
+            _etag("media", stored.sha256)
+            if stamp is None
+            else _etag("media", stored.sha256, RENDER_VERSION, stamp, theme)
+        )
         if _known(known, etag):
             return Picture(etag)
         try:
             data = await asyncio.to_thread(self.media.path(stored.name).read_bytes)
-            if stored.ext != "png":
+            if stamp is not None:
+                data = await self._cached(etag, lambda: stamp_image(data, stamp, theme))
+            elif stored.ext != "png":
                 data = await self._cached(etag, lambda: to_png(data))
         except (OSError, ValueError):
             log.warning("stored image %s of feed %s cannot be read", stored.name, feed.id, exc_info=True)

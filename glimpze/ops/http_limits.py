@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from glimpze.config import HttpConfig
-from glimpze.errors import GlimpzeError, HeadersTooLarge, RequestTimeout, Unavailable
+from glimpze.errors import GlimpzeError, HeadersTooLarge, RequestTimeout, TooManyConnections
 from glimpze.web.problems import PROBLEM_JSON, error_body
 
 log = logging.getLogger("glimpze.http")
@@ -145,11 +145,12 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._counted_whole = True  # every byte of the current request was counted
         self._watch: asyncio.TimerHandle | None = None
 
+    # uvicorn narrows the transport to asyncio.Transport (with an ignore of its own): the override follows it.
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         if len(self.connections) > self.limits.max_connections and not self._make_room():
             detail = "The server has as many connections open as it serves at once; retry in a second."
-            self._refuse("too_many_connections", Unavailable(detail, code="too_many_connections"), retry=True)
+            self._refuse("too_many_connections", TooManyConnections(detail), retry=True)
             return
         self._wait_for_headers()
         self._watch = self.loop.call_at(self._headers_due or 0.0, self._check)

@@ -10,9 +10,12 @@ import logging
 import re
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
+
+if TYPE_CHECKING:  # Litestar's ASGI types, for the middleware it installs (never imported at run time)
+    from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 
 access_log = logging.getLogger("glimpze.access")
 
@@ -76,7 +79,7 @@ def safe_target(path: str, query: bytes) -> str:
     return f"{path}?{masked}"
 
 
-def _path(scope: dict[str, Any]) -> str:
+def _path(scope: HTTPScope) -> str:
     """The path as requested: mounted apps see only the rest of it in scope["path"]."""
     raw = scope.get("raw_path")
     return raw.decode("latin-1") if raw else scope["path"]
@@ -85,17 +88,19 @@ def _path(scope: dict[str, Any]) -> str:
 class AccessLogMiddleware:
     """Pure ASGI: logs method, target, status, duration and client after each HTTP request."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or not access_log.isEnabledFor(logging.INFO):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind: str = scope["type"]  # Litestar's ScopeType, a str enum: compared as the string ASGI says
+        if kind != "http" or not access_log.isEnabledFor(logging.INFO):
             await self.app(scope, receive, send)
             return
+        http = cast("HTTPScope", scope)  # an HTTP scope, as `kind` said (a string test does not narrow the enum)
         start = time.perf_counter()
         status = 0
 
-        async def send_wrapper(message: dict[str, Any]) -> None:
+        async def send_wrapper(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
@@ -104,11 +109,11 @@ class AccessLogMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            client = scope.get("client")
+            client = http.get("client")
             access_log.info(
                 "%s %s %d",
-                scope["method"],
-                safe_target(_path(scope), scope.get("query_string", b"")),
+                http["method"],
+                safe_target(_path(http), http.get("query_string", b"")),
                 status,
                 extra={
                     "fields": {

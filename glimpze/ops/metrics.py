@@ -156,7 +156,7 @@ class Registry:
                 raise ValueError(
                     f"metric {name} is already declared as a {existing.kind} with labels {existing.labels}"
                 )
-            return existing  # type: ignore[return-value]
+            return existing
         metric = self._metrics[name] = kind(name, help, labels)
         return metric
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -19,7 +18,7 @@ def build_scheduler(glimpze: Services) -> AsyncIOScheduler:
     scheduler = AsyncIOScheduler(job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30})
     clock = glimpze.clock
 
-    def every(seconds: float, name: str, job: Callable[[float], Awaitable[Any]]) -> None:
+    def every(seconds: float, name: str, job: Callable[[float], Awaitable[object]]) -> None:
         async def run() -> None:
             try:
                 await job(clock.now())

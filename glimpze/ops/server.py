@@ -13,7 +13,8 @@ Shutdown on SIGTERM or SIGINT (DESIGN §7, Operations):
 A watchdog (`SHUTDOWN_LIMIT`) ends a shutdown that hangs all the same, e.g. on a dying disk.
 
 `[metrics] listen` runs a second, tiny uvicorn server in the same loop that answers only
-`GET /metrics`, without authentication.
+`GET /metrics`, without authentication; `[ntfy] listen` one that speaks ntfy's publishing API at
+its root (web/dialects.py), for ntfy clients that always publish there.
 
 Both serve HTTP with `http_protocol()`: uvicorn's httptools protocol with Glimpze's limits on
 headers, slow clients and open connections (glimpze.http_limits).
@@ -36,6 +37,7 @@ import uvicorn
 from glimpze.ops.http_limits import HttpLimits, protocol
 from glimpze.ops.metrics import CONTENT_TYPE
 from glimpze.services import Services
+from glimpze.web.dialects import ntfy_root_app
 
 log = logging.getLogger("glimpze")
 
@@ -63,14 +65,16 @@ class Server(uvicorn.Server):
         glimpze: Services,
         *,
         metrics_socket: socket.socket | None = None,
+        ntfy_socket: socket.socket | None = None,
         watchdog: bool = False,
     ) -> None:
         super().__init__(config)
         self.glimpze = glimpze
         self.metrics_socket = metrics_socket
+        self.ntfy_socket = ntfy_socket
         self.watchdog = watchdog
-        self._metrics_server: MetricsServer | None = None
-        self._metrics_task: asyncio.Task[None] | None = None
+        self._side_servers: list[SideServer] = []
+        self._side_tasks: list[asyncio.Task[None]] = []
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -84,30 +88,35 @@ class Server(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
-        if self.started and self.metrics_socket is not None:
-            self._metrics_server = MetricsServer(self.glimpze, http=self.config.http)
-            self._metrics_task = asyncio.create_task(self._metrics_server.serve(sockets=[self.metrics_socket]))
+        if not self.started:
+            return
+        for app, sock in ((metrics_app, self.metrics_socket), (ntfy_root_app, self.ntfy_socket)):
+            if sock is not None:
+                side = SideServer(app(self.glimpze), http=self.config.http)
+                self._side_servers.append(side)
+                self._side_tasks.append(asyncio.create_task(side.serve(sockets=[sock])))
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         if self.watchdog:
             _start_watchdog(SHUTDOWN_LIMIT)
         self.glimpze.stop()
         deliveries = asyncio.ensure_future(self.glimpze.dispatcher.stop(grace=SHUTDOWN_GRACE))
-        if self._metrics_server is not None:
-            self._metrics_server.should_exit = True
+        for side in self._side_servers:
+            side.should_exit = True
         await super().shutdown(sockets)  # ≤ SHUTDOWN_GRACE for connections, then the lifespan
         await deliveries
-        if self._metrics_task is not None:
-            await self._metrics_task
+        for task in self._side_tasks:
+            await task
 
 
-class MetricsServer(uvicorn.Server):
-    """`[metrics] listen`: GET /metrics without authentication, on its own socket, in the same loop."""
+class SideServer(uvicorn.Server):
+    """A listener of its own beside the main one, in the same loop: `[metrics] listen` (GET /metrics
+    without authentication) or `[ntfy] listen` (ntfy at its root)."""
 
-    def __init__(self, glimpze: Services, *, http: Any = "auto") -> None:
+    def __init__(self, app: Any, *, http: Any = "auto") -> None:
         super().__init__(
             uvicorn.Config(
-                metrics_app(glimpze),
+                app,
                 http=http,
                 lifespan="off",
                 log_config=None,
@@ -117,8 +126,9 @@ class MetricsServer(uvicorn.Server):
             )
         )
 
-    def capture_signals(self) -> contextlib.AbstractContextManager[None]:
-        return contextlib.nullcontext()  # the main server owns the signals and stops this one
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield  # the main server owns the signals and stops this one
 
 
 def metrics_app(glimpze: Services) -> Any:

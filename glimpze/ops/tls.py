@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import ssl
-from typing import Any
+from typing import TYPE_CHECKING
 
 from glimpze.config import ConfigError, TlsConfig
+
+if TYPE_CHECKING:  # Litestar's ASGI types, for the middleware it installs (never imported at run time)
+    from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 MINIMUM_VERSION = ssl.TLSVersion.TLSv1_2
 # One year: what browsers' preload lists ask for. Sent only when `[tls] hsts = true`.
@@ -36,15 +39,16 @@ class HstsMiddleware:
     """Pure ASGI: adds `Strict-Transport-Security` to every HTTP response (installed only when
     `[tls] hsts = true`)."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind: str = scope["type"]  # Litestar's ScopeType, a str enum: compared as the string ASGI says
+        if kind != "http":
             await self.app(scope, receive, send)
             return
 
-        async def send_with_hsts(message: dict[str, Any]) -> None:
+        async def send_with_hsts(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message["headers"] = [*message.get("headers", []), (b"strict-transport-security", HSTS_VALUE)]
             await send(message)

@@ -1,4 +1,5 @@
-"""Action links: the signed, expiring, single-use Approve / Reject URLs in approval notifications.
+"""Action links: the signed, expiring, single-use Approve / Reject URLs in approval notifications,
+and the links of a push's action buttons (buttons.py: `b0`…`b2`, not single-use).
 
 A link is `{public_url}/a/gza_{event_id}.{action}.{expires}.{nonce}.{signature}`, the signature
 an HMAC-SHA256 (truncated to 128 bits) of the rest under a key kept in the database (`meta`),
@@ -18,14 +19,15 @@ import secrets
 from dataclasses import dataclass
 
 from glimpze.store.database import Database
-from glimpze.store.sql import Tx
+from glimpze.store.sql import Tx, one
 
 TOKEN_PREFIX = "gza_"
 ACTIONS = ("approve", "reject")
+BUTTON_ACTIONS = ("b0", "b1", "b2")  # a push's action buttons (buttons.py)
 SQL_KEY = "SELECT value FROM meta WHERE key = 'action_link_key'"
 SQL_PUT_KEY = "INSERT OR IGNORE INTO meta (key, value) VALUES ('action_link_key', ?)"
 _TOKEN = re.compile(
-    r"^gza_(evt_[0-9a-z]{1,40})\.(approve|reject)\.(\d{1,12})\.([A-Za-z0-9_-]{8,32})\.([A-Za-z0-9_-]{22})$"
+    r"^gza_(evt_[0-9a-z]{1,40})\.(approve|reject|b[0-2])\.(\d{1,12})\.([A-Za-z0-9_-]{8,32})\.([A-Za-z0-9_-]{22})$"
 )
 
 
@@ -52,13 +54,14 @@ class ActionLinks:
 
         def job(tx: Tx) -> str:
             tx.execute(SQL_PUT_KEY, (secrets.token_hex(32),))
-            return tx.execute(SQL_KEY).fetchone()[0]
+            key: str = one(tx.execute(SQL_KEY))[0]
+            return key
 
         self._key = bytes.fromhex(await self.db.write(job))
 
     def url(self, event_id: str, action: str, expires_at: float) -> str:
         """A fresh link (its own nonce) that answers `event_id` with `action` until `expires_at`."""
-        assert action in ACTIONS, action
+        assert action in ACTIONS or action in BUTTON_ACTIONS, action
         body = f"{event_id}.{action}.{int(expires_at)}.{secrets.token_urlsafe(9)}"
         return f"{self.base_url}/a/{TOKEN_PREFIX}{body}.{self._sign(body)}"
 

@@ -20,14 +20,14 @@ from glimpze.clock import Clock, iso
 from glimpze.config import Config
 from glimpze.delivery import callbacks
 from glimpze.delivery.outbox import Outbox
-from glimpze.errors import Conflict, not_found
+from glimpze.errors import ActionLinkUsed, ApprovalDecided, Conflict, not_found
 from glimpze.feeds.events import SQL_EVENT_COLUMNS, SQL_WIDGET_EVENT, ApprovalView, NewEvent
 from glimpze.feeds.schemas import ApprovalEvent
 from glimpze.push.action_links import ActionLink, ActionLinks
 from glimpze.push.pushes import Push, message_text
 from glimpze.store.database import Database
 from glimpze.store.pagination import Page, page
-from glimpze.store.sql import Row, Tx
+from glimpze.store.sql import Row, Tx, one
 
 STATUS_OF = {"approve": "approved", "reject": "rejected", "defer": "pending"}
 REMINDER_BATCH = 100
@@ -158,10 +158,8 @@ def approval_out(row: Row) -> Approval:
 
 def already_decided(row: Row) -> Conflict:
     when, by, status = iso(row["decided_at"]), row["decided_by"], row["status"]
-    return Conflict(
+    return ApprovalDecided(
         f"This approval was already {status} by {by!r} at {when}; the first approve or reject decides.",
-        code="approval_decided",
-        title="Approval already decided",
         extra={"decision": {"status": status, "action_type": row["last_action"], "decided_by": by, "decided_at": when}},
     )
 
@@ -208,7 +206,7 @@ class Approvals:
             if row is None or row["project_id"] != project_id:
                 raise not_found("approval", event_id)
             if link is not None and tx.execute(SQL_LINK_USED, (link.nonce,)).fetchone():
-                raise Conflict("This link was already used.", code="action_link_used", title="Link already used")
+                raise ActionLinkUsed("This link was already used.")
             if row["status"] != "pending":
                 raise already_decided(row)
             if action == "defer":
@@ -242,7 +240,7 @@ class Approvals:
                 )
             nonce = None if link is None else link.nonce
             tx.execute(SQL_INSERT_ACTION, (row["event_seq"], action, actor, now, delivery_id, nonce))
-            return tx.execute(SQL_GET, (event_id,)).fetchone()
+            return one(tx.execute(SQL_GET, (event_id,)))
 
         return await self._detail(await self.db.write(job))
 
@@ -252,13 +250,13 @@ class Approvals:
             raise not_found("approval", event_id)
         return await self._detail(row)
 
-    async def list(
+    async def page(
         self, project_id: str, *, status: str | None, before: tuple[int] | None, limit: int
     ) -> Page[Approval]:
         """Newest first, optionally only those with `status` (`decided`: approved or rejected)."""
         params = {"project": project_id, "before": before[0] if before else 2**63 - 1, "status": status}
         rows = await self.db.fetch_all(SQL_LIST, {**params, "limit": limit + 1})
-        return page(list(rows), limit, approval_out, lambda r: (r["event_seq"],))
+        return page(rows, limit, approval_out, lambda r: (r["event_seq"],))
 
     async def decided(
         self, project_id: str, *, status: str | None, before: tuple[float, int] | None, limit: int
@@ -267,7 +265,7 @@ class Approvals:
         after_at, after_seq = before if before else (float("inf"), 2**63 - 1)
         params = {"project": project_id, "status": status, "before_at": after_at, "before_seq": after_seq}
         rows = await self.db.fetch_all(SQL_DECIDED, {**params, "limit": limit + 1})
-        return page(list(rows), limit, approval_out, lambda r: (r["decided_at"], r["event_seq"]))
+        return page(rows, limit, approval_out, lambda r: (r["decided_at"], r["event_seq"]))
 
     async def pending_count(self, project_id: str) -> int:
         return int(await self.db.fetch_value(SQL_PENDING_COUNT, (project_id,)) or 0)

@@ -40,13 +40,14 @@ from glimpze.ids import new_id
 from glimpze.ops.metrics import Registry
 from glimpze.ops.runner import Runner
 from glimpze.push import apprise_urls
-from glimpze.push.action_links import ACTIONS, ActionLinks
+from glimpze.push.action_links import ACTIONS, BUTTON_ACTIONS, ActionLinks
+from glimpze.push.buttons import Button
 from glimpze.push.quiet_hours import QuietHours, QuietHoursSpec, QuietHoursState
 from glimpze.push.targets import PushTargets, Recipient
 from glimpze.push.webpush import WebPush
 from glimpze.store.database import Database
 from glimpze.store.pagination import Page, page
-from glimpze.store.sql import Row, Tx
+from glimpze.store.sql import Row, Tx, one
 
 log = logging.getLogger("glimpze.push")
 
@@ -59,17 +60,19 @@ TEST_TITLE = "Test from Glimpze"
 TEST_BODY = "Push notifications reach you here."
 STATUS_WORDS = {"success": "OK", "warning": "Warning", "info": "Info", "error": "Error"}
 TREND_ARROWS = {"up": "▲", "down": "▼", "flat": "▶"}
+_BUTTONS = msgspec.json.Decoder(list[Button])
 
 SQL_FEED_NAME = "SELECT name FROM feeds WHERE id = ?"
 SQL_INSERT = """
-    INSERT INTO pushes (id, project_id, feed_id, event_id, approval, status, reason, title, body, open_path, send_at,
-                        created_at)
-    VALUES (:id, :project_id, :feed_id, :event_id, :approval, :status, :reason, :title, :body, :open_path, :now, :now)
+    INSERT INTO pushes (id, project_id, feed_id, event_id, approval, status, reason, title, body, open_path, actions,
+                        send_at, created_at)
+    VALUES (:id, :project_id, :feed_id, :event_id, :approval, :status, :reason, :title, :body, :open_path, :actions,
+            :now, :now)
 """
 SQL_RELEASE_LEASES = "UPDATE pushes SET status = 'queued', send_at = ? WHERE status = 'sending'"
 # An approval's push also reads whether it is still pending (answered meanwhile: it is dropped).
 SQL_DUE = """
-    SELECT p.seq, p.id, p.project_id, p.feed_id, p.event_id, p.approval, p.title, p.body, p.open_path,
+    SELECT p.seq, p.id, p.project_id, p.feed_id, p.event_id, p.approval, p.title, p.body, p.open_path, p.actions,
            a.status AS approval_status
     FROM pushes p LEFT JOIN approvals a ON p.approval AND a.event_id = p.event_id
     WHERE p.status IN ('queued', 'sending') AND p.send_at <= :now ORDER BY p.send_at, p.seq LIMIT :limit
@@ -188,7 +191,7 @@ class Push:
         """Queue (or log) the push `decide` settled, in the event's transaction."""
         if decision.status is None:
             return
-        name = tx.execute(SQL_FEED_NAME, (stored.feed.id,)).fetchone()[0]
+        name = one(tx.execute(SQL_FEED_NAME, (stored.feed.id,)))[0]
         title, body = message_text(stored.feed.schema_type, name, msgspec.json.decode(stored.content))
         self.queue(
             tx,
@@ -200,6 +203,7 @@ class Push:
             body=body,
             status=decision.status,
             now=stored.received_at,
+            buttons=stored.buttons,
         )
 
     def message_status(self, project_id: str, session_id: str, now: float) -> str | None:
@@ -236,9 +240,11 @@ class Push:
         status: str,
         now: float,
         open_path: str | None = None,
+        buttons: list[Button] | None = None,
     ) -> None:
         """Write one push row (inside a write job); queued ones are sent after the commit. Tapping it
-        opens `open_path` in the dashboard (default: the approval's page, or the dashboard)."""
+        opens `open_path` in the dashboard (default: the approval's page, or the dashboard); its
+        `buttons` become links when it is sent (buttons.py)."""
         reasons = {
             HELD: "quiet hours: held until they end",
             SUPPRESSED: "quiet hours",
@@ -255,6 +261,7 @@ class Push:
             "title": title,
             "body": body,
             "open_path": open_path,
+            "actions": msgspec.json.encode(buttons) if buttons else None,
             "now": now,
         }
         tx.execute(SQL_INSERT, params)
@@ -341,7 +348,8 @@ class Push:
         await self.release_quiet_hours(self.clock.now())
 
     async def _send(self, row: Row, now: float) -> None:
-        links: dict[str, str] = {}
+        links: dict[str, str] = {}  # action -> URL
+        titles: dict[str, str] = {}  # action -> its button's label (else the action's name)
         if row["approval"]:
             if row["approval_status"] != "pending":
                 await self._finish(row, SUPPRESSED, "the approval was answered before its push went out", now)
@@ -349,13 +357,16 @@ class Push:
                 return
             expires = now + self.link_ttl  # fresh Approve / Reject links, made as it goes out
             links = {action: self.action_links.url(row["event_id"], action, expires) for action in ACTIONS}
+        elif row["actions"]:  # a button's link: its page, or its request (buttons.py)
+            titles = dict(zip(BUTTON_ACTIONS, (button.label for button in _BUTTONS.decode(row["actions"]))))
+            links = {action: self.action_links.url(row["event_id"], action, now + self.link_ttl) for action in titles}
         targets = await self.targets.of_project(row["project_id"])
         if not targets:
             await self._finish(row, "failed", "the project has no push targets", now)
             self.outcomes.inc("failed")
             return
         title, body = row["title"], row["body"]
-        actions = [{"action": action, "title": action.title(), "url": url} for action, url in links.items()]
+        actions = [{"action": a, "title": titles.get(a, a.title()), "url": url} for a, url in links.items()]
         # Tapping an approval's notification opens its page in the dashboard (a conversation's push,
         # the conversation); others open the dashboard.
         url = f"{self.open_url}approvals/{row['event_id']}" if row["approval"] else self.open_url

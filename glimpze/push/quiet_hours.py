@@ -12,16 +12,15 @@ from __future__ import annotations
 import re
 import zoneinfo
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta, tzinfo
 
 import msgspec
 
-from glimpze.accounts.settings import ProjectSettings
+from glimpze.accounts.settings import ProjectSettings, Setting
 from glimpze.clock import Clock, iso
 from glimpze.errors import ValidationFailed
 from glimpze.store.database import Database
 
-QUIET_HOURS = "quiet_hours"  # the project setting's name
 _HH_MM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
 
@@ -31,6 +30,9 @@ class QuietHoursSpec(msgspec.Struct, forbid_unknown_fields=True):
     start: str
     end: str
     timezone: str
+
+
+QUIET_HOURS = Setting("quiet_hours", QuietHoursSpec)  # the project setting
 
 
 class QuietHoursState(msgspec.Struct, kw_only=True):
@@ -103,8 +105,7 @@ class QuietHours:
     async def load(self) -> None:
         """Read every project's window (at start)."""
         windows = {}
-        for project_id, value in await self.settings.all(QUIET_HOURS):
-            spec = msgspec.convert(value, QuietHoursSpec)
+        for project_id, spec in await self.settings.all(QUIET_HOURS):
             try:
                 windows[project_id] = (spec, parse(spec))
             except ValidationFailed:  # e.g. a time zone this system no longer knows: quiet hours off
@@ -118,6 +119,12 @@ class QuietHours:
 
     def projects(self) -> list[str]:
         return list(self._windows)
+
+    def time_zone(self, project_id: str) -> tzinfo:
+        """The project's time zone: its quiet hours' (the one zone a project sets), else UTC.
+        Pictures say when they were updated in it (feeds/freshness.py)."""
+        entry = self._windows.get(project_id)
+        return UTC if entry is None else entry[1].zone
 
     def state(self, project_id: str) -> QuietHoursState:
         entry = self._windows.get(project_id)
@@ -138,8 +145,7 @@ class QuietHours:
     async def set(self, project_id: str, spec: QuietHoursSpec) -> QuietHoursState:
         window = parse(spec)
         now = self.clock.now()
-        value = msgspec.structs.asdict(spec)
-        await self.db.write(lambda tx: self.settings.put(tx, project_id, QUIET_HOURS, value, now))
+        await self.db.write(lambda tx: self.settings.put(tx, project_id, QUIET_HOURS, spec, now))
         self._windows[project_id] = (spec, window)
         return self.state(project_id)
 

@@ -27,7 +27,7 @@ from glimpze.push import apprise_urls
 from glimpze.push.webpush import Subscription, check_subscription
 from glimpze.store.database import Database
 from glimpze.store.pagination import Page, page
-from glimpze.store.sql import Row, Tx
+from glimpze.store.sql import Row, Tx, one
 
 MAX_TARGETS = 50  # per project
 
@@ -140,20 +140,21 @@ class PushTargets:
     async def unsubscribe(self, project_id: str, endpoint: str) -> None:
         def job(tx: Tx) -> tuple[int, int]:
             deleted = tx.execute(SQL_DELETE_BY_URL, (project_id, "webpush", endpoint)).rowcount
-            return deleted, tx.execute(SQL_COUNT, (project_id,)).fetchone()[0]
+            return deleted, int(one(tx.execute(SQL_COUNT, (project_id,)))[0])
 
         deleted, self._counts[project_id] = await self.db.write(job)
         if not deleted:
             raise ValidationFailed.at("$.endpoint", "no subscription of this project has this endpoint")
 
-    async def list(self, project_id: str, *, after: tuple[int] | None, limit: int) -> Page[PushTarget]:
+    async def page(self, project_id: str, *, after: tuple[int] | None, limit: int) -> Page[PushTarget]:
+        """A project's push targets, oldest first, from the one after `after`."""
         rows = await self.db.fetch_all(SQL_LIST, (project_id, after[0] if after else 0, limit + 1))
-        return page(list(rows), limit, target_out, lambda r: (r["seq"],))
+        return page(rows, limit, target_out, lambda r: (r["seq"],))
 
     async def delete(self, project_id: str, target_id: str) -> None:
         def job(tx: Tx) -> tuple[int, int]:
             deleted = tx.execute(SQL_DELETE, (project_id, target_id)).rowcount
-            return deleted, tx.execute(SQL_COUNT, (project_id,)).fetchone()[0]
+            return deleted, int(one(tx.execute(SQL_COUNT, (project_id,)))[0])
 
         deleted, self._counts[project_id] = await self.db.write(job)
         if not deleted:
@@ -175,7 +176,7 @@ class PushTargets:
     def remove(self, tx: Tx, project_id: str, target_ids: list[str]) -> int:
         """Delete targets inside a write job (gone subscriptions); returns the project's new count."""
         tx.executemany(SQL_DELETE_BY_ID, [(t,) for t in target_ids])
-        return tx.execute(SQL_COUNT, (project_id,)).fetchone()[0]
+        return int(one(tx.execute(SQL_COUNT, (project_id,)))[0])
 
     def set_count(self, project_id: str, count: int) -> None:
         self._counts[project_id] = count
@@ -196,12 +197,12 @@ class PushTargets:
         }
 
         def job(tx: Tx) -> tuple[Row, int]:
-            count = tx.execute(SQL_COUNT, (project_id,)).fetchone()[0]
+            count = int(one(tx.execute(SQL_COUNT, (project_id,)))[0])
             existing = tx.execute(SQL_GET_BY_URL, (project_id, kind, url)).fetchone()
             if existing is None and count >= MAX_TARGETS:
                 raise ValidationFailed.at("$", f"a project has at most {MAX_TARGETS} push targets; delete one first")
             tx.execute(SQL_INSERT, params)
-            return tx.execute(SQL_GET_BY_URL, (project_id, kind, url)).fetchone(), count + (existing is None)
+            return one(tx.execute(SQL_GET_BY_URL, (project_id, kind, url))), count + (existing is None)
 
         row, self._counts[project_id] = await self.db.write(job)
         return target_out(row)

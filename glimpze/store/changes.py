@@ -17,8 +17,8 @@ today; a PostgreSQL deployment would NOTIFY there and call `deliver` from its LI
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -141,7 +141,7 @@ class Changes:
         if stored.widget_updated:
             self.note(feed.project_id, "tile", feed.id)
 
-    def emitted(self, project_id: str, event_type: str, event_id: str, fields: dict[str, Any]) -> None:
+    def emitted(self, project_id: str, event_type: str, event_id: str, fields: Mapping[str, object]) -> None:
         """An outgoing event was emitted (deliveries may have been queued for it)."""
         self.note(project_id, "outgoing", event_id, event_type)
         told = _OUTGOING.get(event_type)

@@ -1,6 +1,6 @@
 """The SQLite store: one writing connection doing group commit, aiosqlite readers, migrations.
 
-Writes are plain functions `fn(conn) -> result` handed to `Database.write()`. The writer takes
+Writes are plain functions `job(tx: Tx) -> T` handed to `Database.write()` (store/sql.py). The writer takes
 every job queued so far, runs them in ONE `BEGIN IMMEDIATE` transaction, commits, and only then
 resolves the callers' futures: an awaited `write()` means the data is on disk
 (`synchronous=FULL`). While a commit is syncing, new jobs queue up and go out together in the
@@ -36,20 +36,27 @@ import itertools
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar, cast
 
 import aiosqlite
+import msgspec
 
 from glimpze.clock import iso
 from glimpze.store.migrations import MIGRATIONS
+from glimpze.store.sql import Params, Row, Tx
 
 log = logging.getLogger("glimpze.db")
 
 T = TypeVar("T")
-WriteJob = Callable[[sqlite3.Connection], T]
+WriteJob: TypeAlias = Callable[[Tx], T]
+# A queued job and the future its caller awaits. The writer holds jobs of every result type
+# together, so the pair is typed loosely here; `submit` ties each future to its job's result.
+_Queued: TypeAlias = tuple[WriteJob[object], "asyncio.Future[Any]"]
+# What running a job came to: (True, its result) or (False, the exception it raised).
+_Outcome: TypeAlias = tuple[bool, Any]
 
 BUSY_TIMEOUT_MS = 5000
 DEFAULT_READERS = 2
@@ -116,7 +123,8 @@ def wal_path(db: Path) -> Path:
 
 def _wal_checkpoint(conn: sqlite3.Connection, mode: str) -> tuple[int, int, int]:
     """SQLite's (busy, frames in the log, frames checkpointed)."""
-    return tuple(conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone())  # type: ignore[return-value]
+    busy, frames, copied = conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+    return int(busy), int(frames), int(copied)
 
 
 class Writer:
@@ -135,7 +143,7 @@ class Writer:
         self._wal = wal
         self.checkpoint_bytes = checkpoint_bytes
         self.idle_seconds = idle_seconds
-        self._pending: list[tuple[WriteJob[Any], asyncio.Future[Any]]] = []
+        self._pending: list[_Queued] = []
         self._flushing: asyncio.Task[None] | None = None
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="glimpze-writer")
         self._closed = False
@@ -239,7 +247,7 @@ class Writer:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.05)
 
-    async def _commit(self, batch: list[tuple[WriteJob[Any], asyncio.Future[Any]]]) -> None:
+    async def _commit(self, batch: list[_Queued]) -> None:
         loop = asyncio.get_running_loop()
         conn = self._conn
         try:
@@ -272,10 +280,8 @@ class Writer:
                 future.set_exception(value)
 
 
-def _run_jobs(
-    conn: sqlite3.Connection, batch: list[tuple[WriteJob[Any], asyncio.Future[Any]]], *, isolated: bool
-) -> list[tuple[bool, Any]]:
-    outcomes: list[tuple[bool, Any]] = []
+def _run_jobs(conn: sqlite3.Connection, batch: list[_Queued], *, isolated: bool) -> list[_Outcome]:
+    outcomes: list[_Outcome] = []
     for fn, _ in batch:
         if isolated:
             conn.execute("SAVEPOINT job")
@@ -290,11 +296,14 @@ def _run_jobs(
     return outcomes
 
 
-def from_row(cls: type[T], row: Mapping[str, Any], **values: Any) -> T:
+S = TypeVar("S", bound=msgspec.Struct)
+
+
+def from_row(cls: type[S], row: Row | Mapping[str, Any], **values: Any) -> S:
     """A Struct from the row's columns of the same names (`values` take precedence). Columns named
     `*_at` hold unix seconds and become ISO-8601 text, as the API shows times."""
     fields: dict[str, Any] = {}
-    for name in cls.__struct_fields__:  # type: ignore[attr-defined]
+    for name in cls.__struct_fields__:
         value = values[name] if name in values else row[name]
         fields[name] = iso(value) if name.endswith("_at") and isinstance(value, (int, float)) else value
     return cls(**fields)
@@ -367,18 +376,21 @@ class Database:
         return self._writer is not None and self._writer.alive
 
     async def write(self, fn: WriteJob[T]) -> T:
-        """Run `fn(conn)` inside a write transaction; returns once it is committed."""
+        """Run `fn(tx)` inside a write transaction; returns once it is committed."""
         return await self.writer.submit(fn)
 
-    async def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
+    async def execute(self, sql: str, params: Params = ()) -> int:
         """One write statement; returns the number of rows changed."""
         return await self.write(lambda conn: conn.execute(sql, params).rowcount)
 
-    async def fetch_all(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Iterable[sqlite3.Row]:
+    async def fetch_all(self, sql: str, params: Params = ()) -> list[Row]:
+        """Every row the query gives, read on a reader connection."""
         reader = self._readers[next(self._next_reader)]
-        return await reader.execute_fetchall(sql, params)
+        # aiosqlite types this Iterable[sqlite3.Row]; it is the cursor's fetchall(), a list.
+        return cast(list[Row], await reader.execute_fetchall(sql, params))
 
-    async def fetch_one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Row | None:
+    async def fetch_one(self, sql: str, params: Params = ()) -> Row | None:
+        """The query's first row, None when it gives none."""
         rows = await self.fetch_all(sql, params)
         return rows[0] if rows else None
 
@@ -398,6 +410,7 @@ class Database:
 
         return await asyncio.to_thread(run)
 
-    async def fetch_value(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
+    async def fetch_value(self, sql: str, params: Params = ()) -> Any:
+        """The first column of the query's first row (a column's value: any SQL type), None without a row."""
         row = await self.fetch_one(sql, params)
         return None if row is None else row[0]

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Awaitable, Callable
-from typing import Any, Generic, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Generic, TypeVar, overload
 
 import msgspec
 
@@ -19,19 +19,32 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 100
 
 T = TypeVar("T")
+R = TypeVar("R")
 CURSOR: Decoder[Any] = Decoder(Any)  # a cursor comes back from a client: decoded like a body
 
 
 class Page(msgspec.Struct, Generic[T]):
+    """One page of a list: its items and the cursor of the next page (null on the last)."""
+
     data: list[T]
     next_cursor: str | None
 
 
-def encode_cursor(*key: Any) -> str:
+def encode_cursor(*key: int | float) -> str:
+    """The cursor of a page that ends at the item with sort key `key`."""
     return base64.urlsafe_b64encode(msgspec.json.encode(key)).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str | None, *types: type) -> tuple[Any, ...] | None:
+# The sort keys lists use: a seq or an id number, a (position, seq), a (time, seq).
+@overload
+def decode_cursor(cursor: str | None, first: type[int], /) -> tuple[int] | None: ...
+@overload
+def decode_cursor(cursor: str | None, first: type[int], second: type[int], /) -> tuple[int, int] | None: ...
+@overload
+def decode_cursor(cursor: str | None, first: type[float], second: type[int], /) -> tuple[float, int] | None: ...
+
+
+def decode_cursor(cursor: str | None, *types: type) -> tuple[int | float, ...] | None:
     """The sort key a cursor holds, checked against the expected types; None for no cursor."""
     if cursor is None or cursor == "":
         return None
@@ -50,6 +63,7 @@ def decode_cursor(cursor: str | None, *types: type) -> tuple[Any, ...] | None:
 
 
 def check_limit(limit: int | None) -> int:
+    """A list's `limit` query parameter: DEFAULT_LIMIT when absent, else 1 to MAX_LIMIT."""
     if limit is None:
         return DEFAULT_LIMIT
     if not 1 <= limit <= MAX_LIMIT:
@@ -57,14 +71,16 @@ def check_limit(limit: int | None) -> int:
     return limit
 
 
-def page(rows: list[Any], limit: int, convert: Callable[[Any], T], key: Callable[[Any], tuple[Any, ...]]) -> Page[T]:
+def page(
+    rows: Sequence[R], limit: int, convert: Callable[[R], T], key: Callable[[R], tuple[int | float, ...]]
+) -> Page[T]:
     """`rows` were fetched with `limit + 1`: the extra one tells whether a next page exists."""
     more = len(rows) > limit
     rows = rows[:limit]
     return Page([convert(row) for row in rows], encode_cursor(*key(rows[-1])) if more else None)
 
 
-async def all_pages(fetch: Callable[[Any], Awaitable[Page[T]]], *, most: int | None = None) -> list[T]:
+async def all_pages(fetch: Callable[[tuple[int] | None], Awaitable[Page[T]]], *, most: int | None = None) -> list[T]:
     """Every item of a list ordered by one integer key (`fetch(after)` reads the page after it),
     or the first `most` of them: for the CLI's listings and the dashboard's pages."""
     items: list[T] = []

@@ -33,11 +33,11 @@ class Cursor(Protocol):
     @property
     def rowcount(self) -> int: ...
 
-    def fetchone(self) -> Any: ...  # Row | None
+    def fetchone(self) -> Row | None: ...
 
-    def fetchall(self) -> list[Any]: ...  # list[Row]
+    def fetchall(self) -> list[Row]: ...
 
-    def __iter__(self) -> Iterator[Any]: ...
+    def __iter__(self) -> Iterator[Row]: ...
 
 
 class Tx(Protocol):
@@ -46,3 +46,12 @@ class Tx(Protocol):
     def execute(self, sql: str, parameters: Params = ..., /) -> Cursor: ...
 
     def executemany(self, sql: str, parameters: Iterable[Params], /) -> Cursor: ...
+
+
+def one(cursor: Cursor) -> Row:
+    """The row a statement always gives: an aggregate, an `INSERT … RETURNING`, or a row the same
+    transaction has just written."""
+    row = cursor.fetchone()
+    if row is None:
+        raise LookupError("the statement gave no row")  # a broken invariant: answered as a 500
+    return row

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 import msgspec
-from litestar import Request, Response, Router, get, post
+from litestar import Response, Router, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, FromQuery, HeaderParameter, QueryParameter
@@ -31,7 +31,7 @@ from glimpze.services import Services
 from glimpze.store.pagination import DEFAULT_LIMIT, check_limit
 from glimpze.validation import Decoder
 from glimpze.web.chat_cors import ChatCors
-from glimpze.web.common import App, bearer, create_once, read_json
+from glimpze.web.common import AnyRequest, App, bearer, create_once, created, read_json
 
 TOKEN_IN_QUERY = "token_in_query"  # route opt: this route also takes ?token=
 
@@ -53,11 +53,11 @@ class ChatSession(VisitorSession, kw_only=True):
     agent: AgentProfile | None
 
 
-SESSION_OPEN = Decoder(SessionOpen)
-VISITOR_MESSAGE = Decoder(VisitorMessage)
+SESSION_OPEN: Decoder[SessionOpen] = Decoder(SessionOpen)
+VISITOR_MESSAGE: Decoder[VisitorMessage] = Decoder(VisitorMessage)
 
 
-async def chat_visitor(request: Request, glimpze: App) -> ChatVisitor:
+async def chat_visitor(request: AnyRequest, glimpze: App) -> ChatVisitor:
     """Dependency for /widget/v1: the visitor behind the widget token."""
     token = bearer(request)
     if token is None and request.route_handler.opt.get(TOKEN_IN_QUERY):
@@ -71,7 +71,7 @@ async def chat_visitor(request: Request, glimpze: App) -> ChatVisitor:
     summary="Open the visitor's session, or resume the one still open (201 new, 200 resumed)",
     responses={200: ResponseSpec(data_container=ChatSession, description="The visitor's open session, resumed")},
 )
-async def open_session(request: Request, glimpze: App, visitor: ChatCaller) -> Response[ChatSession]:
+async def open_session(request: AnyRequest, glimpze: App, visitor: ChatCaller) -> Response[ChatSession]:
     data = await read_json(request, SESSION_OPEN, empty=SessionOpen())
     created, session = await glimpze.sessions.open_for_visitor(
         visitor.project_id,
@@ -90,10 +90,15 @@ async def get_session(session_id: FromPath[str], glimpze: App, visitor: ChatCall
     return await _with_agent(glimpze, visitor, session)
 
 
-@post("/sessions/{session_id:str}/messages", opt={"body": VisitorMessage}, summary="Post a visitor message")
+@post(
+    "/sessions/{session_id:str}/messages",
+    opt={"body": VisitorMessage},
+    responses=created(Message),
+    summary="Post a visitor message",
+)
 async def post_message(
-    session_id: FromPath[str], request: Request, glimpze: App, visitor: ChatCaller
-) -> Response[Message]:
+    session_id: FromPath[str], request: AnyRequest, glimpze: App, visitor: ChatCaller
+) -> Response[bytes]:
     data = await read_json(request, VISITOR_MESSAGE)
     await glimpze.sessions.for_visitor(visitor.project_id, visitor.visitor.id, session_id)
     message = MessageCreate(role="visitor", text=data.text, author=visitor.visitor.name)
@@ -130,7 +135,7 @@ async def poll_messages(
 )
 async def stream(
     session_id: FromPath[str],
-    request: Request,
+    request: AnyRequest,
     glimpze: App,
     visitor: ChatCaller,
     token: FromQuery[str | None] = None,

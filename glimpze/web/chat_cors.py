@@ -18,11 +18,11 @@ the route set no Cache-Control of its own) keeps a visitor's conversation out of
 
 from __future__ import annotations
 
-from typing import Any
-
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, HTTPResponseBodyEvent, HTTPResponseStartEvent, Message, Receive, Scope, Send
 
 from glimpze.chat.tokens import origin_not_allowed
+from glimpze.services import Services
 from glimpze.web.problems import PROBLEM_JSON, error_body
 
 ALLOW_METHODS = b"GET, POST"
@@ -45,7 +45,7 @@ class ChatCors:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
@@ -55,7 +55,7 @@ class ChatCors:
             if scope["method"] == "OPTIONS" and b"access-control-request-method" in headers:
                 await _preflight(send, origin)
                 return
-            glimpze: Any = scope["litestar_app"].state.glimpze
+            glimpze: Services = scope["litestar_app"].state.glimpze
             if not await glimpze.chat_tokens.origin_known(origin.decode("latin-1")):
                 await _refuse(send, origin)
                 return
@@ -87,8 +87,7 @@ async def _refuse(send: Send, origin: bytes) -> None:
     """403 `origin_not_allowed`, readable by the page that was refused and holding only the reason."""
     refusal = origin_not_allowed(origin.decode("latin-1"))
     headers = _secured([(b"content-type", PROBLEM_JSON.encode()), *_cors_headers(origin)])
-    await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
-    await send({"type": "http.response.body", "body": error_body(refusal)})
+    await _send(send, refusal.status, headers, error_body(refusal))
 
 
 async def _preflight(send: Send, origin: bytes) -> None:
@@ -101,5 +100,11 @@ async def _preflight(send: Send, origin: bytes) -> None:
             (b"access-control-max-age", MAX_AGE_SECONDS),
         ]
     )
-    await send({"type": "http.response.start", "status": 204, "headers": headers})
-    await send({"type": "http.response.body", "body": b""})
+    await _send(send, 204, headers, b"")
+
+
+async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    start: HTTPResponseStartEvent = {"type": "http.response.start", "status": status, "headers": headers}
+    end: HTTPResponseBodyEvent = {"type": "http.response.body", "body": body, "more_body": False}
+    await send(start)
+    await send(end)

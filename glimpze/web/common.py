@@ -8,6 +8,8 @@ from typing import Any, TypeVar
 import msgspec
 from litestar import Request, Response
 from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.status_codes import HTTP_201_CREATED
 
 from glimpze.accounts.keys import Principal
 from glimpze.errors import ValidationFailed
@@ -58,11 +60,12 @@ _encode = msgspec.json.Encoder().encode
 
 
 async def create_once(
-    request: AnyRequest, glimpze: Services, scope: str, create: Callable[[], Awaitable[Any]]
+    request: AnyRequest, glimpze: Services, scope: str, create: Callable[[], Awaitable[object]]
 ) -> Response[bytes]:
     """Run a create under the request's Idempotency-Key (DESIGN §7): a retry with the same key and
     body gets the first answer again, with `Idempotent-Replayed: true`. `create()` returns the
-    answer (201) or (status, answer); only successful answers are kept."""
+    answer (201) or (status, answer); only successful answers are kept. The route names the
+    answer's type for the OpenAPI document with `responses=created(T)`."""
 
     async def run() -> tuple[int, bytes]:
         result = await create()
@@ -72,6 +75,12 @@ async def create_once(
     key = request.headers.get("idempotency-key")
     status, body, replayed = await glimpze.idempotency.run(scope, key, await request.body(), run)
     return json_response(status, body, {"Idempotent-Replayed": "true"} if replayed else None)
+
+
+def created(answer: object) -> dict[int, ResponseSpec]:
+    """The OpenAPI entry of a route answering with `create_once`: 201 with `answer` (a type) as JSON."""
+    spec = ResponseSpec(answer, generate_examples=False, description="Document created, URL follows")
+    return {HTTP_201_CREATED: spec}
 
 
 def refuse_idempotency_key(request: AnyRequest) -> None:

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TypedDict
 
 from litestar import asgi
+from litestar.enums import ScopeType
 from litestar.exceptions import MethodNotAllowedException, NotFoundException
-from litestar.types import Receive, Scope, Send
+from litestar.types import HTTPResponseBodyEvent, HTTPResponseStartEvent, Receive, Scope, Send
 
 from glimpze.errors import BadRequest, GlimpzeError, PayloadTooLarge
 from glimpze.feeds.limits import client_ip
@@ -38,7 +39,7 @@ async def ingest_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
     parts = scope["path"].strip("/").split("/")
     if not parts[0] or len(parts) > 2 or len(parts) == 2 and parts[1] != "upload":
         raise NotFoundException()
-    if scope["method"] != "POST":
+    if scope["type"] != ScopeType.HTTP or scope["method"] != "POST":
         raise MethodNotAllowedException(headers={"Allow": "POST"})
     glimpze: Services = scope["litestar_app"].state.glimpze
     start = time.perf_counter()
@@ -48,10 +49,19 @@ async def ingest_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
         glimpze.ingest.latency.observe(time.perf_counter() - start)
 
 
+class _Sender(TypedDict):
+    """What the ingest service is told of who sends, from the request's headers."""
+
+    secret: str | None
+    client: str
+    content_type: str | None
+    idempotency_key: str | None
+
+
 async def _answer(glimpze: Services, scope: Scope, receive: Receive, send: Send, feed_id: str, *, upload: bool) -> None:
     headers = {name: value.decode("latin-1") for name, value in scope["headers"] if name in _WANTED}
     peer = scope.get("client")
-    common: dict[str, Any] = {
+    common: _Sender = {
         "secret": bearer_token(headers.get(b"authorization")),
         "client": client_ip(peer[0] if peer else None, headers.get(b"x-forwarded-for"), glimpze.trusted_proxies),
         "content_type": headers.get(b"content-type"),
@@ -68,20 +78,23 @@ async def _answer(glimpze: Services, scope: Scope, receive: Receive, send: Send,
     except GlimpzeError as exc:
         # Answered here rather than by the app's exception handlers: floods of 401s and 429s
         # must stay cheaper than accepted events (bench/throttle.py).
-        await _send(send, exc.status, error_body(exc), exc.headers, _PROBLEM)
+        await send_answer(send, exc.status, error_body(exc), exc.headers, _PROBLEM)
         return
     extra = {"Idempotent-Replayed": "true"} if outcome.replayed else {}
-    await _send(send, outcome.status, outcome.body, {**outcome.headers, **extra}, _JSON)
+    await send_answer(send, outcome.status, outcome.body, {**outcome.headers, **extra}, _JSON)
 
 
-async def _send(
+async def send_answer(
     send: Send, status: int, body: bytes, headers: dict[str, str], content_type: list[tuple[bytes, bytes]]
 ) -> None:
+    """Send a whole answer: its status, headers and body."""
     # Content-Length: without it uvicorn answers chunked, which costs more and trips simple clients.
     length = (b"content-length", str(len(body)).encode())
     raw = [*content_type, length, *((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items())]
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": body})
+    start: HTTPResponseStartEvent = {"type": "http.response.start", "status": status, "headers": raw}
+    end: HTTPResponseBodyEvent = {"type": "http.response.body", "body": body, "more_body": False}
+    await send(start)
+    await send(end)
 
 
 def bearer_token(header: str | None) -> str | None:
@@ -108,8 +121,8 @@ async def body_chunks(receive: Receive, limit: int) -> AsyncIterator[bytes]:
     """The body as it arrives, refusing more than `limit` bytes in all."""
     size = 0
     while True:
-        message: Any = await receive()
-        if message["type"] == "http.disconnect":
+        message = await receive()
+        if message["type"] != "http.request":  # http.disconnect
             raise BadRequest("The client went away before sending the whole body.")
         chunk = message.get("body", b"")
         size += len(chunk)

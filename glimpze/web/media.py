@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from litestar import Request, Response, get
+from litestar import Response, get
 from litestar.datastructures import ETag
 from litestar.params import FromPath
 from litestar.response import File
 
 from glimpze.errors import NotFound
-from glimpze.web.common import App, known_etags
+from glimpze.web.common import AnyRequest, App, known_etags
 
 # The name is the content's hash, so the answer may be cached forever. nosniff and the CSP keep
 # a browser from treating an image as anything else, whatever bytes it holds.
@@ -20,7 +20,7 @@ _HEADERS = {
 
 
 @get("/media/{name:str}", tags=["widgets"], summary="An uploaded image ({sha256}.png, .jpg or .webp)")
-async def media_file(name: FromPath[str], request: Request, glimpze: App) -> Response[bytes] | File:
+async def media_file(name: FromPath[str], request: AnyRequest, glimpze: App) -> Response[bytes] | File:
     image = await glimpze.media.find(name)
     path = glimpze.media.path(image.name) if image is not None else None
     if image is None or path is None or not path.is_file():

@@ -23,8 +23,8 @@ from litestar.routes import HTTPRoute
 
 from glimpze import __version__
 from glimpze.errors import FieldError
+from glimpze.feeds.events import Accepted
 from glimpze.feeds.images import CONTENT_TYPES, WIDGET_PIXELS
-from glimpze.feeds.ingest import Accepted
 from glimpze.feeds.schemas import CustomContent, IngestEvent
 from glimpze.feeds.uploads import IMAGE_FIELDS, IMAGE_MAX_BYTES, UPLOAD_MAX_BYTES
 from glimpze.store.pagination import DEFAULT_LIMIT, MAX_LIMIT
@@ -232,8 +232,8 @@ def _document_bodies(app: Litestar, spec: dict[str, Any]) -> None:
         for handler in route.route_handlers:
             body = handler.opt.get("body")
             if body is not None:
-                for method in handler.http_methods:
-                    bodies.append((route.path_format, method.lower(), body, not handler.opt.get("body_optional")))
+                for http_method in handler.http_methods:
+                    bodies.append((route.path_format, http_method.lower(), body, not handler.opt.get("body_optional")))
     if not bodies:
         return
     schemas, components = msgspec.json.schema_components([b[2] for b in bodies], ref_template=REF)

@@ -5,25 +5,19 @@ from __future__ import annotations
 import hmac
 
 import msgspec
-from litestar import Request, Response, get
+from litestar import Response, get
 
 from glimpze import __version__
-from glimpze.errors import Forbidden, GlimpzeError, Unauthorized
+from glimpze.errors import Forbidden, InvalidMetricsToken, Unhealthy
 from glimpze.ops.metrics import CONTENT_TYPE
 from glimpze.services import Services
-from glimpze.web.common import App, bearer, client_address
+from glimpze.web.common import AnyRequest, App, bearer, client_address
 
 
 class Health(msgspec.Struct):
     status: str
     version: str
     database: str
-
-
-class Unhealthy(GlimpzeError):
-    status = 503
-    code = "unhealthy"
-    title = "Not healthy"
 
 
 @get("/healthz", tags=["operations"], summary="Liveness and database check")
@@ -48,7 +42,7 @@ async def healthz(glimpze: App) -> Health:
     media_type=CONTENT_TYPE,
     security=[{"metricsToken": []}, {"apiKey": []}],
 )
-async def metrics(request: Request, glimpze: App) -> Response[bytes]:
+async def metrics(request: AnyRequest, glimpze: App) -> Response[bytes]:
     await authorize_metrics(glimpze, bearer(request), client_address(request, glimpze))
     return Response(await glimpze.metrics.render(), media_type=CONTENT_TYPE)
 
@@ -68,9 +62,6 @@ async def authorize_metrics(glimpze: Services, secret: str | None, client: str) 
                     "the [metrics] token, or on the [metrics] listen address, not with another project's key."
                 )
         elif secret is None or not hmac.compare_digest(secret.encode(), token.encode()):
-            raise Unauthorized(
-                "Send the [metrics] token from glimpze.toml as 'Authorization: Bearer …'.",
-                code="invalid_metrics_token",
-            )
+            raise InvalidMetricsToken("Send the [metrics] token from glimpze.toml as 'Authorization: Bearer …'.")
 
     await glimpze.auth_failures.guard(client, check)

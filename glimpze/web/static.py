@@ -20,13 +20,13 @@ import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
 
 from litestar.response.base import ASGIResponse
+from litestar.types import Method
 
 from glimpze.web.common import AnyRequest, known_etags
 
-METHODS: list[Any] = ["GET", "HEAD"]  # for `@route(…, http_method=METHODS)`
+METHODS: list[Method] = ["GET", "HEAD"]  # for `@route(…, http_method=METHODS)`
 GZIP_LEVEL = 9  # once per process: the best ratio costs nothing per request
 BROTLI_QUALITY = 11
 COMPRESSIBLE = ("text/", "application/javascript", "application/json", "application/manifest+json", "image/svg+xml")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from litestar import Request, Response, Router, get
+from litestar import Response, Router, get
 from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect
 
@@ -13,20 +13,20 @@ from glimpze.errors import NotFound
 from glimpze.feeds.feeds import ReaderFeed
 from glimpze.feeds.images import WIDGET_PIXELS
 from glimpze.feeds.widgets import WidgetDocument
-from glimpze.web.common import App, bearer, client_address, known_etags
+from glimpze.web.common import AnyRequest, App, bearer, client_address, known_etags
 
 # Devices poll: they must revalidate (the ETag makes that a cheap 304), and the token in the
 # URL means no shared cache may keep the answer.
 _HEADERS = {"Cache-Control": "private, no-cache", "X-Content-Type-Options": "nosniff"}
 
 
-async def _reader(request: Request, glimpze: App, feed_id: str, token: str | None) -> ReaderFeed:
+async def _reader(request: AnyRequest, glimpze: App, feed_id: str, token: str | None) -> ReaderFeed:
     return await glimpze.widgets.open(feed_id, bearer(request) or token, client_address(request, glimpze))
 
 
 @get("/{target:str}", summary="The feed's current widget state as JSON (path: {feed_id}.json)")
 async def widget_json(
-    target: FromPath[str], request: Request, glimpze: App, token: FromQuery[str | None] = None
+    target: FromPath[str], request: AnyRequest, glimpze: App, token: FromQuery[str | None] = None
 ) -> Response[WidgetDocument]:
     feed_id, dot, ext = target.rpartition(".")
     if not dot or ext != "json":
@@ -43,7 +43,7 @@ async def widget_json(
 async def widget_png(
     feed_id: FromPath[str],
     image: FromPath[str],
-    request: Request,
+    request: AnyRequest,
     glimpze: App,
     theme: FromQuery[Literal["light", "dark"]] = "light",
     token: FromQuery[str | None] = None,

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Literal
 
 import msgspec
-from litestar import Request, Router, get, post
+from litestar import Router, get, post
 from litestar.params import FromPath, FromQuery
 
 from glimpze.push.approvals import Approval, ApprovalDetail
 from glimpze.store.pagination import DEFAULT_LIMIT, Page, check_limit, decode_cursor
 from glimpze.validation import Decoder
-from glimpze.web.common import App, Caller, read_json
+from glimpze.web.common import AnyRequest, App, Caller, read_json
 
 
 class Respond(msgspec.Struct, forbid_unknown_fields=True):
@@ -20,7 +20,7 @@ class Respond(msgspec.Struct, forbid_unknown_fields=True):
     action_type: Literal["approve", "reject", "defer"]
 
 
-RESPOND = Decoder(Respond)
+RESPOND: Decoder[Respond] = Decoder(Respond)
 
 
 @get("/", summary="Approvals, newest first (?status=pending|approved|rejected)")
@@ -31,7 +31,7 @@ async def list_approvals(
     limit: FromQuery[int] = DEFAULT_LIMIT,
     cursor: FromQuery[str | None] = None,
 ) -> Page[Approval]:
-    return await glimpze.approvals.list(
+    return await glimpze.approvals.page(
         principal.project_id, status=status, before=decode_cursor(cursor, int), limit=check_limit(limit)
     )
 
@@ -47,7 +47,7 @@ async def get_approval(event_id: FromPath[str], glimpze: App, principal: Caller)
     opt={"body": Respond},
     summary="Approve, reject or defer (the first approve or reject decides; later answers are 409)",
 )
-async def respond(event_id: FromPath[str], request: Request, glimpze: App, principal: Caller) -> ApprovalDetail:
+async def respond(event_id: FromPath[str], request: AnyRequest, glimpze: App, principal: Caller) -> ApprovalDetail:
     data = await read_json(request, RESPOND)
     return await glimpze.approvals.respond(principal.project_id, event_id, data.action_type, principal.key_name)
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from litestar import Request, post
+from litestar import post
 
 from glimpze.chat.tokens import ChatToken, TokenRequest
 from glimpze.validation import Decoder
-from glimpze.web.common import App, Caller, read_json
+from glimpze.web.common import AnyRequest, App, Caller, read_json
 
-TOKEN_REQUEST = Decoder(TokenRequest)
+TOKEN_REQUEST: Decoder[TokenRequest] = Decoder(TokenRequest)
 
 
 @post(
@@ -17,6 +17,6 @@ TOKEN_REQUEST = Decoder(TokenRequest)
     tags=["widget"],
     summary="Mint a widget token (default 10 min, at most 1 h) bound to a visitor and optionally an origin and agent",
 )
-async def mint_chat_token(request: Request, glimpze: App, principal: Caller) -> ChatToken:
+async def mint_chat_token(request: AnyRequest, glimpze: App, principal: Caller) -> ChatToken:
     data = await read_json(request, TOKEN_REQUEST)
     return await glimpze.chat_tokens.mint(principal.project_id, data)

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
-from litestar import Request, Response, Router, delete, get, patch, post
+from litestar import Response, Router, delete, get, patch, post
 from litestar.params import FromPath, FromQuery
 
 from glimpze.chat.cta_context import CtaSecret, CtaVerify, Verification
 from glimpze.chat.ctas import Cta, CtaCreate, CtaPatch
 from glimpze.store.pagination import DEFAULT_LIMIT, Page, check_limit, decode_cursor
 from glimpze.validation import Decoder
-from glimpze.web.common import App, Caller, create_once, read_json
+from glimpze.web.common import AnyRequest, App, Caller, create_once, created, read_json
 
-CTA_CREATE = Decoder(CtaCreate)
-CTA_PATCH = Decoder(CtaPatch)
-CTA_VERIFY = Decoder(CtaVerify)
+CTA_CREATE: Decoder[CtaCreate] = Decoder(CtaCreate)
+CTA_PATCH: Decoder[CtaPatch] = Decoder(CtaPatch)
+CTA_VERIFY: Decoder[CtaVerify] = Decoder(CtaVerify)
 
 
-@post("/", opt={"body": CtaCreate}, summary="Add a CTA rule to an agent (Idempotency-Key accepted)")
-async def create_cta(agent_id: FromPath[str], request: Request, glimpze: App, principal: Caller) -> Response[Cta]:
+@post(
+    "/",
+    opt={"body": CtaCreate},
+    responses=created(Cta),
+    summary="Add a CTA rule to an agent (Idempotency-Key accepted)",
+)
+async def create_cta(agent_id: FromPath[str], request: AnyRequest, glimpze: App, principal: Caller) -> Response[bytes]:
     data = await read_json(request, CTA_CREATE)
     return await create_once(
         request, glimpze, principal.key_id, lambda: glimpze.ctas.create(principal.project_id, agent_id, data)
@@ -33,7 +38,7 @@ async def list_ctas(
     cursor: FromQuery[str | None] = None,
 ) -> Page[Cta]:
     after = decode_cursor(cursor, int, int)
-    return await glimpze.ctas.list(principal.project_id, agent_id, after=after, limit=check_limit(limit))
+    return await glimpze.ctas.page(principal.project_id, agent_id, after=after, limit=check_limit(limit))
 
 
 @get("/secret", summary="The project's context secret (and the previous one while it still verifies)")
@@ -56,7 +61,7 @@ async def rotate_secret(glimpze: App, principal: Caller) -> CtaSecret:
     opt={"body": CtaVerify},
     summary="Check a card's destination URL: its signed context and the payload it carries",
 )
-async def verify_context(request: Request, glimpze: App, principal: Caller) -> Verification:
+async def verify_context(request: AnyRequest, glimpze: App, principal: Caller) -> Verification:
     data = await read_json(request, CTA_VERIFY)
     return await glimpze.cta_context.verify(principal.project_id, data.url)
 
@@ -67,7 +72,7 @@ async def get_cta(cta_id: FromPath[str], glimpze: App, principal: Caller) -> Cta
 
 
 @patch("/{cta_id:str}", opt={"body": CtaPatch}, summary="Change a CTA rule (`match` replaces all its conditions)")
-async def update_cta(cta_id: FromPath[str], request: Request, glimpze: App, principal: Caller) -> Cta:
+async def update_cta(cta_id: FromPath[str], request: AnyRequest, glimpze: App, principal: Caller) -> Cta:
     data = await read_json(request, CTA_PATCH)
     return await glimpze.ctas.update(principal.project_id, cta_id, data)
 

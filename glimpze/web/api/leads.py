@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from litestar import Request, Response, Router, get, patch, post
+from litestar import Response, Router, get, patch, post
 from litestar.params import FromPath, FromQuery
 
 from glimpze.chat.leads import Lead, LeadCapture, LeadPatch
@@ -10,23 +10,24 @@ from glimpze.clock import parse_iso
 from glimpze.errors import ValidationFailed
 from glimpze.store.pagination import DEFAULT_LIMIT, Page, check_limit, decode_cursor
 from glimpze.validation import Decoder
-from glimpze.web.common import App, Caller, create_once, read_json
+from glimpze.web.common import AnyRequest, App, Caller, create_once, created, read_json
 
-LEAD_CAPTURE = Decoder(LeadCapture)
-LEAD_PATCH = Decoder(LeadPatch)
+LEAD_CAPTURE: Decoder[LeadCapture] = Decoder(LeadCapture)
+LEAD_PATCH: Decoder[LeadPatch] = Decoder(LeadPatch)
 
 
 @post(
     "/",
     opt={"body": LeadCapture},
+    responses=created(Lead),
     summary="Capture a lead: 201 when new, 200 when it merged into the lead with this email or phone",
 )
-async def capture_lead(request: Request, glimpze: App, principal: Caller) -> Response[Lead]:
+async def capture_lead(request: AnyRequest, glimpze: App, principal: Caller) -> Response[bytes]:
     data = await read_json(request, LEAD_CAPTURE)
 
     async def capture() -> tuple[int, Lead]:
-        created, lead = await glimpze.leads.capture(principal.project_id, data)
-        return (201 if created else 200), lead
+        new, lead = await glimpze.leads.capture(principal.project_id, data)
+        return (201 if new else 200), lead
 
     return await create_once(request, glimpze, principal.key_id, capture)
 
@@ -48,7 +49,7 @@ async def list_leads(
             raise ValidationFailed.at(
                 "query.updated_since", "expected an ISO-8601 time such as 2026-01-31T12:00:00Z"
             ) from None
-    return await glimpze.leads.list(
+    return await glimpze.leads.page(
         principal.project_id,
         after=decode_cursor(cursor, float, int),
         limit=check_limit(limit),
@@ -63,7 +64,7 @@ async def get_lead(lead_id: FromPath[str], glimpze: App, principal: Caller) -> L
 
 
 @patch("/{lead_id:str}", opt={"body": LeadPatch}, summary="Set (or clear with null) the lead's CRM mapping")
-async def update_lead(lead_id: FromPath[str], request: Request, glimpze: App, principal: Caller) -> Lead:
+async def update_lead(lead_id: FromPath[str], request: AnyRequest, glimpze: App, principal: Caller) -> Lead:
     data = await read_json(request, LEAD_PATCH)
     return await glimpze.leads.set_crm(principal.project_id, lead_id, data.crm)
 

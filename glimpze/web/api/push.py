@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import msgspec
-from litestar import Request, Router, delete, get, post
+from litestar import Router, delete, get, post
 from litestar.params import FromPath, FromQuery
 
 from glimpze.push.pushes import PushRecord, PushResult
 from glimpze.push.targets import PushTarget, SubscriptionSpec, TargetSpec, Unsubscribe
 from glimpze.store.pagination import DEFAULT_LIMIT, Page, check_limit, decode_cursor
 from glimpze.validation import Decoder
-from glimpze.web.common import App, Caller, read_json
+from glimpze.web.common import AnyRequest, App, Caller, read_json
 
 
 class VapidKey(msgspec.Struct):
@@ -19,13 +19,13 @@ class VapidKey(msgspec.Struct):
     public_key: str
 
 
-TARGET_SPEC = Decoder(TargetSpec)
-SUBSCRIPTION_SPEC = Decoder(SubscriptionSpec)
-UNSUBSCRIBE = Decoder(Unsubscribe)
+TARGET_SPEC: Decoder[TargetSpec] = Decoder(TargetSpec)
+SUBSCRIPTION_SPEC: Decoder[SubscriptionSpec] = Decoder(SubscriptionSpec)
+UNSUBSCRIBE: Decoder[Unsubscribe] = Decoder(Unsubscribe)
 
 
 @post("/targets", opt={"body": TargetSpec}, summary="Add an Apprise URL (checked; shown redacted from then on)")
-async def add_target(request: Request, glimpze: App, principal: Caller) -> PushTarget:
+async def add_target(request: AnyRequest, glimpze: App, principal: Caller) -> PushTarget:
     data = await read_json(request, TARGET_SPEC)
     return await glimpze.push_targets.add_apprise(principal.project_id, data.url)
 
@@ -34,7 +34,7 @@ async def add_target(request: Request, glimpze: App, principal: Caller) -> PushT
 async def list_targets(
     glimpze: App, principal: Caller, limit: FromQuery[int] = DEFAULT_LIMIT, cursor: FromQuery[str | None] = None
 ) -> Page[PushTarget]:
-    return await glimpze.push_targets.list(
+    return await glimpze.push_targets.page(
         principal.project_id, after=decode_cursor(cursor, int), limit=check_limit(limit)
     )
 
@@ -58,7 +58,7 @@ async def test_target(target_id: FromPath[str], glimpze: App, principal: Caller)
     opt={"body": SubscriptionSpec},
     summary="Save a browser's Web Push subscription (PushSubscription.toJSON())",
 )
-async def subscribe(request: Request, glimpze: App, principal: Caller) -> PushTarget:
+async def subscribe(request: AnyRequest, glimpze: App, principal: Caller) -> PushTarget:
     data = await read_json(request, SUBSCRIPTION_SPEC)
     return await glimpze.push_targets.subscribe(principal.project_id, data)
 
@@ -68,7 +68,7 @@ async def subscribe(request: Request, glimpze: App, principal: Caller) -> PushTa
     opt={"body": Unsubscribe},
     summary="Remove a browser's Web Push subscription by its endpoint",
 )
-async def unsubscribe(request: Request, glimpze: App, principal: Caller) -> None:
+async def unsubscribe(request: AnyRequest, glimpze: App, principal: Caller) -> None:
     data = await read_json(request, UNSUBSCRIBE)
     await glimpze.push_targets.unsubscribe(principal.project_id, data.endpoint)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import msgspec
-from litestar import Request, Response, Router, get, patch, post
+from litestar import Response, Router, get, patch, post
 from litestar.params import FromPath, FromQuery
 
 from glimpze.chat.messages import AssistantMessage, Message, MessageCreate, TypingCreate
@@ -15,24 +15,29 @@ from glimpze.chat.streams import TYPING_REFRESH_SECONDS, TYPING_SECONDS, TypingS
 from glimpze.chat.transitions import Status
 from glimpze.store.pagination import DEFAULT_LIMIT, Page, check_limit, decode_cursor
 from glimpze.validation import Decoder
-from glimpze.web.common import App, Caller, create_once, read_json
+from glimpze.web.common import AnyRequest, App, Caller, create_once, created, read_json
 
 
 class SessionClose(msgspec.Struct, forbid_unknown_fields=True):
     resolution: Annotated[str, msgspec.Meta(min_length=1, max_length=1000)] | None = None
 
 
-SESSION_CREATE = Decoder(SessionCreate)
-SESSION_PATCH = Decoder(SessionPatch)
-SESSION_CLOSE = Decoder(SessionClose)
-MESSAGE_CREATE = Decoder(MessageCreate)
-TYPING_CREATE = Decoder(TypingCreate)
-NOTE_CREATE = Decoder(NoteCreate)
-HANDOFF_CREATE = Decoder(HandoffCreate)
+SESSION_CREATE: Decoder[SessionCreate] = Decoder(SessionCreate)
+SESSION_PATCH: Decoder[SessionPatch] = Decoder(SessionPatch)
+SESSION_CLOSE: Decoder[SessionClose] = Decoder(SessionClose)
+MESSAGE_CREATE: Decoder[MessageCreate] = Decoder(MessageCreate)
+TYPING_CREATE: Decoder[TypingCreate] = Decoder(TypingCreate)
+NOTE_CREATE: Decoder[NoteCreate] = Decoder(NoteCreate)
+HANDOFF_CREATE: Decoder[HandoffCreate] = Decoder(HandoffCreate)
 
 
-@post("/", opt={"body": SessionCreate}, summary="Create a session (Idempotency-Key accepted)")
-async def create_session(request: Request, glimpze: App, principal: Caller) -> Response[Session]:
+@post(
+    "/",
+    opt={"body": SessionCreate},
+    responses=created(Session),
+    summary="Create a session (Idempotency-Key accepted)",
+)
+async def create_session(request: AnyRequest, glimpze: App, principal: Caller) -> Response[bytes]:
     data = await read_json(request, SESSION_CREATE)
     return await create_once(
         request, glimpze, principal.key_id, lambda: glimpze.sessions.create(principal.project_id, data)
@@ -51,7 +56,7 @@ async def list_sessions(
     assignee: FromQuery[str | None] = None,
     agent_id: FromQuery[str | None] = None,
 ) -> Page[Session]:
-    return await glimpze.sessions.list(
+    return await glimpze.sessions.page(
         principal.project_id,
         after=decode_cursor(cursor, int),
         limit=check_limit(limit),
@@ -73,7 +78,7 @@ async def get_session(session_id: FromPath[str], glimpze: App, principal: Caller
     opt={"body": SessionPatch},
     summary="Change status, snooze, priority, team, assignee or labels (a closed session: only a reopen)",
 )
-async def update_session(session_id: FromPath[str], request: Request, glimpze: App, principal: Caller) -> Session:
+async def update_session(session_id: FromPath[str], request: AnyRequest, glimpze: App, principal: Caller) -> Session:
     data = await read_json(request, SESSION_PATCH)
     return await glimpze.sessions.update(principal.project_id, session_id, data)
 
@@ -84,7 +89,7 @@ async def update_session(session_id: FromPath[str], request: Request, glimpze: A
     opt={"body": SessionClose, "body_optional": True},
     summary="Close (resolve) a session",
 )
-async def close_session(session_id: FromPath[str], request: Request, glimpze: App, principal: Caller) -> Session:
+async def close_session(session_id: FromPath[str], request: AnyRequest, glimpze: App, principal: Caller) -> Session:
     data = await read_json(request, SESSION_CLOSE, empty=SessionClose())
     return await glimpze.sessions.close(principal.project_id, session_id, data.resolution)
 
@@ -92,11 +97,12 @@ async def close_session(session_id: FromPath[str], request: Request, glimpze: Ap
 @post(
     "/{session_id:str}/messages",
     opt={"body": MessageCreate},
+    responses=created(Message | AssistantMessage),
     summary="Post a message; an assistant message's answer also carries its CTA cards",
 )
 async def post_message(
-    session_id: FromPath[str], request: Request, glimpze: App, principal: Caller
-) -> Response[Message | AssistantMessage]:
+    session_id: FromPath[str], request: AnyRequest, glimpze: App, principal: Caller
+) -> Response[bytes]:
     data = await read_json(request, MESSAGE_CREATE)
 
     async def create() -> Message:
@@ -114,7 +120,7 @@ async def list_messages(
     cursor: FromQuery[str | None] = None,
 ) -> Page[Message]:
     after = decode_cursor(cursor, int)
-    return await glimpze.messages.list(
+    return await glimpze.messages.page(
         principal.project_id, session_id, after=after[0] if after else 0, limit=check_limit(limit)
     )
 
@@ -128,7 +134,7 @@ async def list_messages(
     f"{TYPING_SECONDS:g} s after the latest event; at most one event per {TYPING_REFRESH_SECONDS:g} s per session. "
     "`typing: false` stops it; the message ends it. Body optional: `role` (agent|assistant), `author`, `typing`.",
 )
-async def typing(session_id: FromPath[str], request: Request, glimpze: App, principal: Caller) -> TypingSignal:
+async def typing(session_id: FromPath[str], request: AnyRequest, glimpze: App, principal: Caller) -> TypingSignal:
     """`POST /v1/sessions/{id}/typing`: tell the visitor someone is composing a reply.
 
     For the dashboard's reply box or an assistant's backend. Call it while a reply is being written
@@ -147,8 +153,13 @@ async def typing(session_id: FromPath[str], request: Request, glimpze: App, prin
     return await glimpze.messages.typing(principal.project_id, session_id, data)
 
 
-@post("/{session_id:str}/notes", opt={"body": NoteCreate}, summary="Add an internal note (also on closed sessions)")
-async def add_note(session_id: FromPath[str], request: Request, glimpze: App, principal: Caller) -> Response[Note]:
+@post(
+    "/{session_id:str}/notes",
+    opt={"body": NoteCreate},
+    responses=created(Note),
+    summary="Add an internal note (also on closed sessions)",
+)
+async def add_note(session_id: FromPath[str], request: AnyRequest, glimpze: App, principal: Caller) -> Response[bytes]:
     data = await read_json(request, NOTE_CREATE)
     records = glimpze.session_records
     return await create_once(
@@ -172,9 +183,10 @@ async def list_notes(
 @post(
     "/{session_id:str}/handoffs",
     opt={"body": HandoffCreate},
+    responses=created(Handoff),
     summary="Hand the session to another team (emits session.escalated)",
 )
-async def hand_off(session_id: FromPath[str], request: Request, glimpze: App, principal: Caller) -> Response[Handoff]:
+async def hand_off(session_id: FromPath[str], request: AnyRequest, glimpze: App, principal: Caller) -> Response[bytes]:
     data = await read_json(request, HANDOFF_CREATE)
     records = glimpze.session_records
     return await create_once(

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from litestar import Request, Router, delete, get, put
+from litestar import Router, delete, get, put
 
 from glimpze.accounts.settings import WidgetOriginList
 from glimpze.push.quiet_hours import QuietHoursSpec, QuietHoursState
 from glimpze.validation import Decoder
-from glimpze.web.common import App, Caller, read_json
+from glimpze.web.common import AnyRequest, App, Caller, read_json
 
-WIDGET_ORIGINS = Decoder(WidgetOriginList)
-QUIET_HOURS = Decoder(QuietHoursSpec)
+WIDGET_ORIGINS: Decoder[WidgetOriginList] = Decoder(WidgetOriginList)
+QUIET_HOURS: Decoder[QuietHoursSpec] = Decoder(QuietHoursSpec)
 
 
 @put(
@@ -18,7 +18,7 @@ QUIET_HOURS = Decoder(QuietHoursSpec)
     opt={"body": WidgetOriginList},
     summary="Set the browser origins allowed to call the visitor API (/widget/v1)",
 )
-async def put_widget_origins(request: Request, glimpze: App, principal: Caller) -> WidgetOriginList:
+async def put_widget_origins(request: AnyRequest, glimpze: App, principal: Caller) -> WidgetOriginList:
     data = await read_json(request, WIDGET_ORIGINS)
     return WidgetOriginList(await glimpze.settings.set_widget_origins(principal.project_id, data.origins))
 
@@ -33,7 +33,7 @@ async def get_widget_origins(glimpze: App, principal: Caller) -> WidgetOriginLis
     opt={"body": QuietHoursSpec},
     summary="Set quiet hours: local start and end (may cross midnight) and an IANA time zone",
 )
-async def put_quiet_hours(request: Request, glimpze: App, principal: Caller) -> QuietHoursState:
+async def put_quiet_hours(request: AnyRequest, glimpze: App, principal: Caller) -> QuietHoursState:
     return await glimpze.push.set_quiet_hours(principal.project_id, await read_json(request, QUIET_HOURS))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 import msgspec
-from litestar import Request, Response, Router, delete, get, patch, post
+from litestar import Response, Router, delete, get, patch, post
 from litestar.params import FromPath, FromQuery
 
 from glimpze.clock import parse_iso
@@ -24,7 +24,7 @@ from glimpze.delivery.webhooks import (
 from glimpze.errors import ValidationFailed
 from glimpze.store.pagination import DEFAULT_LIMIT, Page, check_limit, decode_cursor
 from glimpze.validation import Decoder
-from glimpze.web.common import App, Caller, json_response, read_json
+from glimpze.web.common import AnyRequest, App, Caller, json_response, read_json
 
 
 class RotateSecret(msgspec.Struct, forbid_unknown_fields=True):
@@ -36,15 +36,15 @@ class ReplaySpec(msgspec.Struct, forbid_unknown_fields=True):
     since: str | None = None
 
 
-WEBHOOK_SPEC = Decoder(WebhookSpec)
-WEBHOOK_PATCH = Decoder(WebhookPatch)
-ROTATE_SECRET = Decoder(RotateSecret)
-REPLAY_SPEC = Decoder(ReplaySpec)
+WEBHOOK_SPEC: Decoder[WebhookSpec] = Decoder(WebhookSpec)
+WEBHOOK_PATCH: Decoder[WebhookPatch] = Decoder(WebhookPatch)
+ROTATE_SECRET: Decoder[RotateSecret] = Decoder(RotateSecret)
+REPLAY_SPEC: Decoder[ReplaySpec] = Decoder(ReplaySpec)
 _encode = msgspec.json.encode
 
 
 @post("/", opt={"body": WebhookSpec}, summary="Subscribe a URL to events (the signing secret is in the answer)")
-async def create_webhook(request: Request, glimpze: App, principal: Caller) -> Response[NewWebhook]:
+async def create_webhook(request: AnyRequest, glimpze: App, principal: Caller) -> Response[NewWebhook]:
     body = await request.body()
     spec = await read_json(request, WEBHOOK_SPEC)
 
@@ -74,7 +74,7 @@ async def get_webhook(webhook_id: FromPath[str], glimpze: App, principal: Caller
     opt={"body": WebhookPatch},
     summary='Change a webhook; "active": true re-enables a disabled one',
 )
-async def update_webhook(webhook_id: FromPath[str], request: Request, glimpze: App, principal: Caller) -> Webhook:
+async def update_webhook(webhook_id: FromPath[str], request: AnyRequest, glimpze: App, principal: Caller) -> Webhook:
     return await glimpze.webhooks.update(principal.project_id, webhook_id, await read_json(request, WEBHOOK_PATCH))
 
 
@@ -94,7 +94,9 @@ async def get_secret(webhook_id: FromPath[str], glimpze: App, principal: Caller)
     opt={"body": RotateSecret, "body_optional": True},
     summary="New signing secret; the old one also signs for grace_seconds (default 24 h)",
 )
-async def rotate_secret(webhook_id: FromPath[str], request: Request, glimpze: App, principal: Caller) -> WebhookSecret:
+async def rotate_secret(
+    webhook_id: FromPath[str], request: AnyRequest, glimpze: App, principal: Caller
+) -> WebhookSecret:
     data = await read_json(request, ROTATE_SECRET, empty=RotateSecret())
     return await glimpze.webhooks.rotate_secret(principal.project_id, webhook_id, data.grace_seconds)
 
@@ -124,7 +126,7 @@ async def list_deliveries(
     opt={"body": ReplaySpec, "body_optional": True},
     summary="Send a webhook's failed, dead or all deliveries again (optionally only those since a time)",
 )
-async def replay_webhook(webhook_id: FromPath[str], request: Request, glimpze: App, principal: Caller) -> Replayed:
+async def replay_webhook(webhook_id: FromPath[str], request: AnyRequest, glimpze: App, principal: Caller) -> Replayed:
     data = await read_json(request, REPLAY_SPEC, empty=ReplaySpec())
     since = None
     if data.since is not None:

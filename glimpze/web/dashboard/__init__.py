@@ -4,8 +4,6 @@ same services as the API."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from litestar import Router
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.template.config import TemplateConfig
@@ -14,21 +12,32 @@ from glimpze.web.dashboard import (
     approvals,
     auth,
     conversations,
+    devices,
     feeds,
     home,
     push,
     pwa,
+    screens,
     settings,
     webhooks,
     widgets,
 )
-from glimpze.web.dashboard.web import EXCEPTION_HANDLERS, TEMPLATES, SecurityHeaders, Ui, before_request, unknown_path
+from glimpze.web.dashboard.web import (
+    DEPENDENCIES,
+    EXCEPTION_HANDLERS,
+    TEMPLATES,
+    SecurityHeaders,
+    Ui,
+    before_request,
+    unknown_path,
+)
 
 __all__ = ["Ui", "routers", "template_config", "unknown_path"]
 
 
-def routers() -> list[Any]:
-    """The dashboard's routes: pages (behind the session and CSRF checks) and the static files."""
+def routers() -> list[Router]:
+    """The dashboard's routes: pages (behind the session and CSRF checks, with the `viewer` and `ui`
+    dependencies) and the static files."""
     pages = Router(
         "/",
         route_handlers=[
@@ -41,9 +50,12 @@ def routers() -> list[Any]:
             *conversations.ROUTES,
             *settings.ROUTES,
             *push.ROUTES,
+            *screens.ROUTES,
+            *devices.ROUTES,
             *pwa.ROUTES,
         ],
         before_request=before_request,
+        dependencies=DEPENDENCIES,
         middleware=[SecurityHeaders],
         exception_handlers=EXCEPTION_HANDLERS,
         include_in_schema=False,
@@ -52,6 +64,7 @@ def routers() -> list[Any]:
 
 
 def template_config() -> TemplateConfig[JinjaTemplateEngine]:
+    """Jinja2 over `templates/`, trimming the blocks' whitespace; `tojson` keeps the keys' order."""
     return TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine, engine_callback=_configure)
 
 

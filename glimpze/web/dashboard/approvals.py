@@ -9,18 +9,18 @@ pages follow `/live`: an `approval` notice (requested or answered anywhere) redr
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
-from litestar import Request, Response, get, post
+from litestar import get, post
 from litestar.params import FromPath, FromQuery
-from litestar.response import Template
+from litestar.response import Redirect, Template
 
 from glimpze.push.approvals import Approval
 from glimpze.store.pagination import DEFAULT_LIMIT, MAX_LIMIT, all_pages, decode_cursor
 from glimpze.web.api.approvals import Respond
-from glimpze.web.dashboard.web import attempt, convert, form_of, glimpze_of, local_path, page, viewer
+from glimpze.web.common import AnyRequest, App
+from glimpze.web.dashboard.web import SignedIn, attempt, convert, form_of, local_path, page
 
-AnyRequest = Request[Any, Any, Any]
 ACTOR = "dashboard"  # DESIGN §7: decisions record who took them
 MAX_PENDING_SHOWN = 200
 DONE = {"approve": "Approved", "reject": "Rejected"}
@@ -35,19 +35,20 @@ def duration(seconds: float) -> str:
     return f"{hours:g} hour{'s' if hours != 1 else ''}"
 
 
-@get("/approvals", include_in_schema=False)
+@get("/approvals")
 async def approvals_page(
     request: AnyRequest,
+    glimpze: App,
+    viewer: SignedIn,
     decided: FromQuery[Literal["approved", "rejected"] | None] = None,
     cursor: FromQuery[str | None] = None,
 ) -> Template:
-    glimpze, v = glimpze_of(request), viewer(request)
     pending: list[Approval] = await all_pages(
-        lambda before: glimpze.approvals.list(v.project_id, status="pending", before=before, limit=MAX_LIMIT),
+        lambda before: glimpze.approvals.page(viewer.project_id, status="pending", before=before, limit=MAX_LIMIT),
         most=MAX_PENDING_SHOWN,
     )
     history = await glimpze.approvals.decided(
-        v.project_id, status=decided, before=decode_cursor(cursor, float, int), limit=DEFAULT_LIMIT
+        viewer.project_id, status=decided, before=decode_cursor(cursor, float, int), limit=DEFAULT_LIMIT
     )
     return page(
         request,
@@ -63,10 +64,9 @@ async def approvals_page(
     )
 
 
-@get("/approvals/{event_id:str}", include_in_schema=False)
-async def approval_page(request: AnyRequest, event_id: FromPath[str]) -> Template:
-    glimpze, v = glimpze_of(request), viewer(request)
-    approval = await glimpze.approvals.get(v.project_id, event_id)
+@get("/approvals/{event_id:str}")
+async def approval_page(request: AnyRequest, glimpze: App, viewer: SignedIn, event_id: FromPath[str]) -> Template:
+    approval = await glimpze.approvals.get(viewer.project_id, event_id)
     return page(
         request,
         "approval.html",
@@ -77,15 +77,14 @@ async def approval_page(request: AnyRequest, event_id: FromPath[str]) -> Templat
     )
 
 
-@post("/approvals/{event_id:str}/respond", include_in_schema=False)
-async def respond(request: AnyRequest, event_id: FromPath[str]) -> Response[Any]:
+@post("/approvals/{event_id:str}/respond")
+async def respond(request: AnyRequest, glimpze: App, viewer: SignedIn, event_id: FromPath[str]) -> Redirect:
     """One of the three buttons: approve, reject or defer (the form's `action_type`)."""
-    glimpze, v = glimpze_of(request), viewer(request)
     form = await form_of(request)
 
     async def action() -> str:
         answer = convert({"action_type": form["action_type"]}, Respond).action_type
-        approval = await glimpze.approvals.respond(v.project_id, event_id, answer, ACTOR)
+        approval = await glimpze.approvals.respond(viewer.project_id, event_id, answer, ACTOR)
         what = f"“{approval.description}”"
         if answer == "defer":
             later = duration(glimpze.config.push.defer_seconds)

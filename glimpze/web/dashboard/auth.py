@@ -2,48 +2,46 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from litestar import Request, Response, get, post
+from litestar import get, post
 from litestar.params import FromPath, FromQuery
+from litestar.response import Redirect, Template
 
 from glimpze.accounts.admin import PASSWORD_MIN_CHARS
 from glimpze.errors import GlimpzeError, NotFound, RateLimited
+from glimpze.services import Services
+from glimpze.web.common import AnyRequest, App
 from glimpze.web.dashboard.web import (
     PUBLIC,
+    DashboardUi,
     client,
     error_text,
     form_of,
-    glimpze_of,
     local_path,
     page,
     redirect,
-    ui_of,
+    viewer_of,
 )
 
-AnyRequest = Request[Any, Any, Any]
 
-
-@get("/login", opt={PUBLIC: True}, include_in_schema=False)
-async def login_page(request: AnyRequest, next: FromQuery[str | None] = None) -> Response[Any]:
-    if request.state.get("viewer") is not None:
+@get("/login", opt={PUBLIC: True})
+async def login_page(request: AnyRequest, glimpze: App, next: FromQuery[str | None] = None) -> Template | Redirect:
+    if viewer_of(request) is not None:
         return redirect(local_path(next))
-    return await _login(request, next=local_path(next))
+    return await _login(request, glimpze, next=local_path(next))
 
 
-@post("/login", opt={PUBLIC: True}, include_in_schema=False)
-async def login(request: AnyRequest) -> Response[Any]:
+@post("/login", opt={PUBLIC: True})
+async def login(request: AnyRequest, glimpze: App, ui: DashboardUi) -> Template | Redirect:
     form = await form_of(request)
     target = local_path(form["next"])
-    glimpze, ui = glimpze_of(request), ui_of(request)
     try:
         session = await glimpze.admin.sign_in(form.raw("password"), client(request), request.headers.get("user-agent"))
     except RateLimited as exc:
-        return await _login(request, next=target, error=exc.detail, status=429, headers=exc.headers)
+        return await _login(request, glimpze, next=target, error=exc.detail, status=429, headers=exc.headers)
     except GlimpzeError as exc:
         if exc.status >= 500:
             raise
-        return await _login(request, next=target, error=exc.detail, status=401)
+        return await _login(request, glimpze, next=target, error=exc.detail, status=401)
     response = redirect(target)
     response.cookies.append(ui.session_cookie_for(session))
     return response
@@ -51,18 +49,19 @@ async def login(request: AnyRequest) -> Response[Any]:
 
 async def _login(
     request: AnyRequest,
+    glimpze: Services,
     *,
     next: str,
     error: str | None = None,
     status: int = 200,
     headers: dict[str, str] | None = None,
-) -> Response[Any]:
+) -> Template:
     response = page(
         request,
         "login.html",
         title="Sign in",
         status=status,
-        set_up=await glimpze_of(request).admin.has_password(),
+        set_up=await glimpze.admin.has_password(),
         next=next,
         error=error,
     )
@@ -70,10 +69,9 @@ async def _login(
     return response
 
 
-@post("/logout", include_in_schema=False)
-async def logout(request: AnyRequest) -> Response[Any]:
-    ui = ui_of(request)
-    found = request.state.get("viewer")
+@post("/logout")
+async def logout(request: AnyRequest, ui: DashboardUi) -> Redirect:
+    found = viewer_of(request)
     if found is not None:
         await ui.glimpze.admin.sign_out(found.session)
     response = redirect("/login")
@@ -81,9 +79,8 @@ async def logout(request: AnyRequest) -> Response[Any]:
     return response
 
 
-@get("/setup/{token:str}", opt={PUBLIC: True}, include_in_schema=False)
-async def setup_page(request: AnyRequest, token: FromPath[str]) -> Response[Any]:
-    glimpze = glimpze_of(request)
+@get("/setup/{token:str}", opt={PUBLIC: True})
+async def setup_page(request: AnyRequest, glimpze: App, token: FromPath[str]) -> Template:
     try:
         await glimpze.admin.check_setup_token(token, client(request))
     except (NotFound, RateLimited) as exc:
@@ -91,10 +88,9 @@ async def setup_page(request: AnyRequest, token: FromPath[str]) -> Response[Any]
     return _setup(request, token)
 
 
-@post("/setup/{token:str}", opt={PUBLIC: True}, include_in_schema=False)
-async def setup(request: AnyRequest, token: FromPath[str]) -> Response[Any]:
+@post("/setup/{token:str}", opt={PUBLIC: True})
+async def setup(request: AnyRequest, glimpze: App, ui: DashboardUi, token: FromPath[str]) -> Template | Redirect:
     form = await form_of(request)
-    glimpze, ui = glimpze_of(request), ui_of(request)
     try:
         session = await glimpze.admin.set_password(
             token, form.raw("password"), form.raw("confirm"), client(request), request.headers.get("user-agent")
@@ -110,7 +106,7 @@ async def setup(request: AnyRequest, token: FromPath[str]) -> Response[Any]:
     return response
 
 
-def _setup(request: AnyRequest, token: str, *, error: str | None = None, status: int = 200) -> Response[Any]:
+def _setup(request: AnyRequest, token: str, *, error: str | None = None, status: int = 200) -> Template:
     return page(
         request,
         "setup.html",
@@ -122,7 +118,7 @@ def _setup(request: AnyRequest, token: str, *, error: str | None = None, status:
     )
 
 
-def _invalid_link(request: AnyRequest, exc: GlimpzeError) -> Response[Any]:
+def _invalid_link(request: AnyRequest, exc: GlimpzeError) -> Template:
     response = page(request, "setup_invalid.html", title="Setup link not valid", status=exc.status, detail=exc.detail)
     response.headers.update(exc.headers)
     return response

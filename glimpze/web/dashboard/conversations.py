@@ -9,19 +9,19 @@ list; the open conversation redraws its messages as they come. Opening a convers
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Literal
 
-from litestar import Request, Response, get, post
+from litestar import get, post
 from litestar.params import FromPath, FromQuery
-from litestar.response import Template
+from litestar.response import Redirect, Template
 
 from glimpze.chat.messages import MessageCreate
 from glimpze.chat.records import HandoffCreate, NoteCreate
 from glimpze.chat.sessions import SessionPatch
 from glimpze.store.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor
-from glimpze.web.dashboard.web import attempt, convert, form_of, glimpze_of, page, viewer
+from glimpze.web.common import AnyRequest, App
+from glimpze.web.dashboard.web import Form, SignedIn, attempt, convert, form_of, page
 
-AnyRequest = Request[Any, Any, Any]
 STATUSES = ("open", "pending", "snoozed", "closed")
 AUTHOR = "dashboard"
 # The snooze picker: for how long (hours), or until a moment the person picks.
@@ -35,7 +35,7 @@ SNOOZE_CHOICES = [
 ]
 
 
-def snooze_until(form: Any, now: float) -> str | None:
+def snooze_until(form: Form, now: float) -> str | None:
     """The picker's choice as an ISO time: hours from now, or the local date and time picked (with
     the browser's UTC offset in minutes, which the script fills in; UTC without it)."""
     choice = form["snooze_for"]
@@ -53,15 +53,16 @@ def snooze_until(form: Any, now: float) -> str | None:
     return local.astimezone(UTC).isoformat()
 
 
-@get("/conversations", include_in_schema=False)
+@get("/conversations")
 async def conversations_page(
     request: AnyRequest,
+    glimpze: App,
+    viewer: SignedIn,
     status: FromQuery[Literal["open", "pending", "snoozed", "closed"] | None] = None,
     cursor: FromQuery[str | None] = None,
 ) -> Template:
-    glimpze, v = glimpze_of(request), viewer(request)
-    result = await glimpze.sessions.list(
-        v.project_id, after=decode_cursor(cursor, int), limit=DEFAULT_LIMIT, status=status
+    result = await glimpze.sessions.page(
+        viewer.project_id, after=decode_cursor(cursor, int), limit=DEFAULT_LIMIT, status=status
     )
     summaries = await glimpze.inbox.summaries([s.id for s in result.data])
     return page(
@@ -78,13 +79,14 @@ async def conversations_page(
     )
 
 
-@get("/conversations/{session_id:str}", include_in_schema=False)
-async def conversation_page(request: AnyRequest, session_id: FromPath[str], after: FromQuery[int] = 0) -> Template:
-    glimpze, v = glimpze_of(request), viewer(request)
-    session = await glimpze.sessions.get(v.project_id, session_id)
-    messages = await glimpze.messages.list(v.project_id, session_id, after=max(after, 0), limit=MAX_LIMIT)
-    notes = await glimpze.session_records.notes(v.project_id, session_id, after=None, limit=MAX_LIMIT)
-    handoffs = await glimpze.session_records.handoffs(v.project_id, session_id, after=None, limit=MAX_LIMIT)
+@get("/conversations/{session_id:str}")
+async def conversation_page(
+    request: AnyRequest, glimpze: App, viewer: SignedIn, session_id: FromPath[str], after: FromQuery[int] = 0
+) -> Template:
+    session = await glimpze.sessions.get(viewer.project_id, session_id)
+    messages = await glimpze.messages.page(viewer.project_id, session_id, after=max(after, 0), limit=MAX_LIMIT)
+    notes = await glimpze.session_records.notes(viewer.project_id, session_id, after=None, limit=MAX_LIMIT)
+    handoffs = await glimpze.session_records.handoffs(viewer.project_id, session_id, after=None, limit=MAX_LIMIT)
     more_after = messages.data[-1].seq if messages.next_cursor else None
     if messages.data:
         await glimpze.inbox.mark_read(session_id, messages.data[-1].seq)
@@ -98,81 +100,77 @@ async def conversation_page(request: AnyRequest, session_id: FromPath[str], afte
         more_after=more_after,
         notes=notes.data,
         handoffs=handoffs.data,
-        statuses=[s for s in STATUSES if s != "closed"],
+        statuses=[(s, s) for s in STATUSES if s != "closed"],
         snooze_choices=SNOOZE_CHOICES,
     )
 
 
-@post("/conversations/{session_id:str}/notes", include_in_schema=False)
-async def add_note(request: AnyRequest, session_id: FromPath[str]) -> Response[Any]:
-    glimpze, v = glimpze_of(request), viewer(request)
+@post("/conversations/{session_id:str}/notes")
+async def add_note(request: AnyRequest, glimpze: App, viewer: SignedIn, session_id: FromPath[str]) -> Redirect:
     form = await form_of(request)
 
     async def action() -> str:
         note = convert({"text": form["text"], "author": AUTHOR}, NoteCreate)
-        await glimpze.session_records.add_note(v.project_id, session_id, note)
+        await glimpze.session_records.add_note(viewer.project_id, session_id, note)
         return "Added the note."
 
     return await attempt(request, action, then=f"/conversations/{session_id}")
 
 
-@post("/conversations/{session_id:str}/reply", include_in_schema=False)
-async def reply(request: AnyRequest, session_id: FromPath[str]) -> Response[Any]:
-    glimpze, v = glimpze_of(request), viewer(request)
+@post("/conversations/{session_id:str}/reply")
+async def reply(request: AnyRequest, glimpze: App, viewer: SignedIn, session_id: FromPath[str]) -> Redirect:
     form = await form_of(request)
 
     async def action() -> str:
         message = convert({"role": "agent", "text": form["text"], "author": form["author"] or None}, MessageCreate)
-        await glimpze.messages.post(v.project_id, session_id, message)
+        await glimpze.messages.post(viewer.project_id, session_id, message)
         return "Sent the reply."
 
     return await attempt(request, action, then=f"/conversations/{session_id}")
 
 
-@post("/conversations/{session_id:str}/handoff", include_in_schema=False)
-async def hand_off(request: AnyRequest, session_id: FromPath[str]) -> Response[Any]:
-    glimpze, v = glimpze_of(request), viewer(request)
+@post("/conversations/{session_id:str}/handoff")
+async def hand_off(request: AnyRequest, glimpze: App, viewer: SignedIn, session_id: FromPath[str]) -> Redirect:
     form = await form_of(request)
 
     async def action() -> str:
         values = {"to_team": form["to_team"], "reason": form["reason"], "to_assignee": form["to_assignee"] or None}
-        await glimpze.session_records.hand_off(v.project_id, session_id, convert(values, HandoffCreate))
+        await glimpze.session_records.hand_off(viewer.project_id, session_id, convert(values, HandoffCreate))
         return "Handed the conversation off."
 
     return await attempt(request, action, then=f"/conversations/{session_id}")
 
 
-@post("/conversations/{session_id:str}/status", include_in_schema=False)
-async def change_status(request: AnyRequest, session_id: FromPath[str]) -> Response[Any]:
-    glimpze, v = glimpze_of(request), viewer(request)
+@post("/conversations/{session_id:str}/status")
+async def change_status(request: AnyRequest, glimpze: App, viewer: SignedIn, session_id: FromPath[str]) -> Redirect:
     form = await form_of(request)
 
     async def action() -> str:
-        values: dict[str, Any] = {"status": form["status"]}
+        values: dict[str, str | None] = {"status": form["status"]}
         if form["status"] == "snoozed":
             values["snoozed_until"] = snooze_until(form, glimpze.clock.now())
-        session = await glimpze.sessions.update(v.project_id, session_id, convert(values, SessionPatch))
+        session = await glimpze.sessions.update(viewer.project_id, session_id, convert(values, SessionPatch))
         return f"The conversation is {session.status} now."
 
     return await attempt(request, action, then=f"/conversations/{session_id}")
 
 
-@post("/conversations/{session_id:str}/close", include_in_schema=False)
-async def close(request: AnyRequest, session_id: FromPath[str]) -> Response[Any]:
-    glimpze, v = glimpze_of(request), viewer(request)
+@post("/conversations/{session_id:str}/close")
+async def close(request: AnyRequest, glimpze: App, viewer: SignedIn, session_id: FromPath[str]) -> Redirect:
     form = await form_of(request)
 
     async def action() -> str:
-        await glimpze.sessions.close(v.project_id, session_id, form["resolution"] or None)
+        await glimpze.sessions.close(viewer.project_id, session_id, form["resolution"] or None)
         return "Closed the conversation."
 
     return await attempt(request, action, then=f"/conversations/{session_id}")
 
 
-@get("/leads", include_in_schema=False)
-async def leads_page(request: AnyRequest, cursor: FromQuery[str | None] = None) -> Template:
-    glimpze, v = glimpze_of(request), viewer(request)
-    result = await glimpze.leads.list(v.project_id, after=decode_cursor(cursor, float, int), limit=DEFAULT_LIMIT)
+@get("/leads")
+async def leads_page(
+    request: AnyRequest, glimpze: App, viewer: SignedIn, cursor: FromQuery[str | None] = None
+) -> Template:
+    result = await glimpze.leads.page(viewer.project_id, after=decode_cursor(cursor, float, int), limit=DEFAULT_LIMIT)
     custom = sorted({key for lead in result.data for key in lead.fields if key not in ("name", "email", "phone")})
     return page(
         request,

@@ -7,13 +7,14 @@ URL, the key and ready-to-run snippets that use it.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 import msgspec
-from litestar import Request, Response, get, post
+from litestar import get, post
 from litestar.params import FromPath, FromQuery
-from litestar.response import Template
+from litestar.response import Redirect, Template
 
+from glimpze.config import Config, Plan
 from glimpze.delivery.webhooks import DEFAULT_SECRET_GRACE_SECONDS
 from glimpze.errors import GlimpzeError
 from glimpze.feeds.events import ApprovalView, Event
@@ -21,23 +22,22 @@ from glimpze.feeds.feeds import Feed
 from glimpze.feeds.ingest import JsonSubmission
 from glimpze.feeds.tiles import DEFAULT_SIZES, Placement, TileSettings
 from glimpze.store.pagination import DEFAULT_LIMIT
+from glimpze.web.common import AnyRequest, App
 from glimpze.web.dashboard.home import PreviewFeed, TileView, one_tile
 from glimpze.web.dashboard.snippets import example_event, snippets, upload_snippet
 from glimpze.web.dashboard.web import (
+    DashboardUi,
+    ShownKey,
+    SignedIn,
     attempt,
     convert,
     field_errors,
     form_of,
-    glimpze_of,
     notify,
     page,
     redirect,
-    ui_of,
-    viewer,
 )
 from glimpze.web.dashboard.widgets import SIZES, describe, project_feeds
-
-AnyRequest = Request[Any, Any, Any]
 
 SCHEMAS = [
     ("summary", "Summary", "A title with a main value and an optional second one: revenue, balances."),
@@ -59,11 +59,10 @@ EXPECTED_CHOICES = [
 ]
 
 
-def _plans(request: AnyRequest) -> list[tuple[str, Any]]:
+def _plans(config: Config) -> list[tuple[str, Plan]]:
     """The plans in tier order: the smallest quotas first (free, pro, power), ties by name."""
-    config = glimpze_of(request).config
 
-    def tier(item: tuple[str, Any]) -> tuple[int, int, int, int, str]:
+    def tier(item: tuple[str, Plan]) -> tuple[int, int, int, int, str]:
         name, plan = item
         return (plan.events_per_day, plan.events_per_minute, plan.history_days, plan.custom_feeds, name)
 
@@ -103,6 +102,7 @@ def schema_previews(base_url: str) -> dict[str, TileView]:
 
 def _feeds_page(
     request: AnyRequest,
+    config: Config,
     feeds: list[Feed],
     *,
     dialog: bool,
@@ -118,54 +118,59 @@ def _feeds_page(
         status=status,
         feeds=feeds,
         schemas=SCHEMAS,
-        plans=_plans(request),
-        default_plan=glimpze_of(request).config.default_plan,
+        plans=_plans(config),
+        default_plan=config.default_plan,
         dialog=dialog,
         form=form or {},
         errors=errors or {},
         first_error=next(iter(errors or {}), None),
-        previews=schema_previews(glimpze_of(request).config.base_url),
+        previews=schema_previews(config.base_url),
     )
 
 
-@get("/feeds", include_in_schema=False)
-async def feeds_page(request: AnyRequest, new: FromQuery[str | None] = None) -> Template:
-    feeds = await project_feeds(glimpze_of(request), viewer(request).project_id)
-    return _feeds_page(request, feeds, dialog=new is not None)
+@get("/feeds")
+async def feeds_page(
+    request: AnyRequest, glimpze: App, viewer: SignedIn, new: FromQuery[str | None] = None
+) -> Template:
+    feeds = await project_feeds(glimpze, viewer.project_id)
+    return _feeds_page(request, glimpze.config, feeds, dialog=new is not None)
 
 
-@post("/feeds", include_in_schema=False)
-async def create_feed(request: AnyRequest) -> Response[Any]:
-    glimpze, v = glimpze_of(request), viewer(request)
+@post("/feeds")
+async def create_feed(request: AnyRequest, glimpze: App, viewer: SignedIn) -> Template | Redirect:
     form = await form_of(request)
     try:
-        feed = await glimpze.feeds.create(v.project_id, form["name"], form["schema_type"], form["plan"] or None)
+        feed = await glimpze.feeds.create(viewer.project_id, form["name"], form["schema_type"], form["plan"] or None)
     except GlimpzeError as exc:
         if exc.status >= 500:
             raise
-        feeds = await project_feeds(glimpze, v.project_id)
+        feeds = await project_feeds(glimpze, viewer.project_id)
         errors = field_errors(exc)
-        return _feeds_page(request, feeds, dialog=True, form=form.values(), errors=errors, status=exc.status)
-    notify(request, f"Created the feed “{feed.name}”.", data={"feed_id": feed.id, "write_key": feed.write_key})
+        return _feeds_page(
+            request, glimpze.config, feeds, dialog=True, form=form.values(), errors=errors, status=exc.status
+        )
+    notify(request, f"Created the feed “{feed.name}”.", shown_key=ShownKey(feed.id, feed.write_key))
     return redirect(f"/feeds/{feed.id}")
 
 
-@get("/feeds/{feed_id:str}", include_in_schema=False)
+@get("/feeds/{feed_id:str}")
 async def feed_page(
     request: AnyRequest,
+    glimpze: App,
+    viewer: SignedIn,
+    ui: DashboardUi,
     feed_id: FromPath[str],
     cursor: FromQuery[str | None] = None,
     status: FromQuery[Literal["accepted", "throttled"] | None] = None,
 ) -> Template:
-    glimpze, v = glimpze_of(request), viewer(request)
-    feed = await glimpze.feeds.get(v.project_id, feed_id)
-    log = await glimpze.events.page(v.project_id, feed_id, cursor=cursor, limit=DEFAULT_LIMIT, status=status)
+    feed = await glimpze.feeds.get(viewer.project_id, feed_id)
+    log = await glimpze.events.page(viewer.project_id, feed_id, cursor=cursor, limit=DEFAULT_LIMIT, status=status)
     # A key shown once: the notice that carries it opens the quick-start dialog instead.
-    notices = ui_of(request).notices.take(v.session.key)
-    reveal = next((n for n in notices if n.data.get("feed_id") == feed.id and n.data.get("write_key")), None)
-    write_key = reveal.data["write_key"] if reveal else None
+    notices = ui.notices.take(viewer.session.key)
+    reveal = next((n for n in notices if n.shown_key and n.shown_key.feed_id == feed.id), None)
+    write_key = reveal.shown_key.write_key if reveal and reveal.shown_key else None
     base = glimpze.config.base_url
-    tile = await one_tile(glimpze, v.project_id, feed_id)
+    tile = await one_tile(glimpze, viewer.project_id, feed_id)
     placement = await glimpze.tiles.placement(feed_id)
     return page(
         request,
@@ -174,7 +179,7 @@ async def feed_page(
         section="feeds",
         feed=feed,
         plan=glimpze.config.plans.get(feed.plan),
-        plans=_plans(request),
+        plans=_plans(glimpze.config),
         events=[(event, describe(event.schema_type, event.content)) for event in log.data],
         next_cursor=log.next_cursor,
         status_filter=status,
@@ -189,7 +194,9 @@ async def feed_page(
         reader_json=f"{base}/w/{feed.id}.json?token={feed.read_token}",
         reader_png=f"{base}/w/{feed.id}/medium.png?token={feed.read_token}",
         reader_pngs=[(size, f"{base}/w/{feed.id}/{size}.png?token={feed.read_token}") for size in SIZES],
-        callback=await glimpze.feeds.callback_secret(v.project_id, feed_id) if feed.schema_type == "approval" else None,
+        callback=await glimpze.feeds.callback_secret(viewer.project_id, feed_id)
+        if feed.schema_type == "approval"
+        else None,
         grace_hours=DEFAULT_SECRET_GRACE_SECONDS // 3600,
         tile=tile,
         version=tile.event.id if tile.event else "none",
@@ -209,10 +216,9 @@ def _expected_choices(placement: Placement) -> list[tuple[str, str]]:
     return choices
 
 
-@post("/feeds/{feed_id:str}/tile", include_in_schema=False)
-async def save_tile(request: AnyRequest, feed_id: FromPath[str]) -> Response[Any]:
+@post("/feeds/{feed_id:str}/tile")
+async def save_tile(request: AnyRequest, glimpze: App, viewer: SignedIn, feed_id: FromPath[str]) -> Redirect:
     """The feed's tile on Home: its size and how often events are expected."""
-    glimpze, v = glimpze_of(request), viewer(request)
     form = await form_of(request)
 
     async def save() -> str:
@@ -220,52 +226,51 @@ async def save_tile(request: AnyRequest, feed_id: FromPath[str]) -> Response[Any
         values = {"size": form["size"] or None, "expected_seconds": float(expected) if expected.isdigit() else None}
         if expected and not expected.isdigit():
             values["expected_seconds"] = expected  # let the conversion name the bad value
-        await glimpze.tiles.configure(v.project_id, feed_id, convert(values, TileSettings))
+        await glimpze.tiles.configure(viewer.project_id, feed_id, convert(values, TileSettings))
         return "Saved the tile."
 
     return await attempt(request, save, then=f"/feeds/{feed_id}", failed="Not saved.")
 
 
-@post("/feeds/{feed_id:str}", include_in_schema=False)
-async def update_feed(request: AnyRequest, feed_id: FromPath[str]) -> Response[Any]:
-    glimpze, v = glimpze_of(request), viewer(request)
+@post("/feeds/{feed_id:str}")
+async def update_feed(request: AnyRequest, glimpze: App, viewer: SignedIn, feed_id: FromPath[str]) -> Redirect:
     form = await form_of(request)
 
     async def save() -> str:
         name, plan = form["name"] or None, form["plan"] or None
-        feed = await glimpze.feeds.update(v.project_id, feed_id, name=name, plan_name=plan)
+        topic = form["topic"] or None if "topic" in form.data else msgspec.UNSET  # an empty field clears it
+        feed = await glimpze.feeds.update(viewer.project_id, feed_id, name=name, plan_name=plan, topic=topic)
         return f"Saved “{feed.name}” (plan {feed.plan})."
 
     return await attempt(request, save, then=f"/feeds/{feed_id}", failed="Not saved.")
 
 
-@post("/feeds/{feed_id:str}/rotate-key", include_in_schema=False)
-async def rotate_key(request: AnyRequest, feed_id: FromPath[str]) -> Response[Any]:
-    glimpze, v = glimpze_of(request), viewer(request)
-    feed = await glimpze.feeds.rotate_key(v.project_id, feed_id)
+@post("/feeds/{feed_id:str}/rotate-key")
+async def rotate_key(request: AnyRequest, glimpze: App, viewer: SignedIn, feed_id: FromPath[str]) -> Redirect:
+    feed = await glimpze.feeds.rotate_key(viewer.project_id, feed_id)
     notify(
         request,
         "Made a new write key; the old one no longer works. Update every sender.",
-        data={"feed_id": feed.id, "write_key": feed.write_key, "rotated": True},
+        shown_key=ShownKey(feed.id, feed.write_key, rotated=True),
     )
     return redirect(f"/feeds/{feed_id}")
 
 
-@post("/feeds/{feed_id:str}/rotate-read-token", include_in_schema=False)
-async def rotate_read_token(request: AnyRequest, feed_id: FromPath[str]) -> Response[Any]:
-    glimpze, v = glimpze_of(request), viewer(request)
-    await glimpze.feeds.rotate_read_token(v.project_id, feed_id)
+@post("/feeds/{feed_id:str}/rotate-read-token")
+async def rotate_read_token(request: AnyRequest, glimpze: App, viewer: SignedIn, feed_id: FromPath[str]) -> Redirect:
+    await glimpze.feeds.rotate_read_token(viewer.project_id, feed_id)
     notify(request, "Made a new read token; devices using the old links need the new ones.")
     return redirect(f"/feeds/{feed_id}#read")
 
 
-@post("/feeds/{feed_id:str}/rotate-callback-secret", include_in_schema=False)
-async def rotate_callback_secret(request: AnyRequest, feed_id: FromPath[str]) -> Response[Any]:
+@post("/feeds/{feed_id:str}/rotate-callback-secret")
+async def rotate_callback_secret(
+    request: AnyRequest, glimpze: App, viewer: SignedIn, feed_id: FromPath[str]
+) -> Redirect:
     """Approval feeds: a new secret signs callbacks; the old one signs beside it for a day."""
-    glimpze, v = glimpze_of(request), viewer(request)
 
     async def action() -> None:
-        secret = await glimpze.feeds.rotate_callback_secret(v.project_id, feed_id, DEFAULT_SECRET_GRACE_SECONDS)
+        secret = await glimpze.feeds.rotate_callback_secret(viewer.project_id, feed_id, DEFAULT_SECRET_GRACE_SECONDS)
         hours = DEFAULT_SECRET_GRACE_SECONDS // 3600
         text = f"Made a new callback secret. The old one keeps signing beside it for {hours} hours."
         notify(request, text, secret=secret.callback_secret, secret_label="New callback secret")
@@ -273,12 +278,11 @@ async def rotate_callback_secret(request: AnyRequest, feed_id: FromPath[str]) ->
     return await attempt(request, action, then=f"/feeds/{feed_id}#callbacks")
 
 
-@post("/feeds/{feed_id:str}/test-event", include_in_schema=False)
-async def test_event(request: AnyRequest, feed_id: FromPath[str]) -> Response[Any]:
+@post("/feeds/{feed_id:str}/test-event")
+async def test_event(request: AnyRequest, glimpze: App, viewer: SignedIn, feed_id: FromPath[str]) -> Redirect:
     """Send the feed its example event through the ingest pipeline (quota included), as a sender would."""
-    glimpze, v = glimpze_of(request), viewer(request)
-    row = await glimpze.feeds.row(v.project_id, feed_id)
-    feed = await glimpze.feeds.get(v.project_id, feed_id)
+    row = await glimpze.feeds.row(viewer.project_id, feed_id)
+    feed = await glimpze.feeds.get(viewer.project_id, feed_id)
     event = example_event(feed.schema_type, feed.name, glimpze.config.base_url)
     event.pop("callback", None)  # no example.com callbacks from a test
     submission = JsonSubmission(msgspec.json.encode(event), feed.schema_type)
@@ -290,11 +294,10 @@ async def test_event(request: AnyRequest, feed_id: FromPath[str]) -> Response[An
     return await attempt(request, send, then=f"/feeds/{feed_id}", failed="The test event was refused:")
 
 
-@post("/feeds/{feed_id:str}/delete", include_in_schema=False)
-async def delete_feed(request: AnyRequest, feed_id: FromPath[str]) -> Response[Any]:
-    glimpze, v = glimpze_of(request), viewer(request)
-    feed = await glimpze.feeds.get(v.project_id, feed_id)
-    await glimpze.feeds.delete(v.project_id, feed_id)
+@post("/feeds/{feed_id:str}/delete")
+async def delete_feed(request: AnyRequest, glimpze: App, viewer: SignedIn, feed_id: FromPath[str]) -> Redirect:
+    feed = await glimpze.feeds.get(viewer.project_id, feed_id)
+    await glimpze.feeds.delete(viewer.project_id, feed_id)
     notify(request, f"Deleted the feed “{feed.name}” and its events.")
     return redirect("/feeds")
 

@@ -20,9 +20,9 @@ from datetime import datetime
 from typing import Any, Literal
 
 import msgspec
-from litestar import Request, Response, get, post
+from litestar import Response, get, post
 from litestar.params import FromPath, FromQuery
-from litestar.response import ServerSentEvent, ServerSentEventMessage, Template
+from litestar.response import Redirect, ServerSentEvent, ServerSentEventMessage, Template
 
 from glimpze.errors import ValidationFailed
 from glimpze.feeds.events import ApprovalView, Event, Widget
@@ -30,24 +30,13 @@ from glimpze.feeds.feeds import Feed
 from glimpze.feeds.tiles import Placement, TileOrder, arranged, is_stale, tile_size
 from glimpze.services import Services
 from glimpze.validation import Decoder
-from glimpze.web.common import read_json
-from glimpze.web.dashboard.web import (
-    FRAGMENT,
-    STREAM,
-    counts,
-    form_of,
-    glimpze_of,
-    page,
-    redirect,
-    ui_of,
-    viewer,
-)
+from glimpze.web.common import AnyRequest, App, read_json
+from glimpze.web.dashboard.web import FRAGMENT, STREAM, DashboardUi, SignedIn, counts, form_of, page, redirect
 from glimpze.web.dashboard.widgets import describe, project_feeds, widget_url
 from glimpze.web.problems import EXCEPTION_HANDLERS as PROBLEM_HANDLERS
 
-AnyRequest = Request[Any, Any, Any]
 HEARTBEAT_SECONDS = 20
-TILE_ORDER = Decoder(TileOrder)
+TILE_ORDER: Decoder[TileOrder] = Decoder(TileOrder)
 STATUS_WORDS = {"success": "OK", "warning": "Warning", "info": "Info", "error": "Error"}
 APPROVAL_WORDS = {"pending": "Waiting", "deferred": "Deferred", "approved": "Approved", "rejected": "Rejected"}
 
@@ -127,62 +116,59 @@ async def one_tile(glimpze: Services, project_id: str, feed_id: str) -> TileView
     return tile_view(feed, widget, placement, glimpze.clock.now())
 
 
-@get("/", include_in_schema=False)
-async def home_page(request: AnyRequest, arrange: FromQuery[str | None] = None) -> Template:
-    glimpze, v = glimpze_of(request), viewer(request)
-    tiles = await home_tiles(glimpze, v.project_id)
+@get("/")
+async def home_page(
+    request: AnyRequest, glimpze: App, viewer: SignedIn, arrange: FromQuery[str | None] = None
+) -> Template:
+    tiles = await home_tiles(glimpze, viewer.project_id)
     return page(request, "home.html", title="Home", section="home", tiles=tiles, arranging=arrange is not None)
 
 
-@get("/feeds/{feed_id:str}/tile", opt={FRAGMENT: True}, include_in_schema=False)
-async def tile_fragment(request: AnyRequest, feed_id: FromPath[str]) -> Template:
+@get("/feeds/{feed_id:str}/tile", opt={FRAGMENT: True})
+async def tile_fragment(glimpze: App, viewer: SignedIn, feed_id: FromPath[str]) -> Template:
     """One tile's HTML, for the script to swap in after a notice about its feed."""
-    glimpze, v = glimpze_of(request), viewer(request)
-    tile = await one_tile(glimpze, v.project_id, feed_id)
-    return Template(template_name="tile.html", context={"tile": tile, "arranging": False, "csrf": v.csrf})
+    tile = await one_tile(glimpze, viewer.project_id, feed_id)
+    return Template(template_name="tile.html", context={"tile": tile, "arranging": False, "csrf": viewer.csrf})
 
 
-@get("/counts", opt={FRAGMENT: True}, include_in_schema=False)
-async def nav_counts(request: AnyRequest) -> dict[str, int]:
+@get("/counts", opt={FRAGMENT: True})
+async def nav_counts(glimpze: App, viewer: SignedIn) -> dict[str, int]:
     """The navigation's counts (approvals waiting, unread conversations), for the script."""
-    return await counts(glimpze_of(request), viewer(request).project_id)
+    return await counts(glimpze, viewer.project_id)
 
 
-@post("/tiles/order", opt={STREAM: True}, exception_handlers=PROBLEM_HANDLERS, include_in_schema=False)
-async def save_order(request: AnyRequest) -> Response[Any]:
+@post("/tiles/order", opt={STREAM: True}, exception_handlers=PROBLEM_HANDLERS)
+async def save_order(request: AnyRequest, glimpze: App, viewer: SignedIn) -> Response[bytes]:
     """The script's `{"feeds": [...]}` after a drag or a keyboard move (problem+json on errors)."""
-    glimpze, v = glimpze_of(request), viewer(request)
-    await glimpze.tiles.reorder(v.project_id, await read_json(request, TILE_ORDER))
+    await glimpze.tiles.reorder(viewer.project_id, await read_json(request, TILE_ORDER))
     return Response(b"", status_code=204)
 
 
-@post("/tiles/{feed_id:str}/move", include_in_schema=False)
-async def move_tile(request: AnyRequest, feed_id: FromPath[str]) -> Response[Any]:
+@post("/tiles/{feed_id:str}/move")
+async def move_tile(request: AnyRequest, glimpze: App, viewer: SignedIn, feed_id: FromPath[str]) -> Redirect:
     """Without the script: move one tile a place earlier or later (`direction`), back to arranging."""
-    glimpze, v = glimpze_of(request), viewer(request)
     form = await form_of(request)
     direction: Literal["earlier", "later"] | str = form["direction"]
     if direction not in ("earlier", "later"):
         raise ValidationFailed.at("direction", "must be earlier or later")
-    order = [tile.feed.id for tile in await home_tiles(glimpze, v.project_id)]
+    order = [tile.feed.id for tile in await home_tiles(glimpze, viewer.project_id)]
     if feed_id not in order:
-        await glimpze.feeds.get(v.project_id, feed_id)  # 404 for another project's feed
+        await glimpze.feeds.get(viewer.project_id, feed_id)  # 404 for another project's feed
     at = order.index(feed_id)
     to = at - 1 if direction == "earlier" else at + 1
     if 0 <= to < len(order):
         order[at], order[to] = order[to], order[at]
-        await glimpze.tiles.reorder(v.project_id, TileOrder(order))
+        await glimpze.tiles.reorder(viewer.project_id, TileOrder(order))
     return redirect(f"/?arrange=1#tile-{feed_id}")
 
 
 # The live channel
 
 
-@get("/live", opt={STREAM: True}, include_in_schema=False)
-async def live(request: AnyRequest) -> ServerSentEvent:
-    glimpze, v, ui = glimpze_of(request), viewer(request), ui_of(request)
+@get("/live", opt={STREAM: True})
+async def live(request: AnyRequest, glimpze: App, viewer: SignedIn, ui: DashboardUi) -> ServerSentEvent:
     cookie = request.cookies.get(ui.session_cookie)
-    return ServerSentEvent(_notices(glimpze, v.project_id, cookie))
+    return ServerSentEvent(_notices(glimpze, viewer.project_id, cookie))
 
 
 async def _notices(glimpze: Services, project_id: str, cookie: str | None) -> AsyncIterator[ServerSentEventMessage]:

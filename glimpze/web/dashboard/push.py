@@ -12,34 +12,33 @@ from __future__ import annotations
 
 import functools
 import zoneinfo
-from typing import Any
 
-from litestar import Request, Response, get, post
+from litestar import get, post
 from litestar.params import FromPath
-from litestar.response import Template
+from litestar.response import Redirect, Template
 
 from glimpze.errors import GlimpzeError
 from glimpze.push.quiet_hours import QuietHoursSpec
 from glimpze.push.targets import PushTarget
+from glimpze.services import Services
 from glimpze.store.pagination import MAX_LIMIT, all_pages
 from glimpze.web.api.push import SUBSCRIPTION_SPEC, UNSUBSCRIBE
-from glimpze.web.common import read_json
+from glimpze.web.common import AnyRequest, App, read_json
 from glimpze.web.dashboard.approvals import duration
 from glimpze.web.dashboard.web import (
     STREAM,
+    SignedIn,
+    Viewer,
     attempt,
     convert,
     error_text,
     form_of,
-    glimpze_of,
     notify,
     page,
     redirect,
-    viewer,
 )
 from glimpze.web.problems import EXCEPTION_HANDLERS as PROBLEM_HANDLERS
 
-AnyRequest = Request[Any, Any, Any]
 RECENT_PUSHES = 20
 HERE = "/settings/push"
 
@@ -64,6 +63,8 @@ def time_zone_groups() -> list[tuple[str, list[str]]]:
 
 async def _push_page(
     request: AnyRequest,
+    glimpze: Services,
+    viewer: Viewer,
     *,
     status: int = 200,
     target_url: str = "",
@@ -71,10 +72,10 @@ async def _push_page(
     quiet_form: dict[str, str] | None = None,
     quiet_error: str | None = None,
 ) -> Template:
-    glimpze, v = glimpze_of(request), viewer(request)
-    targets = await all_pages(lambda after: glimpze.push_targets.list(v.project_id, after=after, limit=MAX_LIMIT))
-    quiet = glimpze.quiet_hours.state(v.project_id)
-    recent = await glimpze.push.log(v.project_id, event_id=None, feed_id=None, before=None, limit=RECENT_PUSHES)
+    project_id = viewer.project_id
+    targets = await all_pages(lambda after: glimpze.push_targets.page(project_id, after=after, limit=MAX_LIMIT))
+    quiet = glimpze.quiet_hours.state(project_id)
+    recent = await glimpze.push.log(project_id, event_id=None, feed_id=None, before=None, limit=RECENT_PUSHES)
     names = {t.id: f"{t.service} ({t.url})" for t in targets}
     return page(
         request,
@@ -91,7 +92,7 @@ async def _push_page(
         quiet_error=quiet_error,
         time_zone_groups=time_zone_groups(),
         known_zones=frozenset(time_zones()),
-        push_messages=await glimpze.inbox.pushes_messages(v.project_id),
+        push_messages=await glimpze.inbox.pushes_messages(project_id),
         target_url=target_url,
         target_error=target_error,
         pushes=recent.data,
@@ -100,30 +101,29 @@ async def _push_page(
     )
 
 
-@get(HERE, include_in_schema=False)
-async def push_page(request: AnyRequest) -> Template:
-    return await _push_page(request)
+@get(HERE)
+async def push_page(request: AnyRequest, glimpze: App, viewer: SignedIn) -> Template:
+    return await _push_page(request, glimpze, viewer)
 
 
-@post(f"{HERE}/targets", include_in_schema=False)
-async def add_target(request: AnyRequest) -> Response[Any]:
+@post(f"{HERE}/targets")
+async def add_target(request: AnyRequest, glimpze: App, viewer: SignedIn) -> Template | Redirect:
     """Add an Apprise URL; a refused one re-renders the page with it and the reason."""
-    glimpze, v = glimpze_of(request), viewer(request)
     form = await form_of(request)
     try:
-        target = await glimpze.push_targets.add_apprise(v.project_id, form["url"])
+        target = await glimpze.push_targets.add_apprise(viewer.project_id, form["url"])
     except GlimpzeError as exc:
         if exc.status >= 500:
             raise
-        return await _push_page(request, status=exc.status, target_url=form["url"], target_error=error_text(exc))
+        error = error_text(exc)
+        return await _push_page(request, glimpze, viewer, status=exc.status, target_url=form["url"], target_error=error)
     notify(request, f"Added the {target.service} target {target.url}. Send it a test to check it arrives.")
     return redirect(f"{HERE}#targets")
 
 
-@post(f"{HERE}/targets/{{target_id:str}}/test", include_in_schema=False)
-async def test_target(request: AnyRequest, target_id: FromPath[str]) -> Response[Any]:
-    glimpze, v = glimpze_of(request), viewer(request)
-    result = await glimpze.push.test(v.project_id, target_id)
+@post(f"{HERE}/targets/{{target_id:str}}/test")
+async def test_target(request: AnyRequest, glimpze: App, viewer: SignedIn, target_id: FromPath[str]) -> Redirect:
+    result = await glimpze.push.test(viewer.project_id, target_id)
     if result.status == "sent":
         notify(request, "Sent a test notification. It should be on its way to you now.")
     elif result.status == "removed":
@@ -133,47 +133,44 @@ async def test_target(request: AnyRequest, target_id: FromPath[str]) -> Response
     return redirect(f"{HERE}#targets")
 
 
-@post(f"{HERE}/targets/{{target_id:str}}/delete", include_in_schema=False)
-async def delete_target(request: AnyRequest, target_id: FromPath[str]) -> Response[Any]:
-    glimpze, v = glimpze_of(request), viewer(request)
+@post(f"{HERE}/targets/{{target_id:str}}/delete")
+async def delete_target(request: AnyRequest, glimpze: App, viewer: SignedIn, target_id: FromPath[str]) -> Redirect:
 
     async def action() -> str:
-        await glimpze.push_targets.delete(v.project_id, target_id)
+        await glimpze.push_targets.delete(viewer.project_id, target_id)
         return "Removed the push target."
 
     return await attempt(request, action, then=f"{HERE}#targets")
 
 
-@post(f"{HERE}/quiet-hours", include_in_schema=False)
-async def set_quiet_hours(request: AnyRequest) -> Response[Any]:
-    glimpze, v = glimpze_of(request), viewer(request)
+@post(f"{HERE}/quiet-hours")
+async def set_quiet_hours(request: AnyRequest, glimpze: App, viewer: SignedIn) -> Template | Redirect:
     form = await form_of(request)
     values = {"start": form["start"], "end": form["end"], "timezone": form["timezone"]}
     try:
-        state = await glimpze.push.set_quiet_hours(v.project_id, convert(values, QuietHoursSpec))
+        state = await glimpze.push.set_quiet_hours(viewer.project_id, convert(values, QuietHoursSpec))
     except GlimpzeError as exc:
         if exc.status >= 500:
             raise
-        return await _push_page(request, status=exc.status, quiet_form=values, quiet_error=error_text(exc))
+        error = error_text(exc)
+        return await _push_page(request, glimpze, viewer, status=exc.status, quiet_form=values, quiet_error=error)
     now = " They are on now." if state.active_now else ""
     notify(request, f"Quiet hours are {state.start}–{state.end} ({state.timezone}).{now}")
     return redirect(f"{HERE}#quiet")
 
 
-@post(f"{HERE}/visitor-messages", include_in_schema=False)
-async def push_visitor_messages(request: AnyRequest) -> Response[Any]:
+@post(f"{HERE}/visitor-messages")
+async def push_visitor_messages(request: AnyRequest, glimpze: App, viewer: SignedIn) -> Redirect:
     """Push each new visitor message (a project setting, off by default)."""
-    glimpze, v = glimpze_of(request), viewer(request)
     on = (await form_of(request)).checked("on")
-    await glimpze.inbox.set_push_messages(v.project_id, on)
+    await glimpze.inbox.set_push_messages(viewer.project_id, on)
     notify(request, "New visitor messages are pushed to you." if on else "Visitor messages are not pushed.")
     return redirect(f"{HERE}#messages")
 
 
-@post(f"{HERE}/quiet-hours/off", include_in_schema=False)
-async def quiet_hours_off(request: AnyRequest) -> Response[Any]:
-    glimpze, v = glimpze_of(request), viewer(request)
-    await glimpze.push.clear_quiet_hours(v.project_id)
+@post(f"{HERE}/quiet-hours/off")
+async def quiet_hours_off(request: AnyRequest, glimpze: App, viewer: SignedIn) -> Redirect:
+    await glimpze.push.clear_quiet_hours(viewer.project_id)
     notify(request, "Quiet hours are off: pushes go out at any hour.")
     return redirect(f"{HERE}#quiet")
 
@@ -185,12 +182,10 @@ async def quiet_hours_off(request: AnyRequest) -> Response[Any]:
     f"{HERE}/subscription",
     opt={STREAM: True},
     exception_handlers=PROBLEM_HANDLERS,
-    include_in_schema=False,
 )
-async def subscribe(request: AnyRequest) -> PushTarget:
+async def subscribe(request: AnyRequest, glimpze: App, viewer: SignedIn) -> PushTarget:
     """Save this browser's `PushSubscription.toJSON()` (the same endpoint again replaces its keys)."""
-    glimpze, v = glimpze_of(request), viewer(request)
-    return await glimpze.push_targets.subscribe(v.project_id, await read_json(request, SUBSCRIPTION_SPEC))
+    return await glimpze.push_targets.subscribe(viewer.project_id, await read_json(request, SUBSCRIPTION_SPEC))
 
 
 @post(
@@ -198,13 +193,11 @@ async def subscribe(request: AnyRequest) -> PushTarget:
     status_code=204,
     opt={STREAM: True},
     exception_handlers=PROBLEM_HANDLERS,
-    include_in_schema=False,
 )
-async def unsubscribe(request: AnyRequest) -> None:
+async def unsubscribe(request: AnyRequest, glimpze: App, viewer: SignedIn) -> None:
     """Forget this browser's subscription, by its endpoint `{"endpoint": …}`."""
-    glimpze, v = glimpze_of(request), viewer(request)
     data = await read_json(request, UNSUBSCRIBE)
-    await glimpze.push_targets.unsubscribe(v.project_id, data.endpoint)
+    await glimpze.push_targets.unsubscribe(viewer.project_id, data.endpoint)
 
 
 ROUTES = [

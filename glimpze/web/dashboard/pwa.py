@@ -21,7 +21,7 @@ from litestar.params import FromPath
 from litestar.response.base import ASGIResponse
 
 from glimpze.web.common import AnyRequest
-from glimpze.web.dashboard.web import PUBLIC, STATIC, SecurityHeaders, ui_of
+from glimpze.web.dashboard.web import PUBLIC, STATIC, DashboardUi, SecurityHeaders
 from glimpze.web.static import METHODS, Asset, make_asset, media_type_of, serve
 
 THEME_COLOUR = "#4338ca"
@@ -54,17 +54,17 @@ MANIFEST = {
 STATIC_HEADERS = {"Cache-Control": f"public, max-age={STATIC_MAX_AGE}"}
 
 
-@route("/manifest.webmanifest", http_method=METHODS, opt={PUBLIC: True}, include_in_schema=False)
+@route("/manifest.webmanifest", http_method=METHODS, opt={PUBLIC: True})
 async def manifest(request: AnyRequest) -> ASGIResponse:
     return serve(request, _manifest())
 
 
-@route("/sw.js", http_method=METHODS, opt={PUBLIC: True}, include_in_schema=False)
-async def service_worker(request: AnyRequest) -> ASGIResponse:
-    return serve(request, _service_worker(ui_of(request).asset_version))
+@route("/sw.js", http_method=METHODS, opt={PUBLIC: True})
+async def service_worker(request: AnyRequest, ui: DashboardUi) -> ASGIResponse:
+    return serve(request, _service_worker(ui.asset_version))
 
 
-@route("/{path:path}", http_method=METHODS, include_in_schema=False)
+@route("/{path:path}", http_method=METHODS)
 async def static_file(request: AnyRequest, path: FromPath[str]) -> ASGIResponse:
     asset = static_asset(path.lstrip("/"))
     if asset is None:

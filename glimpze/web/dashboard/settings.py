@@ -3,127 +3,117 @@ the admin password, and signing out every browser."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from litestar import Request, Response, get, post
+from litestar import get, post
 from litestar.params import FromPath
-from litestar.response import Template
+from litestar.response import Redirect, Template
 
 from glimpze.accounts.admin import PASSWORD_MIN_CHARS
 from glimpze.accounts.keys import DEFAULT_ROTATION_GRACE_SECONDS, ApiKey
 from glimpze.errors import GlimpzeError
+from glimpze.services import Services
 from glimpze.store.pagination import MAX_LIMIT, all_pages
+from glimpze.web.common import AnyRequest, App
 from glimpze.web.dashboard.web import (
+    DashboardUi,
     Notice,
+    SignedIn,
     attempt,
     client,
     error_text,
     form_of,
-    glimpze_of,
     notify,
     page,
     redirect,
-    ui_of,
-    viewer,
 )
 
-AnyRequest = Request[Any, Any, Any]
+
+async def _all_keys(glimpze: Services, project_id: str) -> list[ApiKey]:
+    return await all_pages(lambda after: glimpze.keys.page(project_id, after=after, limit=MAX_LIMIT))
 
 
-async def _all_keys(request: AnyRequest) -> list[ApiKey]:
-    glimpze, v = glimpze_of(request), viewer(request)
-    return await all_pages(lambda after: glimpze.keys.list(v.project_id, after=after, limit=MAX_LIMIT))
-
-
-@get("/settings", include_in_schema=False)
-async def settings_page(request: AnyRequest) -> Template:
-    glimpze, v = glimpze_of(request), viewer(request)
-    project = await glimpze.keys.get_project(v.project_id)
+@get("/settings")
+async def settings_page(request: AnyRequest, glimpze: App, viewer: SignedIn) -> Template:
+    project = await glimpze.keys.get_project(viewer.project_id)
     return page(
         request,
         "settings.html",
         title="Settings",
         section="settings",
         project=project,
-        projects=await glimpze.keys.list_projects(),
-        keys=await _all_keys(request),
-        origins=await glimpze.settings.widget_origins(v.project_id),
+        projects=[(p.id, p.name) for p in await glimpze.keys.list_projects()],
+        keys=await _all_keys(glimpze, viewer.project_id),
+        origins=await glimpze.settings.widget_origins(viewer.project_id),
         grace_hours=DEFAULT_ROTATION_GRACE_SECONDS // 3600,
         min_chars=PASSWORD_MIN_CHARS,
     )
 
 
-def _shown(key: str) -> dict[str, str]:
-    return {"secret": key, "secret_label": "API key"}
-
-
-@post("/settings/keys", include_in_schema=False)
-async def create_key(request: AnyRequest) -> Response[Any]:
-    glimpze, v = glimpze_of(request), viewer(request)
+@post("/settings/keys")
+async def create_key(request: AnyRequest, glimpze: App, viewer: SignedIn) -> Redirect:
     form = await form_of(request)
 
     async def action() -> None:
-        key = await glimpze.keys.create(v.project_id, form["name"])
-        notify(request, f"Created the API key “{key.name}”. It is shown only now: copy it.", **_shown(key.key))
+        key = await glimpze.keys.create(viewer.project_id, form["name"])
+        notify(
+            request,
+            f"Created the API key “{key.name}”. It is shown only now: copy it.",
+            secret=key.key,
+            secret_label="API key",
+        )
 
     return await attempt(request, action, then="/settings#keys")
 
 
-@post("/settings/keys/{key_id:str}/rotate", include_in_schema=False)
-async def rotate_key(request: AnyRequest, key_id: FromPath[str]) -> Response[Any]:
-    glimpze, v = glimpze_of(request), viewer(request)
+@post("/settings/keys/{key_id:str}/rotate")
+async def rotate_key(request: AnyRequest, glimpze: App, viewer: SignedIn, key_id: FromPath[str]) -> Redirect:
 
     async def action() -> None:
-        key = await glimpze.keys.rotate(v.project_id, key_id)
+        key = await glimpze.keys.rotate(viewer.project_id, key_id)
         hours = DEFAULT_ROTATION_GRACE_SECONDS // 3600
         text = f"Made a new secret for “{key.name}”. The old one keeps working for {hours} hours."
-        notify(request, text + " The new one is shown only now:", **_shown(key.key))
+        notify(request, text + " The new one is shown only now:", secret=key.key, secret_label="API key")
 
     return await attempt(request, action, then="/settings#keys")
 
 
-@post("/settings/keys/{key_id:str}/revoke", include_in_schema=False)
-async def revoke_key(request: AnyRequest, key_id: FromPath[str]) -> Response[Any]:
-    glimpze, v = glimpze_of(request), viewer(request)
+@post("/settings/keys/{key_id:str}/revoke")
+async def revoke_key(request: AnyRequest, glimpze: App, viewer: SignedIn, key_id: FromPath[str]) -> Redirect:
 
     async def action() -> str:
-        key = await glimpze.keys.get(v.project_id, key_id)
-        await glimpze.keys.revoke(v.project_id, key_id)
+        key = await glimpze.keys.get(viewer.project_id, key_id)
+        await glimpze.keys.revoke(viewer.project_id, key_id)
         return f"Revoked the API key “{key.name}”; it no longer works."
 
     return await attempt(request, action, then="/settings#keys")
 
 
-@post("/settings/widget-origins", include_in_schema=False)
-async def set_origins(request: AnyRequest) -> Response[Any]:
-    glimpze, v = glimpze_of(request), viewer(request)
+@post("/settings/widget-origins")
+async def set_origins(request: AnyRequest, glimpze: App, viewer: SignedIn) -> Redirect:
     form = await form_of(request)
     given = [line.strip() for line in form.raw("origins").splitlines() if line.strip()]
 
     async def action() -> str:
-        saved = await glimpze.settings.set_widget_origins(v.project_id, given)
+        saved = await glimpze.settings.set_widget_origins(viewer.project_id, given)
         return f"Saved {len(saved)} widget origin{'s' if len(saved) != 1 else ''}."
 
     return await attempt(request, action, then="/settings#origins")
 
 
-@post("/settings/project", include_in_schema=False)
-async def switch_project(request: AnyRequest) -> Response[Any]:
+@post("/settings/project")
+async def switch_project(request: AnyRequest, glimpze: App, viewer: SignedIn) -> Redirect:
     """Look at another project (made with `glimpze projects create`) in this browser."""
-    glimpze, v = glimpze_of(request), viewer(request)
     form = await form_of(request)
 
     async def action() -> str:
         project = await glimpze.keys.get_project(form["project"])
-        await glimpze.admin.set_project(v.session, project.id)
+        await glimpze.admin.set_project(viewer.session, project.id)
         return f"Now showing the project “{project.name}”."
 
     return await attempt(request, action, then="/settings")
 
 
-@post("/settings/password", include_in_schema=False)
-async def change_password(request: AnyRequest) -> Response[Any]:
-    glimpze, ui = glimpze_of(request), ui_of(request)
+@post("/settings/password")
+async def change_password(request: AnyRequest, glimpze: App, ui: DashboardUi) -> Redirect:
     form = await form_of(request)
     try:
         session = await glimpze.admin.change_password(
@@ -145,9 +135,8 @@ async def change_password(request: AnyRequest) -> Response[Any]:
     return response
 
 
-@post("/settings/sign-out-everywhere", include_in_schema=False)
-async def sign_out_everywhere(request: AnyRequest) -> Response[Any]:
-    ui = ui_of(request)
+@post("/settings/sign-out-everywhere")
+async def sign_out_everywhere(ui: DashboardUi) -> Redirect:
     await ui.glimpze.admin.sign_out_everywhere()
     response = redirect("/login")
     response.cookies.append(ui.clear_session_cookie())

@@ -18,24 +18,27 @@ import logging
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Literal, TypeVar
 from urllib.parse import quote, urlsplit
 
 import msgspec
-from litestar import Request, Response
-from litestar.datastructures import Cookie
+from litestar import Response
+from litestar.datastructures import Cookie, FormMultiDict
+from litestar.di import NamedDependency, Provide
+from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException
 from litestar.response import Redirect, Template
+from litestar.types import ASGIApp, ExceptionHandlersMap, Message, Receive, Scope, Send
 
 from glimpze.accounts.admin import SESSION_SECONDS, DashboardSession
 from glimpze.errors import GlimpzeError
 from glimpze.ids import same
 from glimpze.services import Services
-from glimpze.validation import validation_failed
-from glimpze.web.common import client_address
+from glimpze.validation import every_field_error, failed, field_error
+from glimpze.web.common import AnyRequest, client_address
 from glimpze.web.problems import http_error
 
 T = TypeVar("T")
@@ -84,15 +87,24 @@ SECURITY_HEADERS = [
 ]
 
 
+@dataclass(frozen=True, slots=True)
+class ShownKey:
+    """A feed's write key, shown once: its notice opens the feed page's quick-start dialog."""
+
+    feed_id: str
+    write_key: str
+    rotated: bool = False
+
+
 @dataclass(slots=True)
 class Notice:
     """A message for the next page a session opens; `secret` is shown once, with a copy button."""
 
     text: str
-    kind: str = "success"  # success | error | info
+    kind: Literal["success", "error", "info"] = "success"
     secret: str | None = None
     secret_label: str = ""
-    data: dict[str, Any] = field(default_factory=dict)
+    shown_key: ShownKey | None = None
 
 
 class Notices:
@@ -166,26 +178,42 @@ class Viewer:
         return self.session.csrf
 
 
-def ui_of(request: Request[Any, Any, Any]) -> Ui:
-    return request.app.state.ui  # type: ignore[no-any-return]
+def ui_of(request: AnyRequest) -> Ui:
+    """The dashboard's `Ui`, kept in the app's state (also the `ui` dependency)."""
+    ui: Ui = request.app.state.ui
+    return ui
 
 
-def glimpze_of(request: Request[Any, Any, Any]) -> Services:
-    return request.app.state.glimpze  # type: ignore[no-any-return]
-
-
-def viewer(request: Request[Any, Any, Any]) -> Viewer:
-    """The signed-in viewer of a protected route (before_request made sure there is one)."""
+def viewer_of(request: AnyRequest) -> Viewer | None:
+    """Who is signed in, as `before_request` found it (None on a public page without a session)."""
     found: Viewer | None = request.state.get("viewer")
-    assert found is not None, "a protected dashboard route ran without a session"
     return found
 
 
-def client(request: Request[Any, Any, Any]) -> str:
-    return client_address(request, glimpze_of(request))
+def signed_in(request: AnyRequest) -> Viewer:
+    """The `viewer` dependency of a page behind the session: `before_request` has already answered
+    a request without one (303 to /login, or 401), so a public page must not ask for it."""
+    found = viewer_of(request)
+    if found is None:
+        raise RuntimeError(f"{request.url.path} asks for the viewer but is public: it has no session")
+    return found
 
 
-async def before_request(request: Request[Any, Any, Any]) -> Response[Any] | None:
+# Handler parameters the dashboard's router fills, after `before_request` (with `glimpze: App`, the
+# services, from the app): `viewer: SignedIn` on pages behind the session, `ui: DashboardUi` anywhere.
+SignedIn = NamedDependency[Viewer]
+DashboardUi = NamedDependency[Ui]
+DEPENDENCIES = {
+    "viewer": Provide(signed_in, sync_to_thread=False),
+    "ui": Provide(ui_of, sync_to_thread=False),
+}
+
+
+def client(request: AnyRequest) -> str:
+    return client_address(request, ui_of(request).glimpze)
+
+
+async def before_request(request: AnyRequest) -> Template | Response[str] | Redirect | None:
     """CSRF first on every unsafe method, then the sign-in check (see the module docstring)."""
     ui = ui_of(request)
     opt = request.route_handler.opt
@@ -223,7 +251,7 @@ async def counts(glimpze: Services, project_id: str) -> dict[str, int]:
     }
 
 
-async def _csrf_ok(request: Request[Any, Any, Any], ui: Ui, found: Viewer | None, public: bool) -> bool:
+async def _csrf_ok(request: AnyRequest, ui: Ui, found: Viewer | None, public: bool) -> bool:
     if request.headers.get("sec-fetch-site") == "cross-site":
         return False
     given = request.headers.get(CSRF_HEADER)
@@ -239,9 +267,9 @@ async def _csrf_ok(request: Request[Any, Any, Any], ui: Ui, found: Viewer | None
     return public and bool(cookie) and same(given, cookie or "")
 
 
-def csrf_token(request: Request[Any, Any, Any]) -> tuple[str, Cookie | None]:
+def csrf_token(request: AnyRequest) -> tuple[str, Cookie | None]:
     """The token forms on this page carry, and the pre-session cookie to set when it is new."""
-    found: Viewer | None = request.state.get("viewer")
+    found = viewer_of(request)
     if found is not None:
         return found.csrf, None
     ui = ui_of(request)
@@ -253,7 +281,7 @@ def csrf_token(request: Request[Any, Any, Any]) -> tuple[str, Cookie | None]:
 
 
 def page(
-    request: Request[Any, Any, Any],
+    request: AnyRequest,
     template: str,
     *,
     title: str,
@@ -261,13 +289,14 @@ def page(
     status: int = 200,
     cookies: list[Cookie] | None = None,
     notices: list[Notice] | None = None,
-    **context: Any,
+    **context: object,
 ) -> Template:
     """An HTML page from `template` with what every page needs (viewer, CSRF token, the session's
     notices unless the handler took them itself)."""
     ui = ui_of(request)
-    found: Viewer | None = request.state.get("viewer")
+    found = viewer_of(request)
     token, cookie = csrf_token(request)
+    counts: dict[str, int] = request.state.get("counts") or {}
     if notices is None:
         # A page's script redrawing its live part reads the page again: that must not eat the notices
         # meant for the page the browser is about to show (after a form's 303, say).
@@ -277,7 +306,7 @@ def page(
         "title": title,
         "section": section,
         "viewer": found,
-        "counts": request.state.get("counts") or {},
+        "counts": counts,
         "csrf": token,
         "notices": notices,
         "v": ui.asset_version,
@@ -288,8 +317,19 @@ def page(
     return Template(template_name=template, context={**base, **context}, status_code=status, cookies=all_cookies)
 
 
-def notify(request: Request[Any, Any, Any], text: str, kind: str = "success", **extra: Any) -> None:
-    ui_of(request).notices.add(viewer(request).session.key, Notice(text, kind, **extra))
+def notify(
+    request: AnyRequest,
+    text: str,
+    kind: Literal["success", "error", "info"] = "success",
+    *,
+    secret: str | None = None,
+    secret_label: str = "",
+    shown_key: ShownKey | None = None,
+) -> None:
+    """A notice for the next page this session opens (after the form's 303)."""
+    found = viewer_of(request)
+    assert found is not None, "notices are kept per session"
+    ui_of(request).notices.add(found.session.key, Notice(text, kind, secret, secret_label, shown_key))
 
 
 def redirect(path: str) -> Redirect:
@@ -297,7 +337,7 @@ def redirect(path: str) -> Redirect:
 
 
 async def attempt(
-    request: Request[Any, Any, Any], action: Callable[[], Awaitable[str | None]], *, then: str, failed: str = ""
+    request: AnyRequest, action: Callable[[], Awaitable[str | None]], *, then: str, failed: str = ""
 ) -> Redirect:
     """Run a form's action and go to `then` (303), with a notice: the text the action returns, or
     what the service refused (`failed` before it). A missing object or a server fault is a page."""
@@ -392,22 +432,23 @@ def _labelled(path: str, message: str) -> str:
     return f"{label}{joiner}{message.rstrip('.')}."
 
 
-def convert(values: dict[str, Any], type_: type[T]) -> T:
+def convert(values: Mapping[str, object], type_: type[T]) -> T:
     """Form values into a service's input Struct, checked as strictly as the API decodes JSON."""
     try:
         return msgspec.convert(values, type_)
     except msgspec.ValidationError as exc:
-        raise validation_failed(exc, type_) from None
+        first = field_error(str(exc), type_)
+        raise failed([first, *every_field_error(msgspec.json.encode(values), type_)]) from None
 
 
-async def form_of(request: Request[Any, Any, Any]) -> Form:
+async def form_of(request: AnyRequest) -> Form:
     return Form(await request.form())
 
 
 class Form:
     """The submitted form's fields as strings (absent fields are empty)."""
 
-    def __init__(self, data: Any) -> None:
+    def __init__(self, data: FormMultiDict) -> None:
         self.data = data
 
     def __getitem__(self, name: str) -> str:
@@ -431,11 +472,11 @@ class Form:
 # Errors as pages
 
 
-def error_page(request: Request[Any, Any, Any], status: int, heading: str, detail: str) -> Template:
+def error_page(request: AnyRequest, status: int, heading: str, detail: str) -> Template:
     return page(request, "error.html", title=heading, status=status, heading=heading, detail=detail)
 
 
-def glimpze_error_page(request: Request[Any, Any, Any], exc: GlimpzeError) -> Response[Any]:
+def glimpze_error_page(request: AnyRequest, exc: GlimpzeError) -> Template:
     if exc.status >= 500:
         log.error("%s %s failed: %s", request.method, request.url.path, exc.detail)
     response = error_page(request, exc.status, exc.title, error_text(exc))
@@ -443,7 +484,7 @@ def glimpze_error_page(request: Request[Any, Any, Any], exc: GlimpzeError) -> Re
     return response
 
 
-def http_error_page(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+def http_error_page(request: AnyRequest, exc: HTTPException) -> Template:
     status = exc.status_code
     if status == 404:
         return error_page(request, 404, "Not found", "There is nothing here. It may have been deleted.")
@@ -453,15 +494,15 @@ def http_error_page(request: Request[Any, Any, Any], exc: HTTPException) -> Resp
     return error_page(request, status, "The request could not be handled", detail)
 
 
-def internal_error_page(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+def internal_error_page(request: AnyRequest, exc: Exception) -> Template:
     log.exception("unhandled error in %s %s", request.method, request.url.path)
     return error_page(request, 500, "Something went wrong", "The server hit an unexpected error; it has been logged.")
 
 
-API_PREFIXES = ("/v1/", "/ingest/", "/widget/", "/w/", "/media/", "/schema", "/healthz", "/metrics")
+API_PREFIXES = ("/v1/", "/ingest/", "/widget/", "/w/", "/s/", "/api/", "/media/", "/schema", "/healthz", "/metrics")
 
 
-def unknown_path(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+def unknown_path(request: AnyRequest, exc: HTTPException) -> Response[bytes]:
     """The app's answer to a path no route has: a page for a browser asking for one outside the
     API's paths, problem+json everywhere else (API clients keep their one error shape)."""
     accepts_html = "text/html" in request.headers.get("accept", "")
@@ -472,7 +513,7 @@ def unknown_path(request: Request[Any, Any, Any], exc: HTTPException) -> Respons
     return response
 
 
-EXCEPTION_HANDLERS: dict[Any, Any] = {
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     GlimpzeError: glimpze_error_page,
     HTTPException: http_error_page,
     Exception: internal_error_page,
@@ -482,16 +523,16 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
 class SecurityHeaders:
     """Pure ASGI middleware: the security headers on every dashboard response, and no caching of HTML."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
         extra = SECURITY_HEADERS  # HSTS, when on, comes from tls.HstsMiddleware on every response
 
-        async def send_with_headers(message: dict[str, Any]) -> None:
+        async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers") or [])
                 present = {name.lower() for name, _ in headers}

@@ -5,31 +5,32 @@ replay every failed delivery, send a test, rotate the secret."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
-from litestar import Request, Response, get, post
+from litestar import get, post
 from litestar.params import FromPath, FromQuery
-from litestar.response import Template
+from litestar.response import Redirect, Template
 
 from glimpze.delivery.outbox import EVENT_TYPES
 from glimpze.delivery.webhooks import DEFAULT_SECRET_GRACE_SECONDS, Webhook, WebhookPatch, WebhookSpec
 from glimpze.errors import GlimpzeError, ValidationFailed
+from glimpze.services import Services
 from glimpze.store.pagination import DEFAULT_LIMIT, MAX_LIMIT, all_pages, decode_cursor
+from glimpze.web.common import AnyRequest, App
 from glimpze.web.dashboard.web import (
     Form,
+    SignedIn,
     attempt,
     convert,
     field_errors,
     form_of,
-    glimpze_of,
     notify,
     page,
     redirect,
-    viewer,
 )
 
-AnyRequest = Request[Any, Any, Any]
 ALL_EVENTS = "*"
+FormValues = dict[str, str | bool | list[str]]  # a refused form, shown again: text fields, events, checkboxes
 
 
 def parse_headers(text: str) -> dict[str, str]:
@@ -49,7 +50,7 @@ def headers_text(headers: dict[str, str]) -> str:
     return "\n".join(f"{name}: {value}" for name, value in headers.items())
 
 
-def _spec_values(form: Form) -> dict[str, Any]:
+def _spec_values(form: Form) -> dict[str, object]:
     events = form.all("events")
     return {
         "url": form["url"],
@@ -61,21 +62,21 @@ def _spec_values(form: Form) -> dict[str, Any]:
     }
 
 
-async def _all_webhooks(request: AnyRequest) -> list[Webhook]:
-    glimpze, v = glimpze_of(request), viewer(request)
-    return await all_pages(lambda after: glimpze.webhooks.list(v.project_id, after=after, limit=MAX_LIMIT))
+async def _all_webhooks(glimpze: Services, project_id: str) -> list[Webhook]:
+    return await all_pages(lambda after: glimpze.webhooks.list(project_id, after=after, limit=MAX_LIMIT))
 
 
 async def _list_page(
     request: AnyRequest,
+    glimpze: Services,
     hooks: list[Webhook],
     *,
     dialog: bool,
-    form: dict[str, Any] | None = None,
+    form: FormValues | None = None,
     errors: dict[str, str] | None = None,
     status: int = 200,
 ) -> Template:
-    counts = await glimpze_of(request).inspector.counts([hook.id for hook in hooks])
+    counts = await glimpze.inspector.counts([hook.id for hook in hooks])
     return page(
         request,
         "webhooks.html",
@@ -92,29 +93,32 @@ async def _list_page(
     )
 
 
-@get("/webhooks", include_in_schema=False)
-async def webhooks_page(request: AnyRequest, new: FromQuery[str | None] = None) -> Template:
-    return await _list_page(request, await _all_webhooks(request), dialog=new is not None)
+@get("/webhooks")
+async def webhooks_page(
+    request: AnyRequest, glimpze: App, viewer: SignedIn, new: FromQuery[str | None] = None
+) -> Template:
+    hooks = await _all_webhooks(glimpze, viewer.project_id)
+    return await _list_page(request, glimpze, hooks, dialog=new is not None)
 
 
-@post("/webhooks", include_in_schema=False)
-async def create_webhook(request: AnyRequest) -> Response[Any]:
-    glimpze, v = glimpze_of(request), viewer(request)
+@post("/webhooks")
+async def create_webhook(request: AnyRequest, glimpze: App, viewer: SignedIn) -> Template | Redirect:
     form = await form_of(request)
     try:
         spec = convert(_spec_values(form), WebhookSpec)
-        hook = await glimpze.webhooks.create(v.project_id, spec)
+        hook = await glimpze.webhooks.create(viewer.project_id, spec)
     except GlimpzeError as exc:
         if exc.status >= 500:
             raise
-        values = {
+        values: FormValues = {
             **form.values(),
             "events": form.all("events"),
             "active": form.checked("active"),
             "ordered": form.checked("ordered"),
         }
-        hooks = await _all_webhooks(request)
-        return await _list_page(request, hooks, dialog=True, form=values, errors=field_errors(exc), status=exc.status)
+        hooks = await _all_webhooks(glimpze, viewer.project_id)
+        errors = field_errors(exc)
+        return await _list_page(request, glimpze, hooks, dialog=True, form=values, errors=errors, status=exc.status)
     notify(
         request,
         "Added the webhook. Verify deliveries with its signing secret:",
@@ -124,18 +128,19 @@ async def create_webhook(request: AnyRequest) -> Response[Any]:
     return redirect(f"/webhooks/{hook.id}")
 
 
-@get("/webhooks/{webhook_id:str}", include_in_schema=False)
+@get("/webhooks/{webhook_id:str}")
 async def webhook_page(
     request: AnyRequest,
+    glimpze: App,
+    viewer: SignedIn,
     webhook_id: FromPath[str],
     status: FromQuery[Literal["pending", "failed", "delivered", "dead"] | None] = None,
     cursor: FromQuery[str | None] = None,
 ) -> Template:
-    glimpze, v = glimpze_of(request), viewer(request)
-    hook = await glimpze.webhooks.get(v.project_id, webhook_id)
-    secret = await glimpze.webhooks.secret(v.project_id, webhook_id)
+    hook = await glimpze.webhooks.get(viewer.project_id, webhook_id)
+    secret = await glimpze.webhooks.secret(viewer.project_id, webhook_id)
     log = await glimpze.webhooks.delivery_log(
-        v.project_id, webhook_id, status=status, before=decode_cursor(cursor, int), limit=DEFAULT_LIMIT
+        viewer.project_id, webhook_id, status=status, before=decode_cursor(cursor, int), limit=DEFAULT_LIMIT
     )
     counts = (await glimpze.inspector.counts([hook.id]))[hook.id]
     return page(
@@ -156,33 +161,30 @@ async def webhook_page(
     )
 
 
-@post("/webhooks/{webhook_id:str}", include_in_schema=False)
-async def update_webhook(request: AnyRequest, webhook_id: FromPath[str]) -> Response[Any]:
-    glimpze, v = glimpze_of(request), viewer(request)
+@post("/webhooks/{webhook_id:str}")
+async def update_webhook(request: AnyRequest, glimpze: App, viewer: SignedIn, webhook_id: FromPath[str]) -> Redirect:
     form = await form_of(request)
 
     async def save() -> str:
-        await glimpze.webhooks.update(v.project_id, webhook_id, convert(_spec_values(form), WebhookPatch))
+        await glimpze.webhooks.update(viewer.project_id, webhook_id, convert(_spec_values(form), WebhookPatch))
         return "Saved the webhook."
 
     return await attempt(request, save, then=f"/webhooks/{webhook_id}", failed="Not saved.")
 
 
-@post("/webhooks/{webhook_id:str}/test", include_in_schema=False)
-async def send_test(request: AnyRequest, webhook_id: FromPath[str]) -> Response[Any]:
-    glimpze, v = glimpze_of(request), viewer(request)
+@post("/webhooks/{webhook_id:str}/test")
+async def send_test(request: AnyRequest, glimpze: App, viewer: SignedIn, webhook_id: FromPath[str]) -> Redirect:
 
     async def send() -> str:
-        await glimpze.webhooks.test(v.project_id, webhook_id)
+        await glimpze.webhooks.test(viewer.project_id, webhook_id)
         return "Queued a webhook.test event; it appears in the delivery log below."
 
     return await attempt(request, send, then=f"/webhooks/{webhook_id}")
 
 
-@post("/webhooks/{webhook_id:str}/rotate-secret", include_in_schema=False)
-async def rotate_secret(request: AnyRequest, webhook_id: FromPath[str]) -> Response[Any]:
-    glimpze, v = glimpze_of(request), viewer(request)
-    secret = await glimpze.webhooks.rotate_secret(v.project_id, webhook_id, DEFAULT_SECRET_GRACE_SECONDS)
+@post("/webhooks/{webhook_id:str}/rotate-secret")
+async def rotate_secret(request: AnyRequest, glimpze: App, viewer: SignedIn, webhook_id: FromPath[str]) -> Redirect:
+    secret = await glimpze.webhooks.rotate_secret(viewer.project_id, webhook_id, DEFAULT_SECRET_GRACE_SECONDS)
     notify(
         request,
         f"Made a new signing secret. The old one keeps signing beside it for {DEFAULT_SECRET_GRACE_SECONDS // 3600} "
@@ -193,24 +195,22 @@ async def rotate_secret(request: AnyRequest, webhook_id: FromPath[str]) -> Respo
     return redirect(f"/webhooks/{webhook_id}")
 
 
-@post("/webhooks/{webhook_id:str}/replay", include_in_schema=False)
-async def replay_failed(request: AnyRequest, webhook_id: FromPath[str]) -> Response[Any]:
-    glimpze, v = glimpze_of(request), viewer(request)
+@post("/webhooks/{webhook_id:str}/replay")
+async def replay_failed(request: AnyRequest, glimpze: App, viewer: SignedIn, webhook_id: FromPath[str]) -> Redirect:
     form = await form_of(request)
     which = form["status"] if form["status"] in ("failed", "dead", "all") else "failed"
-    result = await glimpze.webhooks.replay_many(v.project_id, webhook_id, since=None, status=which)
+    result = await glimpze.webhooks.replay_many(viewer.project_id, webhook_id, since=None, status=which)
     count = result.replayed
     notify(request, f"Queued {count} deliver{'y' if count == 1 else 'ies'} again.")
     return redirect(f"/webhooks/{webhook_id}")
 
 
-@get("/deliveries/{delivery_id:str}", include_in_schema=False)
-async def delivery_page(request: AnyRequest, delivery_id: FromPath[str]) -> Template:
+@get("/deliveries/{delivery_id:str}")
+async def delivery_page(request: AnyRequest, glimpze: App, viewer: SignedIn, delivery_id: FromPath[str]) -> Template:
     """The delivery inspector: the request as sent, every attempt with its answer, and replay."""
-    glimpze, v = glimpze_of(request), viewer(request)
-    delivery = await glimpze.webhooks.delivery(v.project_id, delivery_id)
-    sent = await glimpze.inspector.sent(v.project_id, delivery_id)
-    hook = None if delivery.webhook_id is None else await glimpze.webhooks.get(v.project_id, delivery.webhook_id)
+    delivery = await glimpze.webhooks.delivery(viewer.project_id, delivery_id)
+    sent = await glimpze.inspector.sent(viewer.project_id, delivery_id)
+    hook = None if delivery.webhook_id is None else await glimpze.webhooks.get(viewer.project_id, delivery.webhook_id)
     return page(
         request,
         "delivery.html",
@@ -222,21 +222,19 @@ async def delivery_page(request: AnyRequest, delivery_id: FromPath[str]) -> Temp
     )
 
 
-@post("/deliveries/{delivery_id:str}/replay", include_in_schema=False)
-async def replay_one(request: AnyRequest, delivery_id: FromPath[str]) -> Response[Any]:
-    glimpze, v = glimpze_of(request), viewer(request)
+@post("/deliveries/{delivery_id:str}/replay")
+async def replay_one(request: AnyRequest, glimpze: App, viewer: SignedIn, delivery_id: FromPath[str]) -> Redirect:
     form = await form_of(request)
-    delivery = await glimpze.webhooks.replay(v.project_id, delivery_id)
+    delivery = await glimpze.webhooks.replay(viewer.project_id, delivery_id)
     notify(request, f"Queued delivery {delivery.id} again.")
     back = f"/deliveries/{delivery.id}" if form["next"] == "inspector" else f"/webhooks/{delivery.webhook_id}"
     return redirect(back)
 
 
-@post("/webhooks/{webhook_id:str}/delete", include_in_schema=False)
-async def delete_webhook(request: AnyRequest, webhook_id: FromPath[str]) -> Response[Any]:
-    glimpze, v = glimpze_of(request), viewer(request)
-    hook = await glimpze.webhooks.get(v.project_id, webhook_id)
-    await glimpze.webhooks.delete(v.project_id, webhook_id)
+@post("/webhooks/{webhook_id:str}/delete")
+async def delete_webhook(request: AnyRequest, glimpze: App, viewer: SignedIn, webhook_id: FromPath[str]) -> Redirect:
+    hook = await glimpze.webhooks.get(viewer.project_id, webhook_id)
+    await glimpze.webhooks.delete(viewer.project_id, webhook_id)
     notify(request, f"Deleted the webhook for {hook.url} and its deliveries.")
     return redirect("/webhooks")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from litestar import Request, Response, get
+from litestar import Response, get
 from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect
 
@@ -17,10 +17,8 @@ from glimpze.feeds.feeds import Feed, ReaderFeed
 from glimpze.feeds.images import WIDGET_PIXELS
 from glimpze.services import Services
 from glimpze.store.pagination import MAX_LIMIT, all_pages
-from glimpze.web.common import known_etags
-from glimpze.web.dashboard.web import glimpze_of, viewer
-
-AnyRequest = Request[Any, Any, Any]
+from glimpze.web.common import AnyRequest, App, known_etags
+from glimpze.web.dashboard.web import SignedIn
 
 SIZES = tuple(WIDGET_PIXELS)  # small, medium, large
 MAX_FEEDS_SHOWN = 500
@@ -60,22 +58,23 @@ def widget_url(content: dict[str, Any] | None) -> str | None:
 
 async def project_feeds(glimpze: Services, project_id: str) -> list[Feed]:
     return await all_pages(
-        lambda after: glimpze.feeds.list(project_id, after=after, limit=MAX_LIMIT), most=MAX_FEEDS_SHOWN
+        lambda after: glimpze.feeds.page(project_id, after=after, limit=MAX_LIMIT), most=MAX_FEEDS_SHOWN
     )
 
 
-@get("/feeds/{feed_id:str}/widget/{image:str}", include_in_schema=False)
+@get("/feeds/{feed_id:str}/widget/{image:str}")
 async def widget_image(
     request: AnyRequest,
+    glimpze: App,
+    viewer: SignedIn,
     feed_id: FromPath[str],
     image: FromPath[str],
     theme: FromQuery[Literal["light", "dark"]] = "light",
-) -> Response[Any]:
-    glimpze, v = glimpze_of(request), viewer(request)
+) -> Response[bytes] | Redirect:
     size, _, ext = image.partition(".")
     if ext != "png" or size not in WIDGET_PIXELS:
         raise NotFound(f"No widget image {image!r}.")
-    feed = await glimpze.feeds.get(v.project_id, feed_id)
+    feed = await glimpze.feeds.get(viewer.project_id, feed_id)
     reader = ReaderFeed(feed.id, feed.name, feed.schema_type)
     picture = await glimpze.widgets.picture(reader, size, theme, known_etags(request))
     headers = {"ETag": picture.etag, "Cache-Control": "private, no-cache"}
