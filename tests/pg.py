@@ -20,6 +20,12 @@ import tempfile
 from pathlib import Path
 
 import psycopg
+import pytest
+
+# GLIMPZE_TEST_DATABASE=postgresql runs the suite's stores on PostgreSQL (.ci/run's second pass).
+ON_POSTGRES = os.environ.get("GLIMPZE_TEST_DATABASE", "sqlite") == "postgresql"
+# For tests of what only SQLite has (WAL, checkpoints, the file lock, the file's backup, PRAGMAs).
+sqlite_only = pytest.mark.skipif(ON_POSTGRES, reason="SQLite's own behaviour (file, WAL, lock)")
 
 PG_BIN_DIRS = ("/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/17/bin")
 
@@ -79,12 +85,26 @@ class Cluster:
         )
         return self
 
-    def new_database(self) -> str:
-        """A fresh, empty database; returns its URL."""
+    def new_database(self, template: str | None = None) -> str:
+        """A fresh database, empty or a copy of `template` (a database's name); returns its URL."""
         name = f"t{os.getpid()}_{next(self._names)}"
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
         return self.url(name)
+
+    def migrated_template(self) -> str:
+        """The name of a database holding Glimpze's newest schema, made once: copying it
+        (`new_database(template=…)`) takes milliseconds where migrating takes a second."""
+        name = "glimpze_template"
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+                return name
+            conn.execute(f'CREATE DATABASE "{name}"')
+        from glimpze.store.pg_schema import migrate_postgres
+
+        with psycopg.connect(self.url(name), autocommit=True) as conn:
+            migrate_postgres(conn)
+        return name
 
     def stop(self) -> None:
         subprocess.run(
@@ -92,3 +112,66 @@ class Cluster:
             capture_output=True,
         )
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+_cluster: Cluster | None = None
+
+
+def cluster() -> Cluster:
+    """This test process's cluster, started on first use (stopped by `stop_cluster`)."""
+    global _cluster
+    if _cluster is None:
+        _cluster = Cluster().start()
+    return _cluster
+
+
+def stop_cluster() -> None:
+    global _cluster
+    if _cluster is not None:
+        _cluster.stop()
+        _cluster = None
+
+
+def fresh_database_url() -> str | None:
+    """Under GLIMPZE_TEST_DATABASE=postgresql, a fresh database with the newest schema (a copy of
+    a migrated template); else None (SQLite in the data dir)."""
+    if not ON_POSTGRES:
+        return None
+    c = cluster()
+    return c.new_database(template=c.migrated_template())
+
+
+# The database each test's data dir stands for on PostgreSQL (its would-be SQLite file's path):
+# helpers given a database file's path (conftest.row_counts, out_events) read there instead.
+DATABASES: dict[Path, str] = {}
+
+
+def database_for(data_dir: Path) -> str | None:
+    """A fresh database for the test whose data dir this is (None on SQLite), remembered."""
+    url = fresh_database_url()
+    if url is not None:
+        DATABASES[(data_dir / "glimpze.db").resolve()] = url
+    return url
+
+
+def query(db_path: Path | str, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    """Rows of `sql` (SQLite's `?` placeholders) from a test's database, either backend."""
+    url = DATABASES.get(Path(db_path).resolve())
+    if url is None:
+        import sqlite3
+
+        conn = sqlite3.connect(db_path)
+        try:
+            return conn.execute(sql, params).fetchall()
+        finally:
+            conn.close()
+    with psycopg.connect(url) as pg:
+        return pg.execute(sql.replace("?", "%s"), params).fetchall()
+
+
+def table_names(db_path: Path | str) -> list[str]:
+    if Path(db_path).resolve() in DATABASES:
+        sql = "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+    else:
+        sql = "SELECT name FROM sqlite_master WHERE type = 'table'"
+    return [str(row[0]) for row in query(db_path, sql)]

@@ -31,7 +31,7 @@ async def test_create_feed_returns_webhook_url_and_write_key_once(api: Api) -> N
     listed = (await api.get("/v1/feeds")).json()
     assert [f["id"] for f in listed["data"]] == [feed["id"]]
     assert listed["next_cursor"] is None
-    stored = api.glimpze.db.path.read_bytes()
+    stored = api.glimpze.config.db_path.read_bytes()
     assert feed["write_key"].encode() not in stored  # only its hash is kept
 
 

@@ -26,8 +26,7 @@ from typing import NamedTuple
 import msgspec
 
 from glimpze.clock import Clock
-from glimpze.store.database import Database
-from glimpze.store.sql import Tx, one
+from glimpze.store.sql import Store, Tx, one
 
 HEARTBEAT_SECONDS = 15.0  # an SSE comment this often keeps proxies from closing an idle stream
 READ_BATCH = 100
@@ -85,7 +84,7 @@ class Typing:
 class SessionStreams:
     """Appends stream events inside write jobs and wakes the streams that wait for them."""
 
-    def __init__(self, db: Database, clock: Clock) -> None:
+    def __init__(self, db: Store, clock: Clock) -> None:
         self.db = db
         self.clock = clock
         self._touched: set[str] = set()

@@ -96,8 +96,8 @@ _WAITING_COUNTS = f"""
     SELECT s.webhook_id,
            max(0, coalesce(({_TYPE_SEQ.format(range=f"e.seq <= {SPAN_HI} ORDER BY e.seq DESC LIMIT 1")})
                            - ({_TYPE_SEQ.format(range="e.seq > s.after_seq ORDER BY e.seq LIMIT 1")}) + 1, 0)) AS n
-    FROM webhook_spans s JOIN webhooks w ON w.id = s.webhook_id JOIN {SPAN_TYPES} t
-    WHERE t.value != '{TEST_EVENT}' {{where}}
+    FROM webhook_spans s JOIN webhooks w ON w.id = s.webhook_id JOIN {SPAN_TYPES} t ON t.value != '{TEST_EVENT}'
+    WHERE 1 = 1 {{where}}
     UNION ALL
     SELECT s.webhook_id,
            (SELECT count(*) FROM {BY_TYPE}
@@ -109,13 +109,15 @@ _WAITING_COUNTS = f"""
 # How many deliveries each of webhooks `:ids` (a JSON array) has waiting for a row.
 SQL_WAITING_COUNTS = f"""
     SELECT webhook_id, sum(n) AS n
-    FROM ({_WAITING_COUNTS.format(where="AND s.webhook_id IN (SELECT value FROM json_each(:ids))")})
+    FROM ({_WAITING_COUNTS.format(where="AND s.webhook_id IN (SELECT value FROM json_each(:ids))")}) c
     GROUP BY webhook_id
 """
 # For the queue's figures: all waiting deliveries, and when the oldest of an active webhook fell
 # due (its event's time: a first attempt is due at once), found with one index seek per type.
-SQL_WAITING_TOTAL = f"SELECT coalesce(sum(n), 0) FROM ({_WAITING_COUNTS.format(where='')})"
-SQL_WAITING_OLDEST = f"SELECT min(first) FROM ({SPAN_FIRSTS.format(column='occurred_at', where='w.active')})"
+SQL_WAITING_TOTAL = f"SELECT coalesce(sum(n), 0) FROM ({_WAITING_COUNTS.format(where='')}) c"
+SQL_WAITING_OLDEST = (
+    f"SELECT min(first) FROM ({SPAN_FIRSTS.format(column='occurred_at', where='w.active/*pg: <> 0*/')}) f"
+)
 # Whether webhook `w` (of the enclosing query) has a delivery waiting for a row: an index seek per
 # type of each span's filter (for the dispatcher's look for work).
 WAITING_EXISTS = f"""
@@ -264,12 +266,12 @@ def listing_sql(spans: Sequence[Row], *, materialised: str | None) -> str:
     those waiting in `spans` (as read just before: start and filter, which never change; the
     cursor is read by the statement itself) and the rows `materialised` selects (None: no rows),
     which must have WAITING_COLUMNS' columns in their order and `ORDER BY event_seq DESC LIMIT`."""
-    parts = [] if materialised is None else [f"SELECT * FROM ({materialised})"]
+    parts = [] if materialised is None else [f"SELECT * FROM ({materialised}) m"]
     for span in spans:
         also = f"s.webhook_id = :webhook AND s.start_seq = {int(span['start_seq'])} AND e.seq < :before AND "
         branches = span_branches(span["events"], after="s.after_seq", hi=SPAN_HI, also=also, spans="webhook_spans s, ")
         listed = merged(branches, WAITING_COLUMNS, order="DESC", key="event_seq")
-        parts.append(f"SELECT * FROM ({listed})")
+        parts.append(f"SELECT * FROM ({listed}) l{len(parts)}")
     if not parts:
-        return "SELECT NULL AS event_seq WHERE 0"
-    return f"SELECT * FROM ({' UNION ALL '.join(parts)}) ORDER BY event_seq DESC LIMIT :limit"
+        return "SELECT NULL AS event_seq WHERE 1 = 0"
+    return f"SELECT * FROM ({' UNION ALL '.join(parts)}) a ORDER BY event_seq DESC LIMIT :limit"

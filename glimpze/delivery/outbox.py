@@ -36,9 +36,8 @@ from glimpze.clock import Clock, iso
 from glimpze.errors import CursorExpired
 from glimpze.ids import new_id
 from glimpze.store.changes import Changes
-from glimpze.store.database import Database
 from glimpze.store.pagination import decode_cursor, encode_cursor
-from glimpze.store.sql import Tx, one
+from glimpze.store.sql import Store, Tx, one
 
 EVENT_TYPES = (
     "session.created",
@@ -120,7 +119,7 @@ SQL_OLDEST_NEEDED = f"""
         SELECT min(event_seq) AS first FROM deliveries WHERE status IN ('pending', 'failed')
         UNION ALL
         {SPAN_FIRSTS.format(column="seq", where="1 = 1")}
-    )
+    ) f
 """
 SQL_PURGE_BATCH = """
     SELECT seq FROM out_events WHERE occurred_at < :cutoff AND seq < :needed ORDER BY seq LIMIT :batch
@@ -150,9 +149,9 @@ def merged(branches: Sequence[str], columns: str, *, order: str = "ASC", key: st
     if len(branches) == 1:
         return f"SELECT {columns} {branches[0]} ORDER BY e.seq {order} LIMIT :limit"
     parts = " UNION ALL ".join(
-        f"SELECT * FROM (SELECT {columns} {b} ORDER BY e.seq {order} LIMIT :limit)" for b in branches
+        f"SELECT * FROM (SELECT {columns} {b} ORDER BY e.seq {order} LIMIT :limit) b{i}" for i, b in enumerate(branches)
     )
-    return f"SELECT * FROM ({parts}) ORDER BY {key} {order} LIMIT :limit"
+    return f"SELECT * FROM ({parts}) m ORDER BY {key} {order} LIMIT :limit"
 
 
 def type_literal(event_type: str) -> str:
@@ -190,7 +189,7 @@ class Polled(msgspec.Struct):
 class Outbox:
     """Emits outgoing events, wakes whoever waits for them after the commit, serves long polls."""
 
-    def __init__(self, db: Database, clock: Clock, changes: Changes, retention_days: int = 7) -> None:
+    def __init__(self, db: Store, clock: Clock, changes: Changes, retention_days: int = 7) -> None:
         self.db = db
         self.clock = clock
         self.changes = changes

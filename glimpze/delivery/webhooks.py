@@ -33,9 +33,8 @@ from glimpze.errors import Conflict, ValidationFailed, not_found
 from glimpze.ids import new_id
 from glimpze.names import check_name
 from glimpze.rotation import check_grace, previous_columns, still_good
-from glimpze.store.database import Database
 from glimpze.store.pagination import Page, page
-from glimpze.store.sql import Row, Tx, one
+from glimpze.store.sql import Row, Store, Tx, one
 from glimpze.validation import member_path
 
 DEFAULT_SECRET_GRACE_SECONDS = 24 * 3600
@@ -264,7 +263,7 @@ def delivery_out(row: Row, code: str | None = None) -> Delivery:
     )
 
 
-async def delivery_row(db: Database, project_id: str, delivery_id: str) -> Row:
+async def delivery_row(db: Store, project_id: str, delivery_id: str) -> Row:
     """A delivery with the request it makes (SQL_GET_DELIVERY), with or without a row yet."""
     seq, code = backlog.parse_delivery_id(delivery_id) or (-1, "")
     params = {"id": delivery_id, "project": project_id, "event_seq": seq, "code": code}
@@ -283,7 +282,7 @@ def _attempt_out(row: Row) -> Attempt:
 class Webhooks:
     """Webhook subscriptions of a project, and their deliveries."""
 
-    def __init__(self, db: Database, config: Config, clock: Clock, outbox: Outbox, policy: TargetPolicy) -> None:
+    def __init__(self, db: Store, config: Config, clock: Clock, outbox: Outbox, policy: TargetPolicy) -> None:
         self.db = db
         self.config = config
         self.clock = clock

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 
 from glimpze.clock import Clock
 from glimpze.errors import IdempotencyKeyInUse, IdempotencyKeyReused, ValidationFailed
-from glimpze.store.database import Database
-from glimpze.store.sql import Tx
+from glimpze.store.sql import Store, Tx
 
 KEEP_SECONDS = 24 * 3600
 MAX_KEY_LENGTH = 255
@@ -55,7 +54,7 @@ def body_digest(body: bytes) -> str:
 
 
 class Idempotency:
-    def __init__(self, db: Database, clock: Clock) -> None:
+    def __init__(self, db: Store, clock: Clock) -> None:
         self.db = db
         self.clock = clock
         self._running: set[tuple[str, str]] = set()

@@ -15,7 +15,7 @@ import msgspec
 
 from glimpze.config import Config
 from glimpze.feeds.media import Media
-from glimpze.store.database import Database
+from glimpze.store.sql import Store
 
 log = logging.getLogger("glimpze.retention")
 
@@ -41,7 +41,7 @@ SQL_PURGE_UNKNOWN_PLAN = f"""
 
 
 class Retention:
-    def __init__(self, db: Database, config: Config, media: Media) -> None:
+    def __init__(self, db: Store, config: Config, media: Media) -> None:
         self.db = db
         self.config = config
         self.media = media

@@ -45,9 +45,8 @@ from glimpze.push.buttons import Button
 from glimpze.push.quiet_hours import QuietHours, QuietHoursSpec, QuietHoursState
 from glimpze.push.targets import PushTargets, Recipient
 from glimpze.push.webpush import WebPush
-from glimpze.store.database import Database
 from glimpze.store.pagination import Page, page
-from glimpze.store.sql import Row, Tx, one
+from glimpze.store.sql import Row, Store, Tx, one
 
 log = logging.getLogger("glimpze.push")
 
@@ -74,7 +73,7 @@ SQL_RELEASE_LEASES = "UPDATE pushes SET status = 'queued', send_at = ? WHERE sta
 SQL_DUE = """
     SELECT p.seq, p.id, p.project_id, p.feed_id, p.event_id, p.approval, p.title, p.body, p.open_path, p.actions,
            a.status AS approval_status
-    FROM pushes p LEFT JOIN approvals a ON p.approval AND a.event_id = p.event_id
+    FROM pushes p LEFT JOIN approvals a ON p.approval/*pg: <> 0*/ AND a.event_id = p.event_id
     WHERE p.status IN ('queued', 'sending') AND p.send_at <= :now ORDER BY p.send_at, p.seq LIMIT :limit
 """
 SQL_ANY_DUE = "SELECT 1 FROM pushes WHERE status IN ('queued', 'sending') AND send_at <= ? LIMIT 1"
@@ -132,7 +131,7 @@ class Push:
 
     def __init__(
         self,
-        db: Database,
+        db: Store,
         config: Config,
         clock: Clock,
         targets: PushTargets,

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -28,14 +28,13 @@ from psycopg import errors as pg_errors
 from psycopg.rows import RowMaker
 
 from glimpze.store.dialect import Statement, for_postgres
-from glimpze.store.sql import Params
+from glimpze.store.sql import Params, Row
 
 log = logging.getLogger("glimpze.db")
 
 T = TypeVar("T")
 DEFAULT_READERS = 4
 BATCH_RETRIES = 5  # a batch that lost a race with another process runs again this many times
-MIGRATION_LOCK = 0x676C696D  # "glim": the advisory lock migrations run under
 RACES = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure, pg_errors.LockNotAvailable)
 
 
@@ -45,7 +44,7 @@ class PgRow(tuple[Any, ...]):
     __slots__ = ()
     _index: dict[str, int] = {}
 
-    def __getitem__(self, key: Any) -> Any:  # type: ignore[override]
+    def __getitem__(self, key: Any) -> Any:
         if isinstance(key, str):
             return tuple.__getitem__(self, self._index[key])
         return tuple.__getitem__(self, key)
@@ -261,13 +260,13 @@ class PgDatabase:
     async def execute(self, sql: Statement, params: Params = ()) -> int:
         return await self.write(lambda tx: tx.execute(sql, params).rowcount)
 
-    async def fetch_all(self, sql: Statement, params: Params = ()) -> Sequence[PgRow]:
+    async def fetch_all(self, sql: Statement, params: Params = ()) -> list[Row]:
         assert self._pool is not None, "PgDatabase.open() was not awaited"
         async with self._pool.connection() as conn:
             cursor = await conn.execute(for_postgres(sql), params or None)
-            return await cursor.fetchall()
+            return list(await cursor.fetchall())
 
-    async def fetch_one(self, sql: Statement, params: Params = ()) -> PgRow | None:
+    async def fetch_one(self, sql: Statement, params: Params = ()) -> Row | None:
         rows = await self.fetch_all(sql, params)
         return rows[0] if rows else None
 
