@@ -28,7 +28,7 @@ from glimpze.clock import FakeClock
 from glimpze.config import Config, load
 from glimpze.ops.server import Server
 from tests.figures import REPORTED
-from tests.pg import database_for, query, stop_cluster, table_names
+from tests.pg import database_for, pg_write_locked, query, stop_cluster, table_names
 from tests.receiver import Receiver
 from tests.screenshots import SCREENSHOT
 
@@ -205,6 +205,10 @@ async def driven(tmp_path: Path, clock: FakeClock, toml: str = "") -> AsyncItera
 def write_locked(db_path: Path) -> Iterator[None]:
     """Another connection holds the database's write lock meanwhile: the app's writes (and their
     callers) wait until it lets go, so a test can look at the app while a write is in progress."""
+    with pg_write_locked(db_path) as on_postgres:
+        if on_postgres:
+            yield
+            return
     holder = sqlite3.connect(db_path, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
     try:

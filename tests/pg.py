@@ -10,6 +10,7 @@ nothing they check depends on the disk's flush (Glimpze still commits with
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import pwd
@@ -17,6 +18,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -175,3 +177,29 @@ def table_names(db_path: Path | str) -> list[str]:
     else:
         sql = "SELECT name FROM sqlite_master WHERE type = 'table'"
     return [str(row[0]) for row in query(db_path, sql)]
+
+
+def stored_bytes(db_path: Path) -> bytes:
+    """Everything the database holds, to look for what must not be stored (a secret): the file
+    (and its WAL) on SQLite, every row as text on PostgreSQL."""
+    if Path(db_path).resolve() not in DATABASES:
+        return b"".join(p.read_bytes() for p in Path(db_path).parent.glob(Path(db_path).name + "*"))
+    rows = [query(db_path, f'SELECT t::text FROM "{table}" t') for table in table_names(db_path)]
+    return "\n".join(str(row[0]) for table in rows for row in table).encode()
+
+
+@contextlib.contextmanager
+def pg_write_locked(db_path: Path) -> Iterator[bool]:
+    """On PostgreSQL, every table locked against writes (reads go on) meanwhile; yields False on
+    SQLite (the caller takes SQLite's write lock)."""
+    url = DATABASES.get(Path(db_path).resolve())
+    if url is None:
+        yield False
+        return
+    tables = ", ".join(f'"{t}"' for t in table_names(db_path))
+    with psycopg.connect(url) as conn:
+        conn.execute(f"LOCK TABLE {tables} IN EXCLUSIVE MODE")
+        try:
+            yield True
+        finally:
+            conn.rollback()

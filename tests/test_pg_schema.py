@@ -44,7 +44,8 @@ def postgres_schema(url: str) -> tuple[dict[str, dict[str, str]], set[str]]:
         for table, column, kind in conn.execute(
             "SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = 'public'"
         ):
-            columns.setdefault(table, {})[column] = kind
+            if column != "rowid":  # SQLite's is implicit (pg_schema.py)
+                columns.setdefault(table, {})[column] = kind
         indexes = {
             r[0]
             for r in conn.execute(

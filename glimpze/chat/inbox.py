@@ -41,7 +41,8 @@ SQL_UNREAD_COUNT = """
 """
 SQL_MARK_READ = """
     INSERT INTO conversation_reads (session_id, read_seq, read_at) VALUES (?, ?, ?)
-    ON CONFLICT (session_id) DO UPDATE SET read_seq = max(read_seq, excluded.read_seq), read_at = excluded.read_at
+    ON CONFLICT (session_id) DO UPDATE
+    SET read_seq = max(conversation_reads.read_seq, excluded.read_seq), read_at = excluded.read_at
 """
 SQL_READ_SEQ = "SELECT read_seq FROM conversation_reads WHERE session_id = ?"
 

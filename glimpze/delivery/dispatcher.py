@@ -38,8 +38,9 @@ PostgreSQL next (DESIGN §8): the claim job is one transaction that first takes 
 processes), so making rows from a span and leasing them cannot race another process; leases are
 then not cleared at start, and an outcome is written `WHERE seq = $1 AND attempts = $2` (fencing
 by attempt number); the wake-ups after a commit become `NOTIFY` with the (project, type) pairs.
-SQLite-only here: `INDEXED BY` (outbox.BY_TYPE, BY_PROJECT), `json_each`, the two-argument
-`max`/`min`, and `printf`/`randomblob` in callbacks' ids.
+The statements are one text for both databases (store/dialect.py translates `INDEXED BY`, the
+two-argument `max`/`min`, and the 0/1 flags marked `/*pg: <> 0*/`; `json_each` over a text array
+is a function of the PostgreSQL schema).
 """
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ from glimpze.clock import Clock, iso
 from glimpze.errors import CursorExpired
 from glimpze.ids import new_id
 from glimpze.store.changes import Changes
+from glimpze.store.dialect import Sql
 from glimpze.store.pagination import decode_cursor, encode_cursor
 from glimpze.store.sql import Store, Tx, one
 
@@ -68,19 +69,27 @@ BY_PROJECT = "out_events e INDEXED BY out_events_project"
 # rowid freed at the end of the table out again, behind every cursor (SQLite's two-argument max;
 # on PostgreSQL a sequence never goes back). `type_seq` follows the project's last event of the
 # type (an index seek): numbers without gaps, which count a span's deliveries (backlog.py).
-SQL_INSERT_EVENT = """
+_TYPE_SEQ = """
+    coalesce((SELECT e.type_seq FROM out_events e INDEXED BY out_events_type
+              WHERE e.project_id = ?2 AND e.type = ?3 ORDER BY e.seq DESC LIMIT 1), 0) + 1"""
+SQL_INSERT_EVENT = Sql(
+    sqlite=f"""
     INSERT INTO out_events (seq, id, project_id, type, occurred_at, payload, target_webhook_id, type_seq)
     VALUES (max((SELECT coalesce(max(seq), 0) FROM out_events),
-                (SELECT coalesce(max(value), 0) FROM meta WHERE key = 'out_events_purged_seq')) + 1,
-            ?1, ?2, ?3, ?4, ?5, ?6,
-            coalesce((SELECT e.type_seq FROM out_events e INDEXED BY out_events_type
-                      WHERE e.project_id = ?2 AND e.type = ?3 ORDER BY e.seq DESC LIMIT 1), 0) + 1)
+                (SELECT coalesce(max(CAST(value AS BIGINT)), 0) FROM meta WHERE key = 'out_events_purged_seq')) + 1,
+            ?1, ?2, ?3, ?4, ?5, ?6, {_TYPE_SEQ})
     RETURNING seq
-"""
-SQL_PURGED_SEQ = "SELECT value FROM meta WHERE key = 'out_events_purged_seq'"
+""",
+    postgres=f"""
+    INSERT INTO out_events (id, project_id, type, occurred_at, payload, target_webhook_id, type_seq)
+    VALUES (?1, ?2, ?3, ?4, convert_to(?5, 'UTF8'), ?6, {_TYPE_SEQ})
+    RETURNING seq
+""",
+)
+SQL_PURGED_SEQ = "SELECT CAST(value AS BIGINT) FROM meta WHERE key = 'out_events_purged_seq'"
 SQL_SET_PURGED_SEQ = """
     INSERT INTO meta (key, value) VALUES ('out_events_purged_seq', :seq)
-    ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)
+    ON CONFLICT (key) DO UPDATE SET value = max(CAST(meta.value AS BIGINT), CAST(excluded.value AS BIGINT))
 """
 # Finished deliveries go with their events; an event an open delivery still needs stays, and so
 # does everything after it (deliveries are created in event order). Rows are made in event order,

@@ -22,7 +22,10 @@ MAX_KEY_LENGTH = 255
 
 SQL_FIND = "SELECT body_hash, status, response FROM idempotency WHERE scope = ? AND key = ? AND created_at > ?"
 SQL_SAVE = """
-    INSERT OR REPLACE INTO idempotency (scope, key, body_hash, status, response, created_at) VALUES (?, ?, ?, ?, ?, ?)
+    INSERT INTO idempotency (scope, key, body_hash, status, response, created_at)
+    VALUES (?, ?, ?, ?, /*sqlite:*/?/*:sqlite*//*pg:convert_to(?, 'UTF8')*/, ?)
+    ON CONFLICT (scope, key) DO UPDATE SET body_hash = excluded.body_hash, status = excluded.status,
+        response = excluded.response, created_at = excluded.created_at
 """
 SQL_PURGE = """
     DELETE FROM idempotency WHERE (scope, key) IN

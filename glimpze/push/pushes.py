@@ -80,7 +80,9 @@ SQL_ANY_DUE = "SELECT 1 FROM pushes WHERE status IN ('queued', 'sending') AND se
 SQL_LEASE = "UPDATE pushes SET status = 'sending', send_at = ? WHERE seq = ?"
 SQL_FINISH = "UPDATE pushes SET status = ?, reason = ?, sent_at = ?, send_at = NULL WHERE seq = ?"
 SQL_INSERT_RESULT = """
-    INSERT OR REPLACE INTO push_results (push_seq, target_id, kind, status, error, at) VALUES (?, ?, ?, ?, ?, ?)
+    INSERT INTO push_results (push_seq, target_id, kind, status, error, at) VALUES (?, ?, ?, ?, ?, ?)
+    ON CONFLICT (push_seq, target_id) DO UPDATE SET kind = excluded.kind, status = excluded.status,
+        error = excluded.error, at = excluded.at
 """
 SQL_HELD_PROJECTS = "SELECT DISTINCT project_id FROM pushes WHERE status = 'held'"
 SQL_RELEASE = "UPDATE pushes SET status = 'queued', send_at = :now WHERE project_id = :project AND status = 'held'"

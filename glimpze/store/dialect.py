@@ -12,7 +12,8 @@ SQLite runs the text exactly as written (its markers are comments to it):
 
 `for_postgres()` translates a statement once and caches it: the markers above, placeholders
 outside string literals, quoted identifiers and comments become psycopg's, every `%` is doubled,
-SQLite's `INDEXED BY` hints are dropped (PostgreSQL's planner takes none), SQLite's scalar
+SQLite's `INDEXED BY` hints are dropped (PostgreSQL's planner takes none), blob literals
+`X'…'` become bytea, SQLite's scalar
 `max(a, b)`/`min(a, b)` become `greatest`/`least`, `INSERT OR IGNORE` becomes
 `INSERT … ON CONFLICT DO NOTHING`, and PostgreSQL's `::type` casts are left alone.
 """
@@ -21,17 +22,21 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 # Quoted text, comments and casts are copied as they are; parameters are replaced.
 _TOKENS = re.compile(
     r"""
-      (?P<quoted>'(?:[^']|'')*'|"(?:[^"]|"")*")   # a string literal or a quoted identifier
+      (?P<blob>\b[xX]'(?P<hex>[0-9A-Fa-f]*)')        # a blob literal: bytea in PostgreSQL
+    | (?P<quoted>'(?:[^']|'')*'|"(?:[^"]|"")*")   # a string literal or a quoted identifier
     | (?P<comment>--[^\n]*|/\*.*?\*/)
     | (?P<cast>::)
     | (?P<hint>\s+INDEXED\s+BY\s+\w+)                # SQLite's index hint: PostgreSQL plans without one
     | (?P<scalar>\b(?:max|min)\s*\()                 # maybe SQLite's two-argument max/min
     | (?P<named>(?<![:\w]):(?P<name>[A-Za-z_]\w*))
+    | (?P<numbered>\?(?P<number>\d+))
     | (?P<positional>\?)
     | (?P<percent>%)
     """,
@@ -59,6 +64,20 @@ Statement = str | Sql
 
 def for_sqlite(statement: Statement) -> str:
     return statement.sqlite if isinstance(statement, Sql) else statement
+
+
+_NUMBERED = re.compile(r"\?\d")
+
+
+@functools.cache
+def numbered(statement: Statement) -> bool:
+    """Whether the statement's parameters are SQLite's `?N` (psycopg then takes them by name)."""
+    return bool(_NUMBERED.search(statement.postgres if isinstance(statement, Sql) else statement))
+
+
+def by_number(parameters: Sequence[Any]) -> dict[str, Any]:
+    """`?N` parameters given as a sequence, by the names for_postgres() gives them."""
+    return {f"_{i}": value for i, value in enumerate(parameters, start=1)}
 
 
 def _two_arguments(text: str, start: int) -> bool:
@@ -91,12 +110,16 @@ def for_postgres(statement: Statement) -> str:
     def replace(match: re.Match[str]) -> str:
         if match["named"]:
             return f"%({match['name']})s"
+        if match["numbered"]:  # SQLite's ?N: psycopg has no such style (numbered(): params by name)
+            return f"%(_{match['number']})s"
         if match["positional"]:
             return "%s"
         if match["percent"]:
             return "%%"
         if match["hint"]:
             return ""
+        if match["blob"]:
+            return f"'\\x{match['hex']}'::bytea"
         if match["scalar"]:
             if _two_arguments(text, match.end()):
                 return "greatest(" if match["scalar"].lower().startswith("max") else "least("

@@ -18,17 +18,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import psycopg
 import psycopg_pool
 from psycopg import errors as pg_errors
+from psycopg.adapt import AdaptersMap, Dumper
 from psycopg.rows import RowMaker
+from psycopg.types.numeric import FloatLoader
 
-from glimpze.store.dialect import Statement, for_postgres
-from glimpze.store.sql import Params, Row
+from glimpze.store.dialect import Statement, by_number, for_postgres, numbered
+from glimpze.store.sql import IntegrityError, Params, Row
 
 log = logging.getLogger("glimpze.db")
 
@@ -80,18 +82,77 @@ class PgTx:
         self._conn = conn
 
     def execute(self, sql: Statement, parameters: Params = (), /) -> psycopg.Cursor[PgRow]:
-        return self._conn.execute(for_postgres(sql), parameters or None)
+        try:
+            return self._conn.execute(for_postgres(sql), _params(sql, parameters))
+        except pg_errors.IntegrityError as exc:  # the same class as on SQLite (sql.IntegrityError)
+            raise IntegrityError(str(exc)) from exc
 
     def executemany(self, sql: Statement, parameters: Iterable[Params], /) -> psycopg.Cursor[PgRow]:
         cursor = self._conn.cursor()
-        cursor.executemany(for_postgres(sql), list(parameters))
+        try:
+            cursor.executemany(for_postgres(sql), [_params(sql, p) or () for p in parameters])
+        except pg_errors.IntegrityError as exc:
+            raise IntegrityError(str(exc)) from exc
         return cursor
+
+
+def _params(sql: Statement, parameters: Params) -> Params | None:
+    if not parameters:
+        return None
+    if numbered(sql) and not isinstance(parameters, Mapping):
+        return by_number(parameters)
+    return parameters
+
+
+class BoolAsInteger(Dumper):
+    """Python's booleans as 0/1: the schema keeps SQLite's integer flags (pg_schema.py)."""
+
+    oid = psycopg.postgres.types["int8"].oid
+
+    def dump(self, obj: Any) -> bytes:
+        return b"1" if obj else b"0"
+
+    def quote(self, obj: Any) -> bytes:
+        return self.dump(obj)
+
+
+class BytesAsText(Dumper):
+    """Bytes as SQLite takes them: Glimpze hands JSON to TEXT columns as UTF-8 bytes (msgspec's
+    encoding), so bytes that are UTF-8 text without NUL go as a text literal; anything else (an
+    image) as bytea. Statements that store JSON in a BYTEA column (an event's payload, a stored
+    answer) convert it on the way: `convert_to(?, 'UTF8')` in their PostgreSQL text."""
+
+    oid = psycopg.postgres.types["text"].oid
+
+    def dump(self, obj: Any) -> bytes:
+        return bytes(obj)
+
+    def quote(self, obj: Any) -> bytes:
+        data = bytes(obj)
+        if b"\x00" not in data:
+            try:
+                data.decode()
+            except UnicodeDecodeError:
+                pass
+            else:  # standard_conforming_strings (on since PostgreSQL 9.1): only quotes are doubled
+                return b"'" + data.replace(b"'", b"''") + b"'"
+        return b"'\\x" + data.hex().encode() + b"'::bytea"
+
+
+def configure(adapters: AdaptersMap) -> None:
+    """How Glimpze's values go to PostgreSQL, on every connection (the writer's, the readers')."""
+    adapters.register_dumper(bool, BoolAsInteger)
+    adapters.register_dumper(bytes, BytesAsText)
+    # A literal such as 20.0 is numeric to PostgreSQL; Glimpze computes with floats, as SQLite gives.
+    adapters.register_loader("numeric", FloatLoader)
 
 
 def connect_sync(url: str) -> psycopg.Connection[PgRow]:
     """A writing connection: explicit transactions, client-side binding (a NULL parameter needs no
     declared type, as in SQLite), rows by name or position."""
-    return psycopg.Connection.connect(url, autocommit=True, row_factory=pg_row, cursor_factory=psycopg.ClientCursor)
+    conn = psycopg.Connection.connect(url, autocommit=True, row_factory=pg_row, cursor_factory=psycopg.ClientCursor)
+    configure(conn.adapters)
+    return conn
 
 
 class PgWriter:
@@ -203,6 +264,10 @@ class _RunIsolated(Exception):
     """A job failed: roll the batch back and run it again with a savepoint per job."""
 
 
+async def _configure_reader(conn: psycopg.AsyncConnection[Any]) -> None:
+    configure(conn.adapters)
+
+
 class PgDatabase:
     """The store on PostgreSQL: `write(fn)` for changes, `fetch_all`/`fetch_one` for reads."""
 
@@ -227,6 +292,7 @@ class PgDatabase:
             max_size=self._readers,
             open=False,
             kwargs={"autocommit": True, "row_factory": pg_row, "cursor_factory": psycopg.AsyncClientCursor},
+            configure=_configure_reader,
         )
         await self._pool.open(wait=True)
 
@@ -263,7 +329,7 @@ class PgDatabase:
     async def fetch_all(self, sql: Statement, params: Params = ()) -> list[Row]:
         assert self._pool is not None, "PgDatabase.open() was not awaited"
         async with self._pool.connection() as conn:
-            cursor = await conn.execute(for_postgres(sql), params or None)
+            cursor = await conn.execute(for_postgres(sql), _params(sql, params))
             return list(await cursor.fetchall())
 
     async def fetch_one(self, sql: Statement, params: Params = ()) -> Row | None:
