@@ -142,10 +142,12 @@ SQL_WAITING_BY_ID = f"""
       AND CASE WHEN e.type = '{TEST_EVENT}' THEN e.target_webhook_id = w.id
                ELSE s.events = '{STAR}' OR e.type IN (SELECT value FROM json_each(s.events)) END
 """
-# The columns of a waiting delivery in a listing (backlog rows beside the rows of `deliveries`).
+# The columns of a waiting delivery in a listing (backlog rows beside the rows of `deliveries`;
+# typed NULLs, which PostgreSQL's UNION needs).
 WAITING_COLUMNS = """
-    e.seq AS event_seq, NULL AS seq, NULL AS id, :webhook AS webhook_id, e.id AS event_id, e.type AS event,
-    'pending' AS status, 0 AS attempts, e.occurred_at AS next_attempt_at, NULL AS last_status_code,
+    e.seq AS event_seq, CAST(NULL AS BIGINT) AS seq, NULL AS id, :webhook AS webhook_id, e.id AS event_id,
+    e.type AS event, 'pending' AS status, 0 AS attempts, e.occurred_at AS next_attempt_at,
+    CAST(NULL AS BIGINT) AS last_status_code,
     NULL AS last_error, e.occurred_at AS created_at, NULL AS feed_id, NULL AS method, NULL AS url
 """
 

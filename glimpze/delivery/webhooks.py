@@ -82,10 +82,10 @@ SQL_LIST_WEBHOOKS = f"""
 SQL_UPDATE_WEBHOOK = """
     UPDATE webhooks SET url = :url, events = :events, description = :description, headers = :headers,
         active = :active, ordered = :ordered, timeout_seconds = :timeout_seconds, updated_at = :now,
-        disabled_reason = CASE WHEN :active THEN NULL ELSE disabled_reason END,
-        failures = CASE WHEN :reenabled THEN 0 ELSE failures END,
-        failing_since = CASE WHEN :reenabled THEN NULL ELSE failing_since END,
-        warned_at = CASE WHEN :reenabled THEN NULL ELSE warned_at END
+        disabled_reason = CASE WHEN :active <> 0 THEN NULL ELSE disabled_reason END,
+        failures = CASE WHEN :reenabled <> 0 THEN 0 ELSE failures END,
+        failing_since = CASE WHEN :reenabled <> 0 THEN NULL ELSE failing_since END,
+        warned_at = CASE WHEN :reenabled <> 0 THEN NULL ELSE warned_at END
     WHERE project_id = :project_id AND id = :id
 """
 # Open deliveries follow their webhook's ordering (deliveries_head indexes the ordered ones).
@@ -125,7 +125,7 @@ SQL_ATTEMPTS = """
 """
 SQL_ATTEMPTS_OF = """
     SELECT delivery_seq, attempt, at, status_code, latency_ms, error, response_head FROM delivery_attempts
-    WHERE delivery_seq IN (SELECT value FROM json_each(?)) ORDER BY delivery_seq, attempt
+    WHERE delivery_seq IN (SELECT CAST(value AS BIGINT) FROM json_each(?)) ORDER BY delivery_seq, attempt
 """
 # A replay starts a fresh retry schedule; the attempt log keeps counting.
 SQL_REPLAY = """

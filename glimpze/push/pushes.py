@@ -94,7 +94,7 @@ SQL_LOG = """
 """
 SQL_LOG_RESULTS = """
     SELECT push_seq, target_id, kind, status, error, at FROM push_results
-    WHERE push_seq IN (SELECT value FROM json_each(?)) ORDER BY at, target_id
+    WHERE push_seq IN (SELECT CAST(value AS BIGINT) FROM json_each(?)) ORDER BY at, target_id
 """
 SQL_PURGE = """
     DELETE FROM pushes WHERE seq IN (

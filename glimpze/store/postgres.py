@@ -86,6 +86,8 @@ class PgTx:
             return self._conn.execute(for_postgres(sql), _params(sql, parameters))
         except pg_errors.IntegrityError as exc:  # the same class as on SQLite (sql.IntegrityError)
             raise IntegrityError(str(exc)) from exc
+        except psycopg.DataError as exc:
+            raise _nul_refused(exc) from exc
 
     def executemany(self, sql: Statement, parameters: Iterable[Params], /) -> psycopg.Cursor[PgRow]:
         cursor = self._conn.cursor()
@@ -94,6 +96,16 @@ class PgTx:
         except pg_errors.IntegrityError as exc:
             raise IntegrityError(str(exc)) from exc
         return cursor
+
+
+def _nul_refused(exc: psycopg.DataError) -> Exception:
+    """PostgreSQL's text cannot hold U+0000 (SQLite's can): a value from outside that has one is
+    answered 422 rather than 500; any other data error stays what it is."""
+    if "NUL (0x00)" not in str(exc):
+        return exc
+    from glimpze.errors import ValidationFailed
+
+    return ValidationFailed.at("$", "text may not contain the NUL character (U+0000)")
 
 
 def _params(sql: Statement, parameters: Params) -> Params | None:
@@ -329,7 +341,10 @@ class PgDatabase:
     async def fetch_all(self, sql: Statement, params: Params = ()) -> list[Row]:
         assert self._pool is not None, "PgDatabase.open() was not awaited"
         async with self._pool.connection() as conn:
-            cursor = await conn.execute(for_postgres(sql), _params(sql, params))
+            try:
+                cursor = await conn.execute(for_postgres(sql), _params(sql, params))
+            except psycopg.DataError as exc:
+                raise _nul_refused(exc) from exc
             return list(await cursor.fetchall())
 
     async def fetch_one(self, sql: Statement, params: Params = ()) -> Row | None:
