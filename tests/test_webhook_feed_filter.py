@@ -22,6 +22,7 @@ from tests.conftest import Api, driven
 from tests.dashboard import Dash
 from tests.receiver import Receiver
 from tests.server import UNLIMITED_PLAN
+from tests.server import run_cli as glimpze
 
 pytestmark = pytest.mark.anyio
 
@@ -244,3 +245,16 @@ async def test_the_dashboard_form_sets_and_shows_the_feed_filter(api: Api, recei
     assert (await api.get(f"/v1/webhooks/{hook_id}")).json()["feed_ids"] == []
     refused = await dash.submit("/webhooks", {**fields, "feed_ids": ["fd_nope"]})
     assert refused.status_code == 422 and 'id="new-feed_ids-error"' in refused.text
+
+
+def test_the_cli_adds_a_webhook_filtered_by_feed(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    made = glimpze("feeds", "create", "--name", "Backups", "--schema", "status", "--json", data=data)
+    assert made.returncode == 0, made.stderr
+    feed_id = json.loads(made.stdout)["id"]
+    url = "https://n8n.example.com/webhook/glimpze"
+    refused = glimpze("webhooks", "add", url, "--feeds", f"{feed_id},fd_nope", data=data)
+    assert refused.returncode == 1 and "$.feed_ids[1]" in refused.stderr
+    added = glimpze("webhooks", "add", url, "--feeds", feed_id, "--json", data=data)
+    assert added.returncode == 0, added.stderr
+    assert json.loads(added.stdout)["feed_ids"] == [feed_id]
