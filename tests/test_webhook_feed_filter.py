@@ -19,7 +19,7 @@ from glimpze.delivery import backlog, dispatcher, outbox
 from glimpze.store import database as store
 from glimpze.store.migrations import MIGRATIONS
 from tests.conftest import Api, driven
-from tests.dashboard import Dash
+from tests.dashboard import Dash, audit
 from tests.receiver import Receiver
 from tests.server import UNLIMITED_PLAN
 from tests.server import run_cli as glimpze
@@ -231,6 +231,7 @@ async def test_the_dashboard_form_sets_and_shows_the_feed_filter(api: Api, recei
     await dash.set_up(api.announced)
     form = await dash.open("/webhooks?new=1")
     assert f'name="feed_ids" value="{a["id"]}"' in form.text and "Builds" in form.text
+    assert audit(form.text) == []
     fields = {"url": receiver.url, "events": ["*"], "feed_ids": [a["id"], b["id"]], "active": "on"}
     page = await dash.follow(await dash.submit("/webhooks", fields))
     hook_id = page.url.path.rsplit("/", 1)[1]
@@ -241,6 +242,7 @@ async def test_the_dashboard_form_sets_and_shows_the_feed_filter(api: Api, recei
     await api.delete(f"/v1/feeds/{a['id']}")
     page = await dash.open(f"/webhooks/{hook_id}")
     assert re.search(rf'value="{a["id"]}" checked> <code>{a["id"]}</code> \(deleted: matches nothing\)', page.text)
+    assert audit(page.text) == []
     await dash.follow(await dash.submit(f"/webhooks/{hook_id}", {**fields, "feed_ids": []}))
     assert (await api.get(f"/v1/webhooks/{hook_id}")).json()["feed_ids"] == []
     refused = await dash.submit("/webhooks", {**fields, "feed_ids": ["fd_nope"]})
