@@ -154,7 +154,8 @@ export class GlimpzeTrigger implements INodeType {
 				const answer = await webhookApi(this, 'POST', '', {
 					url: this.getNodeWebhookUrl('default') as string,
 					events: chosenEvents(this),
-					feed_ids: chosenFeeds(this),
+					// Sent only when set: a Glimpze without feed filters still takes the node's webhook.
+					...(chosenFeeds(this).length ? { feed_ids: chosenFeeds(this) } : {}),
 					description: `n8n: ${workflow.name ?? workflow.id ?? 'workflow'} / ${this.getNode().name}`,
 				});
 				const data = stored(this);
