@@ -262,7 +262,8 @@ async def test_the_upgrade_keeps_queued_rows_and_queues_nothing_twice(tmp_path: 
     data = tmp_path / "data"
     data.mkdir()
     conn = store.connect(data / "glimpze.db")
-    for number, (_, script) in enumerate(MIGRATIONS[:-1], start=1):
+    spans = next(i for i, (name, _) in enumerate(MIGRATIONS) if name.startswith("delivery spans"))
+    for number, (_, script) in enumerate(MIGRATIONS[:spans], start=1):
         conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
     conn.close()
     with Receiver() as receiver:
