@@ -12,9 +12,9 @@ The page and language are checked first, in-process; the text conditions, as reg
 in a worker process with a time bound (glimpze.patterns): a search that runs out of time does not
 match, so no reply and no rule can stall the server.
 
-Matching is an `on_reply` hook of glimpze.messages: it runs before the message's write job
-(pattern searches await a worker process), and signs the cards' context inside that job
-(glimpze.cta_context), where the lead and the project's secret are read consistently.
+glimpze.chat.messages calls the matching by name (`prepare_cards`): it runs before the message's
+write job (pattern searches await a worker process), and signs the cards' context inside that job
+(glimpze.chat.cta_context), where the lead and the project's secret are read consistently.
 """
 
 from __future__ import annotations
