@@ -83,7 +83,7 @@ def queue_deliveries(db: Path, project_id: str, count: int) -> None:
     now = time.time()
     payload = b'{"id":"evt_x","event":"feed.event","occurred_at":"2026-11-23T00:00:00.000Z","content":{"count":1}}'
     for i in range(count):  # the outbox's own statement: the webhook's span takes the events
-        params = (f"evt_bench{i:08d}", project_id, "feed.event", now, payload, None)
+        params = (f"evt_bench{i:08d}", project_id, "feed.event", now, payload, None, None)
         conn.execute(SQL_INSERT_EVENT, params).fetchone()
     conn.execute("COMMIT")
     conn.close()

@@ -116,6 +116,7 @@ COMMANDS = (
         (
             option("url"),
             option("--events", default="*", help="comma-separated event types, or * for all (default)"),
+            option("--feeds", default="", help="comma-separated feed ids: only their events (default: every feed)"),
             option("--description", default=""),
             option("--header", action="append", default=[], metavar="'NAME: VALUE'", help="a custom header (repeat)"),
             option("--ordered", action="store_true", help="deliver strictly in event order, one at a time"),

@@ -134,6 +134,7 @@ def cmd_webhooks_add(args: argparse.Namespace, config: Config) -> int:
     spec = WebhookSpec(
         url=args.url,
         events=[e.strip() for e in args.events.split(",") if e.strip()],
+        feed_ids=[f.strip() for f in args.feeds.split(",") if f.strip()],
         description=args.description,
         headers=headers,
         ordered=args.ordered,

@@ -51,8 +51,15 @@ class _RandomPool:
 _random = _RandomPool()
 
 
+# Two characters at a time (10 bits each): one by one, an id's twenty took ~5 µs.
+_PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]
+
+
 def _base32(number: int, chars: int) -> str:
-    return "".join(_CROCKFORD[(number >> shift) & 31] for shift in range(5 * (chars - 1), -1, -5))
+    """The low `5 * chars` bits of `number` as `chars` Crockford characters, most significant first."""
+    pairs = [_PAIRS[(number >> shift) & 1023] for shift in range(5 * (chars & ~1) - 10, -1, -10)]
+    lead = _CROCKFORD[(number >> 5 * (chars - 1)) & 31] if chars % 2 else ""
+    return lead + "".join(pairs)
 
 
 def new_secret(prefix: str) -> str:

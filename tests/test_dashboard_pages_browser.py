@@ -201,7 +201,9 @@ def check_page(page: Any, name: str, folder: Path, size: str, scheme: str) -> li
     width = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
     if width[0] > width[1]:
         problems.append(f"{name} ({size}, {scheme}) is {width[0]} px wide in a {width[1]} px window")
-    results = Axe().run(page)
+    # axe's experimental check that a control's accessible name contains its visible text, too.
+    options = {"resultTypes": ["violations"], "rules": {"label-content-name-mismatch": {"enabled": True}}}
+    results = Axe().run(page, options=options)
     for violation in results.response["violations"]:
         targets = [node["target"] for node in violation["nodes"]][:3]
         problems.append(f"{name} ({size}, {scheme}): {violation['id']}: {violation['help']} at {targets}")

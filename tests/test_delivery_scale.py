@@ -137,7 +137,7 @@ async def test_a_new_filter_applies_to_later_events_and_queued_ones_still_go(
     await api.patch(f"/v1/webhooks/{hook['id']}", json={"events": ["session.created"]})
     await ingest(api, feed, 2)
     assert await api.glimpze.dispatcher.deliver_due(clock.now()) == 2
-    assert sent_ids(receiver) == queued
+    assert sorted(sent_ids(receiver)) == sorted(queued)  # not ordered: they go out side by side
 
 
 async def test_an_ordered_webhook_keeps_its_order_across_rows_and_the_log(
@@ -259,7 +259,8 @@ async def test_the_upgrade_keeps_queued_rows_and_queues_nothing_twice(tmp_path: 
     data = tmp_path / "data"
     data.mkdir()
     conn = store.connect(data / "glimpze.db")
-    for number, (_, script) in enumerate(MIGRATIONS[:-1], start=1):
+    spans = next(i for i, (name, _) in enumerate(MIGRATIONS) if name.startswith("delivery spans"))
+    for number, (_, script) in enumerate(MIGRATIONS[:spans], start=1):
         conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
     conn.close()
     with Receiver() as receiver:

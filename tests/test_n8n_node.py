@@ -24,7 +24,7 @@ PACKAGE = REPO / "integrations" / "n8n-nodes-glimpze"
 # The stand-ins for n8n's webhook endpoints listen on 127.0.0.1, which the SSRF guard refuses unless allowed.
 CONFIG = UNLIMITED_PLAN + '\n[webhooks]\nallow_targets = ["127.0.0.1"]\n'
 # The node suite's test count: fewer passing means some did not run (a skip or a lost file).
-NODE_TESTS = 18
+NODE_TESTS = 19
 
 
 def tool(name: str) -> str:

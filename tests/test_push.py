@@ -550,3 +550,29 @@ async def test_metrics_count_pushes_by_outcome(api: Api, receiver: Receiver, clo
         if line.startswith("glimpze_pushes_total{")
     }
     assert pushes == {"sent": 1, "failed": 1, "coalesced": 1}
+
+
+def test_processes_sharing_a_data_dir_keep_the_first_vapid_key_pair(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two processes starting together on one data dir (several behind PostgreSQL) both find no key
+    pair; the one that stores its private key second must use the first's, not overwrite it."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from glimpze.push import webpush
+
+    other = tmp_path / "other"
+    first = webpush.ensure_keys(other)  # what the other process made, on its own disk here
+    generate = ec.generate_private_key
+
+    def generate_while_the_other_finishes(curve: ec.EllipticCurve) -> ec.EllipticCurvePrivateKey:
+        key = generate(curve)
+        (tmp_path / webpush.PRIVATE_KEY_FILE).write_bytes((other / webpush.PRIVATE_KEY_FILE).read_bytes())
+        return key
+
+    monkeypatch.setattr(ec, "generate_private_key", generate_while_the_other_finishes)
+    assert webpush.ensure_keys(tmp_path) == first
+    assert (tmp_path / webpush.PUBLIC_KEY_FILE).read_text().strip() == first
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == sorted(
+        [webpush.PRIVATE_KEY_FILE, webpush.PUBLIC_KEY_FILE]
+    )  # no temporary file left behind

@@ -171,3 +171,15 @@ async def test_typing_needs_an_open_session_of_the_project(api: Api) -> None:
     await api.post(f"/v1/sessions/{session['id']}/close", json={})
     closed = await api.post(f"/v1/sessions/{session['id']}/typing")
     assert closed.status_code == 409 and closed.json()["code"] == "session_closed"
+
+
+async def test_a_body_of_blanks_is_not_an_empty_body(api: Api) -> None:
+    """No body opens the session with its defaults; whitespace alone is not JSON (found by schemathesis)."""
+    token = (await api.post("/v1/widget-tokens", json={"visitor": {"id": "v-blank"}})).json()["token"]
+    auth = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    for blank in (b"\t", b" ", b"\r\n"):
+        refused = await api.client.post("/widget/v1/sessions", content=blank, headers=auth)
+        assert refused.status_code == 400 and refused.json()["code"] == "invalid_json", refused.text
+    assert (await api.get("/v1/sessions")).json()["data"] == []  # nothing opened
+    opened = await api.client.post("/widget/v1/sessions", headers=auth)
+    assert opened.status_code in (200, 201), opened.text

@@ -31,6 +31,8 @@ SQL_INSERT_AGENT = """
     INSERT INTO agents (id, project_id, name, language, display_name, avatar_url, reply_time, created_at, updated_at)
     VALUES (:id, :project_id, :name, :language, :display_name, :avatar_url, :reply_time, :now, :now)
 """
+# Whether an agent is the project's (CTA rules, leads and chat tokens name agents).
+SQL_AGENT_EXISTS = "SELECT 1 FROM agents WHERE project_id = ? AND id = ?"
 SQL_GET_AGENT = f"SELECT {SQL_AGENT_COLUMNS} FROM agents WHERE project_id = ? AND id = ?"
 SQL_LIST_AGENTS = f"""
     SELECT {SQL_AGENT_COLUMNS} FROM agents WHERE project_id = ? AND rowid > ? ORDER BY rowid LIMIT ?

@@ -12,9 +12,9 @@ The page and language are checked first, in-process; the text conditions, as reg
 in a worker process with a time bound (glimpze.patterns): a search that runs out of time does not
 match, so no reply and no rule can stall the server.
 
-Matching is an `on_reply` hook of glimpze.messages: it runs before the message's write job
-(pattern searches await a worker process), and signs the cards' context inside that job
-(glimpze.cta_context), where the lead and the project's secret are read consistently.
+glimpze.chat.messages calls the matching by name (`prepare_cards`): it runs before the message's
+write job (pattern searches await a worker process), and signs the cards' context inside that job
+(glimpze.chat.cta_context), where the lead and the project's secret are read consistently.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import msgspec
 
+from glimpze.chat.agents import SQL_AGENT_EXISTS
 from glimpze.chat.cta_context import CtaContext, new_context_secret
 from glimpze.chat.ctx import PARAMS
 from glimpze.chat.messages import CtaCard, Reply, ReplyDraft, ReplyFill
@@ -81,7 +82,6 @@ SQL_UPDATE_CTA = """
     WHERE id = :id
 """
 SQL_DELETE_CTA = "DELETE FROM cta_rules WHERE project_id = ? AND id = ?"
-SQL_AGENT_EXISTS = "SELECT 1 FROM agents WHERE project_id = ? AND id = ?"
 SQL_COUNT_AGENT_CTAS = "SELECT count(*) FROM cta_rules WHERE agent_id = ?"
 # What matching one reply reads: the session's page and language with its agent's active rules.
 SQL_REPLY_RULES = f"""

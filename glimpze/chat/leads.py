@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import msgspec
 
+from glimpze.chat.agents import SQL_AGENT_EXISTS
 from glimpze.clock import Clock
 from glimpze.delivery.outbox import Outbox
 from glimpze.errors import ValidationFailed, not_found
@@ -56,7 +57,6 @@ SQL_LIST_LEADS = f"""
     ORDER BY updated_at, seq LIMIT :limit
 """
 SQL_SESSION_AGENT = "SELECT agent_id FROM sessions WHERE project_id = ? AND id = ?"
-SQL_AGENT_EXISTS = "SELECT 1 FROM agents WHERE project_id = ? AND id = ?"
 
 
 class Crm(msgspec.Struct, forbid_unknown_fields=True):

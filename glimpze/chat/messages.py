@@ -103,7 +103,7 @@ class Done(msgspec.Struct):
 
 @dataclass(frozen=True, slots=True)
 class ReplyDraft:
-    """An assistant message about to be stored, for `on_reply` hooks to prepare for."""
+    """An assistant message about to be stored, for the CTA rules to prepare cards for."""
 
     project_id: str
     session_id: str
@@ -112,7 +112,7 @@ class ReplyDraft:
 
 @dataclass(slots=True)
 class Reply:
-    """An assistant message being stored, for `on_reply` hooks (CTA rules) to attach cards to."""
+    """An assistant message being stored, for the CTA rules to attach cards to."""
 
     project_id: str
     session: Session

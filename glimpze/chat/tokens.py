@@ -24,6 +24,7 @@ from typing import Annotated, Any
 import msgspec
 
 from glimpze.accounts.settings import ProjectSettings, Setting, check_origin, normalize_origin
+from glimpze.chat.agents import SQL_AGENT_EXISTS
 from glimpze.chat.sessions import CONTEXT_MAX_BYTES, Visitor
 from glimpze.clock import Clock, iso
 from glimpze.errors import Forbidden, GlimpzeError, InvalidToken, OriginNotAllowed, Unauthorized, ValidationFailed
@@ -39,8 +40,6 @@ MIN_TTL_SECONDS = 30
 MAX_TTL_SECONDS = 3600
 TOKEN_CONTEXT_MAX_BYTES = 2 * 1024  # a token travels in URLs (?token= on the SSE stream)
 MAX_TOKEN_CHARS = 8192
-
-SQL_AGENT_EXISTS = "SELECT 1 FROM agents WHERE project_id = ? AND id = ?"
 
 
 class Claims(msgspec.Struct, array_like=True, forbid_unknown_fields=True):

@@ -20,6 +20,13 @@ filter is one range of `out_events(project_id, type, seq)` (`["*"]`: one range o
 `out_events(project_id, seq)`, skipping other webhooks' tests), read only up to `room` and merged
 (outbox.merged): a job costs the rows it makes, not the backlog or the non-matching rows between.
 
+A span also holds the webhook's feed filter (`feeds`, issue 21; NULL: every feed). The events
+that name a feed (outbox.FEED_TYPES) carry it in `out_events.feed_id`, numbered per feed and type
+(`feed_seq`), so a filtered span takes such a type as one range of
+`out_events(project_id, feed_id, type, seq)` per feed, and counts it by two seeks per feed, as it
+does per type; every other type concerns no feed and is taken as before. A change of `feed_ids`
+closes the span and opens one with the new filter, as a change of `events` does.
+
 Ids are deterministic: `dlv_` + the event's seq in 10 hex digits + the webhook's `delivery_code`
 (10 hex digits), the shape random-suffixed ids had (`dlv_` + seq + 10 random hex), so a delivery is
 listed, read and counted (API, dashboard, metrics, `glimpze check`) before it has a row, as
@@ -49,23 +56,29 @@ from typing import Any
 import msgspec
 
 from glimpze.delivery.outbox import (
+    BY_FEED,
     BY_PROJECT,
     BY_TYPE,
+    EVENT_TYPES,
+    FEED_TYPES,
+    SPAN_FEED_TYPES,
     SPAN_FIRSTS,
     SPAN_HI,
     SPAN_TYPES,
     STAR,
     TEST_EVENT,
+    UNFILTERED_TYPE,
     merged,
     type_literal,
 )
 from glimpze.store.sql import Row, Tx, one
 
 _ID = re.compile(r"dlv_([0-9a-f]{10})([0-9a-f]{10})")
+_FEED_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # what a feed id literal may hold (ids.new_id)
 
 SQL_OPEN_SPAN = """
-    INSERT INTO webhook_spans (webhook_id, start_seq, after_seq, through_seq, events)
-    SELECT :webhook, h.seq, h.seq, NULL, :events FROM (SELECT coalesce(max(seq), 0) AS seq FROM out_events) h
+    INSERT INTO webhook_spans (webhook_id, start_seq, after_seq, through_seq, events, feeds)
+    SELECT :webhook, h.seq, h.seq, NULL, :events, :feeds FROM (SELECT coalesce(max(seq), 0) AS seq FROM out_events) h
 """
 SQL_CLOSE_SPANS = """
     UPDATE webhook_spans SET through_seq = (SELECT coalesce(max(seq), 0) FROM out_events)
@@ -74,10 +87,10 @@ SQL_CLOSE_SPANS = """
 SQL_DROP_SENT_SPANS = (
     "DELETE FROM webhook_spans WHERE webhook_id = ? AND through_seq IS NOT NULL AND after_seq >= through_seq"
 )
-SQL_SPANS = (
-    "SELECT start_seq, after_seq, through_seq, events FROM webhook_spans WHERE webhook_id = ? ORDER BY start_seq"
-)
-SQL_SPAN_STARTS = "SELECT start_seq, events FROM webhook_spans WHERE webhook_id = ? ORDER BY start_seq"
+SQL_SPANS = """
+    SELECT start_seq, after_seq, through_seq, events, feeds FROM webhook_spans WHERE webhook_id = ? ORDER BY start_seq
+"""
+SQL_SPAN_STARTS = "SELECT start_seq, events, feeds FROM webhook_spans WHERE webhook_id = ? ORDER BY start_seq"
 SQL_ADVANCE = "UPDATE webhook_spans SET after_seq = ? WHERE webhook_id = ? AND start_seq = ?"
 SQL_DROP_SPAN = "DELETE FROM webhook_spans WHERE webhook_id = ? AND start_seq = ?"
 SQL_HEAD = "SELECT coalesce(max(seq), 0) FROM out_events"
@@ -88,15 +101,25 @@ SQL_MAKE_ROW = """
     RETURNING seq
 """
 
-# How many deliveries each span holds: per type of its filter, the numbers (`type_seq`) of its
-# last and first events (two seeks of a covering index, however many lie between), and the tests
-# aimed at the webhook, counted (they are few).
+# How many deliveries each span holds: per type of its filter (and feed of a filter by feed), the
+# numbers (`type_seq`, `feed_seq`) of its last and first events (two seeks of a covering index,
+# however many lie between), and the tests aimed at the webhook, counted (they are few).
 _TYPE_SEQ = f"SELECT e.type_seq FROM {BY_TYPE} WHERE e.project_id = w.project_id AND e.type = t.value AND {{range}}"
+_FEED_SEQ = (
+    f"SELECT e.feed_seq FROM {BY_FEED} "
+    "WHERE e.project_id = w.project_id AND e.feed_id = f.value AND e.type = t.value AND {range}"
+)
+_LAST = f"e.seq <= {SPAN_HI} ORDER BY e.seq DESC LIMIT 1"
+_FIRST = "e.seq > s.after_seq ORDER BY e.seq LIMIT 1"
 _WAITING_COUNTS = f"""
     SELECT s.webhook_id,
-           max(0, coalesce(({_TYPE_SEQ.format(range=f"e.seq <= {SPAN_HI} ORDER BY e.seq DESC LIMIT 1")})
-                           - ({_TYPE_SEQ.format(range="e.seq > s.after_seq ORDER BY e.seq LIMIT 1")}) + 1, 0)) AS n
-    FROM webhook_spans s JOIN webhooks w ON w.id = s.webhook_id JOIN {SPAN_TYPES} t ON t.value != '{TEST_EVENT}'
+           max(0, coalesce(({_TYPE_SEQ.format(range=_LAST)}) - ({_TYPE_SEQ.format(range=_FIRST)}) + 1, 0)) AS n
+    FROM webhook_spans s JOIN webhooks w ON w.id = s.webhook_id JOIN {SPAN_TYPES} t ON {UNFILTERED_TYPE}
+    WHERE 1 = 1 {{where}}
+    UNION ALL
+    SELECT s.webhook_id,
+           max(0, coalesce(({_FEED_SEQ.format(range=_LAST)}) - ({_FEED_SEQ.format(range=_FIRST)}) + 1, 0)) AS n
+    FROM webhook_spans s JOIN webhooks w ON w.id = s.webhook_id JOIN {SPAN_FEED_TYPES}
     WHERE 1 = 1 {{where}}
     UNION ALL
     SELECT s.webhook_id,
@@ -119,12 +142,16 @@ SQL_WAITING_OLDEST = (
     f"SELECT min(first) FROM ({SPAN_FIRSTS.format(column='occurred_at', where='w.active/*pg: <> 0*/')}) f"
 )
 # Whether webhook `w` (of the enclosing query) has a delivery waiting for a row: an index seek per
-# type of each span's filter (for the dispatcher's look for work).
+# type of each span's filter, and feed of a filter by feed (for the dispatcher's look for work).
 WAITING_EXISTS = f"""
-    (EXISTS (SELECT 1 FROM webhook_spans s JOIN {SPAN_TYPES} t ON t.value != '{TEST_EVENT}'
+    (EXISTS (SELECT 1 FROM webhook_spans s JOIN {SPAN_TYPES} t ON {UNFILTERED_TYPE}
              WHERE s.webhook_id = w.id AND EXISTS (
                  SELECT 1 FROM {BY_TYPE} WHERE e.project_id = w.project_id AND e.type = t.value
                      AND e.seq > s.after_seq AND e.seq <= {SPAN_HI}))
+     OR EXISTS (SELECT 1 FROM webhook_spans s JOIN {SPAN_FEED_TYPES}
+             WHERE s.webhook_id = w.id AND EXISTS (
+                 SELECT 1 FROM {BY_FEED} WHERE e.project_id = w.project_id AND e.feed_id = f.value
+                     AND e.type = t.value AND e.seq > s.after_seq AND e.seq <= {SPAN_HI}))
      OR EXISTS (SELECT 1 FROM webhook_spans s WHERE s.webhook_id = w.id AND EXISTS (
                  SELECT 1 FROM {BY_TYPE} WHERE e.project_id = w.project_id AND e.type = '{TEST_EVENT}'
                      AND e.target_webhook_id = w.id AND e.seq > s.after_seq AND e.seq <= {SPAN_HI})))
@@ -140,7 +167,9 @@ SQL_WAITING_BY_ID = f"""
         AND e.seq > s.after_seq AND e.seq <= {SPAN_HI}
     WHERE w.delivery_code = :code AND w.project_id = :project
       AND CASE WHEN e.type = '{TEST_EVENT}' THEN e.target_webhook_id = w.id
-               ELSE s.events = '{STAR}' OR e.type IN (SELECT value FROM json_each(s.events)) END
+               ELSE (s.events = '{STAR}' OR e.type IN (SELECT value FROM json_each(s.events)))
+                    AND (s.feeds IS NULL OR e.feed_id IS NULL OR e.feed_id IN (SELECT value FROM json_each(s.feeds)))
+          END
 """
 # The columns of a waiting delivery in a listing (backlog rows beside the rows of `deliveries`;
 # typed NULLs, which PostgreSQL's UNION needs).
@@ -173,9 +202,32 @@ def span_filter(events: list[str]) -> str:
     return STAR if "*" in events else msgspec.json.encode(sorted(set(events))).decode()
 
 
-def open_span(tx: Tx, webhook_id: str, events: list[str]) -> None:
+def feed_filter(feed_ids: list[str] | None) -> str | None:
+    """A webhook's feed filter as a span stores it: None (every feed), or its feeds as a JSON array."""
+    if not feed_ids:
+        return None
+    for feed_id in feed_ids:
+        if not _FEED_ID.fullmatch(feed_id):
+            raise ValueError(f"not a feed id: {feed_id!r}")
+    return msgspec.json.encode(sorted(set(feed_ids))).decode()
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    """What a webhook takes: its event types and its feeds (None: every feed)."""
+
+    events: list[str]
+    feed_ids: list[str] | None = None
+
+    def stored(self) -> tuple[str, str | None]:
+        """The filter as a span stores it (`events`, `feeds`)."""
+        return span_filter(self.events), feed_filter(self.feed_ids)
+
+
+def open_span(tx: Tx, webhook_id: str, taken: Filter) -> None:
     """The webhook takes every event after the newest one (created, re-enabled, re-filtered)."""
-    tx.execute(SQL_OPEN_SPAN, {"webhook": webhook_id, "events": span_filter(events)})
+    events, feeds = taken.stored()
+    tx.execute(SQL_OPEN_SPAN, {"webhook": webhook_id, "events": events, "feeds": feeds})
 
 
 def close_spans(tx: Tx, webhook_id: str) -> None:
@@ -185,30 +237,45 @@ def close_spans(tx: Tx, webhook_id: str) -> None:
     tx.execute(SQL_DROP_SENT_SPANS, (webhook_id,))
 
 
-def follow(tx: Tx, webhook_id: str, *, was: tuple[bool, list[str]], now: tuple[bool, list[str]]) -> None:
-    """Keep the spans in step with a change of (active, events): an inactive webhook takes no new
-    event, a new filter applies to the events after the change."""
-    (was_active, was_events), (active, events) = was, now
-    refiltered = span_filter(was_events) != span_filter(events)
+def follow(tx: Tx, webhook_id: str, *, was: tuple[bool, Filter], now: tuple[bool, Filter]) -> None:
+    """Keep the spans in step with a change of (active, filter): an inactive webhook takes no new
+    event, a new filter (of types or of feeds) applies to the events after the change."""
+    (was_active, was_taken), (active, taken) = was, now
+    refiltered = was_taken.stored() != taken.stored()
     if was_active and (not active or refiltered):
         close_spans(tx, webhook_id)
     if active and (not was_active or refiltered):
-        open_span(tx, webhook_id, events)
+        open_span(tx, webhook_id, taken)
 
 
-def span_branches(events: str, *, after: str, hi: str, also: str = "", spans: str = "") -> list[str]:
+def span_branches(
+    events: str, feeds: str | None = None, *, after: str, hi: str, also: str = "", spans: str = ""
+) -> list[str]:
     """The index ranges of out_events `e` (project `:project`) that hold a span's deliveries
     between `after` and `hi` (SQL expressions), as `merged` branches ("FROM … WHERE …"): one per
-    type of its filter, and the tests aimed at webhook `:webhook`. `spans` joins more tables in
-    front ("webhook_spans s, "), `also` adds conditions ("… AND ")."""
+    type of its filter (per feed and type for a type that names a feed, when the span is filtered
+    by `feeds`), and the tests aimed at webhook `:webhook`. `spans` joins more tables in front
+    ("webhook_spans s, "), `also` adds conditions ("… AND ")."""
     where = f"{also}e.project_id = :project AND e.seq > {after} AND e.seq <= {hi}"
     tests = f"FROM {spans}{BY_TYPE} WHERE {where} AND e.type = '{TEST_EVENT}' AND e.target_webhook_id = :webhook"
-    if events == STAR:
+    if events == STAR and feeds is None:
         return [
             f"FROM {spans}{BY_PROJECT} WHERE {where} AND (e.type != '{TEST_EVENT}' OR e.target_webhook_id = :webhook)"
         ]
-    types = [t for t in msgspec.json.decode(events, type=list[str]) if t != TEST_EVENT]
-    return [*(f"FROM {spans}{BY_TYPE} WHERE {where} AND e.type = {type_literal(t)}" for t in types), tests]
+    named = EVENT_TYPES if events == STAR else msgspec.json.decode(events, type=list[str])
+    types = [t for t in named if t != TEST_EVENT]
+    feed_ids = [] if feeds is None else msgspec.json.decode(feeds, type=list[str])
+    branches = []
+    for t in types:
+        if feeds is None or t not in FEED_TYPES:
+            branches.append(f"FROM {spans}{BY_TYPE} WHERE {where} AND e.type = {type_literal(t)}")
+            continue
+        for feed_id in feed_ids:
+            if not _FEED_ID.fullmatch(feed_id):  # a literal in SQL: never anything but an id
+                raise ValueError(f"not a feed id: {feed_id!r}")
+            where_feed = f"{where} AND e.feed_id = '{feed_id}' AND e.type = {type_literal(t)}"
+            branches.append(f"FROM {spans}{BY_FEED} WHERE {where_feed}")
+    return [*branches, tests]
 
 
 @dataclass(slots=True)
@@ -240,7 +307,7 @@ def materialise(
         after = span["after_seq"]
         if after < hi:
             rows = tx.execute(
-                _next_events(span["events"]), {**params, "after": after, "hi": hi, "limit": room}
+                _next_events(span["events"], span["feeds"]), {**params, "after": after, "hi": hi, "limit": room}
             ).fetchall()
             for row in rows:
                 dlv = delivery_id(row["seq"], webhook["delivery_code"])
@@ -257,9 +324,9 @@ def materialise(
 
 
 @functools.lru_cache(maxsize=256)
-def _next_events(events: str) -> str:
+def _next_events(events: str, feeds: str | None) -> str:
     """The statement reading a span's next events (`:after` < seq <= `:hi`, at most `:limit`)."""
-    branches = span_branches(events, after=":after", hi=":hi")
+    branches = span_branches(events, feeds, after=":after", hi=":hi")
     return merged(branches, "e.seq AS seq, e.type AS type, e.occurred_at AS occurred_at, e.payload AS payload")
 
 
@@ -271,7 +338,9 @@ def listing_sql(spans: Sequence[Row], *, materialised: str | None) -> str:
     parts = [] if materialised is None else [f"SELECT * FROM ({materialised}) m"]
     for span in spans:
         also = f"s.webhook_id = :webhook AND s.start_seq = {int(span['start_seq'])} AND e.seq < :before AND "
-        branches = span_branches(span["events"], after="s.after_seq", hi=SPAN_HI, also=also, spans="webhook_spans s, ")
+        branches = span_branches(
+            span["events"], span["feeds"], after="s.after_seq", hi=SPAN_HI, also=also, spans="webhook_spans s, "
+        )
         listed = merged(branches, WAITING_COLUMNS, order="DESC", key="event_seq")
         parts.append(f"SELECT * FROM ({listed}) l{len(parts)}")
     if not parts:

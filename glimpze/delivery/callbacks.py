@@ -30,7 +30,7 @@ import msgspec
 from glimpze.delivery.ssrf import TargetPolicy, check_url
 from glimpze.store.sql import Tx, one
 
-# Ids like the outbox trigger's: they grow with the event's seq (see migrations.WEBHOOKS).
+# Ids like a webhook delivery's (backlog.delivery_id): they grow with the event's seq.
 SQL_QUEUE = """
     INSERT INTO deliveries (id, webhook_id, event_seq, ordered, status, attempts, next_attempt_at, created_at,
                             updated_at, feed_id, method, url, payload)

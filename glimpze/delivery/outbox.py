@@ -54,6 +54,11 @@ EVENT_TYPES = (
     "webhook.failing",
     "webhook.disabled",
 )
+# The types whose every payload names its feed (`feed_id`): emit stores it beside the event, so a
+# webhook filtered by feed reads them as one index range per feed and type. Every other type is
+# sent whatever a webhook's feed filter says (it concerns no feed).
+FEED_TYPES = ("feed.event", "approval.requested", "approval.responded")
+FEED_TYPES_SQL = "(" + ", ".join(f"'{t}'" for t in FEED_TYPES) + ")"
 # A test event goes to the webhook it names (`target_webhook_id`) alone, whatever the filters.
 TEST_EVENT = "webhook.test"
 # What a filter of ["*"] takes besides the tests aimed at it, as JSON for SQL's json_each.
@@ -64,25 +69,34 @@ STAR = '["*"]'
 # (INDEXED BY is SQLite's; PostgreSQL's planner needs no such hint).
 BY_TYPE = "out_events e INDEXED BY out_events_type"
 BY_PROJECT = "out_events e INDEXED BY out_events_project"
+BY_FEED = "out_events e INDEXED BY out_events_feed"
 
 # The seq continues after the newest event ever stored, purged ones included: SQLite would give a
 # rowid freed at the end of the table out again, behind every cursor (SQLite's two-argument max;
 # on PostgreSQL a sequence never goes back). `type_seq` follows the project's last event of the
-# type (an index seek): numbers without gaps, which count a span's deliveries (backlog.py).
+# type (an index seek): numbers without gaps, which count a span's deliveries (backlog.py);
+# `feed_seq` likewise numbers a feed's events of a type (NULL for an event without a feed).
 _TYPE_SEQ = """
     coalesce((SELECT e.type_seq FROM out_events e INDEXED BY out_events_type
               WHERE e.project_id = ?2 AND e.type = ?3 ORDER BY e.seq DESC LIMIT 1), 0) + 1"""
+_FEED_SEQ = """
+    CASE WHEN ?7 IS NOT NULL THEN
+        coalesce((SELECT e.feed_seq FROM out_events e INDEXED BY out_events_feed
+                  WHERE e.project_id = ?2 AND e.feed_id = ?7 AND e.type = ?3 ORDER BY e.seq DESC LIMIT 1), 0)
+        + 1 END"""
 SQL_INSERT_EVENT = Sql(
     sqlite=f"""
-    INSERT INTO out_events (seq, id, project_id, type, occurred_at, payload, target_webhook_id, type_seq)
+    INSERT INTO out_events (seq, id, project_id, type, occurred_at, payload, target_webhook_id, type_seq,
+                            feed_id, feed_seq)
     VALUES (max((SELECT coalesce(max(seq), 0) FROM out_events),
                 (SELECT coalesce(max(CAST(value AS BIGINT)), 0) FROM meta WHERE key = 'out_events_purged_seq')) + 1,
-            ?1, ?2, ?3, ?4, ?5, ?6, {_TYPE_SEQ})
+            ?1, ?2, ?3, ?4, ?5, ?6, {_TYPE_SEQ}, ?7, {_FEED_SEQ})
     RETURNING seq
 """,
     postgres=f"""
-    INSERT INTO out_events (id, project_id, type, occurred_at, payload, target_webhook_id, type_seq)
-    VALUES (?1, ?2, ?3, ?4, convert_to(?5, 'UTF8'), ?6, {_TYPE_SEQ})
+    INSERT INTO out_events (id, project_id, type, occurred_at, payload, target_webhook_id, type_seq,
+                            feed_id, feed_seq)
+    VALUES (?1, ?2, ?3, ?4, convert_to(?5, 'UTF8'), ?6, {_TYPE_SEQ}, ?7, {_FEED_SEQ})
     RETURNING seq
 """,
 )
@@ -106,13 +120,27 @@ SQL_PURGE_DELIVERIES = """
 # on; its filter's types, for SQLite's json_each.
 SPAN_HI = "coalesce(s.through_seq, (SELECT max(seq) FROM out_events))"
 SPAN_TYPES = f"json_each(CASE WHEN s.events = '{STAR}' THEN '{ALL_TYPES_JSON}' ELSE s.events END)"
+# A span's filter (`s.events`, `s.feeds`) read as index ranges: each of its types `t` on its own
+# (UNFILTERED_TYPE: the span takes every feed, or the type concerns none), or, for a type that
+# names a feed in a span filtered by feed, each of its feeds `f` with the type (`json_each(s.feeds)`
+# has no row when the span takes every feed).
+UNFILTERED_TYPE = f"t.value != '{TEST_EVENT}' AND (s.feeds IS NULL OR t.value NOT IN {FEED_TYPES_SQL})"
+SPAN_FEED_TYPES = f"{SPAN_TYPES} t ON t.value IN {FEED_TYPES_SQL} JOIN json_each(s.feeds) f ON 1 = 1"
 # The first event each span still has to send (its `{{column}}`; spans `{{where}}`): an index seek
-# per type of its filter, and one for the tests aimed at it, whatever lies between.
+# per type of its filter (and feed of a filter by feed), and one for the tests aimed at it,
+# whatever lies between.
 SPAN_FIRSTS = f"""
     SELECT (SELECT e.{{column}} FROM {BY_TYPE}
             WHERE e.project_id = w.project_id AND e.type = t.value AND e.seq > s.after_seq AND e.seq <= {SPAN_HI}
             ORDER BY e.seq LIMIT 1) AS first
-    FROM webhook_spans s JOIN webhooks w ON w.id = s.webhook_id JOIN {SPAN_TYPES} t ON t.value != '{TEST_EVENT}'
+    FROM webhook_spans s JOIN webhooks w ON w.id = s.webhook_id JOIN {SPAN_TYPES} t ON {UNFILTERED_TYPE}
+    WHERE {{where}}
+    UNION ALL
+    SELECT (SELECT e.{{column}} FROM {BY_FEED}
+            WHERE e.project_id = w.project_id AND e.feed_id = f.value AND e.type = t.value
+              AND e.seq > s.after_seq AND e.seq <= {SPAN_HI}
+            ORDER BY e.seq LIMIT 1) AS first
+    FROM webhook_spans s JOIN webhooks w ON w.id = s.webhook_id JOIN {SPAN_FEED_TYPES}
     WHERE {{where}}
     UNION ALL
     SELECT (SELECT e.{{column}} FROM {BY_TYPE}
@@ -221,12 +249,16 @@ class Outbox:
     ) -> str:
         """Store one outgoing event (its deliveries follow from it); call inside a write job.
 
-        `target_webhook_id` sends a `webhook.test` to that webhook alone, whatever its filter."""
+        `target_webhook_id` sends a `webhook.test` to that webhook alone, whatever its filter. An
+        event of FEED_TYPES has its `feed_id` among `fields` (webhooks filtered by feed read it)."""
         assert event_type in EVENT_TYPES, event_type
         assert (event_type == TEST_EVENT) == (target_webhook_id is not None), event_type
+        feed_id = fields["feed_id"] if event_type in FEED_TYPES else None
+        assert feed_id is None or isinstance(feed_id, str), event_type
         event_id = event_id or new_id("evt_")
         payload = _encode({"id": event_id, "event": event_type, "occurred_at": iso(occurred_at), **fields})
-        tx.execute(SQL_INSERT_EVENT, (event_id, project_id, event_type, occurred_at, payload, target_webhook_id))
+        row = (event_id, project_id, event_type, occurred_at, payload, target_webhook_id, feed_id)
+        tx.execute(SQL_INSERT_EVENT, row)
         self._touched.add((project_id, event_type))
         self.changes.emitted(project_id, event_type, event_id, fields)
         return event_id

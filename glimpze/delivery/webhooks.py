@@ -29,18 +29,19 @@ from glimpze.delivery import backlog
 from glimpze.delivery.outbox import EVENT_TYPES, Outbox
 from glimpze.delivery.signing import new_signing_secret
 from glimpze.delivery.ssrf import TargetPolicy, check_url
-from glimpze.errors import Conflict, ValidationFailed, not_found
+from glimpze.errors import Conflict, FieldError, ValidationFailed, not_found
 from glimpze.ids import new_id
 from glimpze.names import check_name
 from glimpze.rotation import check_grace, previous_columns, still_good
 from glimpze.store.pagination import Page, page
 from glimpze.store.sql import Row, Store, Tx, one
-from glimpze.validation import member_path
+from glimpze.validation import failed, member_path
 
 DEFAULT_SECRET_GRACE_SECONDS = 24 * 3600
 MAX_SECRET_GRACE_SECONDS = 7 * 24 * 3600
 MAX_TIMEOUT_SECONDS = 60
 MAX_HEADERS = 20
+MAX_FEED_IDS = 50
 MAX_HEADER_VALUE_CHARS = 4096
 # Headers every delivery sets itself (attempts.py, and httpcore for the framing ones).
 RESERVED_HEADERS = frozenset(
@@ -66,21 +67,24 @@ _HEADER_VALUE = re.compile(r"(?:[\x21-\x7e](?:[\x21-\x7e \t]*[\x21-\x7e])?)?")
 SQL_WEBHOOK_COLUMNS = """
     rowid, id, project_id, url, events, description, headers, active, ordered, timeout_seconds, secret,
     previous_secret, previous_secret_expires_at, failures, failing_since, warned_at, disabled_reason,
-    created_at, updated_at, delivery_code
+    created_at, updated_at, delivery_code, feed_ids
 """
 SQL_INSERT_WEBHOOK = """
     INSERT INTO webhooks (id, project_id, url, events, description, headers, active, ordered, timeout_seconds,
-                          secret, created_at, updated_at, delivery_code)
+                          secret, created_at, updated_at, delivery_code, feed_ids)
     VALUES (:id, :project_id, :url, :events, :description, :headers, :active, :ordered, :timeout_seconds,
-            :secret, :now, :now, :delivery_code)
+            :secret, :now, :now, :delivery_code, :feed_ids)
 """
 SQL_GET_WEBHOOK = f"SELECT {SQL_WEBHOOK_COLUMNS} FROM webhooks WHERE project_id = ? AND id = ?"
-SQL_WEBHOOK_STATE = "SELECT active, events FROM webhooks WHERE project_id = ? AND id = ?"
+SQL_WEBHOOK_STATE = "SELECT active, events, feed_ids FROM webhooks WHERE project_id = ? AND id = ?"
+# Which of the ids (a JSON array) name a feed of the project.
+SQL_KNOWN_FEEDS = "SELECT id FROM feeds WHERE project_id = ? AND id IN (SELECT value FROM json_each(?))"
 SQL_LIST_WEBHOOKS = f"""
     SELECT {SQL_WEBHOOK_COLUMNS} FROM webhooks WHERE project_id = ? AND rowid > ? ORDER BY rowid LIMIT ?
 """
 SQL_UPDATE_WEBHOOK = """
-    UPDATE webhooks SET url = :url, events = :events, description = :description, headers = :headers,
+    UPDATE webhooks SET url = :url, events = :events, feed_ids = :feed_ids, description = :description,
+        headers = :headers,
         active = :active, ordered = :ordered, timeout_seconds = :timeout_seconds, updated_at = :now,
         disabled_reason = CASE WHEN :active <> 0 THEN NULL ELSE disabled_reason END,
         failures = CASE WHEN :reenabled <> 0 THEN 0 ELSE failures END,
@@ -140,6 +144,7 @@ class Webhook(msgspec.Struct, kw_only=True):
     id: str
     url: str
     events: list[str]
+    feed_ids: list[str]  # empty: every feed
     description: str
     headers: dict[str, str]
     active: bool
@@ -206,6 +211,7 @@ class WebhookSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
     url: str
     events: list[str]
+    feed_ids: list[str] | None = None  # None or empty: every feed
     description: str = ""
     headers: dict[str, str] = msgspec.field(default_factory=dict)
     active: bool = True
@@ -216,6 +222,7 @@ class WebhookSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 class WebhookPatch(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     url: str | msgspec.UnsetType = msgspec.UNSET
     events: list[str] | msgspec.UnsetType = msgspec.UNSET
+    feed_ids: list[str] | None | msgspec.UnsetType = msgspec.UNSET
     description: str | msgspec.UnsetType = msgspec.UNSET
     headers: dict[str, str] | msgspec.UnsetType = msgspec.UNSET
     active: bool | msgspec.UnsetType = msgspec.UNSET
@@ -232,6 +239,7 @@ def webhook_out(row: Row) -> Webhook:
         id=row["id"],
         url=row["url"],
         events=msgspec.json.decode(row["events"]),
+        feed_ids=[] if row["feed_ids"] is None else msgspec.json.decode(row["feed_ids"]),
         description=row["description"],
         headers=msgspec.json.decode(row["headers"]),
         active=bool(row["active"]),
@@ -292,6 +300,7 @@ class Webhooks:
     async def create(self, project_id: str, spec: WebhookSpec) -> NewWebhook:
         url = await self._check_url(spec.url)
         events = _check_events(spec.events)
+        feed_ids = await self._check_feeds(project_id, spec.feed_ids, [])
         headers = _check_headers(spec.headers)
         timeout = _check_timeout(spec.timeout_seconds, self.config.webhooks.timeout_seconds)
         webhook_id, secret, now = new_id("wh_"), new_signing_secret(), self.clock.now()
@@ -300,6 +309,7 @@ class Webhooks:
             "project_id": project_id,
             "url": url,
             "events": msgspec.json.encode(events),
+            "feed_ids": backlog.feed_filter(feed_ids),
             "description": _check_description(spec.description),
             "headers": msgspec.json.encode(headers),
             "active": spec.active,
@@ -313,7 +323,7 @@ class Webhooks:
         def job(tx: Tx) -> Row:
             tx.execute(SQL_INSERT_WEBHOOK, params)
             if spec.active:
-                backlog.open_span(tx, webhook_id, events)  # it takes the events from now on
+                backlog.open_span(tx, webhook_id, backlog.Filter(events, feed_ids))  # the events from now on
             return one(tx.execute(SQL_GET_WEBHOOK, (project_id, webhook_id)))
 
         row = await self.db.write(job)
@@ -336,6 +346,11 @@ class Webhooks:
         current = webhook_out(await self.row(project_id, webhook_id))
         url = await self._check_url(patch.url) if patch.url is not msgspec.UNSET else current.url
         events = _check_events(patch.events) if patch.events is not msgspec.UNSET else current.events
+        feed_ids = (
+            await self._check_feeds(project_id, patch.feed_ids, current.feed_ids)
+            if patch.feed_ids is not msgspec.UNSET
+            else current.feed_ids
+        )
         headers = _check_headers(patch.headers) if patch.headers is not msgspec.UNSET else current.headers
         active = patch.active if patch.active is not msgspec.UNSET else current.active
         params = {
@@ -343,6 +358,7 @@ class Webhooks:
             "project_id": project_id,
             "url": url,
             "events": msgspec.json.encode(events),
+            "feed_ids": backlog.feed_filter(feed_ids),
             "description": _check_description(patch.description)
             if patch.description is not msgspec.UNSET
             else current.description,
@@ -361,8 +377,12 @@ class Webhooks:
                 return None
             tx.execute(SQL_UPDATE_WEBHOOK, {**params, "reenabled": active and not before["active"]})
             tx.execute(SQL_SET_ORDERED, (params["ordered"], webhook_id, params["ordered"]))
-            was = msgspec.json.decode(before["events"], type=list[str])
-            backlog.follow(tx, webhook_id, was=(bool(before["active"]), was), now=(active, events))
+            was = backlog.Filter(
+                msgspec.json.decode(before["events"], type=list[str]),
+                None if before["feed_ids"] is None else msgspec.json.decode(before["feed_ids"], type=list[str]),
+            )
+            taken = backlog.Filter(events, feed_ids)
+            backlog.follow(tx, webhook_id, was=(bool(before["active"]), was), now=(active, taken))
             row: Row | None = tx.execute(SQL_GET_WEBHOOK, (project_id, webhook_id)).fetchone()
             return row
 
@@ -509,6 +529,27 @@ class Webhooks:
             "statuses": msgspec.json.encode(statuses).decode(),
         }
         return Replayed(await self.db.execute(SQL_REPLAY.format(where=where), params))
+
+    async def _check_feeds(
+        self, project_id: str, feed_ids: builtins.list[str] | None, kept: builtins.list[str]
+    ) -> builtins.list[str]:
+        """The feeds a webhook is filtered by (empty: every feed), each a feed of the project, or
+        one the webhook already names (a feed deleted since stays, matching nothing), else a 422
+        naming every unknown one."""
+        if not feed_ids:
+            return []
+        if len(feed_ids) > MAX_FEED_IDS:
+            raise ValidationFailed.at("$.feed_ids", f"at most {MAX_FEED_IDS} feeds; leave it empty for every feed")
+        wanted = msgspec.json.encode(feed_ids).decode()
+        known = {row["id"] for row in await self.db.fetch_all(SQL_KNOWN_FEEDS, (project_id, wanted))} | set(kept)
+        errors = [
+            FieldError(f"$.feed_ids[{i}]", f"unknown feed {feed_id!r}: not a feed of this project")
+            for i, feed_id in enumerate(feed_ids)
+            if feed_id not in known
+        ]
+        if errors:
+            raise failed(errors)
+        return sorted(set(feed_ids))
 
     async def _check_url(self, url: str) -> str:
         try:

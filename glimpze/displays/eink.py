@@ -151,7 +151,8 @@ def paint(
 
 def png(image: Any, bit_depth: int) -> bytes:
     """A grey PNG of bit depth 1 or 2 (the levels' top bits) without metadata chunks."""
-    data: bytes = image.pngsave_buffer(bitdepth=bit_depth, compression=9, keep="none")
+    # zlib level 6: half the time of 9 on a 1-bit 800×480 screen (3.6 against 7.3 ms), 4 % larger.
+    data: bytes = image.pngsave_buffer(bitdepth=bit_depth, compression=6, keep="none")
     return data
 
 

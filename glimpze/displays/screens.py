@@ -113,7 +113,7 @@ class ReaderScreen:
 
 
 @dataclass(frozen=True, slots=True)
-class Picture:
+class ScreenPicture:
     """A drawn screen: the bytes and their filename (first 16 hex of their SHA-256)."""
 
     data: bytes
@@ -280,20 +280,20 @@ class Screens:
             panels.append(Panel(feed_id, feed["name"], feed["schema_type"], widget))
         return panels
 
-    async def draw(self, screen: ReaderScreen, *, bit_depth: BitDepth = 8, fmt: ImageFormat = "png") -> Picture:
+    async def draw(self, screen: ReaderScreen, *, bit_depth: BitDepth = 8, fmt: ImageFormat = "png") -> ScreenPicture:
         """The screen as it is now, drawn (or found in the cache) in a worker thread."""
         return await self.draw_panels(screen.project_id, screen.spec, await self.panels(screen), bit_depth, fmt)
 
     async def draw_panels(
         self, project_id: str, spec: ScreenSpec, panels: list[Panel], bit_depth: BitDepth, fmt: ImageFormat
-    ) -> Picture:
+    ) -> ScreenPicture:
         """`panels` drawn on a screen of `spec` (setup and status screens are drawn this way too)."""
         now, tz = self.clock.now(), self.timezone(project_id)
         async with self._drawing:
             data, filename = await asyncio.to_thread(
                 self.cache.get_or_render, spec, panels, now, tz, bit_depth=bit_depth, fmt=fmt
             )
-        return Picture(data, filename)
+        return ScreenPicture(data, filename)
 
     def timezone(self, project_id: str) -> tzinfo:
         """The project's local time: its quiet hours' time zone, else the server's."""

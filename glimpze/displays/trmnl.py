@@ -44,7 +44,7 @@ from glimpze.displays.devices import (
 )
 from glimpze.displays.playlists import turn
 from glimpze.displays.render import BitDepth, ImageFormat, Panel, ScreenSpec
-from glimpze.displays.screens import MAX_SIDE, MIN_SIDE, Picture, Screens
+from glimpze.displays.screens import MAX_SIDE, MIN_SIDE, ScreenPicture, Screens
 from glimpze.errors import InvalidDeviceToken, NotFound, ValidationFailed
 from glimpze.feeds.events import Event, Widget
 from glimpze.feeds.limits import AuthFailureLimiter, too_many_failures
@@ -376,7 +376,7 @@ class Trmnl:
         tx: Tx,
         row: Row,
         said: DeviceHeaders,
-        picture: Picture,
+        picture: ScreenPicture,
         fmt: str,
         refresh: int | None,
         *,
@@ -392,13 +392,13 @@ class Trmnl:
             tx.execute(SQL_TURNED, (current.index, current.since, row["id"], row["playlist"]))
         self.changes.note(row["project_id"], "device", row["id"])
 
-    def _keep_image(self, tx: Tx, device_id: str, picture: Picture, fmt: str) -> None:
+    def _keep_image(self, tx: Tx, device_id: str, picture: ScreenPicture, fmt: str) -> None:
         tx.execute(SQL_INSERT_IMAGE, (device_id, picture.filename, fmt, picture.data, self.clock.now()))
         tx.execute(SQL_TRIM_IMAGES, {"device": device_id, "current": picture.filename, "keep": IMAGES_KEPT})
 
     async def _system(
         self, row: Row, spec: ScreenSpec, title: str, status: str, words: str, bit_depth: BitDepth, fmt: ImageFormat
-    ) -> Picture:
+    ) -> ScreenPicture:
         """A screen of Glimpze's own (setup, waiting for approval, empty playlist) drawn as a status widget."""
         content = {"title": title, "status": status, "message": words}
         event = Event(
@@ -416,7 +416,7 @@ class Trmnl:
         panel = Panel("", "Glimpze", "status", Widget("", event))
         return await self.screens.draw_panels(row["project_id"], spec, [panel], bit_depth, fmt)
 
-    def _image_url(self, picture: Picture, fmt: str) -> str:
+    def _image_url(self, picture: ScreenPicture, fmt: str) -> str:
         return f"{self.config.base_url}/s/img/{picture.filename}.{fmt}"
 
 

@@ -9,8 +9,8 @@ server's dialect (ntfy, Gotify: dialects.py) is one more kind, answered in its d
 
 Everything an accepted event causes is written in the one transaction that stores it, in this
 order (`Ingest._accept`): the event row with its quota snapshot (and a notice for the dashboard),
-the feed's widget pointer, the images it brings, the Idempotency-Key answer, `feed.event` (and with
-it the webhooks' deliveries), an approval's row and `approval.requested`, and the push decided
+the feed's widget pointer, the images it brings, the Idempotency-Key answer, `feed.event` (the webhooks
+take it from the event log), an approval's row and `approval.requested`, and the push decided
 before. Wake-ups (long polls, the dispatcher, the push sender, live pages) follow the
 commit (`Writer.after_commit`).
 """
@@ -232,7 +232,7 @@ class Ingest:
             claim.save(tx, status, answer, new.received_at)  # what a retry with its key gets back
         self.outbox.emit(
             tx, new.feed.project_id, "feed.event", feed_event(new), occurred_at=new.received_at, event_id=new.id
-        )  # webhooks subscribed to feed.event get a delivery each
+        )  # webhooks subscribed to feed.event take it from the log
         if new.feed.schema_type == "approval":
             self.approvals.open(tx, new)  # pending, and approval.requested
         self.push.queue_decided(tx, new, push)  # queued, held for quiet hours, or logged as dropped

@@ -116,7 +116,7 @@ JSON_PUBLISH = Decoder(JsonPublish)
 
 
 @dataclass(slots=True)
-class Message:
+class NtfyMessage:
     """An ntfy message as read from a request."""
 
     topic: str
@@ -133,7 +133,7 @@ class Message:
     unsupported: dict[str, str] = field(default_factory=dict)  # parameter -> value
 
 
-def read_request(topic: str, headers: Mapping[str, str], query: str, body: bytes) -> Message:
+def read_request(topic: str, headers: Mapping[str, str], query: str, body: bytes) -> NtfyMessage:
     """The message of `POST|PUT /{topic}` (or `GET /{topic}/publish`); raises ValidationFailed
     naming every parameter it cannot read. `headers` has lower-case names."""
     params = dict(parse_qsl(query, keep_blank_values=True))
@@ -148,7 +148,7 @@ def read_request(topic: str, headers: Mapping[str, str], query: str, body: bytes
         return next((params[alias].strip() for alias in PARAMETERS[name] if params.get(alias, "").strip()), "")
 
     errors: list[FieldError] = []
-    message = Message(topic, read("message").replace("\\n", "\n"), read("title"), click=read("click"))
+    message = NtfyMessage(topic, read("message").replace("\\n", "\n"), read("title"), click=read("click"))
     message.icon, message.filename = read("icon"), read("filename")
     message.tags = [tag.strip() for tag in read("tags").split(",") if tag.strip()]
     message.markdown = _yes(read("markdown")) or read("content_type").lower().startswith("text/markdown")
@@ -178,7 +178,7 @@ def read_request(topic: str, headers: Mapping[str, str], query: str, body: bytes
     return message
 
 
-def read_json(body: bytes) -> Message:
+def read_json(body: bytes) -> NtfyMessage:
     """The message of a JSON publish (`POST /`); raises BadRequest or ValidationFailed."""
     sent = JSON_PUBLISH.decode(body)
     if not TOPIC.fullmatch(sent.topic):
@@ -190,7 +190,7 @@ def read_json(body: bytes) -> Message:
     except ActionError as exc:
         raise ValidationFailed.at("$.actions", str(exc)) from None
     unsupported = {name: getattr(sent, name) for name in _UNSUPPORTED if getattr(sent, name)}
-    return Message(
+    return NtfyMessage(
         sent.topic,
         sent.message,
         sent.title,
@@ -205,7 +205,7 @@ def read_json(body: bytes) -> Message:
 
 
 def submission(
-    message: Message, feed: FeedState, expires_after: float, upload: Upload | None = None
+    message: NtfyMessage, feed: FeedState, expires_after: float, upload: Upload | None = None
 ) -> DialectSubmission:
     """The message as a submission to `feed`: a status event, or for a custom feed the `upload`
     of its file (spooled by the caller). Raises ValidationFailed for what Glimpze does not offer."""
@@ -253,7 +253,7 @@ def submission(
     )
 
 
-def source(message: Message) -> dict[str, Any]:
+def source(message: NtfyMessage) -> dict[str, Any]:
     """What was sent, for `metadata.source`: the parameters given, under ntfy's names."""
     kept: dict[str, Any] = {"protocol": "ntfy", "topic": message.topic, "tags": message.tags}
     if message.priority is not None:
@@ -280,7 +280,7 @@ def buttons(actions: list[dict[str, Any]]) -> list[Button]:
     return made
 
 
-def answer(new: NewEvent, message: Message, text: str, expires_after: float) -> bytes:
+def answer(new: NewEvent, message: NtfyMessage, text: str, expires_after: float) -> bytes:
     """ntfy's message object: Glimpze's event id as `id`, empty fields left out as ntfy does."""
     body: dict[str, Any] = {
         "id": new.id,
@@ -300,7 +300,7 @@ def answer(new: NewEvent, message: Message, text: str, expires_after: float) -> 
     return msgspec.json.encode({k: v for k, v in body.items() if v})
 
 
-def _fill_templates(message: Message, body: bytes, errors: list[FieldError]) -> None:
+def _fill_templates(message: NtfyMessage, body: bytes, errors: list[FieldError]) -> None:
     """`{{.field.sub}}` placeholders in the title and message, from the JSON body (ntfy's Go
     templates beyond plain placeholders are refused)."""
     try:

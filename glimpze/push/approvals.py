@@ -1,7 +1,7 @@
 """Approvals: an `approval` event is pending until someone approves, rejects or defers it.
 
 An accepted approval event gets its row and an `approval.requested` event in the event's own
-transaction (`on_accept`). `respond()` takes an answer from the API (`POST
+transaction (`Approvals.open`, called by `Ingest._accept`). `respond()` takes an answer from the API (`POST
 /v1/approvals/{event_id}/respond`, recorded as the API key's name), the dashboard (`dashboard`)
 or an action link in a notification (`push`). The first approve or reject decides; any later
 answer is a 409 that says which decision was taken, when and by whom. A defer keeps the approval

@@ -102,7 +102,11 @@ def ensure_keys(data_path: Path) -> str:
         pem = key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
-        _write_private(private, pem)
+        if not _write_private(private, pem, replace=False):
+            # Another process on the same data dir (several behind one PostgreSQL) made its pair
+            # first: use that one, or its subscribers and ours would be signed for different keys.
+            key = serialization.load_pem_private_key(private.read_bytes(), password=None)
+            assert isinstance(key, ec.EllipticCurvePrivateKey)
     point = key.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
     _write_private(public, (b64url(point) + "\n").encode())
     return b64url(point)
@@ -118,9 +122,10 @@ async def _read_head(response: httpx.Response) -> str:
     return head[:RESPONSE_HEAD_BYTES].decode("utf-8", "replace")
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    """Write a file readable by its owner only, atomically."""
-    tmp = path.with_name(path.name + ".tmp")
+def _write_private(path: Path, data: bytes, *, replace: bool = True) -> bool:
+    """Write a file readable by its owner only, atomically; with `replace=False`, only if there is
+    none yet (returns False when there was)."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -128,7 +133,16 @@ def _write_private(path: Path, data: bytes) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-    os.replace(tmp, path)
+    try:
+        if replace:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)  # fails if the file exists: the first writer wins
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 class WebPush:

@@ -683,6 +683,24 @@ DROP INDEX deliveries_webhook;
 CREATE INDEX deliveries_webhook ON deliveries(webhook_id, event_seq);
 """
 
+FEED_FILTER = """
+-- Webhooks filtered by feed (issue 21): a webhook's `feed_ids` (NULL: every feed), and the filter
+-- in force over each span (`feeds`, NULL: every feed). The events that name a feed (feed.event,
+-- approval.*) carry it beside them, numbered per feed and type like `type_seq` per type, so a
+-- filtered span reads, and counts, one index range per feed and type.
+ALTER TABLE webhooks ADD COLUMN feed_ids TEXT;
+ALTER TABLE webhook_spans ADD COLUMN feeds TEXT;
+ALTER TABLE out_events ADD COLUMN feed_id TEXT;
+ALTER TABLE out_events ADD COLUMN feed_seq INTEGER;
+UPDATE out_events SET feed_id = json_extract(CAST(payload AS TEXT), '$.feed_id')
+WHERE type IN ('feed.event', 'approval.requested', 'approval.responded');
+UPDATE out_events SET feed_seq = n.r
+FROM (SELECT seq, row_number() OVER (PARTITION BY project_id, feed_id, type ORDER BY seq) AS r
+      FROM out_events WHERE feed_id IS NOT NULL) n
+WHERE n.seq = out_events.seq;
+CREATE INDEX out_events_feed ON out_events(project_id, feed_id, type, seq, feed_seq) WHERE feed_id IS NOT NULL;
+"""
+
 MIGRATIONS: list[tuple[str, str]] = [
     ("core: projects, keys, feeds, events, idempotency", CORE),
     ("webhooks: outgoing events, webhooks, deliveries, attempts", WEBHOOKS),
@@ -698,4 +716,5 @@ MIGRATIONS: list[tuple[str, str]] = [
     ("freshness: a feed's widget PNGs may say when it was last updated", FRESHNESS),
     ("displays: screens, e-ink devices, their logs and images", DISPLAYS),
     ("delivery spans: deliveries made from the event log as they are sent; events by type", DELIVERY_SPANS),
+    ("feed filter: webhooks filtered by feed; events by feed", FEED_FILTER),
 ]

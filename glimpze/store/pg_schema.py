@@ -498,7 +498,22 @@ AS $$ SELECT jsonb_array_elements_text(doc::jsonb) $$;
 """
 
 # The PostgreSQL text of each migration after the baseline, by number (the same as MIGRATIONS').
-PG_STEPS: dict[int, str] = {}
+PG_STEPS: dict[int, str] = {
+    15: """
+-- feed filter (migrations.FEED_FILTER): webhooks filtered by feed; events by feed.
+ALTER TABLE webhooks ADD COLUMN feed_ids TEXT;
+ALTER TABLE webhook_spans ADD COLUMN feeds TEXT;
+ALTER TABLE out_events ADD COLUMN feed_id TEXT;
+ALTER TABLE out_events ADD COLUMN feed_seq BIGINT;
+UPDATE out_events SET feed_id = convert_from(payload, 'UTF8')::json ->> 'feed_id'
+WHERE type IN ('feed.event', 'approval.requested', 'approval.responded');
+UPDATE out_events SET feed_seq = n.r
+FROM (SELECT seq, row_number() OVER (PARTITION BY project_id, feed_id, type ORDER BY seq) AS r
+      FROM out_events WHERE feed_id IS NOT NULL) n
+WHERE n.seq = out_events.seq;
+CREATE INDEX out_events_feed ON out_events(project_id, feed_id, type, seq, feed_seq) WHERE feed_id IS NOT NULL;
+""",
+}
 
 SQL_VERSION = "SELECT value FROM meta WHERE key = 'schema_version'"
 SQL_SET_VERSION = """

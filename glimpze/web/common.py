@@ -46,7 +46,7 @@ def client_address(request: AnyRequest, glimpze: Services) -> str:
 async def read_json(request: AnyRequest, decoder: Decoder[T], *, empty: T | None = None) -> T:
     """Decode the body strictly; `empty` is returned for an empty body where one is allowed."""
     body = await request.body()
-    if empty is not None and not body.strip():
+    if empty is not None and not body:  # no body at all; blanks alone are not JSON
         return empty
     check_json_content_type(request.headers.get("content-type"))
     return decoder.decode(body)

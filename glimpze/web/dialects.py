@@ -115,7 +115,9 @@ async def _ntfy_feed(glimpze: Services, scope: Any, headers: dict[str, str], que
     return await glimpze.publishers.feed(secret, topic, _client(glimpze, scope, headers), NTFY_CREDENTIALS)
 
 
-async def _publish(glimpze: Services, feed: FeedState, message: ntfy.Message, headers: dict[str, str]) -> IngestAnswer:
+async def _publish(
+    glimpze: Services, feed: FeedState, message: ntfy.NtfyMessage, headers: dict[str, str]
+) -> IngestAnswer:
     plan = glimpze.config.plans.get(feed.plan_name) or glimpze.config.plans[glimpze.config.default_plan]
     expires_after, key = plan.history_days * 86400.0, headers.get("idempotency-key") or headers.get("x-id")
     if feed.schema_type != "custom" or message.file is None:

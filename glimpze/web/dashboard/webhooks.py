@@ -1,4 +1,4 @@
-"""Webhooks: add and edit subscriptions (events, headers, active), their state (active, failing,
+"""Webhooks: add and edit subscriptions (events, feeds, headers, active), their state (active, failing,
 disabled) and deliveries counted by state, the delivery log (live: a test send's row changes as its
 attempts are recorded), the delivery inspector (the request as sent, each attempt's answer, replay),
 replay every failed delivery, send a test, rotate the secret."""
@@ -55,6 +55,7 @@ def _spec_values(form: Form) -> dict[str, object]:
     return {
         "url": form["url"],
         "events": [ALL_EVENTS] if ALL_EVENTS in events else events,
+        "feed_ids": form.all("feed_ids"),  # none checked: every feed
         "description": form["description"],
         "headers": parse_headers(form.raw("headers")),
         "active": form.checked("active"),
@@ -66,11 +67,18 @@ async def _all_webhooks(glimpze: Services, project_id: str) -> list[Webhook]:
     return await all_pages(lambda after: glimpze.webhooks.list(project_id, after=after, limit=MAX_LIMIT))
 
 
+async def _feed_choices(glimpze: Services, project_id: str) -> list[tuple[str, str]]:
+    """(id, name) of the project's feeds, for the form's feed filter."""
+    feeds = await all_pages(lambda after: glimpze.feeds.page(project_id, after=after, limit=MAX_LIMIT))
+    return [(feed.id, feed.name) for feed in feeds]
+
+
 async def _list_page(
     request: AnyRequest,
     glimpze: Services,
     hooks: list[Webhook],
     *,
+    project_id: str,
     dialog: bool,
     form: FormValues | None = None,
     errors: dict[str, str] | None = None,
@@ -86,6 +94,7 @@ async def _list_page(
         hooks=hooks,
         counts_of=counts,
         event_types=EVENT_TYPES,
+        feed_choices=await _feed_choices(glimpze, project_id),
         dialog=dialog,
         form=form or {"events": [ALL_EVENTS], "active": True},
         errors=errors or {},
@@ -98,7 +107,7 @@ async def webhooks_page(
     request: AnyRequest, glimpze: App, viewer: SignedIn, new: FromQuery[str | None] = None
 ) -> Template:
     hooks = await _all_webhooks(glimpze, viewer.project_id)
-    return await _list_page(request, glimpze, hooks, dialog=new is not None)
+    return await _list_page(request, glimpze, hooks, project_id=viewer.project_id, dialog=new is not None)
 
 
 @post("/webhooks")
@@ -113,12 +122,22 @@ async def create_webhook(request: AnyRequest, glimpze: App, viewer: SignedIn) ->
         values: FormValues = {
             **form.values(),
             "events": form.all("events"),
+            "feed_ids": form.all("feed_ids"),
             "active": form.checked("active"),
             "ordered": form.checked("ordered"),
         }
         hooks = await _all_webhooks(glimpze, viewer.project_id)
         errors = field_errors(exc)
-        return await _list_page(request, glimpze, hooks, dialog=True, form=values, errors=errors, status=exc.status)
+        return await _list_page(
+            request,
+            glimpze,
+            hooks,
+            project_id=viewer.project_id,
+            dialog=True,
+            form=values,
+            errors=errors,
+            status=exc.status,
+        )
     notify(
         request,
         "Added the webhook. Verify deliveries with its signing secret:",
@@ -156,6 +175,7 @@ async def webhook_page(
         status_filter=status,
         request_cursor=cursor,
         event_types=EVENT_TYPES,
+        feed_choices=await _feed_choices(glimpze, viewer.project_id),
         headers_text=headers_text(hook.headers),
         grace_hours=DEFAULT_SECRET_GRACE_SECONDS // 3600,
     )

@@ -123,3 +123,49 @@ test('trigger: a webhook changed or deleted while the workflow was inactive is m
 	assert.equal(await methods.checkExists.call(hooks(['*'])), false);
 	assert.deepEqual(staticData, {});
 });
+
+test('trigger: the Only Feed IDs option becomes the webhook\'s feed_ids; Glimpze sends only those feeds\' events', { skip: NO_SERVER }, async () => {
+	const params = (feedIds) => ({ events: ['feed.event', 'webhook.test'], options: feedIds === undefined ? {} : { feedIds } });
+	const staticData = {};
+	const started = [];
+	const n8n = await n8nFor(params(env.approvalFeed), staticData, started);
+	try {
+		const webhookUrl = `${n8n.base}/webhook/7c0e9a52-3333-4000-8000-00000000b003/webhook`;
+		const hooks = (feedIds) => hookContext({ webhookUrl, params: params(feedIds), creds: credentials(), staticData });
+		assert.equal(await methods.create.call(hooks(` ${env.approvalFeed} ,${env.approvalFeed}`)), true);
+		const created = await api('GET', `/v1/webhooks/${staticData.webhookId}`);
+		assert.deepEqual(created.body.feed_ids, [env.approvalFeed]);
+		assert.equal(await methods.checkExists.call(hooks(env.approvalFeed)), true);
+
+		// An event of another feed is not sent at all; one of the chosen feed is, and a test still comes.
+		const send = async (feedId, writeKey, body) => {
+			const response = await fetch(`${env.url}/ingest/${feedId}`, {
+				method: 'POST',
+				headers: { Authorization: `Bearer ${writeKey}`, 'Content-Type': 'application/json' },
+				body: JSON.stringify(body),
+			});
+			const answer = await response.json();
+			assert.equal(response.status, 202, JSON.stringify(answer));
+			return answer;
+		};
+		await send(env.statusFeed, env.statusWriteKey, { schema_type: 'status', content: { title: 'Not for it', status: 'success', message: 'fine' } });
+		const sent = await send(env.approvalFeed, env.approvalWriteKey, { schema_type: 'approval', content: { description: 'Deploy?' } });
+		assert.equal((await api('POST', `/v1/webhooks/${staticData.webhookId}/test`)).status, 200);
+		await n8n.nth(2);
+		const got = started.map((r) => r.workflowData[0][0].json);
+		assert.deepEqual(got.map((e) => e.event).sort(), ['feed.event', 'webhook.test']);
+		assert.equal(got.find((e) => e.event === 'feed.event').id, sent.id);
+		const deliveries = (await api('GET', `/v1/webhooks/${staticData.webhookId}/deliveries`)).body.data;
+		assert.equal(deliveries.length, 2, 'the other feed\'s event was never queued for this webhook');
+
+		// The option changed while inactive: the webhook is made anew with the new feeds.
+		const first = staticData.webhookId;
+		assert.equal(await methods.checkExists.call(hooks(undefined)), false);
+		assert.equal((await api('GET', `/v1/webhooks/${first}`)).status, 404);
+		assert.equal(await methods.create.call(hooks(undefined)), true);
+		assert.deepEqual((await api('GET', `/v1/webhooks/${staticData.webhookId}`)).body.feed_ids, []);
+		assert.equal(await methods.delete.call(hooks(undefined)), true);
+	} finally {
+		await n8n.close();
+	}
+});

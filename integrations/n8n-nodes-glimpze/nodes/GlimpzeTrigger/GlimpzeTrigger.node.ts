@@ -41,6 +41,16 @@ function chosenEvents(ctx: IHookFunctions): string[] {
 	return events.includes('*') ? ['*'] : [...events].sort();
 }
 
+/** The "Only Feed IDs" option as the webhook's `feed_ids` (empty: every feed). */
+function chosenFeeds(ctx: IHookFunctions | IWebhookFunctions): string[] {
+	const options = ctx.getNodeParameter('options', {}) as IDataObject;
+	const feeds = String(options.feedIds ?? '')
+		.split(',')
+		.map((f) => f.trim())
+		.filter(Boolean);
+	return [...new Set(feeds)].sort();
+}
+
 async function webhookApi(ctx: IHookFunctions, method: 'GET' | 'POST' | 'DELETE', path: string, body?: IDataObject): Promise<Answer> {
 	return await glimpzeRequest(ctx, await credentialsOf(ctx), { method, path: `/v1/webhooks${path}`, key: 'api', body });
 }
@@ -94,7 +104,7 @@ export class GlimpzeTrigger implements INodeType {
 						default: '',
 						placeholder: 'fd_abc, fd_def',
 						description:
-							'Comma-separated: start the workflow only for events of these feeds (events without a feed_id pass)',
+							"Comma-separated: Glimpze sends only these feeds' events (the webhook's feed_ids); events of no feed (sessions, leads, tests) still come",
 					},
 					{
 						displayName: 'Signature Tolerance (Seconds)',
@@ -124,10 +134,15 @@ export class GlimpzeTrigger implements INodeType {
 					return false;
 				}
 				const events = [...((webhook.events as string[]) ?? [])].sort();
-				if (webhook.url === this.getNodeWebhookUrl('default') && events.join() === chosenEvents(this).join()) {
+				const feeds = [...((webhook.feed_ids as string[]) ?? [])].sort();
+				if (
+					webhook.url === this.getNodeWebhookUrl('default') &&
+					events.join() === chosenEvents(this).join() &&
+					feeds.join() === chosenFeeds(this).join()
+				) {
 					return true;
 				}
-				// Changed while inactive (URL or events): replace it rather than deliver to the old setup.
+				// Changed while inactive (URL, events or feeds): replace it rather than deliver to the old setup.
 				await webhookApi(this, 'DELETE', `/${encodeURIComponent(data.webhookId)}`);
 				delete data.webhookId;
 				delete data.secret;
@@ -139,6 +154,8 @@ export class GlimpzeTrigger implements INodeType {
 				const answer = await webhookApi(this, 'POST', '', {
 					url: this.getNodeWebhookUrl('default') as string,
 					events: chosenEvents(this),
+					// Sent only when set: a Glimpze without feed filters still takes the node's webhook.
+					...(chosenFeeds(this).length ? { feed_ids: chosenFeeds(this) } : {}),
 					description: `n8n: ${workflow.name ?? workflow.id ?? 'workflow'} / ${this.getNode().name}`,
 				});
 				const data = stored(this);
@@ -172,10 +189,8 @@ export class GlimpzeTrigger implements INodeType {
 		if (!verdict.valid) return refuse(this, 401, `invalid signature: ${verdict.reason}`);
 		const event = parseJson(raw);
 		if (!event) return refuse(this, 400, 'the delivery is not a JSON object');
-		const feeds = String(options.feedIds ?? '')
-			.split(',')
-			.map((f) => f.trim())
-			.filter(Boolean);
+		// Glimpze filters already (feed_ids); checked again for deliveries queued before a change.
+		const feeds = chosenFeeds(this);
 		if (feeds.length && typeof event.feed_id === 'string' && !feeds.includes(event.feed_id)) {
 			return { webhookResponse: { status: 'ignored', reason: 'feed not selected' } };
 		}
