@@ -36,9 +36,9 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     except ConfigError as exc:
         print(f"glimpze: configuration error: {exc}", file=sys.stderr)
         return 2
-    # SQLite: one server process per data directory (a database shared by several processes,
-    # such as PostgreSQL, would not take this lock). Held until the process ends.
-    data_dir = claim(config.data_path)
+    # SQLite: one server process per data directory, held until the process ends. PostgreSQL is
+    # shared by several processes: no lock (the data directory keeps only images and keys then).
+    data_dir = claim(config.data_path) if config.postgres_url is None else None
     sockets: dict[str, socket.socket] = {}  # the side listeners: metrics, ntfy at its root
     for name, address in (("metrics", config.metrics.listen), ("ntfy", config.ntfy.listen)):
         if address:
@@ -84,7 +84,8 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     try:
         server.run()
     finally:
-        data_dir.release()
+        if data_dir is not None:
+            data_dir.release()
     return 0 if server.started else 1
 
 

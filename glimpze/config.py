@@ -82,6 +82,14 @@ class TlsConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     hsts: bool = False
 
 
+class DatabaseConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    # postgresql://user:password@host/db for PostgreSQL; unset or a file path: SQLite.
+    url: str | None = None
+
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     host: str = "0.0.0.0"
     port: int = 8080
@@ -100,6 +108,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     ntfy: NtfyConfig = msgspec.field(default_factory=NtfyConfig)
     http: HttpConfig = msgspec.field(default_factory=HttpConfig)
     tls: TlsConfig = msgspec.field(default_factory=TlsConfig)
+    database: DatabaseConfig = msgspec.field(default_factory=DatabaseConfig)
 
     @property
     def base_url(self) -> str:
@@ -124,8 +133,20 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         return Path(self.data_dir)
 
     @property
+    def postgres_url(self) -> str | None:
+        """The PostgreSQL database's URL when `[database] url` names one; None: SQLite."""
+        url = self.database.url
+        return url if url and url.lower().startswith(POSTGRES_SCHEMES) else None
+
+    @property
+    def database_backend(self) -> str:
+        return "sqlite" if self.postgres_url is None else "postgresql"
+
+    @property
     def db_path(self) -> Path:
-        return self.data_path / "glimpze.db"
+        """The SQLite database file: `[database] url` when it is a path, else glimpze.db in data_dir."""
+        url = self.database.url
+        return Path(url) if url and self.postgres_url is None else self.data_path / "glimpze.db"
 
 
 # Tables whose keys may be set from the environment as GLIMPZE_<TABLE>_<KEY>.
@@ -136,6 +157,7 @@ _TABLES: dict[str, type[msgspec.Struct]] = {
     "ntfy": NtfyConfig,
     "http": HttpConfig,
     "tls": TlsConfig,
+    "database": DatabaseConfig,
 }
 
 
@@ -263,6 +285,10 @@ def _check(config: Config, source: str) -> None:
     def fail(key: str, message: str) -> typing.NoReturn:
         raise ConfigError(f"{source}: {key}: {message}")
 
+    url = config.database.url
+    if url is not None and "://" in url and config.postgres_url is None:
+        scheme = url.split("://", 1)[0]
+        fail("database.url", f"{scheme}:// is not a database Glimpze knows: postgresql://… or a SQLite file path")
     if not 0 < config.port < 65536:
         fail("port", f"must be between 1 and 65535, got {config.port}")
     if config.public_url is not None and not config.public_url.startswith(("http://", "https://")):

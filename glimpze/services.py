@@ -55,6 +55,7 @@ from glimpze.push.targets import PushTargets
 from glimpze.push.webpush import FALLBACK_SUBJECT, WebPush
 from glimpze.store.changes import Changes
 from glimpze.store.database import Database, wal_path
+from glimpze.store.factory import open_store
 
 log = logging.getLogger("glimpze")
 
@@ -68,7 +69,7 @@ class Services:
         self.config = config
         self.clock = clock or SystemClock()
         self.metrics = Registry()
-        self.db = Database(config.db_path, synchronous=config.synchronous)
+        self.db = open_store(config)
         # What the dashboard's live pages hear: noted inside write jobs, told after the commit.
         self.changes = Changes()
         self.trusted_proxies = parse_networks(config.trusted_proxies)
@@ -214,7 +215,10 @@ class Services:
             "glimpze_delivery_oldest_due_seconds",
             "How long the oldest due delivery (of an active webhook, or a callback) has waited",
         )
-        files = m.gauge("glimpze_database_bytes", "Size of the database files", ("file",))
+        m.gauge("glimpze_database_backend", "The database this process uses (always 1)", ("backend",)).set(
+            self.db.backend, value=1
+        )
+        files = m.gauge("glimpze_database_bytes", "Size of the database files (SQLite)", ("file",))
         media = m.gauge("glimpze_media_bytes", "Size of the stored images")
         streams = m.gauge("glimpze_sse_streams", "Server-Sent Event streams open now")
         rss = m.gauge("process_resident_memory_bytes", "Resident memory of this process")
@@ -228,8 +232,9 @@ class Services:
                 leased.set(value=row["leased"])
                 oldest.set(value=0 if row["oldest_due"] is None else max(0.0, now - row["oldest_due"]))
             media.set(value=await self.db.fetch_value("SELECT coalesce(sum(bytes), 0) FROM media"))
-            for name, path in (("db", self.db.path), ("wal", wal_path(self.db.path))):
-                files.set(name, value=path.stat().st_size if path.exists() else 0)
+            if isinstance(self.db, Database):  # PostgreSQL's files are the database server's
+                for name, path in (("db", self.db.path), ("wal", wal_path(self.db.path))):
+                    files.set(name, value=path.stat().st_size if path.exists() else 0)
             streams.set(value=self.streams.streams_open)
             if (memory := _resident_bytes()) is not None:
                 rss.set(value=memory)

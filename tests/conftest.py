@@ -28,6 +28,7 @@ from glimpze.clock import FakeClock
 from glimpze.config import Config, load
 from glimpze.ops.server import Server
 from tests.figures import REPORTED
+from tests.pg import database_for, pg_write_locked, query, stop_cluster, table_names
 from tests.receiver import Receiver
 from tests.screenshots import SCREENSHOT
 
@@ -55,6 +56,16 @@ LONG_FIRST = ("test_soak.py", "test_schemathesis.py", "test_backup.py", "test_wi
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: LONG_FIRST.index(item.path.name) if item.path.name in LONG_FIRST else len(LONG_FIRST))
+
+
+def pytest_sessionfinish() -> None:
+    stop_cluster()  # the throwaway PostgreSQL cluster, when this run started one
+
+
+def database_overrides(tmp_path: Path) -> dict[str, object]:
+    """The settings of a test's data: its data dir, and its own PostgreSQL database when the
+    suite runs on PostgreSQL (GLIMPZE_TEST_DATABASE=postgresql)."""
+    return {"data_dir": str(tmp_path / "data"), "database.url": database_for(tmp_path / "data")}
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
@@ -86,7 +97,7 @@ def clock() -> FakeClock:
 def config(tmp_path: Path) -> Config:
     empty = tmp_path / "glimpze.toml"
     empty.write_text("")
-    return load(empty, env={}, overrides={"data_dir": str(tmp_path / "data")})
+    return load(empty, env={}, overrides=database_overrides(tmp_path))
 
 
 class Api:
@@ -183,7 +194,7 @@ async def driven(tmp_path: Path, clock: FakeClock, toml: str = "") -> AsyncItera
     test: `dispatcher.deliver_due(now)`, `push.send_due(now)`. `toml` adds settings."""
     path = tmp_path / "glimpze.toml"
     path.write_text(f'{toml}\n[webhooks]\nallow_targets = ["127.0.0.1"]\n')
-    config = load(path, env={}, overrides={"data_dir": str(tmp_path / "data")})
+    config = load(path, env={}, overrides=database_overrides(tmp_path))
     async with running(config, clock) as api:
         await api.glimpze.dispatcher.stop_runner()
         await api.glimpze.push.stop_runner()
@@ -194,6 +205,10 @@ async def driven(tmp_path: Path, clock: FakeClock, toml: str = "") -> AsyncItera
 def write_locked(db_path: Path) -> Iterator[None]:
     """Another connection holds the database's write lock meanwhile: the app's writes (and their
     callers) wait until it lets go, so a test can look at the app while a write is in progress."""
+    with pg_write_locked(db_path) as on_postgres:
+        if on_postgres:
+            yield
+            return
     holder = sqlite3.connect(db_path, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
     try:
@@ -210,13 +225,8 @@ def stored_files(data_dir: Path) -> list[str]:
 
 
 def row_counts(db_path: Path) -> dict[str, int]:
-    """Rows per table, read through a separate connection."""
-    conn = sqlite3.connect(db_path)
-    try:
-        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-        return {t: conn.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables}
-    finally:
-        conn.close()
+    """Rows per table, read through a separate connection (either backend: tests/pg.py)."""
+    return {t: int(query(db_path, f'SELECT count(*) FROM "{t}"')[0][0]) for t in table_names(db_path)}
 
 
 def loopback_socket() -> socket.socket:
@@ -314,11 +324,7 @@ class SseReader:
 
 def out_events(db_path: Path, event_type: str | None = None) -> list[dict[str, Any]]:
     """The outgoing events' payloads, oldest first, read through a separate connection."""
-    conn = sqlite3.connect(db_path)
-    try:
-        rows = conn.execute(
-            "SELECT payload FROM out_events WHERE ? IS NULL OR type = ? ORDER BY seq", (event_type, event_type)
-        ).fetchall()
-        return [json.loads(row[0]) for row in rows]
-    finally:
-        conn.close()
+    rows = query(
+        db_path, "SELECT payload FROM out_events WHERE type = ? OR ? ORDER BY seq", (event_type, event_type is None)
+    )
+    return [json.loads(row[0]) for row in rows]

@@ -15,6 +15,8 @@ from typing import Any
 
 import httpx
 
+from tests.pg import DATABASES, database_for
+
 REPO = Path(__file__).resolve().parent.parent
 
 UNLIMITED_PLAN = """
@@ -56,6 +58,8 @@ class Server:
         self.config.write_text(config_text)
         self.port = free_port()
         self.env = env or {}
+        if "GLIMPZE_DATABASE_URL" not in self.env and (url := database_for(self.data)) is not None:
+            self.env["GLIMPZE_DATABASE_URL"] = url  # the PostgreSQL pass: a database of its own
         self.args = args or []
         self.scheme = scheme
         self.verify = verify
@@ -157,6 +161,8 @@ def run_cli(
     raises subprocess.TimeoutExpired (having killed it) when it runs longer than `timeout`."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith("GLIMPZE_")}
     environ.update({"PYTHONPATH": str(REPO), **(env or {})})
+    if "GLIMPZE_DATABASE_URL" not in environ and (url := DATABASES.get((data / "glimpze.db").resolve())):
+        environ["GLIMPZE_DATABASE_URL"] = url  # the PostgreSQL pass: the database of a server on `data`
     return subprocess.run(
         [sys.executable, "-m", "glimpze", *args, "--data-dir", str(data)],
         capture_output=True,

@@ -11,6 +11,7 @@ import pytest
 from glimpze.clock import FakeClock, iso
 from glimpze.config import Config
 from tests.conftest import Api, write_locked
+from tests.pg import stored_bytes
 
 pytestmark = pytest.mark.anyio
 
@@ -31,7 +32,7 @@ async def test_create_feed_returns_webhook_url_and_write_key_once(api: Api) -> N
     listed = (await api.get("/v1/feeds")).json()
     assert [f["id"] for f in listed["data"]] == [feed["id"]]
     assert listed["next_cursor"] is None
-    stored = api.glimpze.db.path.read_bytes()
+    stored = stored_bytes(api.glimpze.config.db_path)
     assert feed["write_key"].encode() not in stored  # only its hash is kept
 
 

@@ -138,7 +138,8 @@ def test_check_prints_the_three_lines_and_exits_0_when_sound(tmp_path: Path) -> 
     lines = result.stdout.splitlines()
     assert lines[0] == "integrity: ok"
     assert lines[1] == "queue: 0 pending, 0 leased"
-    assert lines[2].startswith("data: ") and lines[2].endswith(" MB") and len(lines) == 3
+    assert lines[2].startswith("data: ") and lines[2].endswith(" MB")
+    assert lines[3] == "database: sqlite" and len(lines) == 4
 
 
 def test_check_fails_on_a_damaged_database(tmp_path: Path) -> None:

@@ -174,3 +174,21 @@ async def test_access_log_is_off_unless_asked_for(
         assert (await api.get("/healthz?token=gzr_secret")).status_code == 200
     access = [r.getMessage() for r in caplog.records if r.name == "glimpze.access"]
     assert access == ["GET /healthz?token=… 200"] * lines
+
+
+def test_database_url_chooses_the_backend(tmp_path: Path) -> None:
+    path = write(tmp_path, 'data_dir = "d"\n')
+    default = load(path, env={})
+    assert (default.database_backend, default.postgres_url, default.db_path) == ("sqlite", None, Path("d/glimpze.db"))
+    url = "postgresql://glimpze:secret@db.example:5432/glimpze"
+    from_env = load(path, env={"GLIMPZE_DATABASE_URL": url})
+    assert (from_env.database_backend, from_env.postgres_url) == ("postgresql", url)
+    from_file = load(write(tmp_path, '[database]\nurl = "postgres://h/db"\n'), env={})
+    assert from_file.postgres_url == "postgres://h/db"
+    a_path = load(write(tmp_path, f'[database]\nurl = "{tmp_path / "x.db"}"\n'), env={})
+    assert (a_path.database_backend, a_path.db_path) == ("sqlite", tmp_path / "x.db")
+
+
+def test_an_unknown_database_scheme_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"database\.url: mysql:// is not a database Glimpze knows"):
+        load(write(tmp_path, '[database]\nurl = "mysql://h/db"\n'), env={})

@@ -100,7 +100,7 @@ async def test_a_key_never_sees_another_projects_rules(api: Api) -> None:
         assert response.status_code == 404, (method, path, response.text)
         assert response.json()["code"] == "not_found"
     assert (await api.get(f"/v1/ctas/{cta['id']}")).json() == cta  # nothing changed
-    assert row_counts(api.glimpze.db.path)["cta_rules"] == 1
+    assert row_counts(api.glimpze.config.db_path)["cta_rules"] == 1
     # Each project has its own context secret.
     ours = (await api.get("/v1/ctas/secret")).json()["secret"]
     theirs = (await api.client.get("/v1/ctas/secret", headers=other)).json()["secret"]
@@ -149,7 +149,7 @@ async def test_bad_rules_are_422s_naming_the_field_and_store_nothing(api: Api) -
         assert response.headers["content-type"] == "application/problem+json"
         problem = response.json()
         assert problem["code"] == "validation_failed" and problem["errors"][0]["path"] == path, (change, problem)
-    assert row_counts(api.glimpze.db.path)["cta_rules"] == 0
+    assert row_counts(api.glimpze.config.db_path)["cta_rules"] == 0
 
 
 async def test_label_and_url_are_required(api: Api) -> None:
@@ -184,7 +184,7 @@ async def test_an_agent_holds_a_bounded_number_of_rules(api: Api, monkeypatch: p
     await rule(api, bot["id"])
     third = await api.post(f"/v1/agents/{bot['id']}/ctas", json={"label": "x", "url": f"{SHOP}/x"})
     assert third.status_code == 409 and third.json()["code"] == "too_many_ctas"
-    assert row_counts(api.glimpze.db.path)["cta_rules"] == 2
+    assert row_counts(api.glimpze.config.db_path)["cta_rules"] == 2
 
 
 async def test_a_create_can_be_retried_with_an_idempotency_key(api: Api) -> None:
@@ -195,7 +195,7 @@ async def test_a_create_can_be_retried_with_an_idempotency_key(api: Api) -> None
     again = await api.post(f"/v1/agents/{bot['id']}/ctas", json=body, headers=headers)
     assert first.status_code == again.status_code == 201
     assert again.json() == first.json() and again.headers["idempotent-replayed"] == "true"
-    assert row_counts(api.glimpze.db.path)["cta_rules"] == 1
+    assert row_counts(api.glimpze.config.db_path)["cta_rules"] == 1
 
 
 async def test_openapi_documents_the_cta_api(api: Api) -> None:

@@ -23,6 +23,7 @@ from glimpze.web.dashboard.snippets import example_event, snippets
 from glimpze.web.dashboard.web import PUBLIC
 from tests.conftest import Api, SseReader, running
 from tests.dashboard import PASSWORD, Dash, audit, csrf_of, setup_token
+from tests.pg import stored_bytes
 from tests.receiver import Receiver
 
 pytestmark = pytest.mark.anyio
@@ -141,7 +142,7 @@ async def test_setup_sets_the_password_once_and_signs_in(api: Api, config: Confi
     # The link is used up, and the password is stored as an argon2 hash only.
     again = await api.client.get(f"/setup/{token}")
     assert again.status_code == 404 and "does not work" in again.text
-    stored = b"".join(p.read_bytes() for p in config.db_path.parent.glob("glimpze.db*"))
+    stored = stored_bytes(config.db_path)
     assert PASSWORD.encode() not in stored and b"$argon2id$" in stored
 
 

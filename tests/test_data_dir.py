@@ -14,6 +14,7 @@ import pytest
 
 from tests import imagefiles as img
 from tests.disks import fill, read_only, small_disk
+from tests.pg import sqlite_only
 from tests.server import Server, free_port, run_cli
 
 MiB = 1024 * 1024
@@ -110,6 +111,7 @@ def test_upload_on_a_full_disk_is_a_503(tmp_path: Path, disk: str) -> None:
         assert accepted.status_code == 202, accepted.text
 
 
+@sqlite_only  # on PostgreSQL several servers share the database: there is no data-dir lock
 @pytest.mark.slow
 def test_a_second_server_on_one_data_dir_refuses_to_start(tmp_path: Path) -> None:
     server = Server(tmp_path)

@@ -21,6 +21,7 @@ from glimpze.store import database as store
 from glimpze.store.migrations import MIGRATIONS
 from glimpze.store.pagination import decode_cursor
 from tests.conftest import Api, driven, running
+from tests.pg import query
 from tests.receiver import Answer, Receiver
 from tests.server import UNLIMITED_PLAN
 
@@ -62,11 +63,7 @@ async def ingest(api: Api, feed: dict[str, Any], count: int) -> list[str]:
 
 
 def rows(api: Api, sql: str) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(api.glimpze.config.db_path)
-    try:
-        return [tuple(r) for r in conn.execute(sql)]
-    finally:
-        conn.close()
+    return [tuple(r) for r in query(api.glimpze.config.db_path, sql)]  # either backend (tests/pg.py)
 
 
 def sent_ids(receiver: Receiver) -> list[str]:

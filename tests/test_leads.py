@@ -49,9 +49,9 @@ async def test_the_same_email_twice_is_one_lead_and_two_captures(api: Api, clock
     }
     assert second["intent"] == {"topic": "pricing", "budget": "5k"}
     assert second["updated_at"] == iso(clock.now()) and second["created_at"] == first["created_at"]
-    assert row_counts(api.glimpze.db.path)["leads"] == 1
+    assert row_counts(api.glimpze.config.db_path)["leads"] == 1
 
-    captured = out_events(api.glimpze.db.path, "lead.captured")
+    captured = out_events(api.glimpze.config.db_path, "lead.captured")
     assert len(captured) == 2
     for payload in captured:
         assert set(payload) == SEED_003_FIELDS  # nothing else at the top level
@@ -108,8 +108,8 @@ async def test_capture_validation(api: Api, body: dict[str, Any], path: str) -> 
     response = await api.post("/v1/leads", json=body)
     assert response.status_code == 422, response.text
     assert response.json()["errors"][0]["path"] == path
-    assert row_counts(api.glimpze.db.path)["leads"] == 0
-    assert out_events(api.glimpze.db.path) == []
+    assert row_counts(api.glimpze.config.db_path)["leads"] == 0
+    assert out_events(api.glimpze.config.db_path) == []
 
 
 async def test_conversation_id_is_session_id(api: Api) -> None:
@@ -130,7 +130,7 @@ async def test_crm_mapping_and_sync_listing(api: Api, clock: FakeClock) -> None:
     mapped = await api.patch(f"/v1/leads/{b['id']}", json={"crm": {"system": "salesforce", "record_id": "00Q1"}})
     assert mapped.status_code == 200 and mapped.json()["crm"] == {"system": "salesforce", "record_id": "00Q1"}
     assert (await api.get(f"/v1/leads/{b['id']}")).json()["crm"]["record_id"] == "00Q1"
-    assert out_events(api.glimpze.db.path, "lead.captured")[-1]["lead_id"] == c["id"]  # PATCH emits nothing
+    assert out_events(api.glimpze.config.db_path, "lead.captured")[-1]["lead_id"] == c["id"]  # PATCH emits nothing
 
     async def ids(query: str) -> list[str]:
         response = await api.get(f"/v1/leads{query}")

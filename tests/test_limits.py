@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +15,7 @@ from glimpze.clock import FakeClock, iso
 from glimpze.config import Config, Plan, load
 from glimpze.feeds.limits import Bucket, FeedBuckets, client_ip, parse_networks
 from tests.conftest import Api, row_counts, running, write_locked
+from tests.pg import query
 
 pytestmark = pytest.mark.anyio
 
@@ -254,8 +253,8 @@ async def test_dropped_count_is_never_lost_or_shown_low_during_a_flush(
     assert await shown() == 105
 
     def stored() -> int:
-        with contextlib.closing(sqlite3.connect(config.db_path)) as conn:
-            return conn.execute("SELECT throttled_dropped FROM feeds WHERE id = ?", (feed["id"],)).fetchone()[0]
+        value = query(config.db_path, "SELECT throttled_dropped FROM feeds WHERE id = ?", (feed["id"],))[0][0]
+        return int(value)  # type: ignore[call-overload]
 
     assert stored() == 105  # the second flush wrote what the first one could not have known
     await api.glimpze.feeds.flush_dropped()  # nothing new: nothing to write

@@ -24,7 +24,7 @@ async def create(api: Api, **body: Any) -> dict[str, Any]:
 
 
 def events(api: Api, event_type: str | None = None) -> list[dict[str, Any]]:
-    return out_events(api.glimpze.db.path, event_type)
+    return out_events(api.glimpze.config.db_path, event_type)
 
 
 async def test_create_and_read_a_session(api: Api) -> None:
@@ -72,7 +72,7 @@ async def test_create_validation_names_the_field_and_stores_nothing(api: Api, bo
     response = await api.post("/v1/sessions", json=body)
     assert response.status_code == 422, response.text
     assert response.json()["errors"][0]["path"] == path
-    assert row_counts(api.glimpze.db.path)["sessions"] == 0
+    assert row_counts(api.glimpze.config.db_path)["sessions"] == 0
     assert events(api) == []
 
 
@@ -378,11 +378,11 @@ async def test_creates_take_an_idempotency_key(
     path = path.replace("{id}", session["id"])
     headers = {"Idempotency-Key": "retry-1"}
     first = await api.post(path, json=body, headers=headers)
-    stored = row_counts(api.glimpze.db.path)
+    stored = row_counts(api.glimpze.config.db_path)
     again = await api.post(path, json=body, headers=headers)
     assert first.status_code == again.status_code == 201, first.text
     assert again.json() == first.json() and again.headers["idempotent-replayed"] == "true"
-    assert row_counts(api.glimpze.db.path) == stored  # the replay stored nothing and emitted nothing
+    assert row_counts(api.glimpze.config.db_path) == stored  # the replay stored nothing and emitted nothing
     other = await api.post(path, json={**body, **variant}, headers=headers)
     assert other.status_code == 422 and other.json()["code"] == "idempotency_key_reused"
 

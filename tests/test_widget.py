@@ -273,7 +273,7 @@ async def test_open_resumes_the_visitors_open_session(api: Api) -> None:
     assert again.status_code == 200 and again.json()["id"] == session["id"]
     stored = (await api.get(f"/v1/sessions/{session['id']}")).json()
     assert stored["context"] == {"plan": "pro"}  # hydrated when opened
-    assert len(out_events(api.glimpze.db.path, "session.created")) == 1
+    assert len(out_events(api.glimpze.config.db_path, "session.created")) == 1
 
     await api.patch(f"/v1/sessions/{session['id']}", json={"status": "pending"})
     assert (await open_session(api, token)).json()["id"] == session["id"]  # pending is still open
@@ -310,7 +310,7 @@ async def test_visitor_messages_and_polling(api: Api) -> None:
     huge = await api.client.get(f"{url}?after={2**63}", headers=bearer(token))
     assert huge.status_code == 422 and huge.json()["errors"][0]["path"] == "query.after"
 
-    created = out_events(api.glimpze.db.path, "message.created")
+    created = out_events(api.glimpze.config.db_path, "message.created")
     assert created[0]["role"] == "visitor" and created[0]["session_id"] == session["id"]
     assert (await api.client.post(url, json={"text": ""}, headers=bearer(token))).status_code == 422
     assert (await api.client.post(url, json={"text": "x", "role": "agent"}, headers=bearer(token))).status_code == 422
@@ -326,7 +326,7 @@ async def test_visitor_message_idempotency(api: Api) -> None:
     refreshed = {**bearer(await mint(api)), "Idempotency-Key": "tap-1"}
     again = await api.client.post(url, json={"text": "once"}, headers=refreshed)
     assert again.json() == first.json() and again.headers["idempotent-replayed"] == "true"
-    assert len(out_events(api.glimpze.db.path, "message.created")) == 1
+    assert len(out_events(api.glimpze.config.db_path, "message.created")) == 1
 
 
 async def test_a_visitor_sees_only_their_own_sessions(api: Api) -> None:

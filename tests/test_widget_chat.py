@@ -139,7 +139,7 @@ async def test_typing_reaches_the_visitors_stream_unnumbered_and_ends_with_the_m
         assert stop is not None and stop.event == "typing" and stop.json()["typing"] is False
     # Never stored: no message, no stream event, no outgoing event.
     assert [m["text"] for m in (await live.get(f"/v1/sessions/{sid}/messages")).json()["data"]] == ["Hello?", "Hi!"]
-    assert row_counts(live.glimpze.db.path)["session_stream"] == 2
+    assert row_counts(live.glimpze.config.db_path)["session_stream"] == 2
 
 
 async def test_a_stream_that_connects_while_someone_types_gets_the_signal_until_it_expires(

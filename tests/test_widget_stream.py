@@ -100,13 +100,13 @@ async def test_end_to_end_visitor_agent_handoff_close(live: Api) -> None:
         status = await sse.next(timeout=1.0)
         assert status is not None and status.event == "session" and status.json()["status"] == "closed"
 
-    [escalated] = out_events(live.glimpze.db.path, "session.escalated")
+    [escalated] = out_events(live.glimpze.config.db_path, "session.escalated")
     assert escalated["session_id"] == session["id"] and escalated["team"] == "sales"
     assert escalated["handoff"]["to_team"] == "sales" and escalated["handoff"]["reason"] == "pricing question"
     assert escalated["changes"] == {"team": {"old": None, "new": "sales"}}
-    [closed_event] = out_events(live.glimpze.db.path, "session.closed")
+    [closed_event] = out_events(live.glimpze.config.db_path, "session.closed")
     assert closed_event["resolution"] == "answered" and closed_event["status"] == "closed"
-    types = [e["event"] for e in out_events(live.glimpze.db.path)]
+    types = [e["event"] for e in out_events(live.glimpze.config.db_path)]
     assert types == ["session.created", "message.created", "message.created", "session.escalated", "session.closed"]
 
     await receiver.wait_for(2, timeout=5)  # and session.closed, signed as well

@@ -21,8 +21,7 @@ from glimpze.clock import Clock
 from glimpze.errors import InvalidSetupLink, NotSetUp, ValidationFailed, WrongPassword
 from glimpze.feeds.limits import AuthFailureLimiter
 from glimpze.ids import hash_secret, same
-from glimpze.store.database import Database
-from glimpze.store.sql import Tx, one
+from glimpze.store.sql import Store, Tx, one
 
 if TYPE_CHECKING:
     from argon2 import PasswordHasher
@@ -85,7 +84,7 @@ def _hasher() -> PasswordHasher:
 class Admin:
     """The administrator's password, setup tokens and dashboard sessions."""
 
-    def __init__(self, db: Database, clock: Clock) -> None:
+    def __init__(self, db: Store, clock: Clock) -> None:
         self.db = db
         self.clock = clock
         self.failures = AuthFailureLimiter(clock, SIGN_IN_FAILURES_PER_MINUTE)

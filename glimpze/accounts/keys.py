@@ -16,9 +16,8 @@ from glimpze.errors import Conflict, InvalidApiKey, Unauthorized, not_found
 from glimpze.ids import display_prefix, hash_secret, new_id, new_secret
 from glimpze.names import check_name
 from glimpze.rotation import check_grace, previous_columns
-from glimpze.store.database import Database
 from glimpze.store.pagination import Page, page
-from glimpze.store.sql import Row, Tx, one
+from glimpze.store.sql import Row, Store, Tx, one
 
 DEFAULT_PROJECT_NAME = "Default"
 DEFAULT_ROTATION_GRACE_SECONDS = 24 * 3600
@@ -108,7 +107,7 @@ def _key_out(row: Row, now: float) -> ApiKey:
 class Keys:
     """Projects and API keys."""
 
-    def __init__(self, db: Database, clock: Clock) -> None:
+    def __init__(self, db: Store, clock: Clock) -> None:
         self.db = db
         self.clock = clock
         self._cache: dict[str, _CachedKey] = {}

@@ -16,8 +16,7 @@ import msgspec
 
 from glimpze.clock import Clock
 from glimpze.errors import ValidationFailed
-from glimpze.store.database import Database
-from glimpze.store.sql import Tx, one
+from glimpze.store.sql import Store, Tx, one
 
 T = TypeVar("T")
 
@@ -85,7 +84,7 @@ def check_origin(text: str, path: str) -> str:
 class ProjectSettings:
     """JSON settings by (project, name); `widget_origins` cached in memory."""
 
-    def __init__(self, db: Database, clock: Clock) -> None:
+    def __init__(self, db: Store, clock: Clock) -> None:
         self.db = db
         self.clock = clock
         self._origins: dict[str, frozenset[str]] | None = None  # project id -> origins

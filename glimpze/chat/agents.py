@@ -17,9 +17,9 @@ from glimpze.errors import not_found
 from glimpze.feeds.schemas import url_problem
 from glimpze.ids import new_id
 from glimpze.names import check_fields
-from glimpze.store.database import Database, from_row
+from glimpze.store.database import from_row
 from glimpze.store.pagination import Page, page
-from glimpze.store.sql import Tx, one
+from glimpze.store.sql import Store, Tx, one
 
 DEFAULT_LANGUAGE = "en"
 # As Chatwoot words them; the widget says "Typically replies in a few minutes", and so on.
@@ -101,7 +101,7 @@ class AgentProfile(msgspec.Struct, kw_only=True):
 
 
 class Agents:
-    def __init__(self, db: Database, clock: Clock) -> None:
+    def __init__(self, db: Store, clock: Clock) -> None:
         self.db = db
         self.clock = clock
 

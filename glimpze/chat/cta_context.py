@@ -30,8 +30,7 @@ from glimpze.chat.sessions import Session
 from glimpze.clock import Clock, iso
 from glimpze.ids import new_secret
 from glimpze.rotation import still_good
-from glimpze.store.database import Database
-from glimpze.store.sql import Tx
+from glimpze.store.sql import Store, Tx
 
 if TYPE_CHECKING:
     from glimpze.chat.ctas import Cta
@@ -119,7 +118,7 @@ def captured_fields(lead_fields: dict[str, Any]) -> dict[str, Any]:
 class CtaContext:
     """The context secret of each project, and the signed URLs of cards."""
 
-    def __init__(self, db: Database, clock: Clock, settings: ProjectSettings) -> None:
+    def __init__(self, db: Store, clock: Clock, settings: ProjectSettings) -> None:
         self.db = db
         self.clock = clock
         self.settings = settings

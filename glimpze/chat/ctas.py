@@ -40,9 +40,9 @@ from glimpze.errors import NotFound, TooManyCtas, not_found
 from glimpze.feeds.schemas import url_problem
 from glimpze.ids import new_id
 from glimpze.names import check_fields
-from glimpze.store.database import Database, from_row
+from glimpze.store.database import from_row
 from glimpze.store.pagination import Page, page
-from glimpze.store.sql import Row, Tx, one
+from glimpze.store.sql import Row, Store, Tx, one
 
 log = logging.getLogger("glimpze.ctas")
 
@@ -250,7 +250,7 @@ class CtaRules:
     """Rules of a project's agents: create, list, change, delete; and the cards of a reply."""
 
     def __init__(
-        self, db: Database, clock: Clock, context: CtaContext, patterns: PatternSearcher, streams: SessionStreams
+        self, db: Store, clock: Clock, context: CtaContext, patterns: PatternSearcher, streams: SessionStreams
     ) -> None:
         self.db = db
         self.clock = clock

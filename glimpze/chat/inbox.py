@@ -19,8 +19,7 @@ from glimpze.accounts.settings import ProjectSettings, Setting
 from glimpze.chat.messages import Message
 from glimpze.clock import Clock, iso
 from glimpze.push.pushes import BODY_MAX, TITLE_MAX, Push
-from glimpze.store.database import Database
-from glimpze.store.sql import Row, Tx
+from glimpze.store.sql import Row, Store, Tx
 
 PUSH_VISITOR_MESSAGES = Setting("push_visitor_messages", bool)
 PREVIEW_CHARS = 140
@@ -42,7 +41,8 @@ SQL_UNREAD_COUNT = """
 """
 SQL_MARK_READ = """
     INSERT INTO conversation_reads (session_id, read_seq, read_at) VALUES (?, ?, ?)
-    ON CONFLICT (session_id) DO UPDATE SET read_seq = max(read_seq, excluded.read_seq), read_at = excluded.read_at
+    ON CONFLICT (session_id) DO UPDATE
+    SET read_seq = max(conversation_reads.read_seq, excluded.read_seq), read_at = excluded.read_at
 """
 SQL_READ_SEQ = "SELECT read_seq FROM conversation_reads WHERE session_id = ?"
 
@@ -60,7 +60,7 @@ class Summary:
 class Inbox:
     """See the module docstring."""
 
-    def __init__(self, db: Database, clock: Clock, settings: ProjectSettings, push: Push) -> None:
+    def __init__(self, db: Store, clock: Clock, settings: ProjectSettings, push: Push) -> None:
         self.db = db
         self.clock = clock
         self.settings = settings

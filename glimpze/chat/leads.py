@@ -20,9 +20,9 @@ from glimpze.clock import Clock
 from glimpze.delivery.outbox import Outbox
 from glimpze.errors import ValidationFailed, not_found
 from glimpze.ids import new_id
-from glimpze.store.database import Database, from_row
+from glimpze.store.database import from_row
 from glimpze.store.pagination import Page, page
-from glimpze.store.sql import Row, Tx, one
+from glimpze.store.sql import Row, Store, Tx, one
 
 STANDARD_FIELDS = ("name", "email", "phone")
 FIELDS_MAX_BYTES = 8 * 1024
@@ -150,7 +150,7 @@ def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
 
 
 class Leads:
-    def __init__(self, db: Database, clock: Clock, outbox: Outbox) -> None:
+    def __init__(self, db: Store, clock: Clock, outbox: Outbox) -> None:
         self.db = db
         self.clock = clock
         self.outbox = outbox

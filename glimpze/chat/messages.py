@@ -30,13 +30,13 @@ from glimpze.clock import Clock, iso
 from glimpze.delivery.outbox import Outbox
 from glimpze.ids import new_id
 from glimpze.names import check_fields
-from glimpze.store.database import Database, from_row
+from glimpze.store.database import from_row
 from glimpze.store.pagination import Page, page
 
 if TYPE_CHECKING:
     from glimpze.chat.ctas import CtaRules
     from glimpze.chat.inbox import Inbox
-from glimpze.store.sql import Tx
+from glimpze.store.sql import Store, Tx
 
 Role = Literal["visitor", "agent", "assistant"]
 
@@ -154,7 +154,7 @@ ReplyFill = Callable[[Tx, Reply], None]  # runs inside the write job
 class Messages:
     def __init__(
         self,
-        db: Database,
+        db: Store,
         clock: Clock,
         *,
         outbox: Outbox,

@@ -16,9 +16,9 @@ from glimpze.chat.transitions import session_closed
 from glimpze.clock import Clock, iso
 from glimpze.ids import new_id
 from glimpze.names import check_fields
-from glimpze.store.database import Database, from_row
+from glimpze.store.database import from_row
 from glimpze.store.pagination import Page, page
-from glimpze.store.sql import Tx
+from glimpze.store.sql import Store, Tx
 
 SQL_INSERT_NOTE = "INSERT INTO session_notes (id, session_id, author, text, created_at) VALUES (?, ?, ?, ?, ?)"
 SQL_LIST_NOTES = """
@@ -74,7 +74,7 @@ class Handoff(msgspec.Struct, kw_only=True):
 
 
 class SessionRecords:
-    def __init__(self, db: Database, clock: Clock, sessions: Sessions) -> None:
+    def __init__(self, db: Store, clock: Clock, sessions: Sessions) -> None:
         self.db = db
         self.clock = clock
         self.sessions = sessions

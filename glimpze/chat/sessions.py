@@ -21,9 +21,9 @@ from glimpze.delivery.outbox import Outbox
 from glimpze.errors import ValidationFailed, not_found
 from glimpze.ids import new_id
 from glimpze.names import check_fields
-from glimpze.store.database import Database, from_row
+from glimpze.store.database import from_row
 from glimpze.store.pagination import Page, page
-from glimpze.store.sql import Row, Tx
+from glimpze.store.sql import Row, Store, Tx
 
 Priority = Literal["low", "normal", "high", "urgent"]
 PRIORITIES: tuple[Priority, ...] = ("low", "normal", "high", "urgent")
@@ -211,7 +211,7 @@ def session_fields(session: Session) -> dict[str, Any]:
 class Sessions:
     """Session rows, their changes and the events those changes emit."""
 
-    def __init__(self, db: Database, clock: Clock, outbox: Outbox, streams: SessionStreams) -> None:
+    def __init__(self, db: Store, clock: Clock, outbox: Outbox, streams: SessionStreams) -> None:
         self.db = db
         self.clock = clock
         self.outbox = outbox

@@ -26,8 +26,8 @@ from typing import NamedTuple
 import msgspec
 
 from glimpze.clock import Clock
-from glimpze.store.database import Database
-from glimpze.store.sql import Tx, one
+from glimpze.store.dialect import Sql
+from glimpze.store.sql import Store, Tx, one
 
 HEARTBEAT_SECONDS = 15.0  # an SSE comment this often keeps proxies from closing an idle stream
 READ_BATCH = 100
@@ -37,17 +37,26 @@ TYPING_REFRESH_SECONDS = 2.0  # at most one `typing` event per session this ofte
 TYPING_PRUNE_AT = 1000  # sessions with a typing state before expired ones are dropped
 
 SQL_NEXT_SEQ = "UPDATE sessions SET stream_seq = stream_seq + 1 WHERE id = ? RETURNING stream_seq"
-SQL_INSERT = "INSERT INTO session_stream (session_id, seq, event, data, created_at) VALUES (?, ?, ?, ?, ?)"
+SQL_INSERT = """
+    INSERT INTO session_stream (session_id, seq, event, data, created_at)
+    VALUES (?, ?, ?, /*sqlite:*/?/*:sqlite*//*pg:convert_to(?, 'UTF8')*/, ?)
+"""
 SQL_READ = "SELECT seq, event, data FROM session_stream WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT ?"
 SQL_READ_KIND = """
     SELECT seq, event, data FROM session_stream
     WHERE session_id = ? AND event = ? AND seq > ? AND seq <= ? ORDER BY seq
 """
 # Whether one of the session's `done` events offered the card (its `ctas` hold the rule's id).
-SQL_CARD_OFFERED = """
+SQL_CARD_OFFERED = Sql(
+    sqlite="""
     SELECT 1 FROM session_stream s, json_each(CAST(s.data AS TEXT), '$.ctas') card
     WHERE s.session_id = ? AND s.event = 'done' AND json_extract(card.value, '$.id') = ? LIMIT 1
-"""
+""",
+    postgres="""
+    SELECT 1 FROM session_stream s, jsonb_array_elements(convert_from(s.data, 'UTF8')::jsonb -> 'ctas') card
+    WHERE s.session_id = ? AND s.event = 'done' AND card ->> 'id' = ? LIMIT 1
+""",
+)
 
 
 class StreamEvent(NamedTuple):
@@ -85,7 +94,7 @@ class Typing:
 class SessionStreams:
     """Appends stream events inside write jobs and wakes the streams that wait for them."""
 
-    def __init__(self, db: Database, clock: Clock) -> None:
+    def __init__(self, db: Store, clock: Clock) -> None:
         self.db = db
         self.clock = clock
         self._touched: set[str] = set()

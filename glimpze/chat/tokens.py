@@ -29,7 +29,7 @@ from glimpze.chat.sessions import CONTEXT_MAX_BYTES, Visitor
 from glimpze.clock import Clock, iso
 from glimpze.errors import Forbidden, GlimpzeError, InvalidToken, OriginNotAllowed, Unauthorized, ValidationFailed
 from glimpze.ids import new_secret
-from glimpze.store.database import Database
+from glimpze.store.sql import Store
 from glimpze.validation import Decoder
 
 PREFIX = "gzt_"
@@ -122,7 +122,7 @@ def origin_not_allowed(origin: str) -> Forbidden:
 class ChatTokens:
     """Mints and verifies widget tokens; per-project secrets are cached after the first read."""
 
-    def __init__(self, db: Database, clock: Clock, settings: ProjectSettings, own_origin: str | None) -> None:
+    def __init__(self, db: Store, clock: Clock, settings: ProjectSettings, own_origin: str | None) -> None:
         self.db = db
         self.clock = clock
         self.settings = settings

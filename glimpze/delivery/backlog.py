@@ -114,8 +114,8 @@ _FIRST = "e.seq > s.after_seq ORDER BY e.seq LIMIT 1"
 _WAITING_COUNTS = f"""
     SELECT s.webhook_id,
            max(0, coalesce(({_TYPE_SEQ.format(range=_LAST)}) - ({_TYPE_SEQ.format(range=_FIRST)}) + 1, 0)) AS n
-    FROM webhook_spans s JOIN webhooks w ON w.id = s.webhook_id JOIN {SPAN_TYPES} t
-    WHERE {UNFILTERED_TYPE} {{where}}
+    FROM webhook_spans s JOIN webhooks w ON w.id = s.webhook_id JOIN {SPAN_TYPES} t ON {UNFILTERED_TYPE}
+    WHERE 1 = 1 {{where}}
     UNION ALL
     SELECT s.webhook_id,
            max(0, coalesce(({_FEED_SEQ.format(range=_LAST)}) - ({_FEED_SEQ.format(range=_FIRST)}) + 1, 0)) AS n
@@ -132,13 +132,15 @@ _WAITING_COUNTS = f"""
 # How many deliveries each of webhooks `:ids` (a JSON array) has waiting for a row.
 SQL_WAITING_COUNTS = f"""
     SELECT webhook_id, sum(n) AS n
-    FROM ({_WAITING_COUNTS.format(where="AND s.webhook_id IN (SELECT value FROM json_each(:ids))")})
+    FROM ({_WAITING_COUNTS.format(where="AND s.webhook_id IN (SELECT value FROM json_each(:ids))")}) c
     GROUP BY webhook_id
 """
 # For the queue's figures: all waiting deliveries, and when the oldest of an active webhook fell
 # due (its event's time: a first attempt is due at once), found with one index seek per type.
-SQL_WAITING_TOTAL = f"SELECT coalesce(sum(n), 0) FROM ({_WAITING_COUNTS.format(where='')})"
-SQL_WAITING_OLDEST = f"SELECT min(first) FROM ({SPAN_FIRSTS.format(column='occurred_at', where='w.active')})"
+SQL_WAITING_TOTAL = f"SELECT coalesce(sum(n), 0) FROM ({_WAITING_COUNTS.format(where='')}) c"
+SQL_WAITING_OLDEST = (
+    f"SELECT min(first) FROM ({SPAN_FIRSTS.format(column='occurred_at', where='w.active/*pg: <> 0*/')}) f"
+)
 # Whether webhook `w` (of the enclosing query) has a delivery waiting for a row: an index seek per
 # type of each span's filter, and feed of a filter by feed (for the dispatcher's look for work).
 WAITING_EXISTS = f"""
@@ -169,10 +171,12 @@ SQL_WAITING_BY_ID = f"""
                     AND (s.feeds IS NULL OR e.feed_id IS NULL OR e.feed_id IN (SELECT value FROM json_each(s.feeds)))
           END
 """
-# The columns of a waiting delivery in a listing (backlog rows beside the rows of `deliveries`).
+# The columns of a waiting delivery in a listing (backlog rows beside the rows of `deliveries`;
+# typed NULLs, which PostgreSQL's UNION needs).
 WAITING_COLUMNS = """
-    e.seq AS event_seq, NULL AS seq, NULL AS id, :webhook AS webhook_id, e.id AS event_id, e.type AS event,
-    'pending' AS status, 0 AS attempts, e.occurred_at AS next_attempt_at, NULL AS last_status_code,
+    e.seq AS event_seq, CAST(NULL AS BIGINT) AS seq, NULL AS id, :webhook AS webhook_id, e.id AS event_id,
+    e.type AS event, 'pending' AS status, 0 AS attempts, e.occurred_at AS next_attempt_at,
+    CAST(NULL AS BIGINT) AS last_status_code,
     NULL AS last_error, e.occurred_at AS created_at, NULL AS feed_id, NULL AS method, NULL AS url
 """
 
@@ -331,14 +335,14 @@ def listing_sql(spans: Sequence[Row], *, materialised: str | None) -> str:
     those waiting in `spans` (as read just before: start and filter, which never change; the
     cursor is read by the statement itself) and the rows `materialised` selects (None: no rows),
     which must have WAITING_COLUMNS' columns in their order and `ORDER BY event_seq DESC LIMIT`."""
-    parts = [] if materialised is None else [f"SELECT * FROM ({materialised})"]
+    parts = [] if materialised is None else [f"SELECT * FROM ({materialised}) m"]
     for span in spans:
         also = f"s.webhook_id = :webhook AND s.start_seq = {int(span['start_seq'])} AND e.seq < :before AND "
         branches = span_branches(
             span["events"], span["feeds"], after="s.after_seq", hi=SPAN_HI, also=also, spans="webhook_spans s, "
         )
         listed = merged(branches, WAITING_COLUMNS, order="DESC", key="event_seq")
-        parts.append(f"SELECT * FROM ({listed})")
+        parts.append(f"SELECT * FROM ({listed}) l{len(parts)}")
     if not parts:
-        return "SELECT NULL AS event_seq WHERE 0"
-    return f"SELECT * FROM ({' UNION ALL '.join(parts)}) ORDER BY event_seq DESC LIMIT :limit"
+        return "SELECT NULL AS event_seq WHERE 1 = 0"
+    return f"SELECT * FROM ({' UNION ALL '.join(parts)}) a ORDER BY event_seq DESC LIMIT :limit"

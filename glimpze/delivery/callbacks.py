@@ -20,6 +20,7 @@ days after someone answers. The SSRF guard checks it again at every connection.
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -33,8 +34,8 @@ from glimpze.store.sql import Tx, one
 SQL_QUEUE = """
     INSERT INTO deliveries (id, webhook_id, event_seq, ordered, status, attempts, next_attempt_at, created_at,
                             updated_at, feed_id, method, url, payload)
-    VALUES ('dlv_' || printf('%010x', :event_seq) || lower(hex(randomblob(5))), NULL, :event_seq, 0, 'pending', 0,
-            :now, :now, :now, :feed_id, :method, :url, :payload)
+    VALUES (:id, NULL, :event_seq, 0, 'pending', 0, :now, :now, :now, :feed_id, :method, :url,
+            /*sqlite:*/:payload/*:sqlite*//*pg:convert_to(:payload, 'UTF8')*/)
     RETURNING id
 """
 SQL_OUT_EVENT_SEQ = "SELECT seq FROM out_events WHERE id = ?"
@@ -89,6 +90,14 @@ def queue(
     method = callback.get("method", "POST")
     url, payload = callback_request(callback["url"], method, fields)
     event_seq = one(tx.execute(SQL_OUT_EVENT_SEQ, (out_event_id,)))[0]
-    params = {"event_seq": event_seq, "now": now, "feed_id": feed_id, "method": method, "url": url, "payload": payload}
+    params = {
+        "id": f"dlv_{event_seq:010x}{secrets.token_hex(5)}",  # grows with the event's seq, as webhooks' do
+        "event_seq": event_seq,
+        "now": now,
+        "feed_id": feed_id,
+        "method": method,
+        "url": url,
+        "payload": payload,
+    }
     delivery_id: str = one(tx.execute(SQL_QUEUE, params))[0]
     return delivery_id

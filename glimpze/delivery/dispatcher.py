@@ -38,8 +38,9 @@ PostgreSQL next (DESIGN §8): the claim job is one transaction that first takes 
 processes), so making rows from a span and leasing them cannot race another process; leases are
 then not cleared at start, and an outcome is written `WHERE seq = $1 AND attempts = $2` (fencing
 by attempt number); the wake-ups after a commit become `NOTIFY` with the (project, type) pairs.
-SQLite-only here: `INDEXED BY` (outbox.BY_TYPE, BY_PROJECT), `json_each`, the two-argument
-`max`/`min`, and `printf`/`randomblob` in callbacks' ids.
+The statements are one text for both databases (store/dialect.py translates `INDEXED BY`, the
+two-argument `max`/`min`, and the 0/1 flags marked `/*pg: <> 0*/`; `json_each` over a text array
+is a function of the PostgreSQL schema).
 """
 
 from __future__ import annotations
@@ -75,8 +76,7 @@ from glimpze.delivery.ssrf import ssl_context
 from glimpze.ops.metrics import Registry
 from glimpze.ops.runner import Runner
 from glimpze.store.changes import Changes
-from glimpze.store.database import Database
-from glimpze.store.sql import Row, Tx
+from glimpze.store.sql import Row, Store, Tx
 
 log = logging.getLogger("glimpze.delivery")
 
@@ -92,7 +92,8 @@ SQL_RELEASE_LEASES = (
 _OPEN_ROWS = """
     SELECT count(*) AS open,
            count(CASE WHEN d.lease_until > :now THEN 1 END) AS leased,
-           min(CASE WHEN d.next_attempt_at <= :now AND (d.webhook_id IS NULL OR w.active) THEN d.next_attempt_at END)
+           min(CASE WHEN d.next_attempt_at <= :now AND (d.webhook_id IS NULL OR w.active/*pg: <> 0*/)
+                    THEN d.next_attempt_at END)
                AS oldest_due
     FROM deliveries d LEFT JOIN webhooks w ON w.id = d.webhook_id
     WHERE d.status IN ('pending', 'failed')
@@ -111,17 +112,17 @@ SQL_QUEUE_STATS = f"""
 _SENDABLE = """
     d.status IN ('pending', 'failed') AND d.next_attempt_at <= :now AND (d.lease_until IS NULL OR d.lease_until <= :now)
 """
-_OPEN_ORDERED = "d.webhook_id = {webhook} AND d.ordered AND d.status IN ('pending', 'failed')"
+_OPEN_ORDERED = "d.webhook_id = {webhook} AND d.ordered/*pg: <> 0*/ AND d.status IN ('pending', 'failed')"
 _HEAD_OF = f"(SELECT min(d.seq) FROM deliveries d WHERE {_OPEN_ORDERED})"
 # The targets with something to send: webhooks (due rows, or events their spans hold; an ordered
 # one only if its head can go), then approval feeds with due callbacks (found in their own partial
 # index, which the webhook deliveries' planner must not be tempted to scan).
 SQL_DUE_TARGETS = f"""
     SELECT w.id AS target, w.ordered, 0 AS callback FROM webhooks w
-    WHERE w.active AND CASE
-        WHEN w.ordered AND EXISTS (SELECT 1 FROM deliveries d WHERE {_OPEN_ORDERED.format(webhook="w.id")})
+    WHERE w.active/*pg: <> 0*/ AND CASE
+        WHEN w.ordered/*pg: <> 0*/ AND EXISTS (SELECT 1 FROM deliveries d WHERE {_OPEN_ORDERED.format(webhook="w.id")})
             THEN EXISTS (SELECT 1 FROM deliveries d WHERE d.seq = {_HEAD_OF.format(webhook="w.id")} AND {_SENDABLE})
-        WHEN w.ordered THEN {backlog.WAITING_EXISTS}
+        WHEN w.ordered/*pg: <> 0*/ THEN {backlog.WAITING_EXISTS}
         ELSE EXISTS (SELECT 1 FROM deliveries d WHERE d.webhook_id = w.id AND {_SENDABLE}) OR {backlog.WAITING_EXISTS}
         END
     UNION ALL
@@ -192,7 +193,7 @@ class Dispatcher:
 
     def __init__(
         self,
-        db: Database,
+        db: Store,
         config: Config,
         clock: Clock,
         outbox: Outbox,

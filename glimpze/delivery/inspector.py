@@ -17,7 +17,7 @@ import msgspec
 from glimpze.delivery import backlog
 from glimpze.delivery.attempts import request_headers
 from glimpze.delivery.webhooks import delivery_out, delivery_row
-from glimpze.store.database import Database
+from glimpze.store.sql import Store
 
 SIGNED = "(signed when sent)"
 
@@ -52,7 +52,7 @@ class SentRequest:
 class Inspector:
     """See the module docstring."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Store) -> None:
         self.db = db
 
     async def counts(self, webhook_ids: Sequence[str]) -> dict[str, DeliveryCounts]:

@@ -36,9 +36,9 @@ from glimpze.clock import Clock, iso
 from glimpze.errors import CursorExpired
 from glimpze.ids import new_id
 from glimpze.store.changes import Changes
-from glimpze.store.database import Database
+from glimpze.store.dialect import Sql
 from glimpze.store.pagination import decode_cursor, encode_cursor
-from glimpze.store.sql import Tx, one
+from glimpze.store.sql import Store, Tx, one
 
 EVENT_TYPES = (
     "session.created",
@@ -76,25 +76,34 @@ BY_FEED = "out_events e INDEXED BY out_events_feed"
 # on PostgreSQL a sequence never goes back). `type_seq` follows the project's last event of the
 # type (an index seek): numbers without gaps, which count a span's deliveries (backlog.py);
 # `feed_seq` likewise numbers a feed's events of a type (NULL for an event without a feed).
-SQL_INSERT_EVENT = """
+_TYPE_SEQ = """
+    coalesce((SELECT e.type_seq FROM out_events e INDEXED BY out_events_type
+              WHERE e.project_id = ?2 AND e.type = ?3 ORDER BY e.seq DESC LIMIT 1), 0) + 1"""
+_FEED_SEQ = """
+    CASE WHEN ?7 IS NOT NULL THEN
+        coalesce((SELECT e.feed_seq FROM out_events e INDEXED BY out_events_feed
+                  WHERE e.project_id = ?2 AND e.feed_id = ?7 AND e.type = ?3 ORDER BY e.seq DESC LIMIT 1), 0)
+        + 1 END"""
+SQL_INSERT_EVENT = Sql(
+    sqlite=f"""
     INSERT INTO out_events (seq, id, project_id, type, occurred_at, payload, target_webhook_id, type_seq,
                             feed_id, feed_seq)
     VALUES (max((SELECT coalesce(max(seq), 0) FROM out_events),
-                (SELECT coalesce(max(value), 0) FROM meta WHERE key = 'out_events_purged_seq')) + 1,
-            ?1, ?2, ?3, ?4, ?5, ?6,
-            coalesce((SELECT e.type_seq FROM out_events e INDEXED BY out_events_type
-                      WHERE e.project_id = ?2 AND e.type = ?3 ORDER BY e.seq DESC LIMIT 1), 0) + 1,
-            ?7,
-            CASE WHEN ?7 IS NOT NULL THEN
-                coalesce((SELECT e.feed_seq FROM out_events e INDEXED BY out_events_feed
-                          WHERE e.project_id = ?2 AND e.feed_id = ?7 AND e.type = ?3 ORDER BY e.seq DESC LIMIT 1), 0)
-                + 1 END)
+                (SELECT coalesce(max(CAST(value AS BIGINT)), 0) FROM meta WHERE key = 'out_events_purged_seq')) + 1,
+            ?1, ?2, ?3, ?4, ?5, ?6, {_TYPE_SEQ}, ?7, {_FEED_SEQ})
     RETURNING seq
-"""
-SQL_PURGED_SEQ = "SELECT value FROM meta WHERE key = 'out_events_purged_seq'"
+""",
+    postgres=f"""
+    INSERT INTO out_events (id, project_id, type, occurred_at, payload, target_webhook_id, type_seq,
+                            feed_id, feed_seq)
+    VALUES (?1, ?2, ?3, ?4, convert_to(?5, 'UTF8'), ?6, {_TYPE_SEQ}, ?7, {_FEED_SEQ})
+    RETURNING seq
+""",
+)
+SQL_PURGED_SEQ = "SELECT CAST(value AS BIGINT) FROM meta WHERE key = 'out_events_purged_seq'"
 SQL_SET_PURGED_SEQ = """
     INSERT INTO meta (key, value) VALUES ('out_events_purged_seq', :seq)
-    ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)
+    ON CONFLICT (key) DO UPDATE SET value = max(CAST(meta.value AS BIGINT), CAST(excluded.value AS BIGINT))
 """
 # Finished deliveries go with their events; an event an open delivery still needs stays, and so
 # does everything after it (deliveries are created in event order). Rows are made in event order,
@@ -116,7 +125,7 @@ SPAN_TYPES = f"json_each(CASE WHEN s.events = '{STAR}' THEN '{ALL_TYPES_JSON}' E
 # names a feed in a span filtered by feed, each of its feeds `f` with the type (`json_each(s.feeds)`
 # has no row when the span takes every feed).
 UNFILTERED_TYPE = f"t.value != '{TEST_EVENT}' AND (s.feeds IS NULL OR t.value NOT IN {FEED_TYPES_SQL})"
-SPAN_FEED_TYPES = f"{SPAN_TYPES} t JOIN json_each(s.feeds) f ON t.value IN {FEED_TYPES_SQL}"
+SPAN_FEED_TYPES = f"{SPAN_TYPES} t ON t.value IN {FEED_TYPES_SQL} JOIN json_each(s.feeds) f ON 1 = 1"
 # The first event each span still has to send (its `{{column}}`; spans `{{where}}`): an index seek
 # per type of its filter (and feed of a filter by feed), and one for the tests aimed at it,
 # whatever lies between.
@@ -147,7 +156,7 @@ SQL_OLDEST_NEEDED = f"""
         SELECT min(event_seq) AS first FROM deliveries WHERE status IN ('pending', 'failed')
         UNION ALL
         {SPAN_FIRSTS.format(column="seq", where="1 = 1")}
-    )
+    ) f
 """
 SQL_PURGE_BATCH = """
     SELECT seq FROM out_events WHERE occurred_at < :cutoff AND seq < :needed ORDER BY seq LIMIT :batch
@@ -177,9 +186,9 @@ def merged(branches: Sequence[str], columns: str, *, order: str = "ASC", key: st
     if len(branches) == 1:
         return f"SELECT {columns} {branches[0]} ORDER BY e.seq {order} LIMIT :limit"
     parts = " UNION ALL ".join(
-        f"SELECT * FROM (SELECT {columns} {b} ORDER BY e.seq {order} LIMIT :limit)" for b in branches
+        f"SELECT * FROM (SELECT {columns} {b} ORDER BY e.seq {order} LIMIT :limit) b{i}" for i, b in enumerate(branches)
     )
-    return f"SELECT * FROM ({parts}) ORDER BY {key} {order} LIMIT :limit"
+    return f"SELECT * FROM ({parts}) m ORDER BY {key} {order} LIMIT :limit"
 
 
 def type_literal(event_type: str) -> str:
@@ -217,7 +226,7 @@ class Polled(msgspec.Struct):
 class Outbox:
     """Emits outgoing events, wakes whoever waits for them after the commit, serves long polls."""
 
-    def __init__(self, db: Database, clock: Clock, changes: Changes, retention_days: int = 7) -> None:
+    def __init__(self, db: Store, clock: Clock, changes: Changes, retention_days: int = 7) -> None:
         self.db = db
         self.clock = clock
         self.changes = changes

@@ -29,8 +29,7 @@ from glimpze.delivery.backlog import close_spans
 from glimpze.delivery.outbox import Outbox
 from glimpze.ops.metrics import Registry
 from glimpze.store.changes import Changes
-from glimpze.store.database import Database
-from glimpze.store.sql import Tx
+from glimpze.store.sql import Store, Tx
 
 log = logging.getLogger("glimpze.delivery")
 
@@ -59,7 +58,7 @@ SQL_FAILED = """
 """
 SQL_WARNED = "UPDATE webhooks SET warned_at = ? WHERE id = ?"
 SQL_DISABLE = """
-    UPDATE webhooks SET active = 0, disabled_reason = :reason, updated_at = :now WHERE id = :id AND active
+    UPDATE webhooks SET active = 0, disabled_reason = :reason, updated_at = :now WHERE id = :id AND active/*pg: <> 0*/
     RETURNING project_id, url
 """
 
@@ -83,7 +82,7 @@ class Outcomes:
 
     def __init__(
         self,
-        db: Database,
+        db: Store,
         clock: Clock,
         outbox: Outbox,
         changes: Changes,

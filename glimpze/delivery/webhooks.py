@@ -33,9 +33,8 @@ from glimpze.errors import Conflict, FieldError, ValidationFailed, not_found
 from glimpze.ids import new_id
 from glimpze.names import check_name
 from glimpze.rotation import check_grace, previous_columns, still_good
-from glimpze.store.database import Database
 from glimpze.store.pagination import Page, page
-from glimpze.store.sql import Row, Tx, one
+from glimpze.store.sql import Row, Store, Tx, one
 from glimpze.validation import failed, member_path
 
 DEFAULT_SECRET_GRACE_SECONDS = 24 * 3600
@@ -87,10 +86,10 @@ SQL_UPDATE_WEBHOOK = """
     UPDATE webhooks SET url = :url, events = :events, feed_ids = :feed_ids, description = :description,
         headers = :headers,
         active = :active, ordered = :ordered, timeout_seconds = :timeout_seconds, updated_at = :now,
-        disabled_reason = CASE WHEN :active THEN NULL ELSE disabled_reason END,
-        failures = CASE WHEN :reenabled THEN 0 ELSE failures END,
-        failing_since = CASE WHEN :reenabled THEN NULL ELSE failing_since END,
-        warned_at = CASE WHEN :reenabled THEN NULL ELSE warned_at END
+        disabled_reason = CASE WHEN :active <> 0 THEN NULL ELSE disabled_reason END,
+        failures = CASE WHEN :reenabled <> 0 THEN 0 ELSE failures END,
+        failing_since = CASE WHEN :reenabled <> 0 THEN NULL ELSE failing_since END,
+        warned_at = CASE WHEN :reenabled <> 0 THEN NULL ELSE warned_at END
     WHERE project_id = :project_id AND id = :id
 """
 # Open deliveries follow their webhook's ordering (deliveries_head indexes the ordered ones).
@@ -130,7 +129,7 @@ SQL_ATTEMPTS = """
 """
 SQL_ATTEMPTS_OF = """
     SELECT delivery_seq, attempt, at, status_code, latency_ms, error, response_head FROM delivery_attempts
-    WHERE delivery_seq IN (SELECT value FROM json_each(?)) ORDER BY delivery_seq, attempt
+    WHERE delivery_seq IN (SELECT CAST(value AS BIGINT) FROM json_each(?)) ORDER BY delivery_seq, attempt
 """
 # A replay starts a fresh retry schedule; the attempt log keeps counting.
 SQL_REPLAY = """
@@ -272,7 +271,7 @@ def delivery_out(row: Row, code: str | None = None) -> Delivery:
     )
 
 
-async def delivery_row(db: Database, project_id: str, delivery_id: str) -> Row:
+async def delivery_row(db: Store, project_id: str, delivery_id: str) -> Row:
     """A delivery with the request it makes (SQL_GET_DELIVERY), with or without a row yet."""
     seq, code = backlog.parse_delivery_id(delivery_id) or (-1, "")
     params = {"id": delivery_id, "project": project_id, "event_seq": seq, "code": code}
@@ -291,7 +290,7 @@ def _attempt_out(row: Row) -> Attempt:
 class Webhooks:
     """Webhook subscriptions of a project, and their deliveries."""
 
-    def __init__(self, db: Database, config: Config, clock: Clock, outbox: Outbox, policy: TargetPolicy) -> None:
+    def __init__(self, db: Store, config: Config, clock: Clock, outbox: Outbox, policy: TargetPolicy) -> None:
         self.db = db
         self.config = config
         self.clock = clock

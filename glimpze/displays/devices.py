@@ -25,9 +25,8 @@ from glimpze.errors import not_found
 from glimpze.ids import hash_secret, new_secret
 from glimpze.names import check_name
 from glimpze.store.changes import Changes
-from glimpze.store.database import Database
 from glimpze.store.pagination import Page, page
-from glimpze.store.sql import Row, Tx
+from glimpze.store.sql import Row, Store, Tx
 
 MAX_LOG_LINES = 500  # kept per device, newest first
 LATE_PERIODS = 3  # "not seen for N × its refresh rate": the dashboard's warning
@@ -119,7 +118,7 @@ class DeviceLogPage(msgspec.Struct):
 class Devices:
     """Device records: listing, accepting, playlists, deleting, and their logs."""
 
-    def __init__(self, db: Database, clock: Clock, screens: Screens, changes: Changes) -> None:
+    def __init__(self, db: Store, clock: Clock, screens: Screens, changes: Changes) -> None:
         self.db = db
         self.clock = clock
         self.screens = screens  # a playlist names screens of the device's project

@@ -28,9 +28,8 @@ from glimpze.ids import looks_like, new_id, new_secret, same
 from glimpze.names import check_name
 from glimpze.push.quiet_hours import QuietHours
 from glimpze.store.changes import Changes
-from glimpze.store.database import Database
 from glimpze.store.pagination import Page, page
-from glimpze.store.sql import Row, Tx, one
+from glimpze.store.sql import Row, Store, Tx, one
 
 Layout = Literal["full", "halves", "grid", "hero"]
 Theme = Literal["light", "dark", "eink"]
@@ -130,7 +129,7 @@ class Screens:
 
     def __init__(
         self,
-        db: Database,
+        db: Store,
         config: Config,
         clock: Clock,
         events: Events,

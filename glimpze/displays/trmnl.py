@@ -50,8 +50,7 @@ from glimpze.feeds.events import Event, Widget
 from glimpze.feeds.limits import AuthFailureLimiter, too_many_failures
 from glimpze.ids import hash_secret, new_id, same
 from glimpze.store.changes import Changes
-from glimpze.store.database import Database
-from glimpze.store.sql import Row, Tx, one
+from glimpze.store.sql import Row, Store, Tx, one
 from glimpze.validation import Decoder
 
 SETUP_SIZE = (800, 480)  # the setup logo: what every firmware can take (a 1-bit BMP)
@@ -189,7 +188,7 @@ class Trmnl:
 
     def __init__(
         self,
-        db: Database,
+        db: Store,
         config: Config,
         clock: Clock,
         *,

@@ -18,9 +18,8 @@ from glimpze.feeds.feeds import Feeds, FeedState
 from glimpze.feeds.media import MediaFile
 from glimpze.feeds.schemas import IngestEvent
 from glimpze.push.buttons import Button
-from glimpze.store.database import Database
 from glimpze.store.pagination import decode_cursor, encode_cursor
-from glimpze.store.sql import Row, Tx, one
+from glimpze.store.sql import Row, Store, Tx, one
 
 if TYPE_CHECKING:
     from glimpze.push.approvals import Approvals
@@ -167,7 +166,7 @@ def event_out(row: Row) -> Event:
 class Events:
     """Reads the event log and what each feed's widget shows."""
 
-    def __init__(self, db: Database, feeds: Feeds, approvals: Approvals) -> None:
+    def __init__(self, db: Store, feeds: Feeds, approvals: Approvals) -> None:
         self.db = db
         self.feeds = feeds
         self.approvals = approvals

@@ -41,9 +41,8 @@ from glimpze.feeds.limits import FeedBuckets, FeedUsage
 from glimpze.ids import display_prefix, hash_secret, looks_like, new_id, new_secret, same
 from glimpze.names import check_name
 from glimpze.rotation import check_grace, previous_columns, still_good
-from glimpze.store.database import Database
 from glimpze.store.pagination import Page, page
-from glimpze.store.sql import Row, Tx, one
+from glimpze.store.sql import Row, Store, Tx, one
 
 CACHE_SECONDS = 10.0
 MAX_KEY_GRACE_SECONDS = 7 * 24 * 3600
@@ -176,7 +175,7 @@ class FeedState:
 class Feeds:
     """Feed CRUD, write-key authentication and per-feed quota state."""
 
-    def __init__(self, db: Database, config: Config, clock: Clock) -> None:
+    def __init__(self, db: Store, config: Config, clock: Clock) -> None:
         self.db = db
         self.config = config
         self.clock = clock

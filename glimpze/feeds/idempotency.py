@@ -15,15 +15,17 @@ from dataclasses import dataclass
 
 from glimpze.clock import Clock
 from glimpze.errors import IdempotencyKeyInUse, IdempotencyKeyReused, ValidationFailed
-from glimpze.store.database import Database
-from glimpze.store.sql import Tx
+from glimpze.store.sql import Store, Tx
 
 KEEP_SECONDS = 24 * 3600
 MAX_KEY_LENGTH = 255
 
 SQL_FIND = "SELECT body_hash, status, response FROM idempotency WHERE scope = ? AND key = ? AND created_at > ?"
 SQL_SAVE = """
-    INSERT OR REPLACE INTO idempotency (scope, key, body_hash, status, response, created_at) VALUES (?, ?, ?, ?, ?, ?)
+    INSERT INTO idempotency (scope, key, body_hash, status, response, created_at)
+    VALUES (?, ?, ?, ?, /*sqlite:*/?/*:sqlite*//*pg:convert_to(?, 'UTF8')*/, ?)
+    ON CONFLICT (scope, key) DO UPDATE SET body_hash = excluded.body_hash, status = excluded.status,
+        response = excluded.response, created_at = excluded.created_at
 """
 SQL_PURGE = """
     DELETE FROM idempotency WHERE (scope, key) IN
@@ -55,7 +57,7 @@ def body_digest(body: bytes) -> str:
 
 
 class Idempotency:
-    def __init__(self, db: Database, clock: Clock) -> None:
+    def __init__(self, db: Store, clock: Clock) -> None:
         self.db = db
         self.clock = clock
         self._running: set[tuple[str, str]] = set()

@@ -41,8 +41,7 @@ from glimpze.push.approvals import Approvals
 from glimpze.push.buttons import Button
 from glimpze.push.pushes import Push
 from glimpze.store.changes import Changes
-from glimpze.store.database import Database
-from glimpze.store.sql import IntegrityError, Tx
+from glimpze.store.sql import IntegrityError, Store, Tx
 
 T = TypeVar("T")
 _JSON_TYPES = ("application/json", "text/plain")
@@ -101,7 +100,7 @@ class Ingest:
 
     def __init__(
         self,
-        db: Database,
+        db: Store,
         clock: Clock,
         metrics: Registry,
         *,

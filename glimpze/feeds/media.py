@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from glimpze.feeds.schemas import WIDGET_SIZES, CustomEvent
-from glimpze.store.database import Database, StorageError
-from glimpze.store.sql import Tx
+from glimpze.store.database import StorageError
+from glimpze.store.sql import Store, Tx
 
 if TYPE_CHECKING:
     from glimpze.feeds.events import NewEvent
@@ -93,7 +93,7 @@ class StoredImage:
 class Media:
     """The image store under `root` (the data dir's `media/`)."""
 
-    def __init__(self, root: Path, db: Database, base_url: str) -> None:
+    def __init__(self, root: Path, db: Store, base_url: str) -> None:
         self.root = root
         self.incoming = root / INCOMING
         self.db = db

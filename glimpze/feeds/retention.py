@@ -15,18 +15,20 @@ import msgspec
 
 from glimpze.config import Config
 from glimpze.feeds.media import Media
-from glimpze.store.database import Database
+from glimpze.store.sql import Store
 
 log = logging.getLogger("glimpze.retention")
 
 BATCH = 500
 
 # A pending approval's event stays however old it is: it is what the answer refers to.
+# An event that is not its feed's widget state (NULL-safe: SQLite's IS NOT, PostgreSQL's IS DISTINCT FROM).
+_NOT_WIDGET = "e.seq /*sqlite:*/IS NOT/*:sqlite*//*pg:IS DISTINCT FROM*/ f.widget_event_seq"
 _KEPT = "NOT EXISTS (SELECT 1 FROM approvals a WHERE a.event_seq = e.seq AND a.status = 'pending')"
 SQL_PURGE_EVENTS = f"""
     DELETE FROM events WHERE seq IN (
         SELECT e.seq FROM events e JOIN feeds f ON f.id = e.feed_id
-        WHERE f.plan = :plan AND e.received_at < :cutoff AND e.seq IS NOT f.widget_event_seq AND {_KEPT}
+        WHERE f.plan = :plan AND e.received_at < :cutoff AND {_NOT_WIDGET} AND {_KEPT}
         LIMIT :batch
     )
 """
@@ -34,14 +36,14 @@ SQL_PURGE_UNKNOWN_PLAN = f"""
     DELETE FROM events WHERE seq IN (
         SELECT e.seq FROM events e JOIN feeds f ON f.id = e.feed_id
         WHERE f.plan NOT IN (SELECT value FROM json_each(:plans))
-          AND e.received_at < :cutoff AND e.seq IS NOT f.widget_event_seq AND {_KEPT}
+          AND e.received_at < :cutoff AND {_NOT_WIDGET} AND {_KEPT}
         LIMIT :batch
     )
 """
 
 
 class Retention:
-    def __init__(self, db: Database, config: Config, media: Media) -> None:
+    def __init__(self, db: Store, config: Config, media: Media) -> None:
         self.db = db
         self.config = config
         self.media = media

@@ -16,8 +16,7 @@ import msgspec
 
 from glimpze.clock import Clock
 from glimpze.errors import ValidationFailed, not_found
-from glimpze.store.database import Database
-from glimpze.store.sql import Row, Tx
+from glimpze.store.sql import Row, Store, Tx
 
 SIZES = ("small", "medium", "large")
 # A widget's natural size: one value fits a small square; an approval's question needs a wide one.
@@ -95,7 +94,7 @@ def is_stale(received_at: float | None, expected_seconds: float | None, now: flo
 class Tiles:
     """Reads and changes the home screen's layout; see the module docstring."""
 
-    def __init__(self, db: Database, clock: Clock) -> None:
+    def __init__(self, db: Store, clock: Clock) -> None:
         self.db = db
         self.clock = clock
 

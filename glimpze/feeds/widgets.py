@@ -33,8 +33,7 @@ from glimpze.feeds.images import WIDGET_PIXELS
 from glimpze.feeds.limits import AuthFailureLimiter
 from glimpze.feeds.media import Media
 from glimpze.feeds.render import RENDER_VERSION, Card, placeholder, render, stamp_image, to_png
-from glimpze.store.database import Database
-from glimpze.store.sql import Row
+from glimpze.store.sql import Row, Store
 
 if TYPE_CHECKING:
     from glimpze.push.quiet_hours import QuietHours
@@ -82,7 +81,7 @@ class Widgets:
 
     def __init__(
         self,
-        db: Database,
+        db: Store,
         feeds: Feeds,
         media: Media,
         clock: Clock,

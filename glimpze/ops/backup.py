@@ -65,6 +65,7 @@ class CheckReport:
     data_bytes: int = 0
     problems: list[str] = field(default_factory=list)
     unchecked: str | None = None  # why the database was not checked (none there, cannot open it)
+    backend: str = "sqlite"  # or "postgresql" ([database] url)
 
     @property
     def sound(self) -> bool:
@@ -74,11 +75,17 @@ class CheckReport:
         """The report as `glimpze check` prints it. A database that cannot be opened is "not
         checked", never "FAILED": that word means damage, and its remedy is restoring a backup."""
         if self.unchecked is not None:
-            return [f"integrity: not checked ({self.unchecked})", "queue: unknown", self._data_line()]
+            return [
+                f"integrity: not checked ({self.unchecked})",
+                "queue: unknown",
+                self._data_line(),
+                f"database: {self.backend}",
+            ]
         return [
             f"integrity: {'ok' if self.integrity_ok else 'FAILED'}",
             f"queue: {self.pending} pending, {self.leased} leased",
             self._data_line(),
+            f"database: {self.backend}",
         ]
 
     def _data_line(self) -> str:
@@ -88,6 +95,12 @@ class CheckReport:
 def backup(config: Config, target: Path) -> BackupReport:
     """Copy the database, the stored images and the VAPID keys of `config`'s data dir to `target`."""
     started = time.monotonic()
+    if config.postgres_url is not None:
+        raise BackupError(
+            "The database is PostgreSQL: back it up with PostgreSQL's own tools, e.g. "
+            'pg_dump --format=custom --file=glimpze.dump "$GLIMPZE_DATABASE_URL" (or continuous archiving), '
+            f"and copy {config.data_path.resolve()}/media and the vapid* files beside it."
+        )
     data, database = config.data_path.resolve(), config.db_path.resolve()
     target = target.resolve()
     if not database.is_file():
@@ -148,6 +161,9 @@ def check(config: Config, now: float | None = None) -> CheckReport:
             server_context(config.tls)
         except ConfigError as exc:
             report.problems.append(f"configuration: {exc}")
+    if config.postgres_url is not None:
+        _check_postgres(config.postgres_url, report, now)
+        return report
     if not database.is_file():
         report.unchecked = "no database"
         report.problems.append(f"database: there is none at {database} (the server creates it on first start)")
@@ -173,6 +189,36 @@ def check(config: Config, now: float | None = None) -> CheckReport:
             report.unchecked = "cannot open the database"
             report.problems.append(f"database: cannot open {database.resolve()}: {_why_unopenable(database, exc)}")
     return report
+
+
+def _check_postgres(url: str, report: CheckReport, now: float) -> None:
+    """PostgreSQL keeps its own pages sound (checksums, WAL): what is checked here is that the
+    database answers, its schema version, and the delivery queue."""
+    import psycopg
+
+    from glimpze.store.dialect import for_postgres
+    from glimpze.store.pg_schema import schema_version
+
+    report.backend = "postgresql"
+    try:
+        with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+            version = schema_version(conn)
+            newest = len(MIGRATIONS)
+            if version == 0:
+                report.unchecked = "no database schema"
+                report.problems.append("database: PostgreSQL has no Glimpze tables yet (the server creates them)")
+                return
+            report.integrity_ok = True
+            if version > newest:
+                report.problems.append(f"database: schema {version} is newer than this Glimpze's ({newest}); upgrade")
+                return
+            row = conn.execute(for_postgres(SQL_QUEUE_STATS), {"now": now}).fetchone()
+            if row is not None:
+                report.leased = int(row[1])
+                report.pending = int(row[0]) - report.leased
+    except psycopg.Error as exc:
+        report.unchecked = "cannot reach the database"
+        report.problems.append(f"database: cannot reach PostgreSQL: {str(exc).strip()}")
 
 
 def _why_unopenable(database: Path, exc: sqlite3.Error) -> str:

@@ -48,7 +48,12 @@ class Runner:
     async def stop(self) -> None:
         """Stop reacting to wake-ups (a pass in progress is cancelled)."""
         if self._task is not None:
-            self._task.cancel()
+            # Cancelled again until it ends: on Python 3.11 a cancellation that meets a wait_for
+            # finishing at the same moment is lost (psycopg's waits are such), and the pass would
+            # go back to waiting for a wake-up.
+            while not self._task.done():
+                self._task.cancel()
+                await asyncio.wait([self._task], timeout=0.1)
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
 

@@ -18,8 +18,7 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from glimpze.store.database import Database
-from glimpze.store.sql import Tx, one
+from glimpze.store.sql import Store, Tx, one
 
 TOKEN_PREFIX = "gza_"
 ACTIONS = ("approve", "reject")
@@ -44,7 +43,7 @@ class ActionLink:
 class ActionLinks:
     """Makes and checks action links."""
 
-    def __init__(self, db: Database, base_url: str) -> None:
+    def __init__(self, db: Store, base_url: str) -> None:
         self.db = db
         self.base_url = base_url
         self._key: bytes | None = None

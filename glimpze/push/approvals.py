@@ -25,9 +25,8 @@ from glimpze.feeds.events import SQL_EVENT_COLUMNS, SQL_WIDGET_EVENT, ApprovalVi
 from glimpze.feeds.schemas import ApprovalEvent
 from glimpze.push.action_links import ActionLink, ActionLinks
 from glimpze.push.pushes import Push, message_text
-from glimpze.store.database import Database
 from glimpze.store.pagination import Page, page
-from glimpze.store.sql import Row, Tx, one
+from glimpze.store.sql import Row, Store, Tx, one
 
 STATUS_OF = {"approve": "approved", "reject": "rejected", "defer": "pending"}
 REMINDER_BATCH = 100
@@ -88,13 +87,13 @@ _WIDGET_COLUMNS = ", ".join(f"e.{column.strip()}" for column in SQL_EVENT_COLUMN
 SQL_WIDGET_PENDING = f"""
     SELECT {_WIDGET_COLUMNS}, a.status AS approval_status, a.renotify_at, count(*) OVER () AS waiting
     FROM approvals a JOIN events e ON e.seq = a.event_seq
-    WHERE a.feed_id = ? AND a.status = 'pending' AND e.widget_updated
+    WHERE a.feed_id = ? AND a.status = 'pending' AND e.widget_updated/*pg: <> 0*/
     ORDER BY a.event_seq LIMIT 1
 """
 SQL_WIDGET_DECIDED = f"""
     SELECT {_WIDGET_COLUMNS}, a.status AS approval_status, a.renotify_at, 0 AS waiting
     FROM approvals a JOIN events e ON e.seq = a.event_seq
-    WHERE a.feed_id = ? AND a.status != 'pending' AND e.widget_updated
+    WHERE a.feed_id = ? AND a.status != 'pending' AND e.widget_updated/*pg: <> 0*/
     ORDER BY a.decided_at DESC, a.event_seq DESC LIMIT 1
 """
 
@@ -167,9 +166,7 @@ def already_decided(row: Row) -> Conflict:
 class Approvals:
     """The approval lifecycle; see the module docstring."""
 
-    def __init__(
-        self, db: Database, config: Config, clock: Clock, outbox: Outbox, push: Push, links: ActionLinks
-    ) -> None:
+    def __init__(self, db: Store, config: Config, clock: Clock, outbox: Outbox, push: Push, links: ActionLinks) -> None:
         self.db = db
         self.clock = clock
         self.outbox = outbox

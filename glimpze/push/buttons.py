@@ -20,7 +20,7 @@ import msgspec
 from glimpze.clock import Clock
 from glimpze.delivery.ssrf import refused_reason
 from glimpze.push.action_links import BUTTON_ACTIONS, ActionLinks
-from glimpze.store.database import Database
+from glimpze.store.sql import Store
 
 MAX_BUTTONS = len(BUTTON_ACTIONS)
 SQL_BUTTONS = "SELECT actions FROM pushes WHERE event_id = ? AND actions IS NOT NULL ORDER BY seq DESC LIMIT 1"
@@ -60,7 +60,7 @@ class Buttons:
 
     def __init__(
         self,
-        db: Database,
+        db: Store,
         clock: Clock,
         links: ActionLinks,
         transport: Callable[[], httpx.AsyncBaseTransport],

@@ -45,9 +45,8 @@ from glimpze.push.buttons import Button
 from glimpze.push.quiet_hours import QuietHours, QuietHoursSpec, QuietHoursState
 from glimpze.push.targets import PushTargets, Recipient
 from glimpze.push.webpush import WebPush
-from glimpze.store.database import Database
 from glimpze.store.pagination import Page, page
-from glimpze.store.sql import Row, Tx, one
+from glimpze.store.sql import Row, Store, Tx, one
 
 log = logging.getLogger("glimpze.push")
 
@@ -74,14 +73,16 @@ SQL_RELEASE_LEASES = "UPDATE pushes SET status = 'queued', send_at = ? WHERE sta
 SQL_DUE = """
     SELECT p.seq, p.id, p.project_id, p.feed_id, p.event_id, p.approval, p.title, p.body, p.open_path, p.actions,
            a.status AS approval_status
-    FROM pushes p LEFT JOIN approvals a ON p.approval AND a.event_id = p.event_id
+    FROM pushes p LEFT JOIN approvals a ON p.approval/*pg: <> 0*/ AND a.event_id = p.event_id
     WHERE p.status IN ('queued', 'sending') AND p.send_at <= :now ORDER BY p.send_at, p.seq LIMIT :limit
 """
 SQL_ANY_DUE = "SELECT 1 FROM pushes WHERE status IN ('queued', 'sending') AND send_at <= ? LIMIT 1"
 SQL_LEASE = "UPDATE pushes SET status = 'sending', send_at = ? WHERE seq = ?"
 SQL_FINISH = "UPDATE pushes SET status = ?, reason = ?, sent_at = ?, send_at = NULL WHERE seq = ?"
 SQL_INSERT_RESULT = """
-    INSERT OR REPLACE INTO push_results (push_seq, target_id, kind, status, error, at) VALUES (?, ?, ?, ?, ?, ?)
+    INSERT INTO push_results (push_seq, target_id, kind, status, error, at) VALUES (?, ?, ?, ?, ?, ?)
+    ON CONFLICT (push_seq, target_id) DO UPDATE SET kind = excluded.kind, status = excluded.status,
+        error = excluded.error, at = excluded.at
 """
 SQL_HELD_PROJECTS = "SELECT DISTINCT project_id FROM pushes WHERE status = 'held'"
 SQL_RELEASE = "UPDATE pushes SET status = 'queued', send_at = :now WHERE project_id = :project AND status = 'held'"
@@ -93,7 +94,7 @@ SQL_LOG = """
 """
 SQL_LOG_RESULTS = """
     SELECT push_seq, target_id, kind, status, error, at FROM push_results
-    WHERE push_seq IN (SELECT value FROM json_each(?)) ORDER BY at, target_id
+    WHERE push_seq IN (SELECT CAST(value AS BIGINT) FROM json_each(?)) ORDER BY at, target_id
 """
 SQL_PURGE = """
     DELETE FROM pushes WHERE seq IN (
@@ -132,7 +133,7 @@ class Push:
 
     def __init__(
         self,
-        db: Database,
+        db: Store,
         config: Config,
         clock: Clock,
         targets: PushTargets,

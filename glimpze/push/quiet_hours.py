@@ -19,7 +19,7 @@ import msgspec
 from glimpze.accounts.settings import ProjectSettings, Setting
 from glimpze.clock import Clock, iso
 from glimpze.errors import ValidationFailed
-from glimpze.store.database import Database
+from glimpze.store.sql import Store
 
 _HH_MM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
@@ -96,7 +96,7 @@ def zone(name: str) -> zoneinfo.ZoneInfo:
 class QuietHours:
     """Each project's window, stored as a project setting and kept in memory."""
 
-    def __init__(self, db: Database, clock: Clock, settings: ProjectSettings) -> None:
+    def __init__(self, db: Store, clock: Clock, settings: ProjectSettings) -> None:
         self.db = db
         self.clock = clock
         self.settings = settings

@@ -25,9 +25,8 @@ from glimpze.errors import ValidationFailed, not_found
 from glimpze.ids import new_id
 from glimpze.push import apprise_urls
 from glimpze.push.webpush import Subscription, check_subscription
-from glimpze.store.database import Database
 from glimpze.store.pagination import Page, page
-from glimpze.store.sql import Row, Tx, one
+from glimpze.store.sql import Row, Store, Tx, one
 
 MAX_TARGETS = 50  # per project
 
@@ -101,7 +100,7 @@ def target_out(row: Row) -> PushTarget:
 class PushTargets:
     """Apprise URLs and Web Push subscriptions per project."""
 
-    def __init__(self, db: Database, clock: Clock, policy: TargetPolicy) -> None:
+    def __init__(self, db: Store, clock: Clock, policy: TargetPolicy) -> None:
         self.db = db
         self.clock = clock
         self.policy = policy

@@ -48,6 +48,7 @@ import aiosqlite
 import msgspec
 
 from glimpze.clock import iso
+from glimpze.store.dialect import Sql, Statement
 from glimpze.store.migrations import MIGRATIONS
 from glimpze.store.sql import Params, Row, Tx
 
@@ -314,13 +315,29 @@ class Writer:
                 future.set_exception(value)
 
 
+class SqliteTx:
+    """`Tx` over the writing connection: a statement written per dialect runs as its SQLite text."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def execute(self, sql: Statement, parameters: Params = (), /) -> sqlite3.Cursor:
+        return self._conn.execute(sql.sqlite if isinstance(sql, Sql) else sql, parameters)
+
+    def executemany(self, sql: Statement, parameters: Any, /) -> sqlite3.Cursor:
+        return self._conn.executemany(sql.sqlite if isinstance(sql, Sql) else sql, parameters)
+
+
 def _run_jobs(conn: sqlite3.Connection, batch: list[_Queued], *, isolated: bool) -> list[_Outcome]:
     outcomes: list[_Outcome] = []
+    tx = SqliteTx(conn)
     for fn, _ in batch:
         if isolated:
             conn.execute("SAVEPOINT job")
         try:
-            outcomes.append((True, fn(conn)))
+            outcomes.append((True, fn(tx)))
         except Exception as exc:  # the job's own failure
             if isolated:
                 conn.execute("ROLLBACK TO job")
@@ -344,7 +361,9 @@ def from_row(cls: type[S], row: Row | Mapping[str, Any], **values: Any) -> S:
 
 
 class Database:
-    """The store's entry point: `write(fn)` for changes, `fetch_all`/`fetch_one` for reads."""
+    """The store on SQLite: `write(fn)` for changes, `fetch_all`/`fetch_one` for reads."""
+
+    backend = "sqlite"
 
     def __init__(
         self,
@@ -414,17 +433,18 @@ class Database:
         """Run `fn(tx)` inside a write transaction; returns once it is committed."""
         return await self.writer.submit(fn)
 
-    async def execute(self, sql: str, params: Params = ()) -> int:
+    async def execute(self, sql: Statement, params: Params = ()) -> int:
         """One write statement; returns the number of rows changed."""
-        return await self.write(lambda conn: conn.execute(sql, params).rowcount)
+        return await self.write(lambda tx: tx.execute(sql, params).rowcount)
 
-    async def fetch_all(self, sql: str, params: Params = ()) -> list[Row]:
+    async def fetch_all(self, sql: Statement, params: Params = ()) -> list[Row]:
         """Every row the query gives, read on a reader connection."""
         reader = self._readers[next(self._next_reader)]
+        text = sql.sqlite if isinstance(sql, Sql) else sql
         # aiosqlite types this Iterable[sqlite3.Row]; it is the cursor's fetchall(), a list.
-        return cast(list[Row], await reader.execute_fetchall(sql, params))
+        return cast(list[Row], await reader.execute_fetchall(text, params))
 
-    async def fetch_one(self, sql: str, params: Params = ()) -> Row | None:
+    async def fetch_one(self, sql: Statement, params: Params = ()) -> Row | None:
         """The query's first row, None when it gives none."""
         rows = await self.fetch_all(sql, params)
         return rows[0] if rows else None
@@ -445,7 +465,7 @@ class Database:
 
         return await asyncio.to_thread(run)
 
-    async def fetch_value(self, sql: str, params: Params = ()) -> Any:
+    async def fetch_value(self, sql: Statement, params: Params = ()) -> Any:
         """The first column of the query's first row (a column's value: any SQL type), None without a row."""
         row = await self.fetch_one(sql, params)
         return None if row is None else row[0]

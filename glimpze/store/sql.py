@@ -2,21 +2,26 @@
 
 A write job is a plain function `job(tx: Tx) -> T` handed to `Database.write()`; it runs SQL with
 `tx.execute(sql, params)` and reads rows by column name (`row["id"]`) or position (`row[0]`).
-These are protocols, so the store behind them can change: SQLite's own connection satisfies them
-as it is. SQL is written with `?` or `:name` parameters; new rows report their keys with
-`RETURNING`, never `lastrowid`.
+These are protocols, so the store behind them can change (SQLite, PostgreSQL: `Store`). SQL is
+written with `?` or `:name` parameters, as one text for both databases where it can be, else as
+`Sql(sqlite=…, postgres=…)` (dialect.py); new rows report their keys with `RETURNING`, never
+`lastrowid`.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any, Protocol, TypeAlias
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Protocol, TypeAlias, TypeVar
+
+from glimpze.store.dialect import Statement
 
 Params: TypeAlias = Sequence[Any] | Mapping[str, Any]
 
-# A constraint the database enforces refused a write (a unique key, a foreign key).
+# A constraint the database enforces refused a write (a unique key, a foreign key); the
+# PostgreSQL store raises the same class.
 IntegrityError = sqlite3.IntegrityError
+T = TypeVar("T")
 
 
 class Row(Protocol):
@@ -43,9 +48,47 @@ class Cursor(Protocol):
 class Tx(Protocol):
     """The open write transaction a job runs in."""
 
-    def execute(self, sql: str, parameters: Params = ..., /) -> Cursor: ...
+    def execute(self, sql: Statement, parameters: Params = ..., /) -> Cursor: ...
 
-    def executemany(self, sql: str, parameters: Iterable[Params], /) -> Cursor: ...
+    def executemany(self, sql: Statement, parameters: Iterable[Params], /) -> Cursor: ...
+
+
+class Writer(Protocol):
+    """The store's writing side, as services see it."""
+
+    after_commit: list[Callable[[], None]]  # run on the event loop after each commit
+
+    @property
+    def alive(self) -> bool: ...
+
+
+class Store(Protocol):
+    """The database as the rest of Glimpze sees it, whichever backend holds it."""
+
+    @property
+    def backend(self) -> str:
+        """ "sqlite" or "postgresql" (metrics, `glimpze check`)."""
+        ...
+
+    @property
+    def writer(self) -> Writer: ...
+
+    @property
+    def writer_alive(self) -> bool: ...
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def write(self, fn: Callable[[Tx], T]) -> T: ...
+
+    async def execute(self, sql: Statement, params: Params = ...) -> int: ...
+
+    async def fetch_all(self, sql: Statement, params: Params = ...) -> list[Row]: ...
+
+    async def fetch_one(self, sql: Statement, params: Params = ...) -> Row | None: ...
+
+    async def fetch_value(self, sql: Statement, params: Params = ...) -> Any: ...
 
 
 def one(cursor: Cursor) -> Row:
