@@ -9,9 +9,14 @@ import ipaddress
 import logging
 import socket
 import sys
+from typing import TYPE_CHECKING
 
 from glimpze import __version__
 from glimpze.config import Config, ConfigError
+
+if TYPE_CHECKING:
+    from glimpze.ops.datadir import DataDirLock
+    from glimpze.store.postgres import ServerLock
 
 log = logging.getLogger("glimpze")
 
@@ -36,9 +41,22 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     except ConfigError as exc:
         print(f"glimpze: configuration error: {exc}", file=sys.stderr)
         return 2
-    # SQLite: one server process per data directory, held until the process ends. PostgreSQL is
-    # shared by several processes: no lock (the data directory keeps only images and keys then).
-    data_dir = claim(config.data_path) if config.postgres_url is None else None
+    # One server process per database, held until the process ends: the data directory's lock on
+    # SQLite, an advisory lock on PostgreSQL (several processes on one database: not yet, issue 19).
+    if config.postgres_url is None:
+        data_dir: DataDirLock | ServerLock | None = claim(config.data_path)
+    else:
+        from glimpze.store.postgres import ServerLock
+
+        data_dir = ServerLock.claim(config.postgres_url)
+        if data_dir is None:
+            print(
+                "glimpze: the PostgreSQL database of [database] url is in use by another Glimpze server; "
+                "stop it first, or give this one its own database (several servers on one database are "
+                "not supported yet)",
+                file=sys.stderr,
+            )
+            return 1
     sockets: dict[str, socket.socket] = {}  # the side listeners: metrics, ntfy at its root
     for name, address in (("metrics", config.metrics.listen), ("ntfy", config.ntfy.listen)):
         if address:

@@ -129,3 +129,30 @@ def test_check_names_an_unreachable_database(tmp_path: Path) -> None:
     report = check(config)
     assert not report.sound and report.lines()[0] == "integrity: not checked (cannot reach the database)"
     assert "no_such_database" in report.problems[0]
+
+
+def test_a_second_server_on_one_postgresql_database_refuses_to_start(tmp_path: Path) -> None:
+    """Several processes cannot share one database yet: the second is refused, as on one data dir."""
+    from tests.server import Server, free_port, run_cli
+
+    url = cluster().new_database(template=cluster().migrated_template())
+    (tmp_path / "a").mkdir()
+    first = Server(tmp_path / "a", env={"GLIMPZE_DATABASE_URL": url})
+    first.start()
+    try:
+        second = run_cli(
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(free_port()),
+            data=tmp_path / "b",
+            env={"GLIMPZE_DATABASE_URL": url},
+            timeout=30,
+        )
+        assert second.returncode == 1
+        assert "is in use by another Glimpze server" in second.stderr, second.stderr
+        first.kill()  # the lock goes with the killed server's session: a restart is not refused
+        first.start()
+    finally:
+        first.kill()

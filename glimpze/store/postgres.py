@@ -167,6 +167,41 @@ def connect_sync(url: str) -> psycopg.Connection[PgRow]:
     return conn
 
 
+SERVER_LOCK = 0x676C7376  # "glsv": held by the one `glimpze serve` of a database
+
+
+class ServerLock:
+    """The database's server lock: a session advisory lock on a connection of its own, held until
+    the process ends (the server lets go of it by exiting; a killed one's session ends with it).
+
+    Several processes cannot share one database yet (claims, rate limits and live updates are
+    still one process's: issue 19), so a second `glimpze serve` on it is refused, as a second one
+    on a SQLite data directory is."""
+
+    def __init__(self, conn: psycopg.Connection[PgRow]) -> None:
+        self._conn = conn
+
+    @classmethod
+    def claim(cls, url: str) -> ServerLock | None:
+        """The lock, or None when another server holds it."""
+        conn = connect_sync(url)
+        got = conn.execute("SELECT pg_try_advisory_lock(%s)", (SERVER_LOCK,)).fetchone()
+        if got is not None and got[0]:
+            return cls(conn)
+        holder = conn.execute(
+            "SELECT a.client_addr, a.application_name, a.pid FROM pg_locks l JOIN pg_stat_activity a "
+            "ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.objid = %s AND l.granted",
+            (SERVER_LOCK & 0xFFFFFFFF,),
+        ).fetchone()
+        conn.close()
+        if holder is not None:
+            log.debug("the server lock is held by backend %s (%s)", holder[2], holder[0])
+        return None
+
+    def release(self) -> None:
+        self._conn.close()
+
+
 class PgWriter:
     """One process's writing connection: group commit of queued jobs on its own thread."""
 
