@@ -663,7 +663,8 @@ async def test_the_live_stream_tells_what_changed_and_ends_at_shutdown(live: Api
     async with live.client.stream("GET", "/live") as response:
         assert response.headers["content-type"].startswith("text/event-stream")
         reader = SseReader(response)
-        assert (await reader.next(comments=True)).comment == "live"  # type: ignore[union-attr]
+        ready = await reader.next(timeout=5)  # subscribed: what changes from now on is told
+        assert ready is not None and ready.event == "ready"
         silent = (await live.ingest(feed, {**body, "intent": {"update_widget": False}})).json()
         message = await reader.next(timeout=5)
         assert message is not None and message.event == "change"

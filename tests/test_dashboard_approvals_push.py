@@ -147,7 +147,8 @@ async def test_the_live_stream_tells_of_approvals(live: Api) -> None:
     assert 'data-live-on="approval"' in page.text
     async with live.client.stream("GET", "/live") as response:
         reader = SseReader(response)
-        assert (await reader.next(comments=True)).comment == "live"  # type: ignore[union-attr]
+        ready = await reader.next(timeout=5)  # subscribed: what changes from now on is told
+        assert ready is not None and ready.event == "ready"
         event_id = (await live.ingest(feed, approval_event("Ship it?"))).json()["id"]
         heard = [(await reader.next(timeout=5)).json() for _ in range(5)]  # type: ignore[union-attr]
         assert {"kind": "approval", "id": event_id, "of": feed["id"]} in heard

@@ -174,7 +174,9 @@ async def live(request: AnyRequest, glimpze: App, viewer: SignedIn, ui: Dashboar
 async def _notices(glimpze: Services, project_id: str, cookie: str | None) -> AsyncIterator[ServerSentEventMessage]:
     subscription = glimpze.changes.subscribe(project_id)
     try:
-        yield ServerSentEventMessage(comment="live", retry=3000)
+        # "ready", not the stream's opening: the browser's `open` fires with the headers, which may
+        # leave before this subscription exists; a change in between would never be told.
+        yield ServerSentEventMessage(event="ready", data="{}", retry=3000)
         while not glimpze.stopping.is_set() and not glimpze.changes.stopping:
             change = await subscription.next(HEARTBEAT_SECONDS)
             if glimpze.stopping.is_set() or glimpze.changes.stopping:

@@ -390,7 +390,7 @@
     };
     let dropped = false;
     const source = new EventSource(liveUrl);
-    source.addEventListener("open", () => {
+    source.addEventListener("ready", () => {  // subscribed: every change from now on is told
       setStatus("open", "Live");
       if (dropped) refreshEverything();  // notices may have been missed while away
       dropped = false;
