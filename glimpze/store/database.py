@@ -50,7 +50,7 @@ import msgspec
 from glimpze.clock import iso
 from glimpze.store.dialect import Sql, Statement
 from glimpze.store.migrations import MIGRATIONS
-from glimpze.store.sql import Params, Row, Tx
+from glimpze.store.sql import Params, Row, StoreReads, Tx
 
 log = logging.getLogger("glimpze.db")
 
@@ -360,7 +360,7 @@ def from_row(cls: type[S], row: Row | Mapping[str, Any], **values: Any) -> S:
     return cls(**fields)
 
 
-class Database:
+class Database(StoreReads):
     """The store on SQLite: `write(fn)` for changes, `fetch_all`/`fetch_one` for reads."""
 
     backend = "sqlite"
@@ -433,21 +433,12 @@ class Database:
         """Run `fn(tx)` inside a write transaction; returns once it is committed."""
         return await self.writer.submit(fn)
 
-    async def execute(self, sql: Statement, params: Params = ()) -> int:
-        """One write statement; returns the number of rows changed."""
-        return await self.write(lambda tx: tx.execute(sql, params).rowcount)
-
     async def fetch_all(self, sql: Statement, params: Params = ()) -> list[Row]:
         """Every row the query gives, read on a reader connection."""
         reader = self._readers[next(self._next_reader)]
         text = sql.sqlite if isinstance(sql, Sql) else sql
         # aiosqlite types this Iterable[sqlite3.Row]; it is the cursor's fetchall(), a list.
         return cast(list[Row], await reader.execute_fetchall(text, params))
-
-    async def fetch_one(self, sql: Statement, params: Params = ()) -> Row | None:
-        """The query's first row, None when it gives none."""
-        rows = await self.fetch_all(sql, params)
-        return rows[0] if rows else None
 
     async def checkpoint(self, mode: str = "PASSIVE") -> tuple[int, int, int]:
         """Copy the WAL back into the database file on a connection of its own, off the event loop.
@@ -464,8 +455,3 @@ class Database:
                 conn.close()
 
         return await asyncio.to_thread(run)
-
-    async def fetch_value(self, sql: Statement, params: Params = ()) -> Any:
-        """The first column of the query's first row (a column's value: any SQL type), None without a row."""
-        row = await self.fetch_one(sql, params)
-        return None if row is None else row[0]

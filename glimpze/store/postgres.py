@@ -30,7 +30,7 @@ from psycopg.rows import RowMaker
 from psycopg.types.numeric import FloatLoader
 
 from glimpze.store.dialect import Statement, by_number, for_postgres, numbered
-from glimpze.store.sql import IntegrityError, Params, Row
+from glimpze.store.sql import IntegrityError, Params, Row, StoreReads
 
 log = logging.getLogger("glimpze.db")
 
@@ -188,14 +188,7 @@ class ServerLock:
         got = conn.execute("SELECT pg_try_advisory_lock(%s)", (SERVER_LOCK,)).fetchone()
         if got is not None and got[0]:
             return cls(conn)
-        holder = conn.execute(
-            "SELECT a.client_addr, a.application_name, a.pid FROM pg_locks l JOIN pg_stat_activity a "
-            "ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.objid = %s AND l.granted",
-            (SERVER_LOCK & 0xFFFFFFFF,),
-        ).fetchone()
         conn.close()
-        if holder is not None:
-            log.debug("the server lock is held by backend %s (%s)", holder[2], holder[0])
         return None
 
     def release(self) -> None:
@@ -315,7 +308,7 @@ async def _configure_reader(conn: psycopg.AsyncConnection[Any]) -> None:
     configure(conn.adapters)
 
 
-class PgDatabase:
+class PgDatabase(StoreReads):
     """The store on PostgreSQL: `write(fn)` for changes, `fetch_all`/`fetch_one` for reads."""
 
     backend = "postgresql"
@@ -370,9 +363,6 @@ class PgDatabase:
     async def write(self, fn: Callable[[Any], T]) -> T:
         return await self.writer.submit(fn)
 
-    async def execute(self, sql: Statement, params: Params = ()) -> int:
-        return await self.write(lambda tx: tx.execute(sql, params).rowcount)
-
     async def fetch_all(self, sql: Statement, params: Params = ()) -> list[Row]:
         assert self._pool is not None, "PgDatabase.open() was not awaited"
         async with self._pool.connection() as conn:
@@ -381,11 +371,3 @@ class PgDatabase:
             except psycopg.DataError as exc:
                 raise _nul_refused(exc) from exc
             return list(await cursor.fetchall())
-
-    async def fetch_one(self, sql: Statement, params: Params = ()) -> Row | None:
-        rows = await self.fetch_all(sql, params)
-        return rows[0] if rows else None
-
-    async def fetch_value(self, sql: Statement, params: Params = ()) -> Any:
-        row = await self.fetch_one(sql, params)
-        return None if row is None else row[0]

@@ -91,6 +91,30 @@ class Store(Protocol):
     async def fetch_value(self, sql: Statement, params: Params = ...) -> Any: ...
 
 
+class StoreReads:
+    """What both stores derive from their own `write()` and `fetch_all()`."""
+
+    async def write(self, fn: Callable[[Tx], T]) -> T:
+        raise NotImplementedError
+
+    async def fetch_all(self, sql: Statement, params: Params = ()) -> list[Row]:
+        raise NotImplementedError
+
+    async def execute(self, sql: Statement, params: Params = ()) -> int:
+        """One write statement; returns the number of rows changed."""
+        return await self.write(lambda tx: tx.execute(sql, params).rowcount)
+
+    async def fetch_one(self, sql: Statement, params: Params = ()) -> Row | None:
+        """The query's first row, None when it gives none."""
+        rows = await self.fetch_all(sql, params)
+        return rows[0] if rows else None
+
+    async def fetch_value(self, sql: Statement, params: Params = ()) -> Any:
+        """The first column of the query's first row (a column's value: any SQL type), None without a row."""
+        row = await self.fetch_one(sql, params)
+        return None if row is None else row[0]
+
+
 def one(cursor: Cursor) -> Row:
     """The row a statement always gives: an aggregate, an `INSERT … RETURNING`, or a row the same
     transaction has just written."""
