@@ -20,7 +20,7 @@ from glimpze.store.pagination import all_pages
 
 if TYPE_CHECKING:
     from glimpze.accounts.keys import ApiKey, NewApiKey, Project
-    from glimpze.delivery.webhooks import Delivery, NewWebhook, Webhook
+    from glimpze.delivery.webhook_shapes import Delivery, NewWebhook, Webhook
     from glimpze.feeds.feeds import Feed, NewFeed
     from glimpze.store.pagination import Page
 
@@ -123,7 +123,7 @@ def cmd_feeds_rotate(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_webhooks_add(args: argparse.Namespace, config: Config) -> int:
-    from glimpze.delivery.webhooks import WebhookSpec
+    from glimpze.delivery.webhook_shapes import WebhookSpec
 
     headers = {}
     for header in args.header:

@@ -16,7 +16,8 @@ import msgspec
 
 from glimpze.delivery import backlog
 from glimpze.delivery.attempts import request_headers
-from glimpze.delivery.webhooks import delivery_out, delivery_row
+from glimpze.delivery.webhook_shapes import delivery_out
+from glimpze.delivery.webhooks import delivery_row
 from glimpze.store.sql import Store
 
 SIGNED = "(signed when sent)"

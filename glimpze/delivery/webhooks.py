@@ -29,6 +29,20 @@ from glimpze.delivery import backlog
 from glimpze.delivery.outbox import EVENT_TYPES, Outbox
 from glimpze.delivery.signing import new_signing_secret
 from glimpze.delivery.ssrf import TargetPolicy, check_url
+from glimpze.delivery.webhook_shapes import (
+    Attempt,
+    Delivery,
+    DeliveryDetail,
+    NewWebhook,
+    Replayed,
+    Webhook,
+    WebhookPatch,
+    WebhookSecret,
+    WebhookSpec,
+    attempt_out,
+    delivery_out,
+    webhook_out,
+)
 from glimpze.errors import Conflict, FieldError, ValidationFailed, not_found
 from glimpze.ids import new_id
 from glimpze.names import check_name
@@ -140,137 +154,6 @@ SQL_REPLAY = """
 """
 
 
-class Webhook(msgspec.Struct, kw_only=True):
-    id: str
-    url: str
-    events: list[str]
-    feed_ids: list[str]  # empty: every feed
-    description: str
-    headers: dict[str, str]
-    active: bool
-    ordered: bool
-    timeout_seconds: float
-    disabled_reason: str | None
-    consecutive_failures: int
-    failing_since: str | None
-    created_at: str
-    updated_at: str
-
-
-class NewWebhook(Webhook, kw_only=True):
-    secret: str
-
-
-class WebhookSecret(msgspec.Struct):
-    secret: str
-    previous_secret: str | None
-    previous_secret_expires_at: str | None
-
-
-class CallbackTarget(msgspec.Struct):
-    """Where an approval callback goes (for GET, `url` holds the fields)."""
-
-    feed_id: str
-    method: str
-    url: str
-
-
-class Delivery(msgspec.Struct, kw_only=True, omit_defaults=True):
-    id: str
-    webhook_id: str | None  # None: an approval callback
-    event_id: str
-    event: str
-    status: str
-    attempts: int
-    next_attempt_at: str | None
-    last_status_code: int | None
-    last_error: str | None
-    created_at: str
-    callback: CallbackTarget | None = None
-
-
-class Attempt(msgspec.Struct):
-    attempt: int
-    at: str
-    status_code: int | None
-    latency_ms: float | None
-    error: str | None
-    response: str | None
-
-
-class DeliveryDetail(Delivery, kw_only=True):
-    attempt_log: list[Attempt]
-
-
-class Replayed(msgspec.Struct):
-    replayed: int
-
-
-class WebhookSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """The body of POST /v1/webhooks."""
-
-    url: str
-    events: list[str]
-    feed_ids: list[str] | None = None  # None or empty: every feed
-    description: str = ""
-    headers: dict[str, str] = msgspec.field(default_factory=dict)
-    active: bool = True
-    ordered: bool = False
-    timeout_seconds: float | None = None
-
-
-class WebhookPatch(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    url: str | msgspec.UnsetType = msgspec.UNSET
-    events: list[str] | msgspec.UnsetType = msgspec.UNSET
-    feed_ids: list[str] | None | msgspec.UnsetType = msgspec.UNSET
-    description: str | msgspec.UnsetType = msgspec.UNSET
-    headers: dict[str, str] | msgspec.UnsetType = msgspec.UNSET
-    active: bool | msgspec.UnsetType = msgspec.UNSET
-    ordered: bool | msgspec.UnsetType = msgspec.UNSET
-    timeout_seconds: float | msgspec.UnsetType = msgspec.UNSET
-
-
-def _ts(value: float | None) -> str | None:
-    return None if value is None else iso(value)
-
-
-def webhook_out(row: Row) -> Webhook:
-    return Webhook(
-        id=row["id"],
-        url=row["url"],
-        events=msgspec.json.decode(row["events"]),
-        feed_ids=[] if row["feed_ids"] is None else msgspec.json.decode(row["feed_ids"]),
-        description=row["description"],
-        headers=msgspec.json.decode(row["headers"]),
-        active=bool(row["active"]),
-        ordered=bool(row["ordered"]),
-        timeout_seconds=row["timeout_seconds"],
-        disabled_reason=row["disabled_reason"],
-        consecutive_failures=row["failures"],
-        failing_since=_ts(row["failing_since"]),
-        created_at=iso(row["created_at"]),
-        updated_at=iso(row["updated_at"]),
-    )
-
-
-def delivery_out(row: Row, code: str | None = None) -> Delivery:
-    """A delivery from a row of the delivery queries; one without a row gets its id from its
-    event's seq and its webhook's `code` (the row's `delivery_code` when not given)."""
-    return Delivery(
-        id=row["id"] or backlog.delivery_id(row["event_seq"], code or row["delivery_code"]),
-        webhook_id=row["webhook_id"],
-        event_id=row["event_id"],
-        event=row["event"],
-        status=row["status"],
-        attempts=row["attempts"],
-        next_attempt_at=_ts(row["next_attempt_at"]) if row["status"] in ("pending", "failed") else None,
-        last_status_code=row["last_status_code"],
-        last_error=row["last_error"],
-        created_at=iso(row["created_at"]),
-        callback=None if row["feed_id"] is None else CallbackTarget(row["feed_id"], row["method"], row["url"]),
-    )
-
-
 async def delivery_row(db: Store, project_id: str, delivery_id: str) -> Row:
     """A delivery with the request it makes (SQL_GET_DELIVERY), with or without a row yet."""
     seq, code = backlog.parse_delivery_id(delivery_id) or (-1, "")
@@ -279,12 +162,6 @@ async def delivery_row(db: Store, project_id: str, delivery_id: str) -> Row:
     if row is None:
         raise not_found("delivery", delivery_id)
     return row
-
-
-def _attempt_out(row: Row) -> Attempt:
-    return Attempt(
-        row["attempt"], iso(row["at"]), row["status_code"], row["latency_ms"], row["error"], row["response_head"]
-    )
 
 
 class Webhooks:
@@ -460,7 +337,7 @@ class Webhooks:
         seqs = msgspec.json.encode([row["seq"] for row in rows[:limit] if row["seq"] is not None]).decode()
         attempts: dict[int, builtins.list[Attempt]] = {}
         for a in await self.db.fetch_all(SQL_ATTEMPTS_OF, (seqs,)):
-            attempts.setdefault(a["delivery_seq"], []).append(_attempt_out(a))
+            attempts.setdefault(a["delivery_seq"], []).append(attempt_out(a))
 
         def out(row: Row) -> DeliveryDetail:
             listed = delivery_out(row, code)
@@ -499,9 +376,7 @@ class Webhooks:
     async def delivery(self, project_id: str, delivery_id: str) -> DeliveryDetail:
         row = await delivery_row(self.db, project_id, delivery_id)
         log = (
-            []
-            if row["seq"] is None
-            else [_attempt_out(a) for a in await self.db.fetch_all(SQL_ATTEMPTS, (row["seq"],))]
+            [] if row["seq"] is None else [attempt_out(a) for a in await self.db.fetch_all(SQL_ATTEMPTS, (row["seq"],))]
         )
         return DeliveryDetail(**msgspec.structs.asdict(delivery_out(row)), attempt_log=log)
 

@@ -10,8 +10,7 @@ from litestar.params import FromPath, FromQuery
 
 from glimpze.clock import parse_iso
 from glimpze.delivery.outbox import EVENT_TYPES, Polled
-from glimpze.delivery.webhooks import (
-    DEFAULT_SECRET_GRACE_SECONDS,
+from glimpze.delivery.webhook_shapes import (
     Delivery,
     DeliveryDetail,
     NewWebhook,
@@ -21,6 +20,7 @@ from glimpze.delivery.webhooks import (
     WebhookSecret,
     WebhookSpec,
 )
+from glimpze.delivery.webhooks import DEFAULT_SECRET_GRACE_SECONDS
 from glimpze.errors import ValidationFailed
 from glimpze.store.pagination import DEFAULT_LIMIT, Page, check_limit, decode_cursor
 from glimpze.validation import Decoder

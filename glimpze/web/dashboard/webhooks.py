@@ -12,7 +12,8 @@ from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
 
 from glimpze.delivery.outbox import EVENT_TYPES
-from glimpze.delivery.webhooks import DEFAULT_SECRET_GRACE_SECONDS, Webhook, WebhookPatch, WebhookSpec
+from glimpze.delivery.webhook_shapes import Webhook, WebhookPatch, WebhookSpec
+from glimpze.delivery.webhooks import DEFAULT_SECRET_GRACE_SECONDS
 from glimpze.errors import GlimpzeError, ValidationFailed
 from glimpze.services import Services
 from glimpze.store.pagination import DEFAULT_LIMIT, MAX_LIMIT, all_pages, decode_cursor
